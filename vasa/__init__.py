@@ -1,0 +1,16 @@
+"""vasa: visual agents at scale (JAX).
+
+Sub-packages load on first use, so ``import vasa`` compiles nothing and loads no model:
+``vasa.envs``, ``vasa.algos``, ``vasa.nn``, ``vasa.dist``, ``vasa.run``.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+__all__ = ["envs", "algos", "nn", "dist", "run"]
+
+
+def __getattr__(name):
+    if name in __all__:
+        return importlib.import_module(f"vasa.{name}")
+    raise AttributeError(f"module 'vasa' has no attribute {name!r}")

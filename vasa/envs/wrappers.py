@@ -1,0 +1,173 @@
+"""Environment wrappers: action repeat, episode limit (truncation), auto-reset.
+
+All wrappers act on a single environment and stay pure and vmappable; batch with
+``jax.vmap``. :func:`vasa.envs.make` applies them in the order
+``AutoReset(EpisodeLimit(ActionRepeat(task)))``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from vasa.envs.core import EnvState
+
+
+def _select(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
+    """Leaf-wise ``where(pred, on_true, on_false)`` for a scalar ``pred`` (per environment)."""
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
+class Wrapper:
+    """Forwards everything it does not override to the wrapped env."""
+
+    def __init__(self, env):
+        self.env = env
+
+    def reset(self, key: jax.Array) -> EnvState:
+        return self.env.reset(key)
+
+    def step(self, state: EnvState, action: jax.Array) -> EnvState:
+        return self.env.step(state, action)
+
+    @property
+    def unwrapped(self):
+        return getattr(self.env, "unwrapped", self.env)
+
+    def __getattr__(self, name):
+        if name == "env":  # not yet set: avoid infinite recursion during unpickling
+            raise AttributeError(name)
+        return getattr(self.env, name)
+
+
+class ActionRepeat(Wrapper):
+    """Repeat each action ``repeat`` times, summing rewards; stops early inside the repeat
+    once the episode has ended (later sub-steps neither move the state nor add reward)."""
+
+    def __init__(self, env, repeat: int):
+        if int(repeat) < 1:
+            raise ValueError(f"action_repeat={repeat!r} is not allowed: it must be an integer >= 1.")
+        super().__init__(env)
+        self.repeat = int(repeat)
+
+    def step(self, state: EnvState, action: jax.Array) -> EnvState:
+        if self.repeat == 1:
+            return self.env.step(state, action)
+
+        def sub_step(carry, _):
+            s, total = carry
+            nxt = self.env.step(s, action)
+            ended = s.done > 0
+            total = total + jnp.where(ended, 0.0, nxt.reward)
+            return (_select(ended, s, nxt), total), None
+
+        start = state.replace(done=jnp.zeros_like(state.done))
+        (out, total), _ = jax.lax.scan(sub_step, (start, jnp.zeros_like(state.reward)), None, length=self.repeat)
+        return out.replace(reward=total)
+
+
+class EpisodeLimit(Wrapper):
+    """End episodes after ``episode_length`` inner steps (counted before action repeat,
+    as Brax and DM Control do), flagging ``truncation=1`` (distinct from termination).
+
+    ``info["steps"]``: ``[] int32`` inner steps taken in the current episode.
+    """
+
+    def __init__(self, env, episode_length: int, steps_per_action: int = 1):
+        if int(episode_length) < 1:
+            raise ValueError(f"episode_length={episode_length!r} is not allowed: it must be >= 1.")
+        super().__init__(env)
+        self.limit = int(episode_length)
+        self.steps_per_action = int(steps_per_action)
+
+    @property
+    def episode_length(self) -> int:
+        return self.limit
+
+    def reset(self, key):
+        state = self.env.reset(key)
+        return state.replace(info={**state.info, "steps": jnp.zeros((), jnp.int32)})
+
+    def step(self, state, action):
+        nxt = self.env.step(state, action)
+        steps = state.info["steps"] + self.steps_per_action
+        out_of_time = (steps >= self.limit).astype(jnp.float32)
+        truncation = out_of_time * (1.0 - nxt.done)
+        done = jnp.maximum(nxt.done, out_of_time)
+        return nxt.replace(done=done, truncation=truncation, info={**nxt.info, "steps": steps})
+
+
+class AutoReset(Wrapper):
+    """Start a new episode in place whenever one ends, so a batch of envs never stalls.
+
+    After a step that ended an episode (``done == 1``) the returned state holds the first
+    observation of the next episode; the transition's true last observation stays in
+    ``info["final_obs"]`` (learners bootstrap from it on truncation). Also tracks episode
+    statistics: ``metrics["episode_return"]``/``["episode_length"]`` (running) and
+    ``info["final_return"]``/``["final_length"]`` (of the episode that just ended; valid
+    where ``done == 1``).
+
+    Args:
+      mode: ``"fresh"`` draws a new initial state from a per-env key (``info["reset_key"]``)
+        at every reset: the correct semantics, at the cost of evaluating ``reset`` in every
+        batched step (``vmap`` turns the branch into a select). ``"cached"`` reuses the
+        env's first initial state, as Brax's and Playground's auto-reset wrappers do:
+        cheaper, but each env slot replays the same start.
+    """
+
+    def __init__(self, env, mode: str = "fresh"):
+        if mode not in ("fresh", "cached"):
+            raise ValueError(f"reset_mode={mode!r} is not allowed: choose 'fresh' or 'cached'.")
+        super().__init__(env)
+        self.mode = mode
+
+    def reset(self, key):
+        key, reset_key = jax.random.split(key)
+        inner = self.env.reset(reset_key)
+        zero = jnp.zeros((), jnp.float32)
+        info = {
+            **inner.info,
+            "final_obs": inner.obs,
+            "final_return": zero,
+            "final_length": zero,
+        }
+        if self.mode == "fresh":
+            info["reset_key"] = key
+        else:
+            info["first_state"] = inner
+        metrics = {**inner.metrics, "episode_return": zero, "episode_length": zero}
+        return inner.replace(info=info, metrics=metrics)
+
+    def step(self, state, action):
+        own = ("final_obs", "final_return", "final_length", "reset_key", "first_state")
+        inner_state = state.replace(
+            info={k: v for k, v in state.info.items() if k not in own},
+            metrics={k: v for k, v in state.metrics.items() if k not in ("episode_return", "episode_length")},
+        )
+        nxt = self.env.step(inner_state, action)
+        ep_return = state.metrics["episode_return"] + nxt.reward
+        ep_length = state.metrics["episode_length"] + 1.0
+        done = nxt.done > 0
+
+        info = dict(state.info)
+        if self.mode == "fresh":
+            key, reset_key = jax.random.split(state.info["reset_key"])
+            fresh = self.env.reset(reset_key)
+            info["reset_key"] = jnp.where(done, key, state.info["reset_key"])
+        else:
+            fresh = state.info["first_state"]
+        physics = _select(done, fresh.physics, nxt.physics)
+        obs = _select(done, fresh.obs, nxt.obs)
+        inner_info = _select(done, {k: fresh.info[k] for k in nxt.info}, nxt.info)
+        info.update(inner_info)
+        info["final_obs"] = nxt.obs
+        info["final_return"] = jnp.where(done, ep_return, 0.0)
+        info["final_length"] = jnp.where(done, ep_length, 0.0)
+        metrics = {
+            **nxt.metrics,
+            "episode_return": jnp.where(done, 0.0, ep_return),
+            "episode_length": jnp.where(done, 0.0, ep_length),
+        }
+        return nxt.replace(physics=physics, obs=obs, info=info, metrics=metrics)
