@@ -1,0 +1,559 @@
+"""SURREAL-PPO: proximal policy optimisation with a lagged target (reference) network.
+
+One iteration, :func:`make_train_step`, is a single jitted pure function: roll out
+``unroll_length`` steps of ``num_envs`` environments with ``lax.scan``, compute GAE, then
+``num_epochs`` x ``num_minibatches`` gradient steps. It is written once against a 1-D device
+mesh (``jax.shard_map`` over ``"data"``): environments and minibatches are split across
+devices and gradients averaged with ``lax.pmean``. ``num_seeds > 1`` vmaps it over seeds.
+
+What SURREAL adds to PPO (Fan et al., CoRL 2018; dissertation section 2.5.1):
+
+* the **target network**: data is collected by a *reference* policy that the learner
+  refreshes only every ``target_update_interval`` iterations (1 = ordinary PPO); the
+  likelihood ratio and the KL penalty are measured against it, so it is a fixed centre of
+  the trust region;
+* the **adaptive-KL surrogate** ``-ratio * A + beta * KL(ref || pi)
+  + hinge_coef * max(0, KL - 2 kl_target)^2``, with ``beta`` multiplied by
+  ``beta_factor`` when the measured KL exceeds ``2 kl_target``, divided when it is below
+  ``kl_target / 2``, and kept inside ``[beta_min, beta_max]``; the clipped-ratio surrogate is
+  the alternative (``surrogate="clip"``);
+* the **z-filter**: running mean/variance observation normalisation kept in the TrainState.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from vasa.algos.returns import gae_advantages
+from vasa.dist.mesh import DATA_AXIS, global_row_ids, make_mesh
+from vasa.envs import EnvState, check_env_id, make
+from vasa.nn import MLP, ActionDistribution, GaussianPolicyHead, RunningStats
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """PPO hyperparameters. Defaults learn ``dmc/cartpole_balance`` on a 2-core CPU in minutes."""
+
+    env: str = "dmc/cartpole_balance"
+    """environment id (see vasa.envs.registered_ids())"""
+    num_envs: int = 128
+    """parallel environments (global, split over devices)"""
+    unroll_length: int = 32
+    """environment steps per environment per iteration (the rollout horizon)"""
+    total_env_steps: int = 2_000_000
+    """training length in environment steps (action repeats counted)"""
+    seed: int = 0
+    """random seed"""
+    num_seeds: int = 1
+    """independent runs trained together with jax.vmap (seeds seed, seed+1, ...)"""
+    episode_length: int | None = None
+    """time limit in task steps (None: the task's own, e.g. 1000 for DM Control)"""
+    action_repeat: int | None = 4
+    """repeat each action this many task steps (None: the task's own)"""
+    reset_mode: Literal["fresh", "cached"] = "fresh"
+    """auto-reset draws a fresh initial state, or replays a cached one (Brax's behaviour)"""
+
+    # surrogate and SURREAL target network
+    surrogate: Literal["clip", "kl"] = "clip"
+    """policy objective: clipped ratio, or SURREAL's adaptive-KL penalty"""
+    clip_epsilon: float = 0.2
+    """ratio clip range for surrogate=clip"""
+    kl_target: float = 0.015
+    """target KL(ref || pi) for the adaptive penalty (SURREAL: 0.015)"""
+    beta_init: float = 1.0
+    """initial KL penalty coefficient"""
+    beta_min: float = 1.0 / 35.0
+    """lower bound of beta"""
+    beta_max: float = 35.0
+    """upper bound of beta"""
+    beta_factor: float = 1.5
+    """beta is multiplied/divided by this when KL leaves [target/2, 2*target]"""
+    kl_hinge_coef: float = 250.0
+    """coefficient of the squared hinge on KL above 2*kl_target (surrogate=kl)"""
+    kl_early_stop: float = 0.0
+    """stop an iteration's updates once KL > this * kl_target (0 disables; SURREAL: 4)"""
+    target_update_interval: int = 1
+    """iterations between refreshes of the reference (behaviour) policy; 1 = ordinary PPO"""
+
+    # returns
+    gamma: float = 0.99
+    """discount"""
+    gae_lambda: float = 0.95
+    """GAE lambda"""
+    reward_scaling: float = 1.0
+    """multiply rewards by this before learning (returns are logged unscaled)"""
+    normalize_observations: bool = True
+    """z-filter observations with running mean/variance"""
+    normalize_advantages: bool = True
+    """standardise advantages per minibatch"""
+
+    # optimisation
+    num_epochs: int = 4
+    """passes over each iteration's batch"""
+    num_minibatches: int = 8
+    """minibatches per epoch (global; each device takes its share)"""
+    learning_rate: float = 1e-3
+    """Adam learning rate"""
+    lr_schedule: Literal["constant", "linear", "cosine"] = "linear"
+    """learning-rate schedule over all gradient steps (linear/cosine decay to 0)"""
+    max_grad_norm: float = 0.5
+    """global gradient-norm clip (0 disables)"""
+    value_coef: float = 0.5
+    """weight of the value loss"""
+    clip_value: bool = False
+    """clip value predictions to +-clip_epsilon around the rollout's values"""
+    entropy_coef: float = 1e-3
+    """entropy bonus weight"""
+
+    # networks
+    policy_layers: tuple[int, ...] = (64, 64)
+    """policy MLP hidden sizes"""
+    value_layers: tuple[int, ...] = (64, 64)
+    """value MLP hidden sizes"""
+    activation: Literal["tanh", "relu", "swish", "elu", "gelu"] = "tanh"
+    """hidden activation"""
+    state_dependent_std: bool = False
+    """predict log-std from the observation (else one learned vector)"""
+    init_log_std: float = -0.5
+    """initial log standard deviation of the Gaussian policy (SURREAL: -1)"""
+    action_squash: Literal["tanh", "clip"] = "tanh"
+    """map Gaussian samples to the action bounds by tanh, or clip them"""
+
+    @property
+    def batch_size(self) -> int:
+        """Transitions per iteration: ``num_envs * unroll_length``."""
+        return self.num_envs * self.unroll_length
+
+    def validate(self, num_devices: int = 1) -> None:
+        """Raise ``ValueError`` naming the field, its value and what is allowed."""
+
+        def need(ok: bool, field: str, allowed: str):
+            if not ok:
+                raise ValueError(f"PPOConfig.{field}={getattr(self, field)!r} is not allowed: {allowed}.")
+
+        check_env_id(self.env)
+        for f in ("num_envs", "unroll_length", "total_env_steps", "num_seeds", "num_epochs",
+                  "num_minibatches", "target_update_interval"):
+            need(int(getattr(self, f)) >= 1, f, "it must be an integer >= 1")
+        need(self.num_envs % num_devices == 0, "num_envs",
+             f"it must be divisible by the number of devices ({num_devices})")
+        need(self.batch_size % self.num_minibatches == 0, "num_minibatches",
+             f"it must divide the batch num_envs * unroll_length = {self.batch_size}")
+        group = minibatch_group_size(self.unroll_length, self.num_minibatches)
+        need((self.num_envs // num_devices) % group == 0, "num_minibatches",
+             f"with unroll_length={self.unroll_length}, each device's environments "
+             f"(num_envs / devices = {self.num_envs // num_devices}) must be a multiple of "
+             f"{group} = num_minibatches / gcd(num_minibatches, unroll_length)")
+        need(self.action_repeat is None or self.action_repeat >= 1, "action_repeat", "it must be >= 1 (or None)")
+        need(self.episode_length is None or self.episode_length >= 1, "episode_length", "it must be >= 1 (or None)")
+        need(self.learning_rate > 0 and math.isfinite(self.learning_rate), "learning_rate", "it must be > 0")
+        need(0 < self.gamma <= 1, "gamma", "it must lie in (0, 1]")
+        need(0 <= self.gae_lambda <= 1, "gae_lambda", "it must lie in [0, 1]")
+        need(self.clip_epsilon > 0, "clip_epsilon", "it must be > 0")
+        need(self.kl_target > 0, "kl_target", "it must be > 0")
+        need(0 < self.beta_min <= self.beta_init <= self.beta_max, "beta_init",
+             f"it must lie in [beta_min, beta_max] = [{self.beta_min}, {self.beta_max}] with beta_min > 0")
+        need(self.beta_factor > 1, "beta_factor", "it must be > 1")
+        need(self.kl_hinge_coef >= 0, "kl_hinge_coef", "it must be >= 0")
+        need(self.kl_early_stop >= 0, "kl_early_stop", "it must be >= 0 (0 disables)")
+        need(self.max_grad_norm >= 0, "max_grad_norm", "it must be >= 0 (0 disables)")
+        need(self.value_coef >= 0, "value_coef", "it must be >= 0")
+        need(self.entropy_coef >= 0, "entropy_coef", "it must be >= 0")
+        need(self.reward_scaling > 0, "reward_scaling", "it must be > 0")
+        need(all(int(w) >= 1 for w in self.policy_layers), "policy_layers", "widths must be >= 1")
+        need(all(int(w) >= 1 for w in self.value_layers), "value_layers", "widths must be >= 1")
+        for field, choices in (("surrogate", ("clip", "kl")), ("reset_mode", ("fresh", "cached")),
+                               ("lr_schedule", ("constant", "linear", "cosine")),
+                               ("activation", ("tanh", "relu", "swish", "elu", "gelu")),
+                               ("action_squash", ("tanh", "clip"))):
+            need(getattr(self, field) in choices, field, f"choose one of {', '.join(choices)}")
+
+    @property
+    def num_iterations(self) -> int:
+        """Iterations needed to reach ``total_env_steps`` (rounded up)."""
+        return -(-self.total_env_steps // self.env_steps_per_iteration)
+
+    @property
+    def env_steps_per_iteration(self) -> int:
+        """Environment (task) steps per iteration, action repeats included."""
+        return self.batch_size * (self.action_repeat or 1)
+
+
+def minibatch_group_size(unroll_length: int, num_minibatches: int) -> int:
+    """Environments per shuffling group: the fewest whose ``unroll_length`` steps split into
+    ``num_minibatches`` equal parts. Shuffling inside fixed groups of *global* environment
+    ids makes minibatches identical whatever the number of devices."""
+    return num_minibatches // math.gcd(num_minibatches, unroll_length)
+
+
+def adapt_beta(beta: jax.Array, kl: jax.Array, config: PPOConfig) -> jax.Array:
+    """SURREAL/PPO adaptive KL coefficient: ``beta * beta_factor`` when ``kl > 2 kl_target``,
+    ``beta / beta_factor`` when ``kl < kl_target / 2``, else unchanged; then clipped to
+    ``[beta_min, beta_max]``. ``beta``, ``kl``: ``[] float32`` (or broadcastable arrays)."""
+    beta = jnp.where(kl > 2 * config.kl_target, beta * config.beta_factor,
+                     jnp.where(kl < config.kl_target / 2, beta / config.beta_factor, beta))
+    return jnp.clip(beta, config.beta_min, config.beta_max)
+
+
+def make_env(config: PPOConfig, **overrides):
+    """The training environment of ``config`` (auto-resetting, with time limit and repeat)."""
+    return make(config.env, episode_length=config.episode_length, action_repeat=config.action_repeat,
+                reset_mode=config.reset_mode, **overrides)
+
+
+# --------------------------------------------------------------------------- state
+
+
+@struct.dataclass
+class TrainState:
+    """Everything a PPO run needs to continue exactly (one seed; vmapped runs add a leading
+    seed axis to every leaf).
+
+    Attributes:
+      params: ``{"policy": ..., "value": ...}`` flax parameters being learned.
+      ref_policy: the reference (target) policy parameters that collect data.
+      opt_state: optax state.
+      normalizer: observation running statistics.
+      beta: ``[] float32`` adaptive KL coefficient.
+      key: PRNG key ``uint32[2]``.
+      iteration: ``[] int32`` completed iterations.
+      env_state: ``EnvState`` with leading axis ``[num_envs]`` (sharded over ``"data"``).
+    """
+
+    params: Any
+    ref_policy: Any
+    opt_state: Any
+    normalizer: RunningStats
+    beta: jax.Array
+    key: jax.Array
+    iteration: jax.Array
+    env_state: EnvState
+
+
+@struct.dataclass
+class Transition:
+    obs: jax.Array
+    raw_action: jax.Array
+    log_prob: jax.Array
+    mean: jax.Array
+    log_std: jax.Array
+    reward: jax.Array
+    done: jax.Array
+    termination: jax.Array
+    next_obs: jax.Array
+    final_return: jax.Array
+
+
+class Networks:
+    """The policy and value networks of a config, as pure apply functions."""
+
+    def __init__(self, config: PPOConfig, obs_size: int, action_spec):
+        self.policy = GaussianPolicyHead(
+            layers=tuple(config.policy_layers), action_size=action_spec.shape[0], activation=config.activation,
+            state_dependent_std=config.state_dependent_std, init_log_std=config.init_log_std)
+        self.value = MLP(tuple(config.value_layers), 1, config.activation)
+        self.obs_size = obs_size
+        self.dist = ActionDistribution(jnp.asarray(action_spec.low, jnp.float32),
+                                       jnp.asarray(action_spec.high, jnp.float32), config.action_squash)
+
+    def init(self, key):
+        k1, k2 = jax.random.split(key)
+        dummy = jnp.zeros((1, self.obs_size))
+        return {"policy": self.policy.init(k1, dummy), "value": self.value.init(k2, dummy)}
+
+    def value_fn(self, params, obs):
+        return self.value.apply(params, obs)[..., 0]
+
+
+def _optimizer(config: PPOConfig) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    steps = config.num_iterations * config.num_epochs * config.num_minibatches
+    lr = config.learning_rate
+    if config.lr_schedule == "linear":
+        schedule = optax.linear_schedule(lr, 0.0, steps)
+    elif config.lr_schedule == "cosine":
+        schedule = optax.cosine_decay_schedule(lr, steps)
+    else:
+        schedule = optax.constant_schedule(lr)
+    chain = [optax.clip_by_global_norm(config.max_grad_norm)] if config.max_grad_norm > 0 else []
+    return optax.chain(*chain, optax.adam(schedule, eps=1e-5)), schedule
+
+
+def _seed_keys(config: PPOConfig) -> jax.Array:
+    return jnp.stack([jax.random.PRNGKey(config.seed + i) for i in range(config.num_seeds)])
+
+
+def init(config: PPOConfig, env=None, mesh=None) -> TrainState:
+    """Build the initial TrainState (validated config; arrays placed on ``mesh``).
+
+    With ``num_seeds > 1`` every leaf gets a leading ``[num_seeds]`` axis (seeds
+    ``seed, seed + 1, ...``). Environment ``i`` is reset with a key folded from its global
+    index, so the state does not depend on the number of devices.
+    """
+    mesh = mesh or make_mesh()
+    config.validate(mesh.size)
+    env = env or make_env(config)
+    obs_size = env.observation_spec.size
+    nets = Networks(config, obs_size, env.action_spec)
+    tx, _ = _optimizer(config)
+
+    def init_one(seed_key):
+        k_params, k_env, k_run = jax.random.split(seed_key, 3)
+        params = nets.init(k_params)
+        env_keys = jax.vmap(lambda i: jax.random.fold_in(k_env, i))(jnp.arange(config.num_envs))
+        return TrainState(
+            params=params, ref_policy=params["policy"], opt_state=tx.init(params),
+            normalizer=RunningStats.create(obs_size), beta=jnp.asarray(config.beta_init, jnp.float32),
+            key=k_run, iteration=jnp.zeros((), jnp.int32), env_state=jax.vmap(env.reset)(env_keys))
+
+    seeded = config.num_seeds > 1
+    fn = jax.vmap(init_one) if seeded else init_one
+    keys = _seed_keys(config) if seeded else jax.random.PRNGKey(config.seed)
+    shapes = jax.eval_shape(fn, keys)
+    shardings = jax.tree.map(lambda s: NamedSharding(mesh, s), state_specs(shapes, seeded))
+    return jax.jit(fn, out_shardings=shardings)(keys)
+
+
+def state_specs(state: TrainState, seeded: bool) -> TrainState:
+    """PartitionSpecs of a TrainState: env leaves split over ``"data"`` on their env axis,
+    everything else replicated. ``seeded`` skips a leading seed axis."""
+    env_spec = P(None, DATA_AXIS) if seeded else P(DATA_AXIS)
+    specs = jax.tree.map(lambda _: P(), state)
+    return specs.replace(env_state=jax.tree.map(lambda _: env_spec, state.env_state))
+
+
+# --------------------------------------------------------------------------- iteration
+
+
+def make_train_step(config: PPOConfig, env=None, mesh=None) -> Callable[[TrainState], tuple[TrainState, dict]]:
+    """The jitted iteration ``train_step(state) -> (state, metrics)``.
+
+    The input state is donated. ``metrics`` maps names to ``[] float32`` (or
+    ``[num_seeds]`` when vmapped over seeds): ``episode_return`` (mean undiscounted return of
+    episodes that ended this iteration; NaN if none did), ``episodes``, ``loss``,
+    ``policy_loss``, ``value_loss``, ``entropy``, ``kl`` (mean KL(ref || pi) over the last
+    epoch), ``beta`` (after adaptation), ``clip_fraction``, ``grad_norm``,
+    ``learning_rate``, ``updates_skipped`` (fraction stopped by ``kl_early_stop``).
+    """
+    mesh = mesh or make_mesh()
+    config.validate(mesh.size)
+    env = env or make_env(config)
+    nets = Networks(config, env.observation_spec.size, env.action_spec)
+    tx, schedule = _optimizer(config)
+    dist = nets.dist
+    T, M = config.unroll_length, config.num_minibatches
+    local_envs = config.num_envs // mesh.size
+    group = minibatch_group_size(T, M)
+    local_groups = local_envs // group
+    per_group = group * T // M  # samples each group puts in each minibatch
+
+    def normalize(normalizer, obs):
+        return normalizer.normalize(obs) if config.normalize_observations else obs
+
+    def rollout(state: TrainState, key):
+        env_ids = global_row_ids(local_envs)
+
+        def env_step(env_state, t):
+            obs = env_state.obs
+            mean, log_std = nets.policy.apply(state.ref_policy, normalize(state.normalizer, obs))
+            keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(key, t), env_ids)
+            u = jax.vmap(dist.sample)(keys, mean, log_std)
+            nxt = jax.vmap(env.step)(env_state, dist.to_action(u))
+            tr = Transition(
+                obs=obs, raw_action=u, log_prob=dist.log_prob(u, mean, log_std), mean=mean, log_std=log_std,
+                reward=nxt.reward * config.reward_scaling, done=nxt.done, termination=nxt.termination,
+                next_obs=nxt.info["final_obs"], final_return=nxt.info["final_return"])
+            return nxt, tr
+
+        return jax.lax.scan(env_step, state.env_state, jnp.arange(T))
+
+    def loss_fn(params, mb, normalizer, beta, hinge_weight):
+        obs = normalize(normalizer, mb["obs"])
+        mean, log_std = nets.policy.apply(params["policy"], obs)
+        log_prob = dist.log_prob(mb["raw_action"], mean, log_std)
+        ratio = jnp.exp(log_prob - mb["log_prob"])
+        adv = mb["advantage"]
+        if config.normalize_advantages:
+            mu = jax.lax.pmean(adv.mean(), DATA_AXIS)
+            var = jax.lax.pmean(jnp.mean((adv - mu) ** 2), DATA_AXIS)
+            adv = (adv - mu) / (jnp.sqrt(var) + 1e-8)
+        kl = dist.kl(mb["mean"], mb["log_std"], mean, log_std).mean()
+        if config.surrogate == "clip":
+            clipped = jnp.clip(ratio, 1 - config.clip_epsilon, 1 + config.clip_epsilon)
+            policy_loss = -jnp.minimum(ratio * adv, clipped * adv).mean()
+        else:
+            # the hinge's gradient weight uses the global KL (held constant), so the update
+            # is the same on any number of devices
+            policy_loss = -(ratio * adv).mean() + beta * kl + hinge_weight * kl
+        value = nets.value_fn(params["value"], obs)
+        err = (value - mb["return"]) ** 2
+        if config.clip_value:
+            clipped_v = mb["value"] + jnp.clip(value - mb["value"], -config.clip_epsilon, config.clip_epsilon)
+            err = jnp.maximum(err, (clipped_v - mb["return"]) ** 2)
+        value_loss = 0.5 * err.mean()
+        entropy = dist.entropy(log_std).mean()
+        loss = policy_loss + config.value_coef * value_loss - config.entropy_coef * entropy
+        clip_frac = (jnp.abs(ratio - 1) > config.clip_epsilon).mean()
+        return loss, dict(policy_loss=policy_loss, value_loss=value_loss, entropy=entropy, kl=kl, clip_fraction=clip_frac)
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def sgd_step(carry, mb):
+        params, opt_state, stopped, normalizer, beta = carry
+        # KL of the current params before this update, global over devices
+        _, aux0 = loss_fn(params, mb, normalizer, beta, 0.0)
+        kl_now = jax.lax.pmean(aux0["kl"], DATA_AXIS)
+        hinge_weight = 2 * config.kl_hinge_coef * jnp.maximum(0.0, kl_now - 2 * config.kl_target)
+        if config.kl_early_stop > 0:
+            stopped = stopped | (kl_now > config.kl_early_stop * config.kl_target)
+        (loss, aux), grads = grad_fn(params, mb, normalizer, beta, hinge_weight)
+        grads = jax.lax.pmean(grads, DATA_AXIS)
+        updates, new_opt = tx.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        params, opt_state = jax.tree.map(lambda new, old: jnp.where(stopped, old, new),
+                                         (new_params, new_opt), (params, opt_state))
+        aux = jax.lax.pmean({**aux, "loss": loss}, DATA_AXIS)
+        aux["grad_norm"] = optax.global_norm(grads)
+        aux["skipped"] = stopped.astype(jnp.float32)
+        return (params, opt_state, stopped, normalizer, beta), aux
+
+    def shuffle(data, key):
+        """``[T, local_envs, ...]`` -> ``[M, local_groups * per_group, ...]`` minibatches."""
+        group_ids = jax.lax.axis_index(DATA_AXIS) * local_groups + jnp.arange(local_groups)
+        perms = jax.vmap(lambda g: jax.random.permutation(jax.random.fold_in(key, g), group * T))(group_ids)
+
+        def arrange(x):
+            x = x.reshape((T, local_groups, group) + x.shape[2:])
+            x = jnp.moveaxis(x, 0, 2).reshape((local_groups, group * T) + x.shape[3:])
+            x = jax.vmap(lambda row, perm: row[perm])(x, perms)
+            x = x.reshape((local_groups, M, per_group) + x.shape[2:])
+            return jnp.swapaxes(x, 0, 1).reshape((M, local_groups * per_group) + x.shape[3:])
+
+        return jax.tree.map(arrange, data)
+
+    def iteration(state: TrainState):
+        key, k_roll, k_learn = jax.random.split(state.key, 3)
+        env_state, tr = rollout(state, k_roll)
+        value_params = state.params["value"]
+        values = nets.value_fn(value_params, normalize(state.normalizer, tr.obs))
+        next_values = nets.value_fn(value_params, normalize(state.normalizer, tr.next_obs))
+        advantages, returns = gae_advantages(tr.reward, values, next_values, tr.termination, tr.done,
+                                             config.gamma, config.gae_lambda)
+        data = dict(obs=tr.obs, raw_action=tr.raw_action, log_prob=tr.log_prob, mean=tr.mean,
+                    log_std=tr.log_std, advantage=advantages, value=values, **{"return": returns})
+
+        def epoch(carry, k):
+            return jax.lax.scan(sgd_step, carry, shuffle(data, k))
+
+        carry = (state.params, state.opt_state, jnp.zeros((), bool), state.normalizer, state.beta)
+        (params, opt_state, _, _, _), aux = jax.lax.scan(epoch, carry, jax.random.split(k_learn, config.num_epochs))
+
+        kl = aux["kl"][-1].mean()
+        beta = adapt_beta(state.beta, kl, config) if config.surrogate == "kl" else state.beta
+        it = state.iteration + 1
+        ref_policy = jax.tree.map(lambda new, old: jnp.where(it % config.target_update_interval == 0, new, old),
+                                  params["policy"], state.ref_policy)
+        normalizer = state.normalizer
+        if config.normalize_observations:
+            normalizer = normalizer.update(tr.obs, axis_name=DATA_AXIS)
+
+        episodes = jax.lax.psum(tr.done.sum(), DATA_AXIS)
+        return_sum = jax.lax.psum((tr.final_return * tr.done).sum(), DATA_AXIS)
+        grad_steps = state.iteration * config.num_epochs * M
+        metrics = {k: v.mean() for k, v in aux.items() if k not in ("kl", "skipped")}
+        metrics.update(
+            kl=kl, beta=beta, episodes=episodes, updates_skipped=aux["skipped"].mean(),
+            episode_return=jnp.where(episodes > 0, return_sum / jnp.maximum(episodes, 1.0), jnp.nan),
+            learning_rate=jnp.asarray(schedule(grad_steps), jnp.float32))
+        new_state = TrainState(params=params, ref_policy=ref_policy, opt_state=opt_state, normalizer=normalizer,
+                               beta=beta, key=key, iteration=it, env_state=env_state)
+        return new_state, metrics
+
+    seeded = config.num_seeds > 1
+    abstract = jax.eval_shape(lambda: init_abstract(config, env, nets))
+    specs = state_specs(abstract, seeded=False)
+    step = jax.shard_map(iteration, mesh=mesh, in_specs=(specs,), out_specs=(specs, P()))
+    if seeded:
+        step = jax.vmap(step)
+    return jax.jit(step, donate_argnums=0)
+
+
+def init_abstract(config: PPOConfig, env, nets: Networks) -> TrainState:
+    """A single-seed TrainState of the right structure (used under ``jax.eval_shape``)."""
+    params = nets.init(jax.random.PRNGKey(0))
+    tx, _ = _optimizer(config)
+    env_state = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(0), config.num_envs))
+    return TrainState(params=params, ref_policy=params["policy"], opt_state=tx.init(params),
+                      normalizer=RunningStats.create(nets.obs_size), beta=jnp.zeros(()),
+                      key=jax.random.PRNGKey(0), iteration=jnp.zeros((), jnp.int32), env_state=env_state)
+
+
+# --------------------------------------------------------------------------- inference
+
+
+def make_policy(config: PPOConfig, env=None, deterministic: bool = True):
+    """Inference factory: ``policy(state_or_params, obs, key=None) -> action``.
+
+    ``state_or_params`` is a single-seed :class:`TrainState` or a dict with ``"policy"`` and
+    ``"normalizer"``. ``obs``: ``[..., obs_size] float32``; returns actions ``[..., A]``
+    within the env's bounds (the Gaussian mean, squashed, when ``deterministic``).
+    """
+    env = env or make_env(config)
+    nets = Networks(config, env.observation_spec.size, env.action_spec)
+
+    def policy(state_or_params, obs, key=None):
+        if isinstance(state_or_params, TrainState):
+            params, normalizer = state_or_params.params["policy"], state_or_params.normalizer
+        else:
+            params, normalizer = state_or_params["policy"], state_or_params["normalizer"]
+        x = normalizer.normalize(obs) if config.normalize_observations else obs
+        mean, log_std = nets.policy.apply(params, x)
+        u = mean if deterministic else nets.dist.sample(key, mean, log_std)
+        return nets.dist.to_action(u)
+
+    return policy
+
+
+def make_evaluate(config: PPOConfig, num_envs: int = 16, env=None):
+    """Jitted deterministic evaluation ``evaluate(state, key) -> mean_return``.
+
+    Runs ``num_envs`` fresh episodes with the deterministic policy for one full episode
+    (``episode_length / action_repeat`` steps) and returns the mean undiscounted return of
+    each episode's first ending: ``[] float32``, or ``[num_seeds]`` for seeded states.
+    """
+    env = env or make_env(config)
+    policy = make_policy(config, env)
+    limit = env.episode_length
+    steps = -(-limit // (config.action_repeat or 1))
+
+    def evaluate_one(state: TrainState, key):
+        env_state = jax.vmap(env.reset)(jax.random.split(key, num_envs))
+
+        def body(carry, _):
+            s, total, alive = carry
+            s = jax.vmap(env.step)(s, policy(state, s.obs))
+            total = total + alive * s.reward
+            return (s, total, alive * (1.0 - s.done)), None
+
+        ones = jnp.ones(num_envs)
+        (_, total, _), _ = jax.lax.scan(body, (env_state, 0.0 * ones, ones), None, length=steps)
+        return total.mean()
+
+    evaluate = jax.vmap(evaluate_one, (0, None)) if config.num_seeds > 1 else evaluate_one
+    return jax.jit(evaluate)
+
+
+def steps_done(config: PPOConfig, iteration: int) -> int:
+    """Environment steps (action repeats counted) after ``iteration`` iterations."""
+    return int(iteration) * config.env_steps_per_iteration
+
+
+__all__ = ["PPOConfig", "TrainState", "adapt_beta", "init", "make_train_step", "make_policy", "make_evaluate",
+           "make_env", "minibatch_group_size", "steps_done", "state_specs"]
