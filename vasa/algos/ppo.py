@@ -22,12 +22,16 @@ What SURREAL adds to PPO (Fan et al., CoRL 2018; dissertation section 2.5.1):
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -36,6 +40,8 @@ from vasa.algos.returns import gae_advantages
 from vasa.dist.mesh import DATA_AXIS, global_row_ids, make_mesh
 from vasa.envs import EnvState, check_env_id, make
 from vasa.nn import MLP, ActionDistribution, GaussianPolicyHead, RunningStats
+from vasa.run import Checkpointer, RunConfig, RunLogger, check_finite, load_saved_config
+from vasa.run.logger import config_to_dict
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,7 @@ class PPOConfig:
     """parallel environments (global, split over devices)"""
     unroll_length: int = 32
     """environment steps per environment per iteration (the rollout horizon)"""
-    total_env_steps: int = 2_000_000
+    total_env_steps: int = 4_000_000
     """training length in environment steps (action repeats counted)"""
     seed: int = 0
     """random seed"""
@@ -336,8 +342,9 @@ def make_train_step(config: PPOConfig, env=None, mesh=None) -> Callable[[TrainSt
     """The jitted iteration ``train_step(state) -> (state, metrics)``.
 
     The input state is donated. ``metrics`` maps names to ``[] float32`` (or
-    ``[num_seeds]`` when vmapped over seeds): ``episode_return`` (mean undiscounted return of
-    episodes that ended this iteration; NaN if none did), ``episodes``, ``loss``,
+    ``[num_seeds]`` when vmapped over seeds): ``episode_return`` and ``episode_return_std``
+    (mean and std of the undiscounted returns of episodes that ended this iteration; NaN if
+    none did), ``episodes``, ``loss``,
     ``policy_loss``, ``value_loss``, ``entropy``, ``kl`` (mean KL(ref || pi) over the last
     epoch), ``beta`` (after adaptation), ``clip_fraction``, ``grad_norm``,
     ``learning_rate``, ``updates_skipped`` (fraction stopped by ``kl_early_stop``).
@@ -465,12 +472,16 @@ def make_train_step(config: PPOConfig, env=None, mesh=None) -> Callable[[TrainSt
             normalizer = normalizer.update(tr.obs, axis_name=DATA_AXIS)
 
         episodes = jax.lax.psum(tr.done.sum(), DATA_AXIS)
-        return_sum = jax.lax.psum((tr.final_return * tr.done).sum(), DATA_AXIS)
+        return_sum, return_sq = jax.lax.psum(
+            ((tr.final_return * tr.done).sum(), (tr.final_return**2 * tr.done).sum()), DATA_AXIS)
+        count = jnp.maximum(episodes, 1.0)
+        return_mean = jnp.where(episodes > 0, return_sum / count, jnp.nan)
         grad_steps = state.iteration * config.num_epochs * M
         metrics = {k: v.mean() for k, v in aux.items() if k not in ("kl", "skipped")}
         metrics.update(
             kl=kl, beta=beta, episodes=episodes, updates_skipped=aux["skipped"].mean(),
-            episode_return=jnp.where(episodes > 0, return_sum / jnp.maximum(episodes, 1.0), jnp.nan),
+            episode_return=return_mean,
+            episode_return_std=jnp.sqrt(jnp.maximum(return_sq / count - return_mean**2, 0.0)),
             learning_rate=jnp.asarray(schedule(grad_steps), jnp.float32))
         new_state = TrainState(params=params, ref_policy=ref_policy, opt_state=opt_state, normalizer=normalizer,
                                beta=beta, key=key, iteration=it, env_state=env_state)
@@ -479,7 +490,9 @@ def make_train_step(config: PPOConfig, env=None, mesh=None) -> Callable[[TrainSt
     seeded = config.num_seeds > 1
     abstract = jax.eval_shape(lambda: init_abstract(config, env, nets))
     specs = state_specs(abstract, seeded=False)
-    step = jax.shard_map(iteration, mesh=mesh, in_specs=(specs,), out_specs=(specs, P()))
+    # check_vma=False: MJX's physics uses lax.cond with device-invariant constants in one
+    # branch, which the varying-manual-axes checker rejects; our collectives are explicit.
+    step = jax.shard_map(iteration, mesh=mesh, in_specs=(specs,), out_specs=(specs, P()), check_vma=False)
     if seeded:
         step = jax.vmap(step)
     return jax.jit(step, donate_argnums=0)
@@ -550,10 +563,86 @@ def make_evaluate(config: PPOConfig, num_envs: int = 16, env=None):
     return jax.jit(evaluate)
 
 
+# --------------------------------------------------------------------------- outer loop
+
+LOGGED = ("episode_return", "episode_return_std", "episodes", "loss", "policy_loss", "value_loss", "entropy",
+          "kl", "beta", "clip_fraction", "grad_norm", "learning_rate", "updates_skipped")
+
+
+def train(config: PPOConfig, run: RunConfig = RunConfig()) -> tuple[Callable, TrainState, list[dict]]:
+    """Train with logging, periodic evaluation, checkpoints and a progress bar.
+
+    With ``run.resume`` the run continues from its latest checkpoint with its saved
+    PPOConfig (``config`` is then ignored, and a note lists what differed), bit-for-bit as
+    if it had never stopped (on CPU). A non-finite loss raises :class:`TrainingDiverged`
+    naming the iteration; checkpoints already written are kept.
+
+    Returns ``(policy, state, rows)``: the deterministic inference function of
+    :func:`make_policy`, the final TrainState and the logged metrics rows.
+    """
+    run.validate()
+    if run.resume:
+        saved = load_saved_config(run.resume, "ppo", PPOConfig)
+        changed = [f.name for f in dataclasses.fields(PPOConfig)
+                   if getattr(saved, f.name) != getattr(config, f.name) and getattr(config, f.name) != getattr(
+                       PPOConfig(), f.name)]
+        if changed:
+            print(f"resuming {run.resume} with its saved config; ignoring: {', '.join(changed)}")
+        config, run_dir = saved, run.resume
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = run.run_dir or os.path.join("runs", f"{config.env.replace('/', '-')}-{stamp}")
+    mesh = make_mesh(run.num_devices)
+    config.validate(mesh.size)
+    env = make_env(config)
+
+    state = init(config, env, mesh)
+    checkpointer = Checkpointer(run_dir, keep=run.keep_checkpoints)
+    start = 0
+    if run.resume:
+        start, state = checkpointer.restore(state)
+    step = make_train_step(config, env, mesh)
+    evaluate = make_evaluate(config, run.num_eval_envs, env)
+    total = config.num_iterations
+    logger = RunLogger(run_dir, {"ppo": config_to_dict(config), "run": config_to_dict(run)}, total, start,
+                       run.progress)
+    t0 = time.perf_counter()
+    compiled = step.lower(state).compile()
+    compile_s = time.perf_counter() - t0
+    wall = logger.last_value("wall_time") if start else 0.0
+    rows, eval_key = [], jax.random.PRNGKey(config.seed + 10_000)
+    try:
+        for it in range(start + 1, total + 1):
+            t = time.perf_counter()
+            state, metrics = compiled(state)
+            metrics = {k: float(np.mean(v)) for k, v in jax.device_get(metrics).items()}
+            dt = time.perf_counter() - t
+            check_finite(metrics, it)
+            wall += dt
+            row = {"iteration": it, "env_steps": steps_done(config, it), "wall_time": wall,
+                   "sps": config.env_steps_per_iteration * config.num_seeds / dt,
+                   **{k: metrics[k] for k in LOGGED}, "eval_return": float("nan")}
+            if it == total or (run.eval_every and it % run.eval_every == 0):
+                row["eval_return"] = float(np.mean(evaluate(state, jax.random.fold_in(eval_key, it))))
+            logger.log(row)
+            rows.append(row)
+            if it == total or (run.checkpoint_every and it % run.checkpoint_every == 0):
+                checkpointer.save(it, state)
+    finally:
+        logger.close()
+        checkpointer.close()
+        if rows:
+            logger.plot()
+    if rows:
+        print(f"run directory: {run_dir} (compile {compile_s:.1f} s, final eval return "
+              f"{rows[-1]['eval_return']:.1f}, {rows[-1]['env_steps']} env steps in {wall:.0f} s)")
+    return make_policy(config, env), state, rows
+
+
 def steps_done(config: PPOConfig, iteration: int) -> int:
     """Environment steps (action repeats counted) after ``iteration`` iterations."""
     return int(iteration) * config.env_steps_per_iteration
 
 
 __all__ = ["PPOConfig", "TrainState", "adapt_beta", "init", "make_train_step", "make_policy", "make_evaluate",
-           "make_env", "minibatch_group_size", "steps_done", "state_specs"]
+           "make_env", "minibatch_group_size", "steps_done", "state_specs", "train"]

@@ -54,15 +54,19 @@ class GaussianPolicyHead(nn.Module):
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
         a = self.action_size
+        x = obs
+        for width in self.layers:
+            x = ACTIVATIONS[self.activation](nn.Dense(width, kernel_init=nn.initializers.lecun_uniform())(x))
+        small = nn.initializers.variance_scaling(0.01, "fan_in", "uniform")
+        mean = nn.Dense(a, kernel_init=small, name="mean")(x)
         if self.state_dependent_std:
-            out = MLP(self.layers, 2 * a, self.activation, final_scale=0.01)(obs)
-            mean, raw = out[..., :a], out[..., a:]
-            # tanh bound keeps gradients alive near the limits; raw = 0 maps to init_log_std
+            # zero-initialised, so every state starts at init_log_std; the tanh bound keeps
+            # gradients alive near the limits
+            raw = nn.Dense(a, kernel_init=nn.initializers.zeros, name="log_std")(x)
             lo, hi = self.min_log_std, self.max_log_std
             centre = jnp.arctanh(2 * (self.init_log_std - lo) / (hi - lo) - 1)
             log_std = lo + 0.5 * (hi - lo) * (jnp.tanh(raw + centre) + 1)
         else:
-            mean = MLP(self.layers, a, self.activation, final_scale=0.01)(obs)
             param = self.param("log_std", nn.initializers.constant(self.init_log_std), (a,))
             log_std = jnp.broadcast_to(param, mean.shape)
         return mean, log_std

@@ -1,0 +1,170 @@
+"""Environments: registry, the pendulum against Gymnasium's formulas, wrapper semantics,
+and the Playground/Brax adapters against the libraries they wrap."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import vasa.envs as E
+
+
+def test_unknown_id_lists_valid_ids_closest_first():
+    with pytest.raises(ValueError) as err:
+        E.make("dmc/cartpole_balanc")
+    msg = str(err.value)
+    assert "dmc/cartpole_balanc" in msg
+    assert msg.index("dmc/cartpole_balance") < msg.index("brax/ant")
+    for env_id in E.registered_ids():
+        assert env_id in msg
+
+
+def test_required_ids_are_registered():
+    ids = set(E.registered_ids())
+    for name in ("halfcheetah", "hopper", "walker2d", "ant", "humanoid", "swimmer", "reacher", "inverted_pendulum"):
+        assert f"brax/{name}" in ids
+    for task in ("cartpole_balance", "cartpole_swingup", "cheetah_run", "walker_walk", "walker_stand",
+                 "ball_in_cup_catch", "finger_spin", "reacher_easy"):
+        assert f"dmc/{task}" in ids
+    assert "toy/pendulum" in ids
+
+
+@pytest.mark.parametrize("kwargs", [dict(action_repeat=0), dict(episode_length=0), dict(reset_mode="sometimes")])
+def test_bad_wrapper_arguments(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        E.make("toy/pendulum", **kwargs)
+
+
+def gym_pendulum_step(th, thdot, u):
+    """Gymnasium Pendulum-v1, transcribed in NumPy."""
+    g, m, l, dt = 10.0, 1.0, 1.0, 0.05
+    u = np.clip(u, -2.0, 2.0)
+    norm = ((th + np.pi) % (2 * np.pi)) - np.pi
+    cost = norm**2 + 0.1 * thdot**2 + 0.001 * u**2
+    newthdot = np.clip(thdot + (3 * g / (2 * l) * np.sin(th) + 3.0 / (m * l**2) * u) * dt, -8, 8)
+    return th + newthdot * dt, newthdot, -cost
+
+
+def test_pendulum_matches_gymnasium_formulas():
+    env = E.make_raw("toy/pendulum")
+    s = env.reset(jax.random.PRNGKey(3))
+    th, thdot = (float(x) for x in s.physics)
+    step = jax.jit(env.step)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        a = rng.uniform(-1.2, 1.2)
+        s = step(s, jnp.array([a], jnp.float32))
+        th, thdot, r = gym_pendulum_step(th, thdot, 2.0 * np.clip(a, -1, 1))
+        np.testing.assert_allclose(float(s.reward), r, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(s.obs, [np.cos(th), np.sin(th), thdot], rtol=1e-4, atol=1e-4)
+
+
+def test_episode_limit_autoreset_and_final_obs():
+    env = E.make("toy/pendulum", episode_length=10, action_repeat=3)
+    raw = E.make_raw("toy/pendulum")
+    s = env.reset(jax.random.PRNGKey(0))
+    step = jax.jit(env.step)
+    a = jnp.array([0.3])
+    # replay the raw task alongside: each wrapped step is 3 raw steps with summed reward
+    r_state = raw.reset(jax.random.split(jax.random.PRNGKey(0))[1])
+    np.testing.assert_allclose(s.obs, r_state.obs)
+    total = 0.0
+    for i in range(4):  # steps 3, 6, 9, 12 >= 10: the 4th step truncates
+        prev = s
+        s = step(s, a)
+        rew = 0.0
+        for _ in range(3):
+            r_state = raw.step(r_state, a)
+            rew += float(r_state.reward)
+        total += rew
+        np.testing.assert_allclose(float(s.reward), rew, rtol=1e-5)
+        if i < 3:
+            assert float(s.done) == 0 and float(s.truncation) == 0
+            np.testing.assert_allclose(s.obs, r_state.obs, rtol=1e-5)
+    assert float(s.done) == 1 and float(s.truncation) == 1 and float(s.termination) == 0
+    np.testing.assert_allclose(s.info["final_obs"], r_state.obs, rtol=1e-5)  # true last obs kept
+    assert not np.allclose(s.obs, r_state.obs)  # and a new episode started
+    np.testing.assert_allclose(float(s.info["final_return"]), total, rtol=1e-5)
+    assert float(s.info["final_length"]) == 4 and int(s.info["steps"]) == 0
+    assert float(s.metrics["episode_return"]) == 0
+    # fresh resets differ between episodes; the next step continues normally
+    s2 = step(s, a)
+    assert float(s2.done) == 0 and int(s2.info["steps"]) == 3
+    del prev
+
+
+def test_fresh_and_cached_resets():
+    starts = {}
+    for mode in ("fresh", "cached"):
+        env = E.make("toy/pendulum", episode_length=1, reset_mode=mode)
+        s = env.reset(jax.random.PRNGKey(0))
+        first = s.obs
+        step = jax.jit(env.step)
+        obs = []
+        for _ in range(3):
+            s = step(s, jnp.zeros(1))
+            obs.append(np.asarray(s.obs))
+        starts[mode] = (np.asarray(first), obs)
+    first, obs = starts["cached"]
+    for o in obs:
+        np.testing.assert_allclose(o, first)
+    first, obs = starts["fresh"]
+    assert not np.allclose(obs[0], obs[1])
+
+
+def test_termination_inside_action_repeat_stops_the_repeat():
+    class Countdown:
+        """Terminates when the counter reaches 2; reward 1 per step."""
+        default_episode_length, default_action_repeat = 100, 1
+        observation_spec = E.ArraySpec((1,))
+        action_spec = E.ArraySpec((1,), low=-jnp.ones(1), high=jnp.ones(1))
+
+        def reset(self, key):
+            z = jnp.zeros(())
+            return E.EnvState(physics=z, obs=z[None], reward=z, done=z, truncation=z)
+
+        def step(self, s, a):
+            c = s.physics + 1
+            return s.replace(physics=c, obs=c[None], reward=jnp.ones(()), done=(c >= 2).astype(jnp.float32))
+
+    env = E.ActionRepeat(Countdown(), 5)
+    s = env.step(env.reset(None), jnp.zeros(1))
+    assert float(s.reward) == 2 and float(s.done) == 1 and float(s.physics) == 2
+    limited = E.EpisodeLimit(env, 5, steps_per_action=5)
+    s = limited.step(limited.reset(None), jnp.zeros(1))
+    assert float(s.termination) == 1 and float(s.truncation) == 0
+
+
+def test_dmc_adapter_matches_playground():
+    from mujoco_playground import registry
+
+    theirs = registry.load("CartpoleBalance", config_overrides={"impl": "jax"})
+    ours = E.make_raw("dmc/cartpole_balance")
+    key = jax.random.PRNGKey(7)
+    a = jnp.array([0.4])
+    t_state, o_state = jax.jit(theirs.reset)(key), jax.jit(ours.reset)(key)
+    t_step, o_step = jax.jit(theirs.step), jax.jit(ours.step)
+    for _ in range(5):
+        t_state, o_state = t_step(t_state, a), o_step(o_state, a)
+        np.testing.assert_allclose(o_state.obs, t_state.obs, rtol=1e-6)
+        np.testing.assert_allclose(o_state.reward, t_state.reward, rtol=1e-6)
+    spec = ours.action_spec
+    assert spec.shape == (1,) and float(spec.low[0]) == -1 and ours.default_episode_length == 1000
+    assert ours.observation_spec.shape == (5,)
+
+
+@pytest.mark.slow
+def test_brax_adapter_matches_brax():
+    from brax import envs as brax_envs
+
+    theirs = brax_envs.get_environment("hopper", backend="mjx")
+    ours = E.make_raw("brax/hopper")
+    key = jax.random.PRNGKey(1)
+    a = jnp.full((3,), 0.2)
+    t_state, o_state = jax.jit(theirs.reset)(key), jax.jit(ours.reset)(key)
+    t_step, o_step = jax.jit(theirs.step), jax.jit(ours.step)
+    for _ in range(3):
+        t_state, o_state = t_step(t_state, a), o_step(o_state, a)
+        np.testing.assert_allclose(o_state.obs, t_state.obs, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(o_state.reward, t_state.reward, rtol=1e-5)
+        assert float(o_state.done) == float(t_state.done)

@@ -1,0 +1,64 @@
+"""Normaliser, distributions and policy heads against NumPy formulas."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vasa.nn import ActionDistribution, GaussianPolicyHead, RunningStats
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_running_stats_match_numpy_over_everything_seen(seed):
+    rng = np.random.default_rng(seed)
+    stats = RunningStats.create(4)
+    seen = []
+    for _ in range(6):
+        n = int(rng.integers(1, 50))
+        x = rng.normal(loc=rng.normal(size=4) * 5, scale=rng.random(4) * 3 + 0.1, size=(n, 4)).astype(np.float32)
+        seen.append(x)
+        stats = jax.jit(RunningStats.update)(stats, jnp.asarray(x))
+        all_x = np.concatenate(seen)
+        np.testing.assert_allclose(stats.mean, all_x.mean(0), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(stats.var, all_x.var(0), rtol=1e-3, atol=1e-4)
+        assert float(stats.count) == len(all_x)
+    z = stats.normalize(jnp.asarray(all_x))
+    np.testing.assert_allclose(z, np.clip((all_x - all_x.mean(0)) / np.sqrt(all_x.var(0) + 1e-8), -10, 10), atol=1e-3)
+
+
+def test_gaussian_log_prob_entropy_kl_match_formulas():
+    rng = np.random.default_rng(0)
+    mu_p, mu_q, u = (rng.normal(size=(5, 3)) for _ in range(3))
+    ls_p, ls_q = (rng.normal(size=(5, 3)) * 0.5 for _ in range(2))
+    sp, sq = np.exp(ls_p), np.exp(ls_q)
+    logp_ref = (-0.5 * ((u - mu_p) / sp) ** 2 - np.log(sp) - 0.5 * np.log(2 * np.pi)).sum(-1)
+    np.testing.assert_allclose(ActionDistribution.log_prob(u, mu_p, ls_p), logp_ref, rtol=1e-5)
+    ent_ref = (0.5 * np.log(2 * np.pi * np.e * sp**2)).sum(-1)
+    np.testing.assert_allclose(ActionDistribution.entropy(ls_p), ent_ref, rtol=1e-5)
+    kl_ref = (np.log(sq / sp) + (sp**2 + (mu_p - mu_q) ** 2) / (2 * sq**2) - 0.5).sum(-1)
+    np.testing.assert_allclose(ActionDistribution.kl(mu_p, ls_p, mu_q, ls_q), kl_ref, rtol=1e-5, atol=1e-6)
+    # Monte-Carlo check of KL(p||q) = E_p[log p - log q]
+    x = mu_p[0] + sp[0] * rng.normal(size=(200_000, 3))
+    mc = (ActionDistribution.log_prob(x, mu_p[0], ls_p[0]) - ActionDistribution.log_prob(x, mu_q[0], ls_q[0])).mean()
+    np.testing.assert_allclose(mc, kl_ref[0], rtol=0.05, atol=0.01)
+
+
+@pytest.mark.parametrize("squash", ["tanh", "clip"])
+def test_actions_respect_bounds(squash):
+    low, high = jnp.array([-2.0, 0.0]), jnp.array([1.0, 5.0])
+    dist = ActionDistribution(low, high, squash)
+    u = jax.random.normal(jax.random.PRNGKey(0), (1000, 2)) * 10
+    a = dist.to_action(u)
+    assert bool(jnp.all(a >= low)) and bool(jnp.all(a <= high))
+    if squash == "tanh":  # zero maps to the middle of the range
+        np.testing.assert_allclose(dist.to_action(jnp.zeros(2)), (low + high) / 2)
+
+
+@pytest.mark.parametrize("state_dependent", [False, True])
+def test_policy_head_initial_log_std(state_dependent):
+    head = GaussianPolicyHead(layers=(8,), action_size=3, state_dependent_std=state_dependent, init_log_std=-1.0)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (4, 5))
+    params = head.init(jax.random.PRNGKey(0), obs)
+    mean, log_std = head.apply(params, obs)
+    assert mean.shape == log_std.shape == (4, 3)
+    np.testing.assert_allclose(log_std, -1.0, atol=0.05)

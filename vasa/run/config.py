@@ -1,0 +1,70 @@
+"""Options of a training run that do not change the algorithm's results."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Where and how a run logs, evaluates and checkpoints."""
+
+    run_dir: str | None = None
+    """run directory (default: runs/<env>-<time>)"""
+    resume: str | None = None
+    """continue the run in this directory from its latest checkpoint, with its saved config"""
+    eval_every: int = 10
+    """iterations between deterministic evaluations (0: only at the end)"""
+    num_eval_envs: int = 16
+    """episodes per evaluation"""
+    checkpoint_every: int = 50
+    """iterations between checkpoints (0: only at the end)"""
+    keep_checkpoints: int = 3
+    """most recent checkpoints kept"""
+    num_devices: int | None = None
+    """devices on the data mesh (default: all local devices)"""
+    progress: bool = True
+    """show a progress bar"""
+
+    def validate(self) -> None:
+        for field, low in (("eval_every", 0), ("num_eval_envs", 1), ("checkpoint_every", 0), ("keep_checkpoints", 1)):
+            if getattr(self, field) < low:
+                raise ValueError(f"RunConfig.{field}={getattr(self, field)!r} is not allowed: it must be >= {low}.")
+        if self.num_devices is not None and self.num_devices < 1:
+            raise ValueError(f"RunConfig.num_devices={self.num_devices!r} is not allowed: it must be >= 1 (or None).")
+
+
+def dataclass_from_dict(cls, data: dict):
+    """Rebuild a config dataclass from its JSON dict (lists become tuples where the field is
+    a tuple). Raises ``ValueError`` naming unknown fields."""
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field(s) {', '.join(unknown)} (saved by a different vasa version?).")
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for k, v in data.items():
+        hint = hints[k]
+        origins = {typing.get_origin(a) for a in typing.get_args(hint)} | {typing.get_origin(hint)}
+        is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        if isinstance(v, list) and (tuple in origins or (is_union and tuple in origins)):
+            v = tuple(v)
+        out[k] = v
+    return cls(**out)
+
+
+def load_saved_config(run_dir: str, key: str, cls):
+    """The ``key`` section of ``<run_dir>/config.json`` as a ``cls`` instance."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"cannot resume: {path} does not exist (is {run_dir!r} a vasa run directory?).")
+    with open(path) as f:
+        saved = json.load(f)
+    if key not in saved:
+        raise ValueError(f"cannot resume: {path} holds no {key!r} section (written by another algorithm?).")
+    return dataclass_from_dict(cls, saved[key])

@@ -1,0 +1,135 @@
+"""One directory per run: ``config.json``, ``metrics.csv``, ``learning_curve.png``, a
+progress bar, and the NaN stop."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+from typing import Any, Mapping
+
+
+class TrainingDiverged(FloatingPointError):
+    """A loss became NaN/inf; the message names the metric and the iteration."""
+
+
+def check_finite(metrics: Mapping[str, float], iteration: int, names=None) -> None:
+    """Raise :class:`TrainingDiverged` if any of ``names`` (default: every key containing
+    ``"loss"``) is not finite."""
+    names = names or [k for k in metrics if "loss" in k]
+    bad = [k for k in names if not math.isfinite(float(metrics[k]))]
+    if bad:
+        raise TrainingDiverged(f"non-finite {', '.join(bad)} at iteration {iteration}; training stopped, "
+                               "the last good checkpoint is kept.")
+
+
+def config_to_dict(config: Any) -> dict:
+    """A JSON-ready dict of a (possibly nested) config dataclass."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=list))
+
+
+class RunLogger:
+    """Writes a run directory and shows progress.
+
+    Args:
+      run_dir: created if needed.
+      config: dataclass (or dict) written to ``config.json``.
+      total: iterations in the whole run (for the progress bar's ETA).
+      start: iterations already done (when resuming; rows are appended to metrics.csv).
+      progress: show a tqdm progress bar with ETA and the latest return.
+    """
+
+    def __init__(self, run_dir: str, config: Any, total: int, start: int = 0, progress: bool = True):
+        os.makedirs(run_dir, exist_ok=True)
+        self.run_dir = run_dir
+        cfg = config if isinstance(config, dict) else config_to_dict(config)
+        with open(os.path.join(run_dir, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=2, sort_keys=True)
+        self.csv_path = os.path.join(run_dir, "metrics.csv")
+        self._fields: list[str] | None = None
+        if start > 0 and os.path.exists(self.csv_path):
+            self._truncate_after(start)
+        elif os.path.exists(self.csv_path):
+            os.remove(self.csv_path)
+        self._bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, initial=start, unit="it", dynamic_ncols=True)
+
+    def _truncate_after(self, iteration: int) -> None:
+        """Drop rows logged after the checkpoint we resume from (they will be redone)."""
+        with open(self.csv_path) as f:
+            rows = list(csv.DictReader(f))
+        if not rows:
+            return
+        self._fields = list(rows[0].keys())
+        keep = [r for r in rows if int(r["iteration"]) <= iteration]
+        with open(self.csv_path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=self._fields)
+            w.writeheader()
+            w.writerows(keep)
+
+    def last_value(self, field: str, default: float = 0.0) -> float:
+        """The last logged value of ``field`` (e.g. ``wall_time`` when resuming)."""
+        if not os.path.exists(self.csv_path):
+            return default
+        with open(self.csv_path) as f:
+            rows = list(csv.DictReader(f))
+        return float(rows[-1][field]) if rows and rows[-1].get(field) not in (None, "") else default
+
+    def log(self, row: Mapping[str, Any]) -> None:
+        """Append one row (one iteration) to metrics.csv and update the progress bar."""
+        row = {k: (float(v) if not isinstance(v, (int, str)) else v) for k, v in row.items()}
+        new_file = self._fields is None
+        if new_file:
+            self._fields = list(row.keys())
+        with open(self.csv_path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=self._fields, extrasaction="ignore")
+            if new_file:
+                w.writeheader()
+            w.writerow(row)
+        if self._bar is not None:
+            self._bar.update(1)
+            post = {k: f"{row[k]:.1f}" for k in ("episode_return", "eval_return") if k in row
+                    and isinstance(row[k], float) and math.isfinite(row[k])}
+            post["sps"] = f"{row.get('sps', 0):.0f}"
+            self._bar.set_postfix(post, refresh=False)
+
+    def plot(self, filename: str = "learning_curve.png") -> str:
+        """Plot training and evaluation returns against environment steps; returns the path."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        with open(self.csv_path) as f:
+            rows = list(csv.DictReader(f))
+        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+        for key, label in (("episode_return", "training episodes"), ("eval_return", "deterministic evaluation")):
+            pts = [(float(r["env_steps"]), float(r[key])) for r in rows if r.get(key) not in (None, "", "nan")]
+            pts = [(s, v) for s, v in pts if math.isfinite(v)]
+            if not pts:
+                continue
+            xs, ys = zip(*pts)
+            if key == "episode_return" and f"{key}_std" in rows[0]:
+                std = [float(r[f"{key}_std"]) for r in rows if r.get(key) not in (None, "", "nan")
+                       and math.isfinite(float(r[key]))]
+                ax.fill_between(xs, [y - s for y, s in zip(ys, std)], [y + s for y, s in zip(ys, std)], alpha=0.2)
+            ax.plot(xs, ys, label=label, marker="o" if key == "eval_return" else None, markersize=3)
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("episode return")
+        ax.set_title(os.path.basename(os.path.normpath(self.run_dir)))
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        path = os.path.join(self.run_dir, filename)
+        fig.savefig(path)
+        plt.close(fig)
+        return path
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
