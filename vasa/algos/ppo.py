@@ -427,7 +427,7 @@ def make_train_step(config: PPOConfig, env=None, mesh=None) -> Callable[[TrainSt
         params, opt_state = jax.tree.map(lambda new, old: jnp.where(stopped, old, new),
                                          (new_params, new_opt), (params, opt_state))
         aux = jax.lax.pmean({**aux, "loss": loss}, DATA_AXIS)
-        aux["grad_norm"] = optax.global_norm(grads)
+        aux["grad_norm"] = optax.tree.norm(grads)
         aux["skipped"] = stopped.astype(jnp.float32)
         return (params, opt_state, stopped, normalizer, beta), aux
 
@@ -612,7 +612,8 @@ def train(config: PPOConfig, run: RunConfig = RunConfig()) -> tuple[Callable, Tr
     wall = logger.last_value("wall_time") if start else 0.0
     rows, eval_key = [], jax.random.PRNGKey(config.seed + 10_000)
     try:
-        for it in range(start + 1, total + 1):
+        stop = total if run.max_iterations is None else min(total, start + run.max_iterations)
+        for it in range(start + 1, stop + 1):
             t = time.perf_counter()
             state, metrics = compiled(state)
             metrics = {k: float(np.mean(v)) for k, v in jax.device_get(metrics).items()}
@@ -626,7 +627,7 @@ def train(config: PPOConfig, run: RunConfig = RunConfig()) -> tuple[Callable, Tr
                 row["eval_return"] = float(np.mean(evaluate(state, jax.random.fold_in(eval_key, it))))
             logger.log(row)
             rows.append(row)
-            if it == total or (run.checkpoint_every and it % run.checkpoint_every == 0):
+            if it == stop or (run.checkpoint_every and it % run.checkpoint_every == 0):
                 checkpointer.save(it, state)
     finally:
         logger.close()

@@ -26,6 +26,8 @@ class RunConfig:
     """iterations between checkpoints (0: only at the end)"""
     keep_checkpoints: int = 3
     """most recent checkpoints kept"""
+    max_iterations: int | None = None
+    """stop after this many iterations in this invocation and checkpoint (continue with --resume)"""
     num_devices: int | None = None
     """devices on the data mesh (default: all local devices)"""
     progress: bool = True
@@ -35,6 +37,8 @@ class RunConfig:
         for field, low in (("eval_every", 0), ("num_eval_envs", 1), ("checkpoint_every", 0), ("keep_checkpoints", 1)):
             if getattr(self, field) < low:
                 raise ValueError(f"RunConfig.{field}={getattr(self, field)!r} is not allowed: it must be >= {low}.")
+        if self.max_iterations is not None and self.max_iterations < 1:
+            raise ValueError(f"RunConfig.max_iterations={self.max_iterations!r} is not allowed: it must be >= 1 (or None).")
         if self.num_devices is not None and self.num_devices < 1:
             raise ValueError(f"RunConfig.num_devices={self.num_devices!r} is not allowed: it must be >= 1 (or None).")
 

@@ -123,7 +123,8 @@ class RunLogger:
         ax.set_ylabel("episode return")
         ax.set_title(os.path.basename(os.path.normpath(self.run_dir)))
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
         fig.tight_layout()
         path = os.path.join(self.run_dir, filename)
         fig.savefig(path)

@@ -1,0 +1,342 @@
+"""vasa PPO against Brax PPO: compile time, training throughput and returns at equal steps.
+
+Both libraries train in this one process, on the same device and the same environment, with
+the same settings, and the runs are interleaved: vasa's training is driven from Brax's
+``progress_fn``, so after each Brax training epoch vasa trains over the same environment
+steps and evaluates at the same point. Load on a shared machine therefore falls on both.
+
+Environments:
+
+* ``brax/halfcheetah``: ``brax.envs.get_environment("halfcheetah", backend="mjx")``, wrapped
+  by Brax's own training wrapper; vasa's ``brax/halfcheetah`` is the same environment.
+* ``dmc/cheetah_run``: MuJoCo Playground ``CheetahRun`` with ``impl="jax"``, wrapped for Brax
+  by ``mujoco_playground.wrapper.wrap_for_brax_training`` (as Playground's notebooks do);
+  vasa's ``dmc/cheetah_run`` is the same Playground environment.
+
+Matched settings: number of environments, unroll length, minibatches (Brax
+``batch_size * num_minibatches == num_envs``, so one Brax training step is one unroll per
+environment, as one vasa iteration is), epochs (Brax ``num_updates_per_batch``), network
+sizes, swish activation, tanh-squashed Gaussian with state-dependent std (vasa's initial
+log-std set to Brax's, ``log(softplus(0) + 0.001)``), constant learning rate, entropy
+coefficient, discount, GAE lambda, clip epsilon, value-loss coefficient, gradient clipping,
+reward scaling, observation normalisation, advantage normalisation, action repeat 1,
+episode length 1000, auto-reset to a cached first state. Evaluation: deterministic policy,
+``--num-eval-envs`` fresh episodes, at the ``--num-evals`` points Brax reports (step 0
+included).
+
+The algorithms still differ in details neither library exposes: Brax masks truncated steps
+out of GAE while vasa bootstraps from the final observation; Brax updates the observation
+statistics before its epochs, vasa after; Brax minibatches whole unrolls, vasa single
+transitions; Brax estimates the squashed entropy with a sample, vasa uses the Gaussian
+entropy; Adam epsilon is 1e-8 in Brax and 1e-5 in vasa.
+
+Measurements:
+
+* compile: wall-clock seconds JAX spent tracing, lowering and compiling (the union of
+  JAX's ``/jax/core/compile/*`` event spans) during training; evaluation is compiled
+  before training starts and is not counted;
+* SPS: environment steps per second of training, compile excluded (Brax's own epoch
+  timing, vasa timed the same way: until the iteration's metrics are ready);
+* return: mean deterministic evaluation return at each evaluation step.
+
+Usage (a few minutes per environment on a CPU; the defaults are GPU-sized)::
+
+    python benchmarks/ppo_vs_brax.py --env brax/halfcheetah --num-envs 128 \\
+        --unroll-length 20 --num-minibatches 8 --total-env-steps 200000 --num-evals 5 \\
+        --num-eval-envs 16 --out results.json
+    python benchmarks/ppo_vs_brax.py   # both environments, full size
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import functools
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import tyro
+from brax import envs as brax_envs
+from brax.training.agents.ppo import networks as brax_networks
+from brax.training.agents.ppo import train as brax_ppo
+
+from vasa.algos import ppo
+
+EnvId = Literal["brax/halfcheetah", "dmc/cheetah_run"]
+
+# Brax's tanh-normal policy has std = softplus(x) + 0.001 with x near 0 at initialisation.
+BRAX_INIT_LOG_STD = math.log(math.log(2.0) + 0.001)
+
+
+@dataclass(frozen=True)
+class Args:
+    """Settings shared by both libraries."""
+
+    env: tuple[EnvId, ...] = ("brax/halfcheetah", "dmc/cheetah_run")
+    """environments to benchmark, one after the other"""
+    num_envs: int = 2048
+    """parallel training environments"""
+    unroll_length: int = 20
+    """environment steps per environment per iteration (Brax training step)"""
+    num_minibatches: int = 32
+    """minibatches per epoch; must divide num_envs (Brax batch_size = num_envs / this)"""
+    num_epochs: int = 4
+    """passes over each iteration's data (Brax num_updates_per_batch)"""
+    total_env_steps: int = 20_000_000
+    """training length per library, rounded up to whole iterations between evaluations"""
+    num_evals: int = 10
+    """evaluations, the first before training (>= 2)"""
+    num_eval_envs: int = 128
+    """episodes per evaluation"""
+    policy_layers: tuple[int, ...] = (32, 32, 32, 32)
+    """policy MLP hidden sizes (Brax's default)"""
+    value_layers: tuple[int, ...] = (256, 256, 256, 256, 256)
+    """value MLP hidden sizes (Brax's default)"""
+    learning_rate: float = 3e-4
+    """Adam learning rate, constant"""
+    entropy_coef: float = 1e-2
+    """entropy bonus weight"""
+    gamma: float = 0.97
+    """discount"""
+    gae_lambda: float = 0.95
+    """GAE lambda"""
+    clip_epsilon: float = 0.3
+    """PPO ratio clip"""
+    value_coef: float = 0.5
+    """value-loss weight"""
+    max_grad_norm: float = 0.0
+    """global gradient-norm clip (0: none)"""
+    reward_scaling: float = 1.0
+    """reward multiplier for learning"""
+    seed: int = 0
+    """random seed of both runs"""
+    out: Path | None = None
+    """write the results as JSON here"""
+
+
+# --------------------------------------------------------------------------- jax shims
+
+
+def shim_removed_jax_apis() -> None:
+    """Restore the one removed JAX API that Brax 0.14's PPO needs.
+
+    ``brax.training.agents.ppo.train`` replicates its training state with
+    ``jax.device_put_replicated``, which JAX 0.10 removed. The replacement stacks one copy
+    per device and places it with an identity ``jax.pmap``, so the state carries exactly the
+    sharding pmap gives its outputs; a state with any other sharding (e.g. a ``NamedSharding``
+    on a mesh of our own) makes Brax's pmapped training epoch compile a second time on its
+    second call. Nothing else Brax's PPO uses is missing from JAX 0.10.
+    """
+    if hasattr(jax, "device_put_replicated"):
+        return
+
+    def device_put_replicated(x, devices):
+        stacked = jax.tree.map(lambda a: jnp.stack([jnp.asarray(a)] * len(devices)), x)
+        return jax.pmap(lambda t: t, devices=devices)(stacked)
+
+    jax.device_put_replicated = device_put_replicated
+
+
+class CompileClock:
+    """Records the spans of JAX's compile events (trace, lowering, XLA compile) and tells how
+    much wall-clock time within a window was spent compiling (nested events counted once)."""
+
+    def __init__(self):
+        self.spans: list[tuple[float, float]] = []
+        jax.monitoring.register_event_time_span_listener(self._record)
+
+    def _record(self, event: str, start: float, end: float, **_):
+        if event.startswith("/jax/core/compile/"):
+            self.spans.append((start, end))
+
+    def seconds(self, start: float, end: float) -> float:
+        """Compile seconds inside ``[start, end]`` (``time.time()`` stamps)."""
+        total, reach = 0.0, start
+        for s, e in sorted(self.spans):
+            s, e = max(s, reach), min(e, end)
+            if e > s:
+                total += e - s
+                reach = e
+        return total
+
+
+# --------------------------------------------------------------------------- the two sides
+
+
+def settings(args: Args, env_id: str) -> dict:
+    """The run's schedule: iterations between evaluations and total steps (Brax's rounding)."""
+    steps_per_iteration = args.num_envs * args.unroll_length
+    iterations_per_eval = -(-args.total_env_steps // ((args.num_evals - 1) * steps_per_iteration))
+    return dict(
+        env=env_id, num_envs=args.num_envs, unroll_length=args.unroll_length,
+        num_minibatches=args.num_minibatches, num_epochs=args.num_epochs,
+        iterations_per_eval=iterations_per_eval,
+        steps_per_eval=iterations_per_eval * steps_per_iteration,
+        total_env_steps=iterations_per_eval * steps_per_iteration * (args.num_evals - 1),
+    )
+
+
+def vasa_config(args: Args, env_id: str, total_env_steps: int) -> ppo.PPOConfig:
+    return ppo.PPOConfig(
+        env=env_id, num_envs=args.num_envs, unroll_length=args.unroll_length,
+        total_env_steps=total_env_steps, seed=args.seed, episode_length=1000, action_repeat=1,
+        reset_mode="cached", surrogate="clip", clip_epsilon=args.clip_epsilon, gamma=args.gamma,
+        gae_lambda=args.gae_lambda, reward_scaling=args.reward_scaling, normalize_observations=True,
+        normalize_advantages=True, num_epochs=args.num_epochs, num_minibatches=args.num_minibatches,
+        learning_rate=args.learning_rate, lr_schedule="constant", max_grad_norm=args.max_grad_norm,
+        value_coef=args.value_coef, clip_value=False, entropy_coef=args.entropy_coef,
+        policy_layers=args.policy_layers, value_layers=args.value_layers, activation="swish",
+        state_dependent_std=True, init_log_std=BRAX_INIT_LOG_STD, action_squash="tanh",
+    )
+
+
+def brax_environment(env_id: str):
+    """``(environment, wrap_env_fn)`` for ``brax.training.agents.ppo.train``."""
+    if env_id == "brax/halfcheetah":
+        return brax_envs.get_environment("halfcheetah", backend="mjx"), None
+    from mujoco_playground import registry, wrapper
+
+    return registry.load("CheetahRun", config_overrides={"impl": "jax"}), wrapper.wrap_for_brax_training
+
+
+def brax_train_kwargs(args: Args, total_env_steps: int) -> dict:
+    return dict(
+        num_timesteps=total_env_steps, num_envs=args.num_envs, episode_length=1000, action_repeat=1,
+        unroll_length=args.unroll_length, batch_size=args.num_envs // args.num_minibatches,
+        num_minibatches=args.num_minibatches, num_updates_per_batch=args.num_epochs,
+        learning_rate=args.learning_rate, entropy_cost=args.entropy_coef, discounting=args.gamma,
+        gae_lambda=args.gae_lambda, clipping_epsilon=args.clip_epsilon,
+        vf_loss_coefficient=args.value_coef, max_grad_norm=args.max_grad_norm or None,
+        reward_scaling=args.reward_scaling, normalize_observations=True, normalize_advantage=True,
+        network_factory=functools.partial(
+            brax_networks.make_ppo_networks, policy_hidden_layer_sizes=args.policy_layers,
+            value_hidden_layer_sizes=args.value_layers),
+        num_evals=args.num_evals, num_eval_envs=args.num_eval_envs, deterministic_eval=True, seed=args.seed,
+    )
+
+
+class VasaRun:
+    """vasa PPO advanced in chunks: ``advance_to(step)`` trains up to ``step`` environment
+    steps (timed, compile measured by ``clock``) and then evaluates."""
+
+    def __init__(self, config: ppo.PPOConfig, num_eval_envs: int, clock: CompileClock):
+        self.config, self.clock = config, clock
+        self.state = ppo.init(config)
+        self.train_step = ppo.make_train_step(config)
+        self.evaluate = ppo.make_evaluate(config, num_envs=num_eval_envs)
+        self.eval_key = jax.random.PRNGKey(config.seed + 1)
+        self.iterations = 0
+        self.train_seconds = 0.0
+        self.compile_seconds = 0.0
+        self.evals: list[tuple[int, float]] = []
+
+    def advance_to(self, env_steps: int) -> None:
+        target = env_steps // self.config.env_steps_per_iteration
+        if target > self.iterations:
+            start = time.time()
+            for _ in range(target - self.iterations):
+                self.state, metrics = self.train_step(self.state)
+            jax.block_until_ready(metrics)
+            end = time.time()
+            self.train_seconds += end - start
+            self.compile_seconds += self.clock.seconds(start, end)
+            self.iterations = target
+        key = jax.random.fold_in(self.eval_key, len(self.evals))
+        self.evals.append((ppo.steps_done(self.config, self.iterations), float(self.evaluate(self.state, key))))
+
+
+def ratio(a: float, b: float) -> float | None:
+    """``a / b``, or None unless both are positive (a ratio of returns of mixed sign means nothing)."""
+    return a / b if a > 0 and b > 0 else None
+
+
+def summary(train_seconds: float, compile_seconds: float, env_steps: int, evals) -> dict:
+    return dict(compile_s=compile_seconds, train_s=train_seconds - compile_seconds,
+                sps=env_steps / (train_seconds - compile_seconds), evals=evals)
+
+
+def run_env(args: Args, env_id: str, clock: CompileClock) -> dict:
+    """Train both libraries on ``env_id``, interleaved, and return their measurements."""
+    plan = settings(args, env_id)
+    vasa = VasaRun(vasa_config(args, env_id, plan["total_env_steps"]), args.num_eval_envs, clock)
+    brax_evals: list[tuple[int, float]] = []
+    brax_walltime = 0.0
+    brax_compile = 0.0
+    last_return = 0.0  # when Brax's previous progress_fn call (and vasa's chunk) ended
+
+    def progress(step: int, metrics: dict) -> None:
+        nonlocal brax_walltime, brax_compile, last_return
+        entered = time.time()
+        if step > 0:  # Brax trained an epoch (and evaluated) since the last call
+            brax_compile += clock.seconds(last_return, entered)
+            brax_walltime = float(metrics["training/walltime"])
+        brax_evals.append((int(step), float(metrics["eval/episode_reward"])))
+        print(f"  [{env_id}] step {step:>10,}  brax {brax_evals[-1][1]:9.2f}", end="", flush=True)
+        vasa.advance_to(step)
+        print(f"  vasa {vasa.evals[-1][1]:9.2f}", flush=True)
+        last_return = time.time()
+
+    environment, wrap_env_fn = brax_environment(env_id)
+    brax_ppo.train(environment, wrap_env_fn=wrap_env_fn, progress_fn=progress,
+                   **brax_train_kwargs(args, plan["total_env_steps"]))
+
+    expected = [k * plan["steps_per_eval"] for k in range(args.num_evals)]
+    if [s for s, _ in brax_evals] != expected or [s for s, _ in vasa.evals] != expected:
+        raise RuntimeError(f"evaluation steps differ: brax {brax_evals}, vasa {vasa.evals}, expected {expected}")
+    brax = summary(brax_walltime, brax_compile, plan["total_env_steps"], brax_evals)
+    ours = summary(vasa.train_seconds, vasa.compile_seconds, plan["total_env_steps"], vasa.evals)
+    return dict(settings=plan, brax=brax, vasa=ours, ratio=dict(
+        compile=ratio(ours["compile_s"], brax["compile_s"]), sps=ratio(ours["sps"], brax["sps"]),
+        final_return=ratio(ours["evals"][-1][1], brax["evals"][-1][1])))
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _fmt_ratio(x: float | None) -> str:
+    return f"{x:12.2f}" if x is not None else f"{'n/a':>12}"
+
+
+def print_report(results: list[dict], device: str) -> None:
+    line = "-" * 66
+    for r in results:
+        s, b, v = r["settings"], r["brax"], r["vasa"]
+        print(f"\n{s['env']}  ({s['num_envs']} envs x {s['unroll_length']} steps, {s['num_minibatches']} "
+              f"minibatches, {s['num_epochs']} epochs, {s['total_env_steps']:,} env steps; {device})")
+        print(line)
+        print(f"{'':28}{'brax':>12}{'vasa':>12}{'vasa/brax':>12}")
+        print(line)
+        print(f"{'compile, training [s]':28}{b['compile_s']:12.1f}{v['compile_s']:12.1f}{_fmt_ratio(r['ratio']['compile'])}")
+        print(f"{'training SPS (no compile)':28}{b['sps']:12,.0f}{v['sps']:12,.0f}{_fmt_ratio(r['ratio']['sps'])}")
+        for (step, rb), (_, rv) in zip(b["evals"], v["evals"]):
+            print(f"{f'return @ {step:,} steps':28}{rb:12.1f}{rv:12.1f}{_fmt_ratio(ratio(rv, rb))}")
+        print(line)
+
+
+def main(args: Args) -> None:
+    if args.num_evals < 2:
+        raise ValueError(f"num_evals={args.num_evals} is not allowed: it must be >= 2 (one before training).")
+    if args.num_envs % args.num_minibatches:
+        raise ValueError(f"num_minibatches={args.num_minibatches} must divide num_envs={args.num_envs}.")
+    shim_removed_jax_apis()
+    clock = CompileClock()
+    dev = jax.devices()[0]
+    device = f"{jax.device_count()} x {dev.platform}:{dev.device_kind}, jax {jax.__version__}"
+    results = [run_env(args, env_id, clock) for env_id in args.env]
+    print_report(results, device)
+    if args.out:
+        record = dict(date=datetime.date.today().isoformat(), device=device,
+                      args={k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(args).items()},
+                      results=results)
+        args.out.write_text(json.dumps(record, indent=2))
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
