@@ -604,11 +604,11 @@ def train(config: PPOConfig, run: RunConfig = RunConfig()) -> tuple[Callable, Tr
     step = make_train_step(config, env, mesh)
     evaluate = make_evaluate(config, run.num_eval_envs, env)
     total = config.num_iterations
-    logger = RunLogger(run_dir, {"ppo": config_to_dict(config), "run": config_to_dict(run)}, total, start,
-                       run.progress)
     t0 = time.perf_counter()
     compiled = step.lower(state).compile()
     compile_s = time.perf_counter() - t0
+    logger = RunLogger(run_dir, {"ppo": config_to_dict(config), "run": config_to_dict(run)}, total, start,
+                       run.progress)
     wall = logger.last_value("wall_time") if start else 0.0
     rows, eval_key = [], jax.random.PRNGKey(config.seed + 10_000)
     try:

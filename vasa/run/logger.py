@@ -53,7 +53,7 @@ class RunLogger:
             self._truncate_after(start)
         elif os.path.exists(self.csv_path):
             os.remove(self.csv_path)
-        self._bar = None
+        self._bar, self._post = None, {}
         if progress:
             from tqdm.auto import tqdm
 
@@ -93,10 +93,11 @@ class RunLogger:
             w.writerow(row)
         if self._bar is not None:
             self._bar.update(1)
-            post = {k: f"{row[k]:.1f}" for k in ("episode_return", "eval_return") if k in row
-                    and isinstance(row[k], float) and math.isfinite(row[k])}
-            post["sps"] = f"{row.get('sps', 0):.0f}"
-            self._bar.set_postfix(post, refresh=False)
+            # keep the latest finite returns on display (episodes do not end every iteration)
+            self._post.update({k: f"{row[k]:.1f}" for k in ("episode_return", "eval_return") if k in row
+                               and isinstance(row[k], float) and math.isfinite(row[k])})
+            self._post["sps"] = f"{row.get('sps', 0):.0f}"
+            self._bar.set_postfix(self._post, refresh=False)
 
     def plot(self, filename: str = "learning_curve.png") -> str:
         """Plot training and evaluation returns against environment steps; returns the path."""
