@@ -86,6 +86,8 @@ def test_resume_in_fresh_process_is_bitwise_identical(run_python, tmp_path):
     assert os.path.exists(a + "/learning_curve.png")
     cfg = json.load(open(a + "/config.json"))
     assert cfg["ppo"]["surrogate"] == "kl" and cfg["ppo"]["policy_layers"] == [32, 32]
+    ck = Checkpointer(a)
+    assert ck.steps()[-1] == 6 and ck.config()["ppo"] == cfg["ppo"]  # the config travels with the state
 
 
 def _tiny_config(**kw):

@@ -607,8 +607,8 @@ def train(config: PPOConfig, run: RunConfig = RunConfig()) -> tuple[Callable, Tr
     t0 = time.perf_counter()
     compiled = step.lower(state).compile()
     compile_s = time.perf_counter() - t0
-    logger = RunLogger(run_dir, {"ppo": config_to_dict(config), "run": config_to_dict(run)}, total, start,
-                       run.progress)
+    saved_config = {"ppo": config_to_dict(config), "run": config_to_dict(run)}
+    logger = RunLogger(run_dir, saved_config, total, start, run.progress)
     wall = logger.last_value("wall_time") if start else 0.0
     rows, eval_key = [], jax.random.PRNGKey(config.seed + 10_000)
     try:
@@ -628,7 +628,7 @@ def train(config: PPOConfig, run: RunConfig = RunConfig()) -> tuple[Callable, Tr
             logger.log(row)
             rows.append(row)
             if it == stop or (run.checkpoint_every and it % run.checkpoint_every == 0):
-                checkpointer.save(it, state)
+                checkpointer.save(it, state, saved_config)
     finally:
         logger.close()
         checkpointer.close()

@@ -39,10 +39,30 @@ class Checkpointer:
         """Iterations that have a complete checkpoint, ascending."""
         return sorted(self._manager.all_steps())
 
-    def save(self, step: int, state: Any) -> None:
-        """Write ``state`` as checkpoint ``step`` and wait until it is safely on disk."""
-        self._manager.save(int(step), args=self._ocp.args.StandardSave(_by_path(state)), force=True)
+    def save(self, step: int, state: Any, config: dict | None = None) -> None:
+        """Write ``state`` (and the JSON-ready ``config`` it was trained with) as checkpoint
+        ``step``, and wait until it is safely on disk."""
+        args = {"state": self._ocp.args.StandardSave(_by_path(state))}
+        if config is not None:
+            args["config"] = self._ocp.args.JsonSave(config)
+        self._manager.save(int(step), args=self._ocp.args.Composite(**args), force=True)
         self._manager.wait_until_finished()
+
+    def config(self, step: int | None = None) -> dict | None:
+        """The config saved with checkpoint ``step`` (default: the latest), or ``None``."""
+        step = self._check_step(step)
+        if not os.path.isdir(os.path.join(self.directory, str(step), "config")):
+            return None
+        return self._manager.restore(step, args=self._ocp.args.Composite(config=self._ocp.args.JsonRestore())).config
+
+    def _check_step(self, step: int | None) -> int:
+        steps = self.steps()
+        if not steps:
+            raise CheckpointError(f"no checkpoint found under {self.directory}: nothing to resume from.")
+        step = steps[-1] if step is None else int(step)
+        if step not in steps:
+            raise CheckpointError(f"checkpoint step {step} not found under {self.directory}; available: {steps}.")
+        return step
 
     def restore(self, target: Any, step: int | None = None) -> tuple[int, Any]:
         """Restore checkpoint ``step`` (default: the latest) into the structure, shapes,
@@ -51,15 +71,11 @@ class Checkpointer:
         Returns ``(step, state)``. Raises :class:`CheckpointError` with the reason when there
         is no checkpoint, it cannot be read, or it does not match ``target``.
         """
-        steps = self.steps()
-        if not steps:
-            raise CheckpointError(f"no checkpoint found under {self.directory}: nothing to resume from.")
-        step = steps[-1] if step is None else int(step)
-        if step not in steps:
-            raise CheckpointError(f"checkpoint step {step} not found under {self.directory}; available: {steps}.")
+        step = self._check_step(step)
         abstract = _by_path(jax.tree.map(_abstract, target))
         try:
-            saved = self._manager.restore(step, args=self._ocp.args.StandardRestore(abstract))
+            saved = self._manager.restore(
+                step, args=self._ocp.args.Composite(state=self._ocp.args.StandardRestore(abstract))).state
         except (ValueError, KeyError, TypeError) as e:
             raise CheckpointError(
                 f"checkpoint {self.directory}/{step} does not match this run's training state "
