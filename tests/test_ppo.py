@@ -122,3 +122,15 @@ def test_config_errors_come_before_compilation(monkeypatch):
         ppo.init(dataclasses.replace(TINY, learning_rate=0.0))
     with pytest.raises(ValueError, match="env"):
         ppo.make_train_step(dataclasses.replace(TINY, env="nope"))
+
+
+def test_kl_early_stop_skips_the_rest_of_the_iteration():
+    # at the first minibatch the learner equals the behaviour policy (KL = 0), so exactly one
+    # update is applied before any KL exceeds the tiny threshold
+    config = dataclasses.replace(TINY, kl_early_stop=1e-9)
+    _, history = run_iterations(config, 2)
+    steps = config.num_epochs * config.num_minibatches
+    for _, metrics in history:
+        np.testing.assert_allclose(metrics["updates_skipped"], (steps - 1) / steps)
+    _, free = run_iterations(TINY, 1)
+    assert free[0][1]["updates_skipped"] == 0

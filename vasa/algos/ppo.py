@@ -381,7 +381,7 @@ def make_train_step(config: PPOConfig, env=None, mesh=None) -> Callable[[TrainSt
 
         return jax.lax.scan(env_step, state.env_state, jnp.arange(T))
 
-    def loss_fn(params, mb, normalizer, beta, hinge_weight):
+    def loss_fn(params, mb, normalizer, beta):
         obs = normalize(normalizer, mb["obs"])
         mean, log_std = nets.policy.apply(params["policy"], obs)
         log_prob = dist.log_prob(mb["raw_action"], mean, log_std)
@@ -392,12 +392,15 @@ def make_train_step(config: PPOConfig, env=None, mesh=None) -> Callable[[TrainSt
             var = jax.lax.pmean(jnp.mean((adv - mu) ** 2), DATA_AXIS)
             adv = (adv - mu) / (jnp.sqrt(var) + 1e-8)
         kl = dist.kl(mb["mean"], mb["log_std"], mean, log_std).mean()
+        # KL over the whole (all-device) minibatch, held constant: it sets the hinge's weight
+        # and the early stop, so updates are the same on any number of devices
+        kl_global = jax.lax.pmean(jax.lax.stop_gradient(kl), DATA_AXIS)
         if config.surrogate == "clip":
             clipped = jnp.clip(ratio, 1 - config.clip_epsilon, 1 + config.clip_epsilon)
             policy_loss = -jnp.minimum(ratio * adv, clipped * adv).mean()
         else:
-            # the hinge's gradient weight uses the global KL (held constant), so the update
-            # is the same on any number of devices
+            # d/dkl of kl_hinge_coef * max(0, KL - 2 target)^2, applied to the local KL
+            hinge_weight = 2 * config.kl_hinge_coef * jnp.maximum(0.0, kl_global - 2 * config.kl_target)
             policy_loss = -(ratio * adv).mean() + beta * kl + hinge_weight * kl
         value = nets.value_fn(params["value"], obs)
         err = (value - mb["return"]) ** 2
@@ -408,19 +411,16 @@ def make_train_step(config: PPOConfig, env=None, mesh=None) -> Callable[[TrainSt
         entropy = dist.entropy(log_std).mean()
         loss = policy_loss + config.value_coef * value_loss - config.entropy_coef * entropy
         clip_frac = (jnp.abs(ratio - 1) > config.clip_epsilon).mean()
-        return loss, dict(policy_loss=policy_loss, value_loss=value_loss, entropy=entropy, kl=kl, clip_fraction=clip_frac)
+        return loss, dict(policy_loss=policy_loss, value_loss=value_loss, entropy=entropy, kl=kl_global,
+                          clip_fraction=clip_frac)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
     def sgd_step(carry, mb):
         params, opt_state, stopped, normalizer, beta = carry
-        # KL of the current params before this update, global over devices
-        _, aux0 = loss_fn(params, mb, normalizer, beta, 0.0)
-        kl_now = jax.lax.pmean(aux0["kl"], DATA_AXIS)
-        hinge_weight = 2 * config.kl_hinge_coef * jnp.maximum(0.0, kl_now - 2 * config.kl_target)
-        if config.kl_early_stop > 0:
-            stopped = stopped | (kl_now > config.kl_early_stop * config.kl_target)
-        (loss, aux), grads = grad_fn(params, mb, normalizer, beta, hinge_weight)
+        (loss, aux), grads = grad_fn(params, mb, normalizer, beta)
+        if config.kl_early_stop > 0:  # aux["kl"]: KL of the params before this update
+            stopped = stopped | (aux["kl"] > config.kl_early_stop * config.kl_target)
         grads = jax.lax.pmean(grads, DATA_AXIS)
         updates, new_opt = tx.update(grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
