@@ -408,7 +408,9 @@ def make_train_step(config: PPOConfig, env=None, mesh=None) -> Callable[[TrainSt
             clipped_v = mb["value"] + jnp.clip(value - mb["value"], -config.clip_epsilon, config.clip_epsilon)
             err = jnp.maximum(err, (clipped_v - mb["return"]) ** 2)
         value_loss = 0.5 * err.mean()
-        entropy = dist.entropy(log_std).mean()
+        # the behaviour sample's standard-normal noise, re-used for a reparameterised sample
+        noise = (mb["raw_action"] - mb["mean"]) * jnp.exp(-mb["log_std"])
+        entropy = dist.entropy(mean, log_std, noise).mean()
         loss = policy_loss + config.value_coef * value_loss - config.entropy_coef * entropy
         clip_frac = (jnp.abs(ratio - 1) > config.clip_epsilon).mean()
         return loss, dict(policy_loss=policy_loss, value_loss=value_loss, entropy=entropy, kl=kl_global,
