@@ -23,6 +23,7 @@ What SURREAL adds to PPO (Fan et al., CoRL 2018; dissertation section 2.5.1):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -418,9 +419,9 @@ def make_train_step(config: PPOConfig, env=None, mesh=None) -> Callable[[TrainSt
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-    def sgd_step(carry, mb):
-        params, opt_state, stopped, normalizer, beta = carry
-        (loss, aux), grads = grad_fn(params, mb, normalizer, beta)
+    def sgd_step(state: TrainState, carry, mb):
+        params, opt_state, stopped = carry
+        (loss, aux), grads = grad_fn(params, mb, state.normalizer, state.beta)
         if config.kl_early_stop > 0:  # aux["kl"]: KL of the params before this update
             stopped = stopped | (aux["kl"] > config.kl_early_stop * config.kl_target)
         grads = jax.lax.pmean(grads, DATA_AXIS)
@@ -431,7 +432,7 @@ def make_train_step(config: PPOConfig, env=None, mesh=None) -> Callable[[TrainSt
         aux = jax.lax.pmean({**aux, "loss": loss}, DATA_AXIS)
         aux["grad_norm"] = optax.tree.norm(grads)
         aux["skipped"] = stopped.astype(jnp.float32)
-        return (params, opt_state, stopped, normalizer, beta), aux
+        return (params, opt_state, stopped), aux
 
     def shuffle(data, key):
         """``[T, local_envs, ...]`` -> ``[M, local_groups * per_group, ...]`` minibatches."""
@@ -459,10 +460,10 @@ def make_train_step(config: PPOConfig, env=None, mesh=None) -> Callable[[TrainSt
                     log_std=tr.log_std, advantage=advantages, value=values, **{"return": returns})
 
         def epoch(carry, k):
-            return jax.lax.scan(sgd_step, carry, shuffle(data, k))
+            return jax.lax.scan(functools.partial(sgd_step, state), carry, shuffle(data, k))
 
-        carry = (state.params, state.opt_state, jnp.zeros((), bool), state.normalizer, state.beta)
-        (params, opt_state, _, _, _), aux = jax.lax.scan(epoch, carry, jax.random.split(k_learn, config.num_epochs))
+        carry = (state.params, state.opt_state, jnp.zeros((), bool))
+        (params, opt_state, _), aux = jax.lax.scan(epoch, carry, jax.random.split(k_learn, config.num_epochs))
 
         kl = aux["kl"][-1].mean()
         beta = adapt_beta(state.beta, kl, config) if config.surrogate == "kl" else state.beta
