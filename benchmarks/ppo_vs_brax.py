@@ -26,18 +26,25 @@ included).
 
 The algorithms still differ in details neither library exposes: Brax masks truncated steps
 out of GAE while vasa bootstraps from the final observation; Brax updates the observation
-statistics before its epochs, vasa after; Brax minibatches whole unrolls, vasa single
-transitions; Brax estimates the squashed entropy with a sample, vasa uses the Gaussian
-entropy; Adam epsilon is 1e-8 in Brax and 1e-5 in vasa.
+statistics before its epochs, vasa after, and vasa clips normalised observations to +-10;
+Brax minibatches whole unrolls, vasa single transitions; both estimate the squashed entropy
+from one sample, Brax a fresh one, vasa the behaviour sample's; the policy's output layer is
+initialised lecun-uniform in Brax, near zero in vasa (so vasa starts from near-zero actions);
+Adam epsilon is 1e-8 in Brax and 1e-5 in vasa.
 
-Measurements:
+Measurements, taken the same way for both from the training time of each epoch (the
+training between two evaluations; Brax's own ``training/walltime``, and vasa's timed
+likewise until the last iteration's metrics are ready):
 
-* compile: wall-clock seconds JAX spent tracing, lowering and compiling (the union of
-  JAX's ``/jax/core/compile/*`` event spans) during training; evaluation is compiled
-  before training starts and is not counted;
-* SPS: environment steps per second of training, compile excluded (Brax's own epoch
-  timing, vasa timed the same way: until the iteration's metrics are ready);
+* SPS: environment steps per second of training over epochs 2..n;
+* compile: the first epoch's time less the time a steady epoch takes at that SPS, i.e.
+  tracing, compiling and any other first-call cost of the training step (evaluation is
+  compiled outside the training time and not counted; under JAX 0.10 Brax's evaluator
+  compiles a second time after the first epoch, its state's sharding having changed);
 * return: mean deterministic evaluation return at each evaluation step.
+
+The per-epoch times are printed as training goes: a later epoch much slower than the
+others means a recompilation.
 
 Usage (a few minutes per environment on a CPU; the defaults are GPU-sized)::
 
@@ -54,6 +61,7 @@ import datetime
 import functools
 import json
 import math
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,7 +99,7 @@ class Args:
     total_env_steps: int = 20_000_000
     """training length per library, rounded up to whole iterations between evaluations"""
     num_evals: int = 10
-    """evaluations, the first before training (>= 2)"""
+    """evaluations, the first before training (>= 3: two epochs at least)"""
     num_eval_envs: int = 128
     """episodes per evaluation"""
     policy_layers: tuple[int, ...] = (32, 32, 32, 32)
@@ -128,42 +136,19 @@ def shim_removed_jax_apis() -> None:
 
     ``brax.training.agents.ppo.train`` replicates its training state with
     ``jax.device_put_replicated``, which JAX 0.10 removed. The replacement stacks one copy
-    per device and places it with an identity ``jax.pmap``, so the state carries exactly the
-    sharding pmap gives its outputs; a state with any other sharding (e.g. a ``NamedSharding``
-    on a mesh of our own) makes Brax's pmapped training epoch compile a second time on its
-    second call. Nothing else Brax's PPO uses is missing from JAX 0.10.
+    per device and places it with an identity ``jax.pmap`` over Brax's own axis name, so the
+    state has exactly the type (sharding included) of the training epoch's outputs; with any
+    other sharding, Brax's pmapped training epoch compiles a second time on its second call.
+    Nothing else Brax's PPO uses is missing from JAX 0.10.
     """
     if hasattr(jax, "device_put_replicated"):
         return
 
     def device_put_replicated(x, devices):
         stacked = jax.tree.map(lambda a: jnp.stack([jnp.asarray(a)] * len(devices)), x)
-        return jax.pmap(lambda t: t, devices=devices)(stacked)
+        return jax.pmap(lambda t: t, axis_name=brax_ppo._PMAP_AXIS_NAME, devices=devices)(stacked)
 
     jax.device_put_replicated = device_put_replicated
-
-
-class CompileClock:
-    """Records the spans of JAX's compile events (trace, lowering, XLA compile) and tells how
-    much wall-clock time within a window was spent compiling (nested events counted once)."""
-
-    def __init__(self):
-        self.spans: list[tuple[float, float]] = []
-        jax.monitoring.register_event_time_span_listener(self._record)
-
-    def _record(self, event: str, start: float, end: float, **_):
-        if event.startswith("/jax/core/compile/"):
-            self.spans.append((start, end))
-
-    def seconds(self, start: float, end: float) -> float:
-        """Compile seconds inside ``[start, end]`` (``time.time()`` stamps)."""
-        total, reach = 0.0, start
-        for s, e in sorted(self.spans):
-            s, e = max(s, reach), min(e, end)
-            if e > s:
-                total += e - s
-                reach = e
-        return total
 
 
 # --------------------------------------------------------------------------- the two sides
@@ -222,30 +207,27 @@ def brax_train_kwargs(args: Args, total_env_steps: int) -> dict:
 
 
 class VasaRun:
-    """vasa PPO advanced in chunks: ``advance_to(step)`` trains up to ``step`` environment
-    steps (timed, compile measured by ``clock``) and then evaluates."""
+    """vasa PPO advanced epoch by epoch: ``advance_to(step)`` trains up to ``step``
+    environment steps, records the time taken, and evaluates."""
 
-    def __init__(self, config: ppo.PPOConfig, num_eval_envs: int, clock: CompileClock):
-        self.config, self.clock = config, clock
+    def __init__(self, config: ppo.PPOConfig, num_eval_envs: int):
+        self.config = config
         self.state = ppo.init(config)
         self.train_step = ppo.make_train_step(config)
         self.evaluate = ppo.make_evaluate(config, num_envs=num_eval_envs)
         self.eval_key = jax.random.PRNGKey(config.seed + 1)
         self.iterations = 0
-        self.train_seconds = 0.0
-        self.compile_seconds = 0.0
+        self.epoch_seconds: list[float] = []
         self.evals: list[tuple[int, float]] = []
 
     def advance_to(self, env_steps: int) -> None:
         target = env_steps // self.config.env_steps_per_iteration
         if target > self.iterations:
-            start = time.time()
+            start = time.perf_counter()
             for _ in range(target - self.iterations):
                 self.state, metrics = self.train_step(self.state)
             jax.block_until_ready(metrics)
-            end = time.time()
-            self.train_seconds += end - start
-            self.compile_seconds += self.clock.seconds(start, end)
+            self.epoch_seconds.append(time.perf_counter() - start)
             self.iterations = target
         key = jax.random.fold_in(self.eval_key, len(self.evals))
         self.evals.append((ppo.steps_done(self.config, self.iterations), float(self.evaluate(self.state, key))))
@@ -256,31 +238,28 @@ def ratio(a: float, b: float) -> float | None:
     return a / b if a > 0 and b > 0 else None
 
 
-def summary(train_seconds: float, compile_seconds: float, env_steps: int, evals) -> dict:
-    return dict(compile_s=compile_seconds, train_s=train_seconds - compile_seconds,
-                sps=env_steps / (train_seconds - compile_seconds), evals=evals)
+def summary(epoch_seconds: list[float], steps_per_epoch: int, evals: list[tuple[int, float]]) -> dict:
+    """SPS over the epochs after the first, and the first epoch's excess time as compile."""
+    sps = steps_per_epoch * (len(epoch_seconds) - 1) / sum(epoch_seconds[1:])
+    return dict(compile_s=epoch_seconds[0] - steps_per_epoch / sps, sps=sps, epoch_s=epoch_seconds, evals=evals)
 
 
-def run_env(args: Args, env_id: str, clock: CompileClock) -> dict:
+def run_env(args: Args, env_id: str) -> dict:
     """Train both libraries on ``env_id``, interleaved, and return their measurements."""
     plan = settings(args, env_id)
-    vasa = VasaRun(vasa_config(args, env_id, plan["total_env_steps"]), args.num_eval_envs, clock)
+    vasa = VasaRun(vasa_config(args, env_id, plan["total_env_steps"]), args.num_eval_envs)
     brax_evals: list[tuple[int, float]] = []
-    brax_walltime = 0.0
-    brax_compile = 0.0
-    last_return = 0.0  # when Brax's previous progress_fn call (and vasa's chunk) ended
+    brax_epoch_seconds: list[float] = []
 
     def progress(step: int, metrics: dict) -> None:
-        nonlocal brax_walltime, brax_compile, last_return
-        entered = time.time()
-        if step > 0:  # Brax trained an epoch (and evaluated) since the last call
-            brax_compile += clock.seconds(last_return, entered)
-            brax_walltime = float(metrics["training/walltime"])
         brax_evals.append((int(step), float(metrics["eval/episode_reward"])))
-        print(f"  [{env_id}] step {step:>10,}  brax {brax_evals[-1][1]:9.2f}", end="", flush=True)
+        if step > 0:  # Brax has trained one more epoch
+            brax_epoch_seconds.append(float(metrics["training/walltime"]) - sum(brax_epoch_seconds))
         vasa.advance_to(step)
-        print(f"  vasa {vasa.evals[-1][1]:9.2f}", flush=True)
-        last_return = time.time()
+        line = f"[{env_id}] step {step:>11,}   return brax {brax_evals[-1][1]:9.2f}  vasa {vasa.evals[-1][1]:9.2f}"
+        if step > 0:
+            line += f"   epoch brax {brax_epoch_seconds[-1]:7.1f} s  vasa {vasa.epoch_seconds[-1]:7.1f} s"
+        print(line, flush=True)
 
     environment, wrap_env_fn = brax_environment(env_id)
     brax_ppo.train(environment, wrap_env_fn=wrap_env_fn, progress_fn=progress,
@@ -289,8 +268,8 @@ def run_env(args: Args, env_id: str, clock: CompileClock) -> dict:
     expected = [k * plan["steps_per_eval"] for k in range(args.num_evals)]
     if [s for s, _ in brax_evals] != expected or [s for s, _ in vasa.evals] != expected:
         raise RuntimeError(f"evaluation steps differ: brax {brax_evals}, vasa {vasa.evals}, expected {expected}")
-    brax = summary(brax_walltime, brax_compile, plan["total_env_steps"], brax_evals)
-    ours = summary(vasa.train_seconds, vasa.compile_seconds, plan["total_env_steps"], vasa.evals)
+    brax = summary(brax_epoch_seconds, plan["steps_per_eval"], brax_evals)
+    ours = summary(vasa.epoch_seconds, plan["steps_per_eval"], vasa.evals)
     return dict(settings=plan, brax=brax, vasa=ours, ratio=dict(
         compile=ratio(ours["compile_s"], brax["compile_s"]), sps=ratio(ours["sps"], brax["sps"]),
         final_return=ratio(ours["evals"][-1][1], brax["evals"][-1][1])))
@@ -312,26 +291,36 @@ def print_report(results: list[dict], device: str) -> None:
         print(line)
         print(f"{'':28}{'brax':>12}{'vasa':>12}{'vasa/brax':>12}")
         print(line)
-        print(f"{'compile, training [s]':28}{b['compile_s']:12.1f}{v['compile_s']:12.1f}{_fmt_ratio(r['ratio']['compile'])}")
+        print(f"{'compile, train step [s]':28}{b['compile_s']:12.1f}{v['compile_s']:12.1f}{_fmt_ratio(r['ratio']['compile'])}")
         print(f"{'training SPS (no compile)':28}{b['sps']:12,.0f}{v['sps']:12,.0f}{_fmt_ratio(r['ratio']['sps'])}")
         for (step, rb), (_, rv) in zip(b["evals"], v["evals"]):
             print(f"{f'return @ {step:,} steps':28}{rb:12.1f}{rv:12.1f}{_fmt_ratio(ratio(rv, rb))}")
         print(line)
 
 
+def vasa_revision() -> str:
+    """The vasa checkout's git revision (``-dirty`` with uncommitted changes), or "unknown"."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        return subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def main(args: Args) -> None:
-    if args.num_evals < 2:
-        raise ValueError(f"num_evals={args.num_evals} is not allowed: it must be >= 2 (one before training).")
+    if args.num_evals < 3:
+        raise ValueError(f"num_evals={args.num_evals} is not allowed: it must be >= 3 (two training epochs).")
     if args.num_envs % args.num_minibatches:
         raise ValueError(f"num_minibatches={args.num_minibatches} must divide num_envs={args.num_envs}.")
     shim_removed_jax_apis()
-    clock = CompileClock()
     dev = jax.devices()[0]
     device = f"{jax.device_count()} x {dev.platform}:{dev.device_kind}, jax {jax.__version__}"
-    results = [run_env(args, env_id, clock) for env_id in args.env]
-    print_report(results, device)
+    revision = vasa_revision()
+    results = [run_env(args, env_id) for env_id in args.env]
+    print_report(results, f"{device}; vasa {revision}")
     if args.out:
-        record = dict(date=datetime.date.today().isoformat(), device=device,
+        record = dict(date=datetime.date.today().isoformat(), device=device, vasa_revision=revision,
                       args={k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(args).items()},
                       results=results)
         args.out.write_text(json.dumps(record, indent=2))
