@@ -134,3 +134,14 @@ def test_kl_early_stop_skips_the_rest_of_the_iteration():
         np.testing.assert_allclose(metrics["updates_skipped"], (steps - 1) / steps)
     _, free = run_iterations(TINY, 1)
     assert free[0][1]["updates_skipped"] == 0
+
+
+def test_normalizer_order_changes_learning_not_statistics():
+    after, _ = run_iterations(TINY, 1)
+    first, _ = run_iterations(dataclasses.replace(TINY, normalizer_first=True), 1)
+    # the statistics hold the same batch either way (one rollout from the same initial state)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), after.normalizer, first.normalizer)
+    assert float(after.normalizer.count) == TINY.num_envs * TINY.unroll_length
+    # but the learner saw differently normalised inputs
+    assert not np.allclose(after.params["value"]["params"]["Dense_0"]["kernel"],
+                           first.params["value"]["params"]["Dense_0"]["kernel"])

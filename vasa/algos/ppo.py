@@ -101,6 +101,9 @@ class PPOConfig:
     """z-filter observations with running mean/variance"""
     normalize_advantages: bool = True
     """standardise advantages per minibatch"""
+    normalizer_first: bool = False
+    """merge each batch into the observation statistics before learning from it (Brax's
+    order) instead of after (vasa's default: the stored behaviour log-probs stay exact)"""
 
     # optimisation
     num_epochs: int = 4
@@ -451,6 +454,10 @@ def make_train_step(config: PPOConfig, env=None, mesh=None) -> Callable[[TrainSt
     def iteration(state: TrainState):
         key, k_roll, k_learn = jax.random.split(state.key, 3)
         env_state, tr = rollout(state, k_roll)
+        normalizer = state.normalizer
+        if config.normalize_observations and config.normalizer_first:
+            normalizer = normalizer.update(tr.obs, axis_name=DATA_AXIS)
+            state = state.replace(normalizer=normalizer)
         value_params = state.params["value"]
         values = nets.value_fn(value_params, normalize(state.normalizer, tr.obs))
         next_values = nets.value_fn(value_params, normalize(state.normalizer, tr.next_obs))
@@ -470,8 +477,7 @@ def make_train_step(config: PPOConfig, env=None, mesh=None) -> Callable[[TrainSt
         it = state.iteration + 1
         ref_policy = jax.tree.map(lambda new, old: jnp.where(it % config.target_update_interval == 0, new, old),
                                   params["policy"], state.ref_policy)
-        normalizer = state.normalizer
-        if config.normalize_observations:
+        if config.normalize_observations and not config.normalizer_first:
             normalizer = normalizer.update(tr.obs, axis_name=DATA_AXIS)
 
         episodes = jax.lax.psum(tr.done.sum(), DATA_AXIS)
