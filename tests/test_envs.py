@@ -168,3 +168,13 @@ def test_brax_adapter_matches_brax():
         np.testing.assert_allclose(o_state.obs, t_state.obs, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(o_state.reward, t_state.reward, rtol=1e-5)
         assert float(o_state.done) == float(t_state.done)
+
+
+def test_adapter_states_have_no_weak_types():
+    # Playground's CheetahRun reset stores data.time as a Python float; a weak-typed leaf in a
+    # training state makes a jitted step compile twice (weak in, strong out)
+    env = E.make("dmc/cheetah_run", reset_mode="cached")
+    state = jax.jit(env.reset)(jax.random.PRNGKey(0))
+    weak = [jax.tree_util.keystr(p) for p, x in jax.tree_util.tree_flatten_with_path(state)[0]
+            if getattr(x, "weak_type", False)]
+    assert not weak

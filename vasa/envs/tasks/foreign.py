@@ -50,14 +50,17 @@ class ForeignEnv:
 
     def _to_env_state(self, s) -> EnvState:
         f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+        # strong dtypes: Playground's reset stores Python floats (e.g. ``data.time``), whose
+        # weak types would make a jitted training step compile twice (weak in, strong out)
+        strong = lambda tree: jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.asarray(x).dtype), tree)  # noqa: E731
         return EnvState(
-            physics=getattr(s, self.physics_field),
+            physics=strong(getattr(s, self.physics_field)),
             obs=s.obs,
             reward=f32(s.reward),
             done=f32(s.done),
             truncation=jnp.zeros_like(f32(s.done)),
-            info=dict(s.info),
-            metrics=dict(s.metrics),
+            info=strong(dict(s.info)),
+            metrics=strong(dict(s.metrics)),
         )
 
     def reset(self, key: jax.Array) -> EnvState:
