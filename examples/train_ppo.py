@@ -30,11 +30,7 @@ class Args:
 
 
 def main(args: Args) -> None:
-    args.run.validate()
-    if not args.run.resume:
-        import jax
-
-        args.ppo.validate(args.run.num_devices or jax.device_count())
+    # ppo.train validates both configs before anything is compiled
     ppo.train(args.ppo, args.run)
 
 
