@@ -6,14 +6,28 @@ locomotion on MJX) and ``dmc/<task>`` (DM Control Suite from MuJoCo Playground, 
 
 from __future__ import annotations
 
+import os
+
 from vasa.envs.core import ArraySpec, Env, EnvState, check_env_id, make_raw, register, registered_ids
 from vasa.envs.tasks.foreign import BRAX_ENVS, DMC_TASKS
-from vasa.envs.wrappers import ActionRepeat, AutoReset, EpisodeLimit, Wrapper
+from vasa.envs.wrappers import ActionRepeat, AutoReset, EpisodeLimit, PixelObservation, Wrapper
 
 __all__ = [
-    "ArraySpec", "Env", "EnvState", "Wrapper", "ActionRepeat", "AutoReset", "EpisodeLimit",
-    "make", "make_raw", "register", "registered_ids", "check_env_id",
+    "ArraySpec", "Env", "EnvState", "Wrapper", "ActionRepeat", "AutoReset", "EpisodeLimit", "PixelObservation",
+    "make", "make_raw", "register", "registered_ids", "check_env_id", "PIXEL_ACTION_REPEAT", "SECANT_TASKS",
 ]
+
+# Action repeat for pixel-based DM Control (the PAD/SECANT/DrQ protocol): cartpole 8,
+# finger 2, everything else 4.
+PIXEL_ACTION_REPEAT = {"cartpole": 8, "finger": 2}
+SECANT_TASKS = ("cheetah_run", "ball_in_cup_catch", "cartpole_swingup", "cartpole_balance", "walker_walk",
+                "walker_stand", "finger_spin", "reacher_easy")
+
+
+def pixel_action_repeat(env_id: str) -> int:
+    """PAD's action repeat for a ``dmc/<domain>_<task>`` id (4 for other ids)."""
+    domain = env_id.split("/", 1)[-1].split("_", 1)[0]
+    return PIXEL_ACTION_REPEAT.get(domain, 4)
 
 register("toy/pendulum", "vasa.envs.tasks.pendulum:pendulum")
 for _name in BRAX_ENVS:
@@ -29,11 +43,23 @@ def make(
     action_repeat: int | None = None,
     auto_reset: bool = True,
     reset_mode: str = "fresh",
+    pixels: bool = False,
+    appearance="train",
+    camera: str | int = 0,
+    image_size: int | tuple[int, int] = 84,
+    frame_stack: int = 3,
+    channels: str = "rgb",
+    redraw: str = "episode",
+    appearance_seed: int = 0,
+    video=None,
+    shadows: bool = False,
+    dynamics=None,
     **kwargs,
 ) -> Env:
     """Build a registered environment with vasa's standard wrappers.
 
-    The result is ``AutoReset(EpisodeLimit(ActionRepeat(task)))``: one ``step`` applies the
+    The result is ``AutoReset([PixelObservation](EpisodeLimit(ActionRepeat([RandomizedDynamics](task)))))``:
+    one ``step`` applies the
     action ``action_repeat`` times; episodes are truncated after ``episode_length`` task
     steps (counted before action repeat, as in Brax and DM Control, so DM Control's
     1000-step episodes stay 1000 simulator steps whatever the repeat).
@@ -45,6 +71,19 @@ def make(
       action_repeat: >= 1 (default: the task's own, 1).
       auto_reset: wrap with :class:`AutoReset` (needed for batched training).
       reset_mode: ``"fresh"`` or ``"cached"``, see :class:`AutoReset`.
+      pixels: observe ``{"pixels": uint8 [H, W, C * frame_stack], "proprio": ...}``
+        rendered on device (:class:`PixelObservation`); the default action repeat then
+        follows PAD (cartpole 8, finger 2, others 4).
+      appearance: a suite name (``train``, ``color_easy``, ``color_hard``, ``video_easy``,
+        ``video_hard``) or an :class:`~vasa.envs.randomize.AppearanceRandomization`.
+      camera: model camera name or id. image_size: ``S`` or ``(height, width)``.
+      frame_stack, channels (``rgb``/``grey``/``rgbd``), redraw (``episode``/``never``),
+      appearance_seed, shadows: see :class:`PixelObservation`.
+      video: background frames for the video suites: a path (see
+        :func:`~vasa.envs.randomize.load_video`), a list of paths, or a ``uint8`` array
+        ``[F, h, w, 3]``/``[V, F, h, w, 3]``; default: procedural moving backgrounds.
+      dynamics: a :class:`~vasa.envs.randomize.DynamicsRandomization` to give each
+        environment (and episode) its own masses, friction, damping and gains.
       **kwargs: passed to the task builder (Brax constructor arguments, Playground config
         overrides).
 
@@ -60,9 +99,23 @@ def make(
     if reset_mode not in ("fresh", "cached"):
         raise ValueError(f"reset_mode={reset_mode!r} is not allowed: choose 'fresh' or 'cached'.")
     task = make_raw(env_id, **kwargs)
-    repeat = int(action_repeat or task.default_action_repeat)
+    if dynamics is not None:
+        from vasa.envs.randomize import RandomizedDynamics
+
+        task = RandomizedDynamics(task, dynamics, redraw=redraw, seed=appearance_seed)
+    default_repeat = pixel_action_repeat(env_id) if pixels else task.default_action_repeat
+    repeat = int(action_repeat or default_repeat)
     env = ActionRepeat(task, repeat)
     env = EpisodeLimit(env, episode_length or task.default_episode_length, steps_per_action=repeat)
+    if pixels:
+        height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        if isinstance(video, (str, os.PathLike)) or (isinstance(video, (list, tuple)) and video and isinstance(video[0], (str, os.PathLike))):
+            from vasa.envs.randomize import load_video, load_videos
+
+            video = load_video(video, (height, width)) if isinstance(video, (str, os.PathLike)) else load_videos(video, (height, width))
+        env = PixelObservation(env, width=width, height=height, camera=camera, channels=channels,
+                               frame_stack=frame_stack, appearance=appearance, redraw=redraw,
+                               seed=appearance_seed, video=video, shadows=shadows)
     if auto_reset:
         env = AutoReset(env, mode=reset_mode)
     return env

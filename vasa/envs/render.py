@@ -389,6 +389,8 @@ class Renderer:
 
         # the model's own look: colours, 2D material textures, skybox, first light
         self._base_rgb = np.clip(rgba[:, :3], 0, 1).astype(np.float32)
+        self._base_rgb2 = self._base_rgb * 0.6
+        self._base_cell = np.full(m.ngeom, 0.25, np.float32)
         self._init_textures(m)
         self._init_video(video)
 
@@ -424,6 +426,13 @@ class Renderer:
             geom_img[g] = cache[tid]
             repeat[g] = m.mat_texrepeat[mid]
             uniform[g] = bool(m.mat_texuniform[mid])
+            # the texture's two main colours (a checker's two cells) become the geom's
+            # colours, so recolouring (randomisation) starts from the look of the model
+            img = images[cache[tid]] * np.clip(m.mat_rgba[mid, :3], 0, 1)
+            images[cache[tid]] = img
+            self._base_rgb[g] = img[size // 4, size // 4]
+            self._base_rgb2[g] = img[size // 4, 3 * size // 4]
+            self._base_cell[g] = (0.5 if uniform[g] else m.geom_size[g, 0]) / max(float(repeat[g, 0]), 1e-6)
         self._tex_images = jnp.asarray(np.stack(images) if images else np.zeros((1, 1, 1, 3), np.float32))
         self._geom_img = jnp.asarray(geom_img)
         self._tex_repeat = jnp.asarray(repeat)
@@ -469,9 +478,9 @@ class Renderer:
         f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
         return Appearance(
             geom_rgb=f(self._base_rgb),
-            geom_rgb2=f(self._base_rgb * 0.6),
+            geom_rgb2=f(self._base_rgb2),
             geom_texture=jnp.where(jnp.asarray(self.has_model_texture), TEX_MODEL, TEX_NONE).astype(jnp.int32),
-            geom_texture_scale=jnp.full((g,), 0.25, jnp.float32),
+            geom_texture_scale=f(self._base_cell),
             geom_texture_seed=jnp.zeros((g,), jnp.float32),
             light_dir=f(self._light),
             light_intensity=f(0.7),

@@ -171,3 +171,105 @@ class AutoReset(Wrapper):
             "episode_length": jnp.where(done, 0.0, ep_length),
         }
         return nxt.replace(physics=physics, obs=obs, info=info, metrics=metrics)
+
+
+CHANNELS = {"rgb": 3, "grey": 1, "rgbd": 4}
+
+
+class PixelObservation(Wrapper):
+    """Turn an MJX-backed env into a visual one: ``obs = {"pixels", "proprio"}``.
+
+    ``pixels``: ``uint8 [height, width, C * frame_stack]``, the last ``frame_stack`` frames
+    along the channel axis, oldest first and newest last; ``reset`` fills the stack with
+    copies of the first frame. ``C`` is 3 for ``rgb``, 1 for ``grey`` (ITU-R 601 luma) and
+    4 for ``rgbd`` (depth as ``uint8``: 0 at the camera, 255 at ``depth_max`` metres or
+    beyond, and for background). ``proprio``: the wrapped env's own observation.
+
+    Rendering happens on device, in the same jitted step as the physics (pure JAX ray
+    casting, :mod:`vasa.envs.render`). Poses are refreshed from ``qpos`` first, so the frame
+    shows the state after the step.
+
+    Appearance: ``appearance`` names a suite of :data:`vasa.envs.randomize.SUITES` (or is an
+    :class:`~vasa.envs.randomize.AppearanceRandomization`). ``redraw="episode"`` draws a new
+    look from each reset's key (so every env and every episode differs, reproducibly);
+    ``"never"`` draws one look from ``seed`` for all envs (with :class:`AutoReset`'s
+    ``"cached"`` mode, ``"episode"`` instead keeps each env's first look). The drawn look is
+    ``info["appearance"]``; ``info["frame"]`` counts frames for moving backgrounds.
+
+    Cost note: under :class:`AutoReset` in ``"fresh"`` mode, ``reset`` (and so one render)
+    is evaluated at every batched step; ``"cached"`` avoids that second render.
+    """
+
+    def __init__(self, env, *, width: int = 84, height: int = 84, camera: str | int = 0, channels: str = "rgb",
+                 frame_stack: int = 3, appearance="train", redraw: str = "episode", seed: int = 0,
+                 video=None, shadows: bool = False, depth_max: float = 6.0):
+        from vasa.envs.randomize import AppearanceSampler, mjx_model_holder
+        from vasa.envs.render import Renderer
+
+        if not isinstance(frame_stack, (int,)) or frame_stack < 1:
+            raise ValueError(f"frame_stack={frame_stack!r} is not allowed: it must be an integer >= 1.")
+        if channels not in CHANNELS:
+            raise ValueError(f"channels={channels!r} is not allowed: choose from {tuple(CHANNELS)}.")
+        if redraw not in ("episode", "never"):
+            raise ValueError(f"redraw={redraw!r} is not allowed: choose 'episode' or 'never'.")
+        if depth_max <= 0:
+            raise ValueError(f"depth_max={depth_max!r} is not allowed: it must be > 0 metres.")
+        super().__init__(env)
+        holder, attr = mjx_model_holder(env)
+        self._model_holder = (holder, attr)
+        mj_model = self.unwrapped.mj_model
+        self.renderer = Renderer(mj_model, width, height, shadows=shadows, video=video)
+        self.renderer.camera_id(camera)  # unknown cameras fail here, listing the model's
+        self.camera = camera
+        self.channels = channels
+        self.frame_stack = int(frame_stack)
+        self.redraw = redraw
+        self.seed = int(seed)
+        self.depth_max = float(depth_max)
+        self.sampler = AppearanceSampler(self.renderer, appearance)
+
+    @property
+    def observation_spec(self):
+        from vasa.envs.core import ArraySpec
+
+        c = CHANNELS[self.channels] * self.frame_stack
+        pixels = ArraySpec((self.renderer.height, self.renderer.width, c), jnp.uint8, low=0, high=255)
+        return {"pixels": pixels, "proprio": self.env.observation_spec}
+
+    def render_frame(self, physics, appearance, frame) -> jax.Array:
+        """One ``uint8 [H, W, C]`` frame of ``physics`` (an ``mjx.Data``)."""
+        from vasa.envs.render import refresh_kinematics
+
+        holder, attr = self._model_holder
+        data = refresh_kinematics(getattr(holder, attr), physics)
+        want = ("rgb", "depth") if self.channels == "rgbd" else ("rgb",)
+        out = self.renderer.render(data, self.camera, appearance, t=frame, outputs=want)
+        rgb = out["rgb"]
+        if self.channels == "grey":
+            luma = rgb.astype(jnp.float32) @ jnp.array([0.299, 0.587, 0.114])
+            return jnp.round(luma)[..., None].astype(jnp.uint8)
+        if self.channels == "rgbd":
+            d = jnp.clip(jnp.nan_to_num(out["depth"], posinf=self.depth_max) / self.depth_max, 0.0, 1.0)
+            return jnp.concatenate([rgb, jnp.round(d * 255.0).astype(jnp.uint8)[..., None]], -1)
+        return rgb
+
+    def reset(self, key) -> EnvState:
+        key, draw = jax.random.split(key)
+        inner = self.env.reset(key)
+        appearance = self.sampler(jax.random.PRNGKey(self.seed) if self.redraw == "never" else draw)
+        frame_t = jnp.zeros((), jnp.int32)
+        frame = self.render_frame(inner.physics, appearance, frame_t)
+        pixels = jnp.concatenate([frame] * self.frame_stack, axis=-1)
+        info = {**inner.info, "appearance": appearance, "frame": frame_t}
+        return inner.replace(obs={"pixels": pixels, "proprio": inner.obs}, info=info)
+
+    def step(self, state, action) -> EnvState:
+        own = ("appearance", "frame")
+        inner = state.replace(obs=state.obs["proprio"], info={k: v for k, v in state.info.items() if k not in own})
+        nxt = self.env.step(inner, action)
+        appearance, frame_t = state.info["appearance"], state.info["frame"] + 1
+        frame = self.render_frame(nxt.physics, appearance, frame_t)
+        c = frame.shape[-1]
+        pixels = jnp.concatenate([state.obs["pixels"][..., c:], frame], axis=-1)
+        info = {**nxt.info, "appearance": appearance, "frame": frame_t}
+        return nxt.replace(obs={"pixels": pixels, "proprio": nxt.obs}, info=info)

@@ -48,6 +48,11 @@ class ForeignEnv:
         """The MuJoCo ``MjModel`` of the task (for renderers and tests)."""
         return getattr(self.env, "mj_model", None) or self.env.sys.mj_model
 
+    @property
+    def mjx_model(self):
+        """The MJX model the task steps with."""
+        return getattr(self.env, "mjx_model", None) or self.env.sys
+
     def _to_env_state(self, s) -> EnvState:
         f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
         # strong dtypes: Playground's reset stores Python floats (e.g. ``data.time``), whose

@@ -1,0 +1,463 @@
+"""Domain randomisation as pure functions of ``(key, scene or model)``.
+
+* Appearance: :class:`AppearanceRandomization` says what to draw (colours per body group,
+  floor, sky/background, textures, light, camera jitter); :func:`randomize_appearance`
+  draws it into an :class:`~vasa.envs.render.Appearance`. Named suites follow the
+  DMControl Generalization Benchmark protocol used by SECANT: ``train`` (the original look),
+  ``color_easy``, ``color_hard``, ``video_easy``, ``video_hard`` (:data:`SUITES`).
+* Dynamics: :class:`DynamicsRandomization` scales masses, friction, damping and actuator
+  gains of an MJX model (:func:`randomize_dynamics`); :class:`RandomizedDynamics` applies a
+  per-environment draw inside ``step`` and ``reset``.
+* Videos: :func:`load_video` reads background frames from ``.npy``/``.npz`` arrays,
+  animated GIF/WebP/PNG files, image folders, or (with ``imageio`` installed) video files.
+
+Everything here is ``vmap``-friendly: ``jax.vmap(randomize_appearance, (0, None, None,
+None))(keys, base, suite, groups)`` gives every environment its own look, reproducibly from
+its key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vasa.envs.core import EnvState
+from vasa.envs.render import (BG_GRADIENT, BG_VIDEO, BG_WAVES, PLANE, TEX_BACKGROUND, TEX_CHECKER, TEX_GRID,
+                              TEX_NOISE, Appearance, Renderer)
+from vasa.envs.wrappers import Wrapper
+
+COLOR_MODES = ("keep", "jitter", "uniform")
+TEXTURE_MODES = ("keep", "random", "background")
+BACKGROUND_MODES = ("keep", "color", "waves", "video")
+
+
+@dataclasses.dataclass(frozen=True)
+class AppearanceRandomization:
+    """What an appearance draw changes. Colour modes: ``keep``; ``jitter`` (each channel
+    moved by U[-color_jitter, color_jitter], clipped to [0, 1]); ``uniform`` (each channel
+    U[0, 1]).
+
+    agent_color: colours of the agent, one draw per colour group (geoms of non-world bodies
+      sharing a material or colour move together, as DMControl-GB's ``self`` material).
+    floor_color: both colours of the floor's checker (planes of the world body).
+    sky_color: the background gradient's colours.
+    static_color: other world-body geoms (rails, targets' anchors).
+    color_jitter: amplitude of ``jitter``.
+    agent_texture_prob: probability that an agent colour group gets a random procedural
+      texture (checker, grid or noise) instead of a plain colour.
+    floor_texture: ``keep``; ``random`` (checker, grid or noise at a random scale);
+      ``background`` (the floor shows the background, as video_hard).
+    background: ``keep`` (the model's sky), ``color`` (``sky_color`` applies), ``waves``
+      (procedural moving background), ``video`` (frames of the renderer's video, or waves
+      when the renderer has none).
+    light_dir_jitter_deg: the light's direction is rotated by up to this angle.
+    light_intensity: (low, high) multiplier of the diffuse intensity; ambient likewise.
+    camera_pos_jitter: metres per axis (camera frame); camera_rot_jitter_deg: degrees per
+    axis; fovy_jitter_deg: degrees.
+    """
+
+    name: str = "custom"
+    agent_color: str = "keep"
+    floor_color: str = "keep"
+    sky_color: str = "keep"
+    static_color: str = "keep"
+    color_jitter: float = 0.2
+    agent_texture_prob: float = 0.0
+    floor_texture: str = "keep"
+    background: str = "keep"
+    light_dir_jitter_deg: float = 0.0
+    light_intensity: tuple[float, float] = (1.0, 1.0)
+    ambient: tuple[float, float] = (1.0, 1.0)
+    camera_pos_jitter: float = 0.0
+    camera_rot_jitter_deg: float = 0.0
+    fovy_jitter_deg: float = 0.0
+
+    def validate(self):
+        for field in ("agent_color", "floor_color", "sky_color", "static_color"):
+            if getattr(self, field) not in COLOR_MODES:
+                raise ValueError(f"AppearanceRandomization.{field}={getattr(self, field)!r} is not allowed: choose from {COLOR_MODES}.")
+        if self.floor_texture not in TEXTURE_MODES:
+            raise ValueError(f"AppearanceRandomization.floor_texture={self.floor_texture!r} is not allowed: choose from {TEXTURE_MODES}.")
+        if self.background not in BACKGROUND_MODES:
+            raise ValueError(f"AppearanceRandomization.background={self.background!r} is not allowed: choose from {BACKGROUND_MODES}.")
+        for field in ("color_jitter", "agent_texture_prob", "light_dir_jitter_deg", "camera_pos_jitter",
+                      "camera_rot_jitter_deg", "fovy_jitter_deg"):
+            if getattr(self, field) < 0:
+                raise ValueError(f"AppearanceRandomization.{field}={getattr(self, field)!r} is not allowed: it must be >= 0.")
+        for field in ("light_intensity", "ambient"):
+            lo, hi = getattr(self, field)
+            if not 0 <= lo <= hi:
+                raise ValueError(f"AppearanceRandomization.{field}={(lo, hi)!r} is not allowed: it must be (low, high) with 0 <= low <= high.")
+        return self
+
+    @property
+    def is_identity(self) -> bool:
+        return self == AppearanceRandomization(name=self.name)
+
+
+SUITES: dict[str, AppearanceRandomization] = {
+    s.name: s
+    for s in (
+        AppearanceRandomization(name="train"),
+        AppearanceRandomization(name="color_easy", agent_color="jitter", floor_color="jitter", sky_color="jitter",
+                                background="color", color_jitter=0.2),
+        AppearanceRandomization(name="color_hard", agent_color="uniform", floor_color="uniform", sky_color="uniform",
+                                background="color"),
+        AppearanceRandomization(name="video_easy", background="video"),
+        AppearanceRandomization(name="video_hard", background="video", floor_texture="background"),
+    )
+}
+
+
+def suite(appearance: str | AppearanceRandomization) -> AppearanceRandomization:
+    """A named suite (see :data:`SUITES`) or a custom :class:`AppearanceRandomization`."""
+    if isinstance(appearance, AppearanceRandomization):
+        return appearance.validate()
+    if appearance not in SUITES:
+        raise ValueError(f"appearance={appearance!r} is not allowed: choose one of {sorted(SUITES)} "
+                         "or pass an AppearanceRandomization.")
+    return SUITES[appearance]
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneGroups:
+    """Static partition of a model's geoms for appearance draws (numpy, [G] each)."""
+
+    floor: np.ndarray  # bool: planes of the world body
+    static: np.ndarray  # bool: other world-body geoms
+    agent_group: np.ndarray  # int: colour group of non-world geoms, -1 elsewhere
+    num_agent_groups: int
+
+    @classmethod
+    def from_model(cls, mj_model) -> "SceneGroups":
+        m = mj_model
+        world = m.geom_bodyid == 0
+        floor = world & (m.geom_type == PLANE)
+        static = world & ~floor
+        keys, group = {}, np.full(m.ngeom, -1, np.int32)
+        for g in np.nonzero(~world)[0]:
+            key = ("mat", int(m.geom_matid[g])) if m.geom_matid[g] >= 0 else ("rgba", tuple(np.round(m.geom_rgba[g], 4)))
+            group[g] = keys.setdefault(key, len(keys))
+        return cls(floor=floor, static=static, agent_group=group, num_agent_groups=max(len(keys), 1))
+
+
+def _draw_color(key, base, mode, jitter):
+    if mode == "uniform":
+        return jax.random.uniform(key, base.shape)
+    if mode == "jitter":
+        return jnp.clip(base + jax.random.uniform(key, base.shape, minval=-jitter, maxval=jitter), 0.0, 1.0)
+    return base
+
+
+def randomize_appearance(key: jax.Array, base: Appearance, spec: AppearanceRandomization, groups: SceneGroups,
+                         num_videos: int = 0, video_frames: int = 1) -> Appearance:
+    """Draw one appearance from ``spec`` around ``base`` (pure; vmap over ``key``).
+
+    Args:
+      key: PRNG key; the same key gives the same appearance.
+      base: the scene's own look, ``renderer.default_appearance()``.
+      spec: what to change (a suite from :data:`SUITES` or a custom one).
+      groups: :meth:`SceneGroups.from_model` of the same model.
+      num_videos, video_frames: shape of the renderer's video (``background="video"``
+        draws a video and a start frame); 0 videos means procedural waves instead.
+
+    Only the fields ``spec`` names change: geometry, depth and segmentation never do.
+    """
+    if spec.is_identity:
+        return base
+    ks = iter(jax.random.split(key, 16))
+    app = base
+    rgb, rgb2, tex, scale = app.geom_rgb, app.geom_rgb2, app.geom_texture, app.geom_texture_scale
+    # agent: one draw per colour group, gathered onto its geoms
+    agent = jnp.asarray(groups.agent_group >= 0)
+    gidx = jnp.asarray(np.maximum(groups.agent_group, 0))
+    if spec.agent_color != "keep":
+        # the group's reference colour is its first geom's colour
+        first = np.array([np.argmax(groups.agent_group == k) for k in range(groups.num_agent_groups)])
+        drawn = _draw_color(next(ks), rgb[first], spec.agent_color, spec.color_jitter)
+        drawn2 = jnp.clip(drawn * 0.6, 0, 1)
+        rgb = jnp.where(agent[:, None], drawn[gidx], rgb)
+        rgb2 = jnp.where(agent[:, None], drawn2[gidx], rgb2)
+    k_tex = next(ks)
+    if spec.agent_texture_prob > 0:
+        k1, k2, k3, k4 = jax.random.split(k_tex, 4)
+        n = groups.num_agent_groups
+        textured = jax.random.bernoulli(k1, spec.agent_texture_prob, (n,))
+        kind = jax.random.choice(k2, jnp.array([TEX_CHECKER, TEX_GRID, TEX_NOISE]), (n,))
+        second = jax.random.uniform(k3, (n, 3))
+        cell = jax.random.uniform(k4, (n,), minval=0.02, maxval=0.1)
+        tex = jnp.where(agent & textured[gidx], kind[gidx], tex)
+        rgb2 = jnp.where((agent & textured[gidx])[:, None], second[gidx], rgb2)
+        scale = jnp.where(agent & textured[gidx], cell[gidx], scale)
+    floor = jnp.asarray(groups.floor)
+    if spec.floor_color != "keep":
+        k1, k2 = jax.random.split(next(ks))
+        c1 = _draw_color(k1, rgb, spec.floor_color, spec.color_jitter)
+        c2 = _draw_color(k2, rgb2, spec.floor_color, spec.color_jitter)
+        rgb = jnp.where(floor[:, None], c1, rgb)
+        rgb2 = jnp.where(floor[:, None], c2, rgb2)
+        tex = jnp.where(floor & (tex != TEX_BACKGROUND), TEX_CHECKER, tex)  # the model's checker, recoloured
+    k_floor = next(ks)
+    if spec.floor_texture == "random":
+        k1, k2, k3 = jax.random.split(k_floor, 3)
+        tex = jnp.where(floor, jax.random.choice(k1, jnp.array([TEX_CHECKER, TEX_GRID, TEX_NOISE])), tex)
+        scale = jnp.where(floor, jax.random.uniform(k2, (), minval=0.1, maxval=0.6), scale)
+        rgb2 = jnp.where(floor[:, None], jax.random.uniform(k3, (3,)), rgb2)
+    elif spec.floor_texture == "background":
+        tex = jnp.where(floor, TEX_BACKGROUND, tex)
+    if spec.static_color != "keep":
+        static = jnp.asarray(groups.static)
+        rgb = jnp.where(static[:, None], _draw_color(next(ks), rgb, spec.static_color, spec.color_jitter), rgb)
+    app = app.replace(geom_rgb=rgb, geom_rgb2=rgb2, geom_texture=tex.astype(jnp.int32), geom_texture_scale=scale)
+
+    k_bg = next(ks)
+    if spec.background == "color":
+        k1, k2 = jax.random.split(k_bg)
+        app = app.replace(background=jnp.asarray(BG_GRADIENT, jnp.int32),
+                          bg_top=_draw_color(k1, app.bg_top, spec.sky_color, spec.color_jitter),
+                          bg_bottom=_draw_color(k2, app.bg_bottom, spec.sky_color, spec.color_jitter))
+    elif spec.background in ("waves", "video"):
+        k1, k2, k3, k4, k5, k6, k7 = jax.random.split(k_bg, 7)
+        sign = jnp.where(jax.random.bernoulli(k5, 0.5, (3, 2)), 1.0, -1.0)
+        app = app.replace(
+            background=jnp.asarray(BG_VIDEO if (spec.background == "video" and num_videos > 0) else BG_WAVES, jnp.int32),
+            wave_rgb=jax.random.uniform(k1, (3, 3)),
+            wave_freq=sign * jax.random.uniform(k2, (3, 2), minval=0.5, maxval=3.0),
+            wave_speed=jax.random.uniform(k3, (3,), minval=-0.3, maxval=0.3),
+            wave_phase=jax.random.uniform(k4, (3,), maxval=2 * jnp.pi),
+            video_index=jax.random.randint(k6, (), 0, max(num_videos, 1)),
+            video_offset=jax.random.randint(k7, (), 0, max(video_frames, 1)),
+        )
+    k_light = next(ks)
+    if spec.light_dir_jitter_deg > 0 or spec.light_intensity != (1.0, 1.0) or spec.ambient != (1.0, 1.0):
+        k1, k2, k3 = jax.random.split(k_light, 3)
+        axis = jax.random.normal(k1, (3,))
+        angle = jnp.deg2rad(spec.light_dir_jitter_deg) * jax.random.uniform(k2, ())
+        d = app.light_dir / jnp.linalg.norm(app.light_dir)
+        axis = jnp.cross(d, axis)
+        axis = axis / jnp.maximum(jnp.linalg.norm(axis), 1e-9)
+        d = d * jnp.cos(angle) + jnp.cross(axis, d) * jnp.sin(angle)  # axis is perpendicular to d
+        ki, ka = jax.random.split(k3)
+        app = app.replace(
+            light_dir=d,
+            light_intensity=app.light_intensity * jax.random.uniform(ki, (), minval=spec.light_intensity[0], maxval=spec.light_intensity[1]),
+            ambient=app.ambient * jax.random.uniform(ka, (), minval=spec.ambient[0], maxval=spec.ambient[1]),
+        )
+    k_cam = next(ks)
+    if spec.camera_pos_jitter > 0 or spec.camera_rot_jitter_deg > 0 or spec.fovy_jitter_deg > 0:
+        k1, k2, k3 = jax.random.split(k_cam, 3)
+        u = lambda k, shape, a: jax.random.uniform(k, shape, minval=-a, maxval=a)  # noqa: E731
+        app = app.replace(
+            cam_pos_offset=app.cam_pos_offset + u(k1, (3,), spec.camera_pos_jitter),
+            cam_rot_offset=app.cam_rot_offset + u(k2, (3,), np.deg2rad(spec.camera_rot_jitter_deg)),
+            fovy_offset=app.fovy_offset + u(k3, (), spec.fovy_jitter_deg),
+        )
+    return app
+
+
+class AppearanceSampler:
+    """``sampler(key) -> Appearance`` for one renderer and one suite (pure, vmappable)."""
+
+    def __init__(self, renderer: Renderer, appearance: str | AppearanceRandomization = "train"):
+        self.renderer = renderer
+        self.spec = suite(appearance)
+        self.groups = SceneGroups.from_model(renderer.model)
+        self.base = renderer.default_appearance()
+        v = renderer.video
+        self.num_videos, self.video_frames = (0, 1) if v is None else (int(v.shape[0]), int(v.shape[1]))
+
+    def __call__(self, key: jax.Array) -> Appearance:
+        return randomize_appearance(key, self.base, self.spec, self.groups, self.num_videos, self.video_frames)
+
+
+# ----------------------------------------------------------------------------------------
+# videos
+# ----------------------------------------------------------------------------------------
+
+_IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp")
+_ANIMATED_EXT = (".gif", ".webp", ".apng", ".png")
+
+
+def _resize(frames: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    if size is None:
+        return frames
+    h, w = size
+    rows = np.arange(h) * frames.shape[1] // h
+    cols = np.arange(w) * frames.shape[2] // w
+    return frames[:, rows][:, :, cols]
+
+
+def _as_rgb_uint8(frames: np.ndarray, source: str) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim == 3:  # [F, h, w] grey
+        frames = frames[..., None]
+    if frames.ndim != 4 or frames.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"video {source!r} has shape {frames.shape}: expected [frames, height, width, 1|3|4].")
+    if frames.shape[-1] == 1:
+        frames = np.repeat(frames, 3, -1)
+    frames = frames[..., :3]
+    if frames.dtype != np.uint8:
+        if np.issubdtype(frames.dtype, np.floating) and frames.max(initial=0) <= 1.0:
+            frames = frames * 255.0
+        frames = np.clip(np.round(frames), 0, 255).astype(np.uint8)
+    return frames
+
+
+def load_video(path: str | os.PathLike, size: tuple[int, int] | None = (84, 84), max_frames: int | None = None) -> np.ndarray:
+    """Read background frames as ``uint8 [F, h, w, 3]`` (resized to ``size`` by nearest
+    neighbour; ``None`` keeps the file's size).
+
+    Accepted: ``.npy`` (``[F, h, w, C]``), ``.npz`` (the array ``frames``, else the first),
+    animated ``.gif``/``.webp``/``.png`` and still images (Pillow), a folder of images
+    (sorted by name, one frame each), and other video files (``.mp4``, ``.avi``, ...)
+    through ``imageio`` when it is installed.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"video={path!r} does not exist.")
+    low = path.lower()
+    if os.path.isdir(path):
+        from PIL import Image
+
+        files = sorted(f for f in os.listdir(path) if f.lower().endswith(_IMAGE_EXT))
+        if not files:
+            raise ValueError(f"video folder {path!r} holds no images ({', '.join(_IMAGE_EXT)}).")
+        frames = np.stack([np.asarray(Image.open(os.path.join(path, f)).convert("RGB")) for f in files[:max_frames]])
+    elif low.endswith(".npy"):
+        frames = np.load(path)
+    elif low.endswith(".npz"):
+        with np.load(path) as z:
+            frames = z["frames"] if "frames" in z.files else z[z.files[0]]
+    elif low.endswith(_ANIMATED_EXT + _IMAGE_EXT):
+        from PIL import Image, ImageSequence
+
+        with Image.open(path) as im:
+            frames = np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(im)])
+    else:
+        try:
+            import imageio.v3 as iio
+        except ImportError as e:  # pragma: no cover - depends on the user's installation
+            raise ImportError(f"reading {path!r} needs imageio (pip install imageio[pyav]); or convert it to "
+                              ".npy/.gif/a folder of PNGs.") from e
+        frames = np.asarray(iio.imread(path))
+    frames = _as_rgb_uint8(frames, path)[:max_frames]
+    if len(frames) == 0:
+        raise ValueError(f"video {path!r} holds no frames.")
+    return _resize(frames, size)
+
+
+def load_videos(paths: Sequence[str | os.PathLike], size: tuple[int, int] = (84, 84),
+                max_frames: int | None = None) -> np.ndarray:
+    """Several videos as ``uint8 [V, F, h, w, 3]`` (cut to the shortest)."""
+    videos = [load_video(p, size, max_frames) for p in paths]
+    f = min(len(v) for v in videos)
+    return np.stack([v[:f] for v in videos])
+
+
+# ----------------------------------------------------------------------------------------
+# dynamics
+# ----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DynamicsRandomization:
+    """Multiplicative ranges (low, high), drawn uniformly per environment:
+
+    mass: every body's mass (and inertia, so densities scale consistently);
+    friction: every geom's sliding friction; damping: every dof's damping;
+    actuator_gain: every actuator's gain (``gainprm[0]``, and ``biasprm[1]`` so that
+    position servos keep ``kp`` consistent).
+    """
+
+    mass: tuple[float, float] = (0.8, 1.2)
+    friction: tuple[float, float] = (0.5, 1.5)
+    damping: tuple[float, float] = (0.8, 1.2)
+    actuator_gain: tuple[float, float] = (0.8, 1.2)
+
+    def validate(self):
+        for f in dataclasses.fields(self):
+            lo, hi = getattr(self, f.name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"DynamicsRandomization.{f.name}={(lo, hi)!r} is not allowed: it must be (low, high) with 0 < low <= high.")
+        return self
+
+
+DYNAMICS_FIELDS = ("body_mass", "body_inertia", "geom_friction", "dof_damping", "actuator_gainprm", "actuator_biasprm")
+
+
+def randomize_dynamics(key: jax.Array, model, spec: DynamicsRandomization = DynamicsRandomization()) -> dict[str, jax.Array]:
+    """Draw scaled physical parameters of an MJX ``model``; returns ``{field: array}`` for
+    :data:`DYNAMICS_FIELDS`, ready for ``model.replace(**fields)`` (pure; vmap over key)."""
+    k = jax.random.split(key, 4)
+    u = lambda kk, shape, r: jax.random.uniform(kk, shape, minval=r[0], maxval=r[1])  # noqa: E731
+    mass = u(k[0], model.body_mass.shape, spec.mass)
+    fric = u(k[1], model.geom_friction.shape[:1], spec.friction)
+    damp = u(k[2], model.dof_damping.shape, spec.damping)
+    gain = u(k[3], model.actuator_gainprm.shape[:1], spec.actuator_gain)
+    return {
+        "body_mass": model.body_mass * mass,
+        "body_inertia": model.body_inertia * mass[:, None],
+        "geom_friction": model.geom_friction.at[:, 0].multiply(fric),
+        "dof_damping": model.dof_damping * damp,
+        "actuator_gainprm": model.actuator_gainprm.at[:, 0].multiply(gain),
+        "actuator_biasprm": model.actuator_biasprm.at[:, 1].multiply(gain),
+    }
+
+
+def mjx_model_holder(env):
+    """``(object, attribute)`` holding the MJX model an env steps with: Playground's
+    ``_mjx_model`` or Brax's ``sys``. Raises ``ValueError`` for non-MJX envs."""
+    inner = getattr(env, "unwrapped", env)
+    inner = getattr(inner, "env", inner)
+    for attr in ("_mjx_model", "sys"):
+        if hasattr(inner, attr):
+            return inner, attr
+    raise ValueError(f"{type(inner).__name__} is not an MJX-backed environment: dynamics randomisation and pixels "
+                     "need a brax/* or dmc/* env.")
+
+
+class RandomizedDynamics(Wrapper):
+    """Give each environment its own physical parameters (vmap-friendly).
+
+    The draw is stored in ``info["dynamics"]`` and swapped into the simulator's model for the
+    duration of each ``reset``/``step`` (a traced replacement, so under ``vmap`` every env
+    steps with its own parameters). ``redraw="episode"`` draws new parameters at every reset;
+    ``"never"`` uses one draw from ``seed`` for every environment.
+    """
+
+    def __init__(self, env, spec: DynamicsRandomization = DynamicsRandomization(), redraw: str = "episode", seed: int = 0):
+        if redraw not in ("episode", "never"):
+            raise ValueError(f"redraw={redraw!r} is not allowed: choose 'episode' or 'never'.")
+        super().__init__(env)
+        self.spec = spec.validate()
+        self.redraw = redraw
+        self.seed = int(seed)
+        self._holder, self._attr = mjx_model_holder(env)
+        self.base_model = getattr(self._holder, self._attr)
+
+    def _run(self, fields, fn, *args):
+        model = self.base_model.replace(**fields)
+        setattr(self._holder, self._attr, model)
+        try:
+            return fn(*args)
+        finally:
+            setattr(self._holder, self._attr, self.base_model)
+
+    def reset(self, key) -> EnvState:
+        key, draw = jax.random.split(key)
+        if self.redraw == "never":
+            draw = jax.random.PRNGKey(self.seed)
+        fields = randomize_dynamics(draw, self.base_model, self.spec)
+        state = self._run(fields, self.env.reset, key)
+        return state.replace(info={**state.info, "dynamics": fields})
+
+    def step(self, state, action) -> EnvState:
+        fields = state.info["dynamics"]
+        inner = state.replace(info={k: v for k, v in state.info.items() if k != "dynamics"})
+        nxt = self._run(fields, self.env.step, inner, action)
+        return nxt.replace(info={**nxt.info, "dynamics": fields})
