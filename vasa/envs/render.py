@@ -151,12 +151,22 @@ class Hits:
     local: jax.Array
 
 
+def _get(data, name: str) -> jax.Array:
+    """Field ``name`` of an ``mjx.Data``, a ``mujoco.MjData`` or a dict, as float32."""
+    return jnp.asarray(data[name] if isinstance(data, dict) else getattr(data, name), jnp.float32)
+
+
+def data_dict(data, fields: Sequence[str] = ("geom_xpos", "geom_xmat", "cam_xpos", "cam_xmat", "site_xpos",
+                                              "site_xmat", "xpos", "xmat")) -> dict[str, np.ndarray]:
+    """The pose fields of a ``mujoco.MjData`` as a dict of arrays, which every sensor here
+    accepts in place of an ``mjx.Data`` (for scenes MJX cannot simulate)."""
+    return {f: np.asarray(getattr(data, f), np.float32) for f in fields}
+
+
 def _poses(data) -> tuple[jax.Array, jax.Array]:
     """``geom_xpos [G, 3]`` and ``geom_xmat [G, 3, 3]`` of an ``mjx.Data``, ``MjData`` or dict."""
-    get = (lambda k: data[k]) if isinstance(data, dict) else (lambda k: getattr(data, k))
-    pos = jnp.asarray(get("geom_xpos"), jnp.float32)
-    mat = jnp.asarray(get("geom_xmat"), jnp.float32).reshape(pos.shape[0], 3, 3)
-    return pos, mat
+    pos = _get(data, "geom_xpos")
+    return pos, _get(data, "geom_xmat").reshape(pos.shape[0], 3, 3)
 
 
 # ----------------------------------------------------------------------------------------
@@ -520,9 +530,8 @@ class Renderer:
         """The pose of model camera ``camera`` (name or id) in ``data`` (its ``cam_xpos``/
         ``cam_xmat``, so fixed, tracking and body-mounted cameras all follow the physics)."""
         cid = self.camera_id(camera)
-        get = (lambda k: data[k]) if isinstance(data, dict) else (lambda k: getattr(data, k))
-        pos = jnp.asarray(get("cam_xpos"), jnp.float32)[cid]
-        mat = jnp.asarray(get("cam_xmat"), jnp.float32).reshape(-1, 3, 3)[cid]
+        pos = _get(data, "cam_xpos")[cid]
+        mat = _get(data, "cam_xmat").reshape(-1, 3, 3)[cid]
         return Camera(pos=pos, mat=mat, fovy=jnp.asarray(self.model.cam_fovy[cid], jnp.float32))
 
     def camera_rays(self, camera: Camera, appearance: Appearance | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -810,11 +819,10 @@ class Lidar:
 
     def pose(self, data) -> tuple[jax.Array, jax.Array]:
         """Mount position ``[3]`` and orientation ``[3, 3]`` in ``data``."""
-        get = lambda k: jnp.asarray(getattr(data, k), jnp.float32)  # noqa: E731
         if self.site is not None:
-            return get("site_xpos")[self.site], get("site_xmat").reshape(-1, 3, 3)[self.site]
+            return _get(data, "site_xpos")[self.site], _get(data, "site_xmat").reshape(-1, 3, 3)[self.site]
         if self.body is not None:
-            return get("xpos")[self.body], get("xmat").reshape(-1, 3, 3)[self.body]
+            return _get(data, "xpos")[self.body], _get(data, "xmat").reshape(-1, 3, 3)[self.body]
         return jnp.zeros(3), jnp.eye(3)
 
     def scan(self, data, pos: jax.Array | None = None, mat: jax.Array | None = None) -> jax.Array:

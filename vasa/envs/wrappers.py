@@ -229,6 +229,13 @@ class PixelObservation(Wrapper):
         self.sampler = AppearanceSampler(self.renderer, appearance)
 
     @property
+    def mjx_model(self):
+        """The MJX model the wrapped task steps with (a traced per-env one inside
+        :class:`~vasa.envs.randomize.RandomizedDynamics`)."""
+        holder, attr = self._model_holder
+        return getattr(holder, attr)
+
+    @property
     def observation_spec(self):
         from vasa.envs.core import ArraySpec
 
@@ -240,8 +247,7 @@ class PixelObservation(Wrapper):
         """One ``uint8 [H, W, C]`` frame of ``physics`` (an ``mjx.Data``)."""
         from vasa.envs.render import refresh_kinematics
 
-        holder, attr = self._model_holder
-        data = refresh_kinematics(getattr(holder, attr), physics)
+        data = refresh_kinematics(self.mjx_model, physics)
         want = ("rgb", "depth") if self.channels == "rgbd" else ("rgb",)
         out = self.renderer.render(data, self.camera, appearance, t=frame, outputs=want)
         rgb = out["rgb"]
