@@ -191,6 +191,13 @@ def _quadratic_roots(a, b, c):
     return jnp.where(ok, (-b - sq) / a_safe, jnp.inf), jnp.where(ok, (-b + sq) / a_safe, jnp.inf)
 
 
+def _rotate_into(v, mat):
+    """``v @ mat`` for ``v [..., 3]`` and ``mat [..., 3, 3]`` (world -> local when ``mat``
+    is a geom's ``xmat``), written elementwise so XLA fuses it with the intersection math
+    instead of materialising ``[rays, geoms, 3]`` products through a matmul."""
+    return v[..., 0:1] * mat[..., 0, :] + v[..., 1:2] * mat[..., 1, :] + v[..., 2:3] * mat[..., 2, :]
+
+
 def _hit_plane(lp, lv, size):
     front = lv[..., 2] < -_EPS
     t = -lp[..., 2] / jnp.where(front, lv[..., 2], -1.0)
@@ -565,33 +572,48 @@ class Renderer:
         gpos, gmat = _poses(data)
         origins = jnp.asarray(origins, jnp.float32)
         dirs = jnp.asarray(dirs, jnp.float32)
-        cands = []
+        r = origins.shape[0]
+        if self._cand_geom.shape[0] == 0:  # nothing to draw
+            z = jnp.zeros((r, 3), jnp.float32)
+            return Hits(jnp.full((r,), jnp.inf), jnp.full((r,), -1, jnp.int32), z, z, z)
+        mask = None if geom_mask is None else jnp.asarray(geom_mask)
+        # running nearest hit over groups of candidates (one group per geom type, then the
+        # mesh triangles): each group's min/argmin fuses with its intersection math, so
+        # no [rays, candidates] array is ever stored
+        dist = jnp.full((r,), jnp.inf, jnp.float32)
+        best = jnp.zeros((r,), jnp.int32)
+        offset = 0
+
+        def merge(dist, best, t, offset):
+            i = jnp.argmin(t, axis=1)
+            ti = jnp.min(t, axis=1)
+            closer = ti < dist
+            return jnp.where(closer, ti, dist), jnp.where(closer, i.astype(jnp.int32) + offset, best)
+
         for t, ids in self._groups.items():
             p, mt, sz = gpos[ids], gmat[ids], self._geom_size[ids]
-            lp = jnp.einsum("rgk,gkj->rgj", origins[:, None, :] - p[None], mt)  # (x - p) @ R
-            lv = jnp.einsum("rk,gkj->rgj", dirs, mt)
-            cands.append(_HIT[t](lp, lv, sz[None]))
+            lp = _rotate_into(origins[:, None, :] - p[None], mt[None])  # [R, g, 3]
+            lv = _rotate_into(dirs[:, None, :], mt[None])
+            tg = _HIT[t](lp, lv, sz[None])
+            if mask is not None:
+                tg = jnp.where(mask[ids][None], tg, jnp.inf)
+            dist, best = merge(dist, best, tg, offset)
+            offset += len(ids)
         tri_n = None
         if self._tris is not None:
             own = self._tri_owner
             world = jnp.einsum("tvk,tjk->tvj", self._tris, gmat[own]) + gpos[own][:, None, :]
             v0, e1, e2 = world[:, 0], world[:, 1] - world[:, 0], world[:, 2] - world[:, 0]
-            cands.append(_hit_triangles(origins, dirs, v0, e1, e2))
+            tt = _hit_triangles(origins, dirs, v0, e1, e2)
+            if mask is not None:
+                tt = jnp.where(mask[own][None], tt, jnp.inf)
+            dist, best = merge(dist, best, tt, offset)
             tri_n = jnp.cross(e1, e2)
-        if not cands:
-            r = origins.shape[0]
-            z = jnp.zeros((r, 3), jnp.float32)
-            return Hits(jnp.full((r,), jnp.inf), jnp.full((r,), -1, jnp.int32), z, z, z)
-        t_all = jnp.concatenate(cands, axis=1)  # [R, candidates]
-        if geom_mask is not None:
-            t_all = jnp.where(jnp.asarray(geom_mask)[self._cand_geom][None], t_all, jnp.inf)
-        best = jnp.argmin(t_all, axis=1)
-        dist = jnp.take_along_axis(t_all, best[:, None], 1)[:, 0]
         hit = jnp.isfinite(dist)
         geom = jnp.where(hit, self._cand_geom[best], -1)
         g = jnp.maximum(geom, 0)
         point = origins + jnp.where(hit, dist, 0.0)[:, None] * dirs
-        local = jnp.einsum("rk,rkj->rj", point - gpos[g], gmat[g])
+        local = _rotate_into(point - gpos[g], gmat[g])
         n_local = _local_normal(self._geom_type[g], local, self._geom_size[g])
         normal = jnp.einsum("rjk,rk->rj", gmat[g], n_local)
         if tri_n is not None:
