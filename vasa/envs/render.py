@@ -182,13 +182,22 @@ def _nearest(*ts):
     return out
 
 
-def _quadratic_roots(a, b, c):
-    """Roots of ``a t^2 + 2 b t + c``; NaN-free, inf where there is none."""
-    det = b * b - a * c
-    ok = (det >= 0) & (a > _EPS)
-    sq = jnp.sqrt(jnp.where(ok, det, 0.0))
-    a_safe = jnp.where(ok, a, 1.0)
-    return jnp.where(ok, (-b - sq) / a_safe, jnp.inf), jnp.where(ok, (-b + sq) / a_safe, jnp.inf)
+def _sphere_roots(p, v, r2):
+    """Where ``p + t v`` meets the sphere ``|x|^2 = r2`` (vectors on the last axis, any
+    dimension): both roots, inf where there is none, NaN-free.
+
+    Uses the closest approach to the centre (Ray Tracing Gems, ch. 7) rather than the
+    textbook discriminant ``b^2 - ac``, which cancels catastrophically in float32 when the
+    ray starts far from a small geom (1e-4 m errors at a few metres)."""
+    a = jnp.sum(v * v, -1)
+    ok_a = a > _EPS
+    a_safe = jnp.where(ok_a, a, 1.0)
+    tc = -jnp.sum(p * v, -1) / a_safe
+    q = p + tc[..., None] * v
+    h = (r2 - jnp.sum(q * q, -1)) / a_safe
+    ok = ok_a & (h >= 0)
+    sq = jnp.sqrt(jnp.where(ok, h, 0.0))
+    return jnp.where(ok, tc - sq, jnp.inf), jnp.where(ok, tc + sq, jnp.inf)
 
 
 def _rotate_into(v, mat):
@@ -207,22 +216,17 @@ def _hit_plane(lp, lv, size):
 
 
 def _hit_sphere(lp, lv, size):
-    r = size[..., 0]
-    return _nearest(*_quadratic_roots(jnp.sum(lv * lv, -1), jnp.sum(lp * lv, -1), jnp.sum(lp * lp, -1) - r * r))
+    return _nearest(*_sphere_roots(lp, lv, size[..., 0] ** 2))
 
 
 def _hit_ellipsoid(lp, lv, size):
     s = jnp.maximum(size, _EPS)
-    p, v = lp / s, lv / s
-    return _nearest(*_quadratic_roots(jnp.sum(v * v, -1), jnp.sum(p * v, -1), jnp.sum(p * p, -1) - 1.0))
+    return _nearest(*_sphere_roots(lp / s, lv / s, 1.0))
 
 
 def _side(lp, lv, r, h):
     """Infinite cylinder of radius r around z, kept where |z| <= h."""
-    a = lv[..., 0] ** 2 + lv[..., 1] ** 2
-    b = lp[..., 0] * lv[..., 0] + lp[..., 1] * lv[..., 1]
-    c = lp[..., 0] ** 2 + lp[..., 1] ** 2 - r * r
-    t0, t1 = _quadratic_roots(a, b, c)
+    t0, t1 = _sphere_roots(lp[..., :2], lv[..., :2], r * r)
     keep = lambda t: jnp.where(jnp.abs(lp[..., 2] + t * lv[..., 2]) <= h, t, jnp.inf)  # noqa: E731
     return keep(t0), keep(t1)
 
@@ -232,7 +236,9 @@ def _hit_capsule(lp, lv, size):
     ts = list(_side(lp, lv, r, h))
     for sign in (-1.0, 1.0):
         q = lp - jnp.stack([jnp.zeros_like(h), jnp.zeros_like(h), sign * h], -1)
-        ts += list(_quadratic_roots(jnp.sum(lv * lv, -1), jnp.sum(q * lv, -1), jnp.sum(q * q, -1) - r * r))
+        # only the cap's outer hemisphere belongs to the surface
+        for t in _sphere_roots(q, lv, r * r):
+            ts.append(jnp.where(sign * (q[..., 2] + t * lv[..., 2]) >= 0, t, jnp.inf))
     return _nearest(*ts)
 
 
@@ -366,7 +372,8 @@ class Renderer:
         rgba[use_mat] = m.mat_rgba[m.geom_matid[use_mat]]
         # what mj_ray ignores: transparent geoms (its test uses the material colour when a
         # geom has a material), and geom groups outside the mask
-        alpha = np.where(has_mat, m.mat_rgba[np.maximum(m.geom_matid, 0), 3], m.geom_rgba[:, 3])
+        mat_alpha = m.mat_rgba[np.maximum(m.geom_matid, 0), 3] if m.nmat else np.zeros(m.ngeom)
+        alpha = np.where(has_mat, mat_alpha, m.geom_rgba[:, 3])
         visible = (alpha > 0) & np.isin(m.geom_group, np.asarray(geom_groups))
         supported = np.isin(m.geom_type, PRIMITIVES + (MESH,))
         bad = [i for i in range(m.ngeom) if visible[i] and not supported[i]]
@@ -434,19 +441,18 @@ class Renderer:
             tid = mat_tex[mid, role_rgb]
             if tid < 0 or m.tex_type[tid] != int(mujoco.mjtTexture.mjTEXTURE_2D):
                 continue
-            if tid not in cache:
+            if (tid, mid) not in cache:  # one image per (texture, material tint)
                 img = self._texture_image(m, tid)
                 rows = (np.arange(size) * img.shape[0] // size)
                 cols = (np.arange(size) * img.shape[1] // size)
-                cache[tid] = len(images)
-                images.append(img[rows][:, cols])
-            geom_img[g] = cache[tid]
+                cache[tid, mid] = len(images)
+                images.append(img[rows][:, cols] * np.clip(m.mat_rgba[mid, :3], 0, 1))
+            geom_img[g] = cache[tid, mid]
             repeat[g] = m.mat_texrepeat[mid]
             uniform[g] = bool(m.mat_texuniform[mid])
             # the texture's two main colours (a checker's two cells) become the geom's
             # colours, so recolouring (randomisation) starts from the look of the model
-            img = images[cache[tid]] * np.clip(m.mat_rgba[mid, :3], 0, 1)
-            images[cache[tid]] = img
+            img = images[cache[tid, mid]]
             self._base_rgb[g] = img[size // 4, size // 4]
             self._base_rgb2[g] = img[size // 4, 3 * size // 4]
             self._base_cell[g] = (0.5 if uniform[g] else m.geom_size[g, 0]) / max(float(repeat[g, 0]), 1e-6)
