@@ -61,6 +61,11 @@ class ActionDistribution:
         log_dtanh = 2.0 * (math.log(2.0) - u - jax.nn.softplus(-2.0 * u))
         return jnp.sum(log_dtanh + jnp.log(0.5 * (self.high - self.low)), axis=-1)
 
+    def action_log_prob(self, u: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
+        """Log-density of the *action* ``to_action(u)`` (change of variables through the squash
+        and the scaling to the bounds; SAC's tanh-Gaussian log-prob), ``[...]``."""
+        return self.log_prob(u, mean, log_std) - self.log_det_jacobian(u)
+
     def entropy(self, mean: jax.Array, log_std: jax.Array, noise: jax.Array) -> jax.Array:
         """Entropy of the action distribution, ``[...]``: exact for clip (the Gaussian's, as
         is conventional), and a one-sample estimate for tanh at ``u = mean + std * noise``

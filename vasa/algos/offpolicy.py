@@ -1,0 +1,505 @@
+"""What SAC and DDPG share: the configuration of environments, replay and training length; the
+on-device iteration (collect with ``lax.scan``, write to the sharded replay buffer, then a
+``lax.scan`` of gradient updates); evaluation; and the outer loop with logging, checkpoints
+(replay buffer included) and resume.
+
+An algorithm supplies a :class:`Learner`: how to initialise its parameters, act with
+exploration, update from a :class:`~vasa.replay.Batch`, and act deterministically.
+
+One iteration, written once against the 1-D ``data`` mesh (``jax.shard_map``):
+
+1. every environment takes ``steps_per_iteration`` steps with the exploration policy (uniform
+   random actions during the first ``learning_starts`` transitions), and each device writes
+   its environments' transitions into its own shard of the replay buffer;
+2. ``updates_per_iteration = replay_ratio * num_envs * steps_per_iteration`` gradient updates
+   follow; each device samples ``batch_size / num_devices`` transitions from its own shard and
+   gradients are averaged with ``lax.pmean``, so all devices keep identical parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from vasa import replay
+from vasa.dist.mesh import DATA_AXIS, global_row_ids, make_mesh
+from vasa.envs import EnvState, check_env_id, make
+from vasa.envs.randomize import SUITES
+from vasa.run import Checkpointer, RunConfig, RunLogger, check_finite, load_saved_config
+from vasa.run.logger import config_to_dict
+
+
+@dataclass(frozen=True)
+class OffPolicyConfig:
+    """Environment, replay and schedule options shared by SAC and DDPG."""
+
+    env: str = "dmc/cartpole_swingup"
+    """environment id (see vasa.envs.registered_ids())"""
+    pixels: bool = False
+    """learn from rendered pixels (84x84 RGB, frame stack) instead of the state vector"""
+    train_appearance: str = "train"
+    """appearance suite while training (pixels only)"""
+    appearance: str = "train"
+    """appearance suite for evaluation: train, color_easy, color_hard, video_easy, video_hard"""
+    image_size: int = 84
+    """rendered image height and width (pixels only)"""
+    frame_stack: int = 3
+    """frames per observation (pixels only)"""
+    action_repeat: int | None = None
+    """repeat each action this many task steps (None: PAD's for pixels, the task's own otherwise)"""
+    episode_length: int | None = None
+    """time limit in task steps (None: the task's own, e.g. 1000 for DM Control)"""
+    seed: int = 0
+    """random seed"""
+
+    num_envs: int = 16
+    """parallel environments (global, split over devices)"""
+    steps_per_iteration: int = 1
+    """environment steps per environment per iteration"""
+    total_env_steps: int = 500_000
+    """training length in environment steps (action repeats counted)"""
+    learning_starts: int = 1000
+    """transitions (over all envs) collected with uniform random actions before learning"""
+    replay_ratio: float = 1.0
+    """gradient updates per collected transition (agent step)"""
+    buffer_size: int = 100_000
+    """replay capacity in transitions (global; each device keeps num_envs/devices envs' share)"""
+    batch_size: int = 512
+    """transitions per gradient update (global, split over devices)"""
+    n_step: int = 1
+    """n-step returns"""
+    gamma: float = 0.99
+    """discount"""
+    learning_rate: float = 1e-3
+    """Adam learning rate"""
+
+    encoder: Literal["drq", "nature"] = "drq"
+    """pixel encoder: DrQ/RAD (4 x 32 conv 3x3) or SURREAL's Nature-style (8x8/4, 4x4/2)"""
+    feature_dim: int = 50
+    """encoder output size (Linear -> LayerNorm -> tanh)"""
+    hidden_layers: tuple[int, ...] = (1024, 1024)
+    """actor and critic MLP hidden sizes"""
+    augment_pad: int = 4
+    """DrQ random shift: replicate-pad this many pixels and crop back (0 disables)"""
+
+    @property
+    def updates_per_iteration(self) -> int:
+        return int(round(self.replay_ratio * self.num_envs * self.steps_per_iteration))
+
+    @property
+    def transitions_per_iteration(self) -> int:
+        return self.num_envs * self.steps_per_iteration
+
+    def resolved_action_repeat(self) -> int:
+        if self.action_repeat is not None:
+            return int(self.action_repeat)
+        if self.pixels:
+            from vasa.envs import pixel_action_repeat
+
+            return pixel_action_repeat(self.env)
+        return 1
+
+    @property
+    def env_steps_per_iteration(self) -> int:
+        return self.transitions_per_iteration * self.resolved_action_repeat()
+
+    @property
+    def num_iterations(self) -> int:
+        return max(1, self.total_env_steps // self.env_steps_per_iteration)
+
+    @property
+    def warmup_iterations(self) -> int:
+        return -(-self.learning_starts // self.transitions_per_iteration)
+
+    def validate(self, num_devices: int = 1) -> None:
+        """Check every option before anything is compiled; messages name the field, the value
+        and what is allowed."""
+        name = type(self).__name__
+        check_env_id(self.env)
+
+        def need(ok, field, allowed):
+            if not ok:
+                raise ValueError(f"{name}.{field}={getattr(self, field)!r} is not allowed: {allowed}.")
+
+        for field in ("num_envs", "steps_per_iteration", "total_env_steps", "buffer_size", "batch_size", "n_step",
+                      "image_size", "frame_stack", "feature_dim"):
+            need(getattr(self, field) >= 1, field, "it must be >= 1")
+        need(self.action_repeat is None or self.action_repeat >= 1, "action_repeat", "it must be >= 1 (or None)")
+        need(self.learning_starts >= 0, "learning_starts", "it must be >= 0")
+        need(self.augment_pad >= 0, "augment_pad", "it must be >= 0")
+        need(0.0 < self.gamma <= 1.0, "gamma", "it must be in (0, 1]")
+        need(self.learning_rate > 0, "learning_rate", "it must be > 0")
+        need(all(h >= 1 for h in self.hidden_layers), "hidden_layers", "every size must be >= 1")
+        need(self.replay_ratio > 0, "replay_ratio", "it must be > 0 (gradient updates per collected transition)")
+        n = self.updates_per_iteration
+        need(n >= 1 and abs(n - self.replay_ratio * self.transitions_per_iteration) < 1e-6, "replay_ratio",
+             f"replay_ratio * num_envs * steps_per_iteration = {self.replay_ratio * self.transitions_per_iteration:g} "
+             "must be a whole number >= 1 (updates per iteration)")
+        for suite_field in ("train_appearance", "appearance"):
+            need(getattr(self, suite_field) in SUITES, suite_field, f"choose one of {', '.join(SUITES)}")
+        need(self.num_envs % num_devices == 0, "num_envs", f"it must be divisible by the {num_devices} devices")
+        need(self.batch_size % num_devices == 0, "batch_size", f"it must be divisible by the {num_devices} devices")
+        slots = self.buffer_size // self.num_envs
+        need(slots >= self.frame_stack + self.n_step + 3, "buffer_size",
+             f"each of the {self.num_envs} envs needs at least frame_stack + n_step + 3 = "
+             f"{self.frame_stack + self.n_step + 3} slots")
+        need(self.batch_size <= self.buffer_size, "batch_size", f"it must not exceed buffer_size={self.buffer_size}")
+        need(self.learning_starts <= self.buffer_size, "learning_starts",
+             f"it must not exceed buffer_size={self.buffer_size}")
+        if self.pixels:
+            from vasa.nn.encoders import conv_output_size
+
+            conv_output_size(self.encoder, self.image_size, self.image_size)
+
+
+def make_env(config: OffPolicyConfig, evaluation: bool = False):
+    """The training (or evaluation, with ``config.appearance`` and another appearance seed)
+    environment of ``config``."""
+    kwargs = dict(episode_length=config.episode_length, action_repeat=config.resolved_action_repeat())
+    if config.pixels:
+        kwargs.update(pixels=True, image_size=config.image_size, frame_stack=config.frame_stack,
+                      appearance=config.appearance if evaluation else config.train_appearance,
+                      appearance_seed=config.seed + (1_000 if evaluation else 0))
+    return make(config.env, **kwargs)
+
+
+def network_input(config: OffPolicyConfig, obs):
+    """What the networks see: ``uint8 [..., H, W, C*k]`` pixels, or the state vector."""
+    return obs["pixels"] if config.pixels else obs
+
+
+# --------------------------------------------------------------------------- learner contract
+
+
+class Learner(Protocol):
+    """An off-policy algorithm as pure functions (all called inside ``shard_map``)."""
+
+    def init(self, key: jax.Array) -> Any:
+        """Parameters, targets and optimiser states (replicated over devices)."""
+
+    def init_explore(self, env_ids: jax.Array) -> Any:
+        """Per-environment exploration state, leaves ``[E_local, ...]`` (e.g. OU noise)."""
+
+    def act(self, learner: Any, obs: Any, key: jax.Array, explore: Any, env_ids: jax.Array) -> tuple[jax.Array, Any]:
+        """Exploration actions ``[E_local, A]`` within the action bounds, and the next explore state."""
+
+    def reset_explore(self, explore: Any, done: jax.Array, env_ids: jax.Array) -> Any:
+        """Explore state after episode ends (``done: [E_local]``)."""
+
+    def update(self, learner: Any, batch: replay.Batch, key: jax.Array, step: jax.Array) -> tuple[Any, dict]:
+        """One gradient update from a local batch; averages gradients over ``"data"``.
+        ``step``: ``[] int32`` updates done before this one. Returns scalar metrics."""
+
+    def policy(self, learner: Any, obs: Any) -> jax.Array:
+        """Deterministic actions ``[..., A]`` for observations ``[..., ...]``."""
+
+
+@struct.dataclass
+class TrainState:
+    """Everything an off-policy run needs to continue exactly.
+
+    Attributes:
+      learner: the algorithm's parameters, targets and optimiser states (replicated).
+      buffer: :class:`~vasa.replay.ReplayBuffer`, sharded over ``"data"`` on its env axis.
+      env_state: ``EnvState`` with leading axis ``[num_envs]`` (sharded).
+      explore: per-environment exploration state (sharded).
+      key: PRNG key ``uint32[2]``.
+      iteration: ``[] int32`` completed iterations (warm-up included).
+      updates: ``[] int32`` gradient updates done.
+    """
+
+    learner: Any
+    buffer: replay.ReplayBuffer
+    env_state: EnvState
+    explore: Any
+    key: jax.Array
+    iteration: jax.Array
+    updates: jax.Array
+
+
+def state_specs(state: TrainState) -> TrainState:
+    """PartitionSpecs: env-indexed leaves split over ``"data"``, the rest replicated."""
+    env_axis0 = lambda _: P(DATA_AXIS)
+    buffer = jax.tree.map(lambda x: P(None, DATA_AXIS) if x.ndim >= 2 else P(DATA_AXIS), state.buffer)
+    return TrainState(learner=jax.tree.map(lambda _: P(), state.learner), buffer=buffer,
+                      env_state=jax.tree.map(env_axis0, state.env_state), explore=jax.tree.map(env_axis0, state.explore),
+                      key=P(), iteration=P(), updates=P())
+
+
+def init(config: OffPolicyConfig, learner: Learner, env, mesh=None) -> TrainState:
+    """The initial TrainState (validated config; arrays placed on ``mesh``): parameters,
+    an empty buffer started with the first observations, reset environments."""
+    mesh = mesh or make_mesh()
+    config.validate(mesh.size)
+    k_params, k_env, k_run = jax.random.split(jax.random.PRNGKey(config.seed), 3)
+    action_size = env.action_spec.shape[0]
+
+    def build():
+        env_keys = jax.vmap(lambda i: jax.random.fold_in(k_env, i))(jnp.arange(config.num_envs))
+        env_state = jax.vmap(env.reset)(env_keys)
+        buffer = replay.create(env.observation_spec, action_size, config.buffer_size, config.num_envs,
+                               config.frame_stack if config.pixels else 1)
+        buffer = replay.start(buffer, env_state.obs)
+        return TrainState(learner=learner.init(k_params), buffer=buffer, env_state=env_state,
+                          explore=learner.init_explore(jnp.arange(config.num_envs)), key=k_run,
+                          iteration=jnp.zeros((), jnp.int32), updates=jnp.zeros((), jnp.int32))
+
+    shapes = jax.eval_shape(build)
+    shardings = jax.tree.map(lambda s: NamedSharding(mesh, s), state_specs(shapes))
+    return jax.jit(build, out_shardings=shardings)()
+
+
+# --------------------------------------------------------------------------- iteration
+
+
+def make_train_step(config: OffPolicyConfig, learner: Learner, env, mesh=None, warmup: bool = False):
+    """The jitted iteration ``step(state) -> (state, metrics)`` (input state donated).
+
+    ``warmup=True`` collects with uniform random actions and does no update. Metrics
+    (``[] float32``): ``episode_return`` (mean undiscounted return of the episodes that ended
+    this iteration, NaN if none), ``episodes``, ``buffer_size`` (transitions stored), and the
+    learner's update metrics averaged over the iteration's updates.
+    """
+    mesh = mesh or make_mesh()
+    config.validate(mesh.size)
+    D = mesh.size
+    local_envs, local_batch = config.num_envs // D, config.batch_size // D
+    low = jnp.asarray(env.action_spec.low, jnp.float32)
+    high = jnp.asarray(env.action_spec.high, jnp.float32)
+
+    def collect(state: TrainState, key):
+        env_ids = global_row_ids(local_envs)
+
+        def env_step(carry, t):
+            env_state, buffer, explore = carry
+            k = jax.random.fold_in(key, t)
+            if warmup:
+                keys = jax.vmap(jax.random.fold_in, (None, 0))(k, env_ids)
+                action = jax.vmap(lambda kk: jax.random.uniform(kk, low.shape, minval=low, maxval=high))(keys)
+            else:
+                action, explore = learner.act(state.learner, env_state.obs, k, explore, env_ids)
+            nxt = jax.vmap(env.step)(env_state, action)
+            buffer = replay.add_env_step(buffer, action, nxt)
+            explore = learner.reset_explore(explore, nxt.done, env_ids)
+            ended = (nxt.done, nxt.info["final_return"] * nxt.done)
+            return (nxt, buffer, explore), ended
+
+        carry = (state.env_state, state.buffer, state.explore)
+        (env_state, buffer, explore), (done, returns) = jax.lax.scan(
+            env_step, carry, jnp.arange(config.steps_per_iteration))
+        return state.replace(env_state=env_state, buffer=buffer, explore=explore), done, returns
+
+    def iteration(state: TrainState):
+        key, k_collect, k_learn = jax.random.split(state.key, 3)
+        state, done, returns = collect(state, k_collect)
+        metrics = {}
+        if not warmup:
+            k_learn = jax.random.fold_in(k_learn, jax.lax.axis_index(DATA_AXIS))
+
+            def one_update(carry, i):
+                params, step = carry
+                k_sample, k_update = jax.random.split(jax.random.fold_in(k_learn, i))
+                batch = replay.sample(state.buffer, k_sample, local_batch, config.n_step, config.gamma)
+                params, aux = learner.update(params, batch, k_update, step)
+                return (params, step + 1), aux
+
+            (params, updates), aux = jax.lax.scan(one_update, (state.learner, state.updates),
+                                                  jnp.arange(config.updates_per_iteration))
+            metrics = {k: jnp.nanmean(v) for k, v in aux.items()}
+            state = state.replace(learner=params, updates=updates)
+        episodes, return_sum = jax.lax.psum((done.sum(), returns.sum()), DATA_AXIS)
+        stored = jax.lax.psum(state.buffer.size(), DATA_AXIS)
+        metrics.update(episodes=episodes, episode_return=jnp.where(episodes > 0, return_sum / jnp.maximum(episodes, 1),
+                                                                   jnp.nan),
+                       buffer_size=stored.astype(jnp.float32))
+        return state.replace(key=key, iteration=state.iteration + 1), metrics
+
+    abstract = jax.eval_shape(lambda: _abstract_state(config, learner, env))
+    specs = state_specs(abstract)
+    # check_vma=False: MJX's physics uses lax.cond with device-invariant constants (see ppo.py)
+    step = jax.shard_map(iteration, mesh=mesh, in_specs=(specs,), out_specs=(specs, P()), check_vma=False)
+    return jax.jit(step, donate_argnums=0)
+
+
+def _abstract_state(config, learner, env) -> TrainState:
+    env_state = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(0), config.num_envs))
+    buffer = replay.create(env.observation_spec, env.action_spec.shape[0], config.buffer_size, config.num_envs,
+                           config.frame_stack if config.pixels else 1)
+    return TrainState(learner=learner.init(jax.random.PRNGKey(0)), buffer=buffer, env_state=env_state,
+                      explore=learner.init_explore(jnp.arange(config.num_envs)), key=jax.random.PRNGKey(0),
+                      iteration=jnp.zeros((), jnp.int32), updates=jnp.zeros((), jnp.int32))
+
+
+def make_evaluate(config: OffPolicyConfig, learner: Learner, env, num_envs: int = 16):
+    """Jitted deterministic evaluation ``evaluate(learner_state, key) -> [] float32``: the
+    mean undiscounted return of ``num_envs`` full episodes on ``env`` (for example the
+    evaluation env of :func:`make_env` with a shifted appearance suite)."""
+    steps = -(-env.episode_length // config.resolved_action_repeat())
+
+    def evaluate(params, key):
+        env_state = jax.vmap(env.reset)(jax.random.split(key, num_envs))
+
+        def body(carry, _):
+            s, total, alive = carry
+            s = jax.vmap(env.step)(s, learner.policy(params, s.obs))
+            return (s, total + alive * s.reward, alive * (1.0 - s.done)), None
+
+        ones = jnp.ones(num_envs)
+        (_, total, _), _ = jax.lax.scan(body, (env_state, 0.0 * ones, ones), None, length=steps)
+        return total.mean()
+
+    return jax.jit(evaluate)
+
+
+# --------------------------------------------------------------------------- outer loop
+
+
+def train(config: OffPolicyConfig, make_learner: Callable[[OffPolicyConfig, Any], Learner], name: str,
+          run: RunConfig = RunConfig(), logged: tuple[str, ...] = ()):
+    """Warm up, then train with logging, periodic evaluation (under ``config.appearance``),
+    checkpoints (the replay buffer included) and a progress bar; ``run.resume`` continues a
+    run from its latest checkpoint with its saved config, as if it had never stopped.
+
+    Returns ``(policy, state, rows)``: ``policy(obs) -> action`` (deterministic, bound to the
+    final parameters), the final TrainState and the logged rows.
+    """
+    run.validate()
+    cls = type(config)
+    if run.resume:
+        saved = load_saved_config(run.resume, name, cls)
+        changed = [f.name for f in dataclasses.fields(cls)
+                   if getattr(saved, f.name) != getattr(config, f.name) and getattr(config, f.name) != getattr(cls(), f.name)]
+        if changed:
+            print(f"resuming {run.resume} with its saved config; ignoring: {', '.join(changed)}")
+        config, run_dir = saved, run.resume
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = run.run_dir or os.path.join("runs", f"{name}-{config.env.replace('/', '-')}-{stamp}")
+    mesh = make_mesh(run.num_devices)
+    config.validate(mesh.size)
+    env, eval_env = make_env(config), make_env(config, evaluation=True)
+    learner = make_learner(config, env)
+
+    state = init(config, learner, env, mesh)
+    checkpointer = Checkpointer(run_dir, keep=run.keep_checkpoints)
+    start = 0
+    if run.resume:
+        start, state = checkpointer.restore(state)
+    warm = config.warmup_iterations
+    total = warm + config.num_iterations
+    t0 = time.perf_counter()
+    steps = {}
+    if start < warm:
+        steps[True] = make_train_step(config, learner, env, mesh, warmup=True).lower(state).compile()
+    steps[False] = make_train_step(config, learner, env, mesh).lower(state).compile()
+    compile_s = time.perf_counter() - t0
+    evaluate = make_evaluate(config, learner, eval_env, run.num_eval_envs)
+    saved_config = {name: config_to_dict(config), "run": config_to_dict(run)}
+    logger = RunLogger(run_dir, saved_config, total, start, run.progress)
+    wall = logger.last_value("wall_time") if start else 0.0
+    rows, eval_key = [], jax.random.PRNGKey(config.seed + 10_000)
+    names = ("episode_return", "episodes", "buffer_size") + tuple(logged)
+    try:
+        stop = total if run.max_iterations is None else min(total, start + run.max_iterations)
+        for it in range(start + 1, stop + 1):
+            t = time.perf_counter()
+            state, metrics = steps[it <= warm](state)
+            metrics = {k: float(np.mean(v)) for k, v in jax.device_get(metrics).items()}
+            dt = time.perf_counter() - t
+            check_finite(metrics, it)
+            wall += dt
+            row = {"iteration": it, "env_steps": it * config.env_steps_per_iteration, "wall_time": wall,
+                   "sps": config.env_steps_per_iteration / dt,
+                   "updates_per_s": 0.0 if it <= warm else config.updates_per_iteration / dt,
+                   **{k: metrics.get(k, float("nan")) for k in names}, "eval_return": float("nan")}
+            last = it == total
+            if it > warm and (last or (run.eval_every and (it - warm) % run.eval_every == 0)):
+                row["eval_return"] = float(evaluate(state.learner, jax.random.fold_in(eval_key, it)))
+            logger.log(row)
+            rows.append(row)
+            if it == stop or (run.checkpoint_every and it % run.checkpoint_every == 0):
+                checkpointer.save(it, state, saved_config)
+    finally:
+        logger.close()
+        checkpointer.close()
+        if rows:
+            logger.plot()
+    if rows:
+        print(f"run directory: {run_dir} (compile {compile_s:.1f} s, final eval return "
+              f"{rows[-1]['eval_return']:.1f}, {rows[-1]['env_steps']} env steps in {wall:.0f} s)")
+    params = state.learner
+    return (lambda obs: learner.policy(params, obs)), state, rows
+
+
+def soft_update(target, online, tau: float):
+    """EMA ``target <- (1 - tau) * target + tau * online`` over matching pytrees."""
+    return jax.tree.map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)
+
+
+class PixelTrunk:
+    """The pixel or state front end shared by SAC and DDPG.
+
+    ``critic`` parameters hold ``"encoder"`` (conv) and ``"proj"`` (the critic's projection)
+    in pixel mode; the actor's own projection is ``actor["proj"]``. In state mode both
+    features are the raw observation and there are no trunk parameters.
+    """
+
+    def __init__(self, config: OffPolicyConfig, obs_example):
+        from vasa.nn.encoders import ConvEncoder, Projection
+
+        self.pixels = config.pixels
+        self.example = obs_example
+        if self.pixels:
+            self.conv = ConvEncoder(config.encoder)
+            self.proj = Projection(config.feature_dim)
+
+    def init(self, key):
+        """``(critic_trunk, actor_trunk, feature_example)`` parameters."""
+        if not self.pixels:
+            return {}, {}, self.example.astype(jnp.float32)
+        k1, k2, k3 = jax.random.split(key, 3)
+        conv = self.conv.init(k1, self.example)
+        h = self.conv.apply(conv, self.example)
+        return {"encoder": conv, "proj": self.proj.init(k2, h)}, {"proj": self.proj.init(k3, h)}, self.proj.apply(
+            self.proj.init(k2, h), h)
+
+    def conv_out(self, critic, x):
+        """Flat conv features ``[B, F]`` (pixels) or the state ``[B, D]`` float32."""
+        return self.conv.apply(critic["encoder"], x) if self.pixels else x.astype(jnp.float32)
+
+    def critic_features(self, critic, x=None, h=None):
+        h = self.conv_out(critic, x) if h is None else h
+        return self.proj.apply(critic["proj"], h) if self.pixels else h
+
+    def actor_features(self, actor, critic, x=None, h=None):
+        """The actor's features: its own projection of the *stop-gradient* shared conv output."""
+        h = jax.lax.stop_gradient(self.conv_out(critic, x) if h is None else h)
+        return self.proj.apply(actor["proj"], h) if self.pixels else h
+
+
+def example_input(config: OffPolicyConfig, env):
+    spec = env.observation_spec
+    spec = spec["pixels"] if config.pixels else spec
+    return jnp.zeros((1,) + tuple(spec.shape), spec.dtype)
+
+
+def apply_gradients(tx, grads, opt_state, params):
+    """One optax step: ``(new_params, new_opt_state)``."""
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
+
+__all__ = ["Learner", "OffPolicyConfig", "TrainState", "init", "make_env", "make_evaluate", "make_train_step",
+           "PixelTrunk", "apply_gradients", "example_input", "network_input", "soft_update", "state_specs", "train"]
