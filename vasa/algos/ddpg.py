@@ -84,10 +84,10 @@ def exploration_sigma(sigma_max: float, env_ids: jax.Array, num_envs: int) -> ja
     return sigma_max * env_ids.astype(jnp.float32) / max(num_envs - 1, 1)
 
 
-def ou_step(x: jax.Array, key: jax.Array, theta: float, sigma: jax.Array) -> jax.Array:
-    """One Ornstein-Uhlenbeck step towards 0: ``x - theta * x + sigma * N(0, 1)``.
-    ``x: [E, A]``, ``sigma: [E]`` (or broadcastable)."""
-    return x - theta * x + sigma[..., None] * jax.random.normal(key, x.shape)
+def ou_step(x: jax.Array, white: jax.Array, theta: float, sigma: jax.Array) -> jax.Array:
+    """One Ornstein-Uhlenbeck step towards 0: ``x - theta * x + sigma * white``.
+    ``x, white: [E, A]`` (``white`` standard normal), ``sigma: [E]``."""
+    return x - theta * x + sigma[:, None] * white
 
 
 class DDPGLearner:
@@ -138,8 +138,7 @@ class DDPGLearner:
         keys = jax.vmap(jax.random.fold_in, (None, 0))(key, env_ids)
         white = jax.vmap(lambda k: jax.random.normal(k, (self.action_size,)))(keys)
         if cfg.noise == "ou":
-            explore = explore - cfg.ou_theta * explore + sigma[:, None] * white
-            noise = explore
+            explore = noise = ou_step(explore, white, cfg.ou_theta, sigma)
         else:
             noise = sigma[:, None] * white
         half_range = 0.5 * (self.dist.high - self.dist.low)
