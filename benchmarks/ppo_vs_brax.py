@@ -68,13 +68,17 @@ from pathlib import Path
 from typing import Literal
 
 import jax
-import jax.numpy as jnp
 import tyro
 from brax import envs as brax_envs
 from brax.training.agents.ppo import networks as brax_networks
 from brax.training.agents.ppo import train as brax_ppo
 
 from vasa.algos import ppo
+
+try:  # run as a script: benchmarks/ is on sys.path
+    from _brax_shim import shim_removed_jax_apis
+except ImportError:  # imported as benchmarks.ppo_vs_brax
+    from benchmarks._brax_shim import shim_removed_jax_apis
 
 EnvId = Literal["brax/halfcheetah", "dmc/cheetah_run"]
 
@@ -126,29 +130,6 @@ class Args:
     """random seed of both runs"""
     out: Path | None = None
     """write the results as JSON here"""
-
-
-# --------------------------------------------------------------------------- jax shims
-
-
-def shim_removed_jax_apis() -> None:
-    """Restore the one removed JAX API that Brax 0.14's PPO needs.
-
-    ``brax.training.agents.ppo.train`` replicates its training state with
-    ``jax.device_put_replicated``, which JAX 0.10 removed. The replacement stacks one copy
-    per device and places it with an identity ``jax.pmap`` over Brax's own axis name, so the
-    state has exactly the type (sharding included) of the training epoch's outputs; with any
-    other sharding, Brax's pmapped training epoch compiles a second time on its second call.
-    Nothing else Brax's PPO uses is missing from JAX 0.10.
-    """
-    if hasattr(jax, "device_put_replicated"):
-        return
-
-    def device_put_replicated(x, devices):
-        stacked = jax.tree.map(lambda a: jnp.stack([jnp.asarray(a)] * len(devices)), x)
-        return jax.pmap(lambda t: t, axis_name=brax_ppo._PMAP_AXIS_NAME, devices=devices)(stacked)
-
-    jax.device_put_replicated = device_put_replicated
 
 
 # --------------------------------------------------------------------------- the two sides
@@ -320,7 +301,7 @@ def main(args: Args) -> None:
         raise ValueError(f"num_evals={args.num_evals} is not allowed: it must be >= 3 (two training epochs).")
     if args.num_envs % args.num_minibatches:
         raise ValueError(f"num_minibatches={args.num_minibatches} must divide num_envs={args.num_envs}.")
-    shim_removed_jax_apis()
+    shim_removed_jax_apis(brax_ppo._PMAP_AXIS_NAME)
     dev = jax.devices()[0]
     device = f"{jax.device_count()} x {dev.platform}:{dev.device_kind}, jax {jax.__version__}"
     revision = vasa_revision()

@@ -22,14 +22,14 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/
 
 import tyro
 
-from vasa.algos import ddpg
+from vasa.algos import ddpg, offpolicy
 from vasa.run import RunConfig
 
 
 @dataclass(frozen=True)
 class Args:
     ddpg: ddpg.DDPGConfig = field(default_factory=ddpg.DDPGConfig)
-    run: RunConfig = field(default_factory=lambda: RunConfig(eval_every=2000, checkpoint_every=10_000))
+    run: RunConfig = field(default_factory=lambda: offpolicy.DEFAULT_RUN)
 
 
 def main(args: Args) -> None:

@@ -21,14 +21,14 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/
 
 import tyro
 
-from vasa.algos import sac
+from vasa.algos import offpolicy, sac
 from vasa.run import RunConfig
 
 
 @dataclass(frozen=True)
 class Args:
     sac: sac.SACConfig = field(default_factory=sac.SACConfig)
-    run: RunConfig = field(default_factory=lambda: RunConfig(eval_every=2000, checkpoint_every=10_000))
+    run: RunConfig = field(default_factory=lambda: offpolicy.DEFAULT_RUN)
 
 
 def main(args: Args) -> None:

@@ -197,7 +197,7 @@ def make_learner(config: DDPGConfig, env) -> DDPGLearner:
     return DDPGLearner(config, env)
 
 
-def train(config: DDPGConfig = DDPGConfig(), run: RunConfig = RunConfig()):
+def train(config: DDPGConfig = DDPGConfig(), run: RunConfig = offpolicy.DEFAULT_RUN):
     """Train DDPG (see :func:`vasa.algos.offpolicy.train`): returns ``(policy, state, rows)``."""
     return offpolicy.train(config, make_learner, NAME, run, LOGGED)
 

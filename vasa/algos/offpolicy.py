@@ -373,8 +373,14 @@ def make_evaluate(config: OffPolicyConfig, learner: Learner, env, num_envs: int 
 # --------------------------------------------------------------------------- outer loop
 
 
+# An off-policy iteration is short (one step of every env by default) and its checkpoint holds
+# the replay buffer (2.1 GB for 100K 84x84x3 frames), so evaluations and checkpoints are
+# spaced further apart than PPO's.
+DEFAULT_RUN = RunConfig(eval_every=2000, checkpoint_every=10_000)
+
+
 def train(config: OffPolicyConfig, make_learner: Callable[[OffPolicyConfig, Any], Learner], name: str,
-          run: RunConfig = RunConfig(), logged: tuple[str, ...] = ()):
+          run: RunConfig = DEFAULT_RUN, logged: tuple[str, ...] = ()):
     """Warm up, then train with logging, periodic evaluation (under ``config.appearance``),
     checkpoints (the replay buffer included) and a progress bar; ``run.resume`` continues a
     run from its latest checkpoint with its saved config, as if it had never stopped.
@@ -509,5 +515,5 @@ def apply_gradients(tx, grads, opt_state, params):
 
 
 
-__all__ = ["Learner", "OffPolicyConfig", "TrainState", "init", "make_env", "make_evaluate", "make_train_step",
+__all__ = ["DEFAULT_RUN", "Learner", "OffPolicyConfig", "TrainState", "init", "make_env", "make_evaluate", "make_train_step",
            "PixelTrunk", "apply_gradients", "example_input", "network_input", "soft_update", "state_specs", "train"]

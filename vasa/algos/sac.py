@@ -207,7 +207,7 @@ def make_learner(config: SACConfig, env) -> SACLearner:
     return SACLearner(config, env)
 
 
-def train(config: SACConfig = SACConfig(), run: RunConfig = RunConfig()):
+def train(config: SACConfig = SACConfig(), run: RunConfig = offpolicy.DEFAULT_RUN):
     """Train SAC (see :func:`vasa.algos.offpolicy.train`): returns ``(policy, state, rows)``."""
     return offpolicy.train(config, make_learner, NAME, run, LOGGED)
 
