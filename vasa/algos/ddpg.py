@@ -67,8 +67,7 @@ class DDPGConfig(OffPolicyConfig):
         super().validate(num_devices)
 
         def need(ok, field, allowed):
-            if not ok:
-                raise ValueError(f"DDPGConfig.{field}={getattr(self, field)!r} is not allowed: {allowed}.")
+            offpolicy.require(self, ok, field, allowed)
 
         need(self.actor_learning_rate > 0, "actor_learning_rate", "it must be > 0")
         need(self.sigma_max >= 0, "sigma_max", "it must be >= 0")

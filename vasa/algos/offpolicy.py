@@ -18,9 +18,6 @@ One iteration, written once against the 1-D ``data`` mesh (``jax.shard_map``):
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Protocol
@@ -36,7 +33,7 @@ from vasa import replay
 from vasa.dist.mesh import DATA_AXIS, global_row_ids, make_mesh
 from vasa.envs import EnvState, check_env_id, make
 from vasa.envs.randomize import SUITES
-from vasa.run import Checkpointer, RunConfig, RunLogger, check_finite, load_saved_config
+from vasa.run import Checkpointer, RunConfig, RunLogger, check_finite, finish_run, resolve_run
 from vasa.run.logger import config_to_dict
 
 
@@ -128,12 +125,10 @@ class OffPolicyConfig:
     def validate(self, num_devices: int = 1) -> None:
         """Check every option before anything is compiled; messages name the field, the value
         and what is allowed."""
-        name = type(self).__name__
         check_env_id(self.env)
 
         def need(ok, field, allowed):
-            if not ok:
-                raise ValueError(f"{name}.{field}={getattr(self, field)!r} is not allowed: {allowed}.")
+            require(self, ok, field, allowed)
 
         for field in ("num_envs", "steps_per_iteration", "total_env_steps", "buffer_size", "batch_size", "n_step",
                       "image_size", "frame_stack", "feature_dim"):
@@ -164,6 +159,12 @@ class OffPolicyConfig:
             from vasa.nn.encoders import conv_output_size
 
             conv_output_size(self.encoder, self.image_size, self.image_size)
+
+
+def require(config, ok: bool, field: str, allowed: str) -> None:
+    """Raise ``ValueError("<Config>.<field>=<value> is not allowed: <allowed>.")`` unless ``ok``."""
+    if not ok:
+        raise ValueError(f"{type(config).__name__}.{field}={getattr(config, field)!r} is not allowed: {allowed}.")
 
 
 def make_env(config: OffPolicyConfig, evaluation: bool = False):
@@ -389,17 +390,7 @@ def train(config: OffPolicyConfig, make_learner: Callable[[OffPolicyConfig, Any]
     final parameters), the final TrainState and the logged rows.
     """
     run.validate()
-    cls = type(config)
-    if run.resume:
-        saved = load_saved_config(run.resume, name, cls)
-        changed = [f.name for f in dataclasses.fields(cls)
-                   if getattr(saved, f.name) != getattr(config, f.name) and getattr(config, f.name) != getattr(cls(), f.name)]
-        if changed:
-            print(f"resuming {run.resume} with its saved config; ignoring: {', '.join(changed)}")
-        config, run_dir = saved, run.resume
-    else:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        run_dir = run.run_dir or os.path.join("runs", f"{name}-{config.env.replace('/', '-')}-{stamp}")
+    config, run_dir = resolve_run(config, run, name, prefix=f"{name}-")
     mesh = make_mesh(run.num_devices)
     config.validate(mesh.size)
     env, eval_env = make_env(config), make_env(config, evaluation=True)
@@ -445,13 +436,7 @@ def train(config: OffPolicyConfig, make_learner: Callable[[OffPolicyConfig, Any]
             if it == stop or (run.checkpoint_every and it % run.checkpoint_every == 0):
                 checkpointer.save(it, state, saved_config)
     finally:
-        logger.close()
-        checkpointer.close()
-        if rows:
-            logger.plot()
-    if rows:
-        print(f"run directory: {run_dir} (compile {compile_s:.1f} s, final eval return "
-              f"{rows[-1]['eval_return']:.1f}, {rows[-1]['env_steps']} env steps in {wall:.0f} s)")
+        finish_run(logger, checkpointer, rows, run_dir, compile_s, wall)
     params = state.learner
     return (lambda obs: learner.policy(params, obs)), state, rows
 
@@ -515,5 +500,5 @@ def apply_gradients(tx, grads, opt_state, params):
 
 
 
-__all__ = ["DEFAULT_RUN", "Learner", "OffPolicyConfig", "TrainState", "init", "make_env", "make_evaluate", "make_train_step",
+__all__ = ["DEFAULT_RUN", "Learner", "require", "OffPolicyConfig", "TrainState", "init", "make_env", "make_evaluate", "make_train_step",
            "PixelTrunk", "apply_gradients", "example_input", "network_input", "soft_update", "state_specs", "train"]

@@ -22,10 +22,8 @@ What SURREAL adds to PPO (Fan et al., CoRL 2018; dissertation section 2.5.1):
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
-import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
@@ -41,7 +39,7 @@ from vasa.algos.returns import gae_advantages
 from vasa.dist.mesh import DATA_AXIS, global_row_ids, make_mesh
 from vasa.envs import EnvState, check_env_id, make
 from vasa.nn import MLP, ActionDistribution, GaussianPolicyHead, RunningStats
-from vasa.run import Checkpointer, RunConfig, RunLogger, check_finite, load_saved_config
+from vasa.run import Checkpointer, RunConfig, RunLogger, check_finite, finish_run, resolve_run
 from vasa.run.logger import config_to_dict
 
 
@@ -590,17 +588,7 @@ def train(config: PPOConfig, run: RunConfig = RunConfig()) -> tuple[Callable, Tr
     :func:`make_policy`, the final TrainState and the logged metrics rows.
     """
     run.validate()
-    if run.resume:
-        saved = load_saved_config(run.resume, "ppo", PPOConfig)
-        changed = [f.name for f in dataclasses.fields(PPOConfig)
-                   if getattr(saved, f.name) != getattr(config, f.name) and getattr(config, f.name) != getattr(
-                       PPOConfig(), f.name)]
-        if changed:
-            print(f"resuming {run.resume} with its saved config; ignoring: {', '.join(changed)}")
-        config, run_dir = saved, run.resume
-    else:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        run_dir = run.run_dir or os.path.join("runs", f"{config.env.replace('/', '-')}-{stamp}")
+    config, run_dir = resolve_run(config, run, "ppo")
     mesh = make_mesh(run.num_devices)
     config.validate(mesh.size)
     env = make_env(config)
@@ -639,13 +627,7 @@ def train(config: PPOConfig, run: RunConfig = RunConfig()) -> tuple[Callable, Tr
             if it == stop or (run.checkpoint_every and it % run.checkpoint_every == 0):
                 checkpointer.save(it, state, saved_config)
     finally:
-        logger.close()
-        checkpointer.close()
-        if rows:
-            logger.plot()
-    if rows:
-        print(f"run directory: {run_dir} (compile {compile_s:.1f} s, final eval return "
-              f"{rows[-1]['eval_return']:.1f}, {rows[-1]['env_steps']} env steps in {wall:.0f} s)")
+        finish_run(logger, checkpointer, rows, run_dir, compile_s, wall)
     return make_policy(config, env), state, rows
 
 

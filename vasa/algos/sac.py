@@ -65,8 +65,7 @@ class SACConfig(OffPolicyConfig):
         super().validate(num_devices)
 
         def need(ok, field, allowed):
-            if not ok:
-                raise ValueError(f"SACConfig.{field}={getattr(self, field)!r} is not allowed: {allowed}.")
+            offpolicy.require(self, ok, field, allowed)
 
         need(0.0 < self.tau <= 1.0, "tau", "it must be in (0, 1]")
         need(self.init_temperature > 0, "init_temperature", "it must be > 0")

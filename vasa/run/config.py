@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 import types
 import typing
 from dataclasses import dataclass
@@ -72,3 +73,20 @@ def load_saved_config(run_dir: str, key: str, cls):
     if key not in saved:
         raise ValueError(f"cannot resume: {path} holds no {key!r} section (written by another algorithm?).")
     return dataclass_from_dict(cls, saved[key])
+
+
+def resolve_run(config, run: RunConfig, key: str, prefix: str = ""):
+    """``(config, run_dir)`` for a training run: with ``run.resume``, the saved ``key``
+    section of that run's config (a note lists the fields given here that it overrides) and
+    its directory; otherwise ``config`` and ``run.run_dir`` or ``runs/<prefix><env>-<time>``."""
+    cls = type(config)
+    if run.resume:
+        saved = load_saved_config(run.resume, key, cls)
+        default = cls()
+        changed = [f.name for f in dataclasses.fields(cls)
+                   if getattr(saved, f.name) != getattr(config, f.name) and getattr(config, f.name) != getattr(default, f.name)]
+        if changed:
+            print(f"resuming {run.resume} with its saved config; ignoring: {', '.join(changed)}")
+        return saved, run.resume
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return config, run.run_dir or os.path.join("runs", f"{prefix}{config.env.replace('/', '-')}-{stamp}")

@@ -135,3 +135,14 @@ class RunLogger:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+def finish_run(logger: "RunLogger", checkpointer, rows: list, run_dir: str, compile_s: float, wall: float) -> None:
+    """Close the logger and checkpointer, draw the learning curve and print a summary line
+    (called from a ``finally`` block, so it also runs when training stopped on an error)."""
+    logger.close()
+    checkpointer.close()
+    if rows:
+        logger.plot()
+        print(f"run directory: {run_dir} (compile {compile_s:.1f} s, final eval return "
+              f"{rows[-1]['eval_return']:.1f}, {rows[-1]['env_steps']} env steps in {wall:.0f} s)")
