@@ -231,10 +231,10 @@ mesh = make_mesh(4)
 env = offpolicy.make_env(cfg)
 learner = sac.make_learner(cfg, env)
 state = offpolicy.init(cfg, learner, env, mesh)
-warm = offpolicy.make_train_step(cfg, learner, env, mesh, warmup=True)
-step = offpolicy.make_train_step(cfg, learner, env, mesh)
+step = offpolicy.make_train_step(cfg, learner, env, mesh)  # one program: warm-up, then updates under lax.cond
 for _ in range(cfg.warmup_iterations):
-    state, _ = warm(state)
+    state, m = step(state)
+assert int(state.updates) == 0 and np.isnan(float(m["critic_loss"]))
 for _ in range(3):
     state, m = step(state)
 assert np.isfinite(float(m["critic_loss"])), m

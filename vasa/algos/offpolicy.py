@@ -267,13 +267,19 @@ def init(config: OffPolicyConfig, learner: Learner, env, mesh=None) -> TrainStat
 # --------------------------------------------------------------------------- iteration
 
 
-def make_train_step(config: OffPolicyConfig, learner: Learner, env, mesh=None, warmup: bool = False):
+def make_train_step(config: OffPolicyConfig, learner: Learner, env, mesh=None, warmup: bool | None = None):
     """The jitted iteration ``step(state) -> (state, metrics)`` (input state donated).
 
-    ``warmup=True`` collects with uniform random actions and does no update. Metrics
-    (``[] float32``): ``episode_return`` (mean undiscounted return of the episodes that ended
-    this iteration, NaN if none), ``episodes``, ``buffer_size`` (transitions stored), and the
-    learner's update metrics averaged over the iteration's updates.
+    By default (``warmup=None``) one program serves the whole run: while
+    ``state.iteration < config.warmup_iterations`` it collects with uniform random actions
+    and skips the updates (``lax.cond``), afterwards it acts with the learner's exploration
+    policy and learns, so the environment step is compiled once. ``warmup=True``/``False``
+    build a program that always warms up / always learns (to time collection alone).
+
+    Metrics (``[] float32``): ``episode_return`` (mean undiscounted return of the episodes
+    that ended this iteration, NaN if none), ``episodes``, ``buffer_size`` (transitions
+    stored), and the learner's update metrics averaged over the iteration's updates (NaN
+    while warming up).
     """
     mesh = mesh or make_mesh()
     config.validate(mesh.size)
@@ -287,17 +293,23 @@ def make_train_step(config: OffPolicyConfig, learner: Learner, env, mesh=None, w
     low = jnp.asarray(env.action_spec.low, jnp.float32)
     high = jnp.asarray(env.action_spec.high, jnp.float32)
 
-    def collect(state: TrainState, key):
+    def collect(state: TrainState, key, random_actions):
         env_ids = global_row_ids(local_envs)
 
         def env_step(carry, t):
             env_state, buffer, explore = carry
             k = jax.random.fold_in(key, t)
+            keys = jax.vmap(jax.random.fold_in, (None, 0))(k, env_ids)
+            uniform = jax.vmap(lambda kk: jax.random.uniform(kk, low.shape, minval=low, maxval=high))(keys)
             if warmup:
-                keys = jax.vmap(jax.random.fold_in, (None, 0))(k, env_ids)
-                action = jax.vmap(lambda kk: jax.random.uniform(kk, low.shape, minval=low, maxval=high))(keys)
+                action = uniform
             else:
-                action, explore = learner.act(state.learner, env_state.obs, k, explore, env_ids)
+                action, new_explore = learner.act(state.learner, env_state.obs, k, explore, env_ids)
+                if warmup is None:
+                    action = jnp.where(random_actions, uniform, action)
+                    explore = jax.tree.map(lambda new, old: jnp.where(random_actions, old, new), new_explore, explore)
+                else:
+                    explore = new_explore
             nxt = jax.vmap(env.step)(env_state, action)
             buffer = replay.add_env_step(buffer, action, nxt)
             explore = learner.reset_explore(explore, nxt.done, env_ids)
@@ -309,23 +321,32 @@ def make_train_step(config: OffPolicyConfig, learner: Learner, env, mesh=None, w
             env_step, carry, jnp.arange(config.steps_per_iteration))
         return state.replace(env_state=env_state, buffer=buffer, explore=explore), done, returns
 
+    def learn(state: TrainState, key):
+        key = jax.random.fold_in(key, jax.lax.axis_index(DATA_AXIS))
+
+        def one_update(carry, i):
+            params, step = carry
+            k_sample, k_update = jax.random.split(jax.random.fold_in(key, i))
+            batch = replay.sample(state.buffer, k_sample, local_batch, config.n_step, config.gamma)
+            params, aux = learner.update(params, batch, k_update, step)
+            return (params, step + 1), aux
+
+        (params, updates), aux = jax.lax.scan(one_update, (state.learner, state.updates),
+                                              jnp.arange(config.updates_per_iteration), unroll=unroll)
+        return params, updates, {k: jnp.nanmean(v) for k, v in aux.items()}
+
     def iteration(state: TrainState):
         key, k_collect, k_learn = jax.random.split(state.key, 3)
-        state, done, returns = collect(state, k_collect)
+        warming = state.iteration < config.warmup_iterations
+        state, done, returns = collect(state, k_collect, warming)
         metrics = {}
-        if not warmup:
-            k_learn = jax.random.fold_in(k_learn, jax.lax.axis_index(DATA_AXIS))
-
-            def one_update(carry, i):
-                params, step = carry
-                k_sample, k_update = jax.random.split(jax.random.fold_in(k_learn, i))
-                batch = replay.sample(state.buffer, k_sample, local_batch, config.n_step, config.gamma)
-                params, aux = learner.update(params, batch, k_update, step)
-                return (params, step + 1), aux
-
-            (params, updates), aux = jax.lax.scan(one_update, (state.learner, state.updates),
-                                                  jnp.arange(config.updates_per_iteration), unroll=unroll)
-            metrics = {k: jnp.nanmean(v) for k, v in aux.items()}
+        if warmup is None:
+            shapes = jax.eval_shape(learn, state, k_learn)[2]
+            skip = lambda s, k: (s.learner, s.updates, jax.tree.map(lambda x: jnp.full(x.shape, jnp.nan, x.dtype), shapes))
+            params, updates, metrics = jax.lax.cond(warming, skip, learn, state, k_learn)
+            state = state.replace(learner=params, updates=updates)
+        elif not warmup:
+            params, updates, metrics = learn(state, k_learn)
             state = state.replace(learner=params, updates=updates)
         episodes, return_sum = jax.lax.psum((done.sum(), returns.sum()), DATA_AXIS)
         stored = jax.lax.psum(state.buffer.size(), DATA_AXIS)
@@ -404,10 +425,15 @@ def train(config: OffPolicyConfig, make_learner: Callable[[OffPolicyConfig, Any]
     warm = config.warmup_iterations
     total = warm + config.num_iterations
     t0 = time.perf_counter()
-    steps = {}
-    if start < warm:
-        steps[True] = make_train_step(config, learner, env, mesh, warmup=True).lower(state).compile()
-    steps[False] = make_train_step(config, learner, env, mesh).lower(state).compile()
+    if config.pixels and jax.default_backend() == "cpu":
+        # XLA:CPU's convolutions are as slow inside lax.cond as inside loops (see
+        # make_train_step), so on CPU pixel runs compile the warm-up and the learning
+        # iteration separately instead of one program that switches between them.
+        programs = {w: make_train_step(config, learner, env, mesh, warmup=w).lower(state).compile()
+                    for w in ((True, False) if start < warm else (False,))}
+        step = lambda s: programs[int(s.iteration) < warm](s)
+    else:
+        step = make_train_step(config, learner, env, mesh).lower(state).compile()
     compile_s = time.perf_counter() - t0
     evaluate = make_evaluate(config, learner, eval_env, run.num_eval_envs)
     saved_config = {name: config_to_dict(config), "run": config_to_dict(run)}
@@ -419,10 +445,11 @@ def train(config: OffPolicyConfig, make_learner: Callable[[OffPolicyConfig, Any]
         stop = total if run.max_iterations is None else min(total, start + run.max_iterations)
         for it in range(start + 1, stop + 1):
             t = time.perf_counter()
-            state, metrics = steps[it <= warm](state)
+            state, metrics = step(state)
             metrics = {k: float(np.mean(v)) for k, v in jax.device_get(metrics).items()}
             dt = time.perf_counter() - t
-            check_finite(metrics, it)
+            if it > warm:  # no updates (NaN losses) while warming up
+                check_finite(metrics, it)
             wall += dt
             row = {"iteration": it, "env_steps": it * config.env_steps_per_iteration, "wall_time": wall,
                    "sps": config.env_steps_per_iteration / dt,
