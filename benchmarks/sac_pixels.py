@@ -451,13 +451,13 @@ class VasaSAC:
             start = time.perf_counter()
             if self.steps is None:
                 self.log.tag = "vasa:train"
-                self.steps = {w: offpolicy.make_train_step(self.config, self.learner, self.env, self.mesh, warmup=w)
-                              .lower(self.state).compile() for w in (True, False)}
+                # one program for warm-up and learning, as sac.train compiles it for state runs
+                self.steps = offpolicy.make_train_step(self.config, self.learner, self.env, self.mesh).lower(
+                    self.state).compile()
                 self.compile_aot_s = time.perf_counter() - start
                 self.log.tag = "vasa:run"
-            warm = self.config.warmup_iterations
-            for it in range(self.iterations, target):
-                self.state, metrics = self.steps[it < warm](self.state)
+            for _ in range(self.iterations, target):
+                self.state, metrics = self.steps(self.state)
             jax.block_until_ready(metrics)
             self.epoch_seconds.append(time.perf_counter() - start)
             self.iterations = target

@@ -177,12 +177,18 @@ class SACLearner:
             return operand, jnp.full((3,), jnp.nan)
 
         operand = (actor, state["log_alpha"], state["opt"]["actor"], state["opt"]["alpha"])
-        (actor, log_alpha, opt_a, opt_al), actor_aux = jax.lax.cond(
-            step % cfg.actor_update_freq == 0, actor_step, skip, operand)
+        if cfg.actor_update_freq == 1:
+            (actor, log_alpha, opt_a, opt_al), actor_aux = actor_step(operand)
+        else:
+            (actor, log_alpha, opt_a, opt_al), actor_aux = jax.lax.cond(
+                step % cfg.actor_update_freq == 0, actor_step, skip, operand)
         actor_aux = jax.lax.pmean(actor_aux, DATA_AXIS)
 
-        refresh = step % cfg.target_update_freq == 0
-        target = jax.tree.map(lambda new, old: jnp.where(refresh, new, old), soft_update(target, critic, cfg.tau), target)
+        target_new = soft_update(target, critic, cfg.tau)
+        if cfg.target_update_freq > 1:
+            refresh = step % cfg.target_update_freq == 0
+            target_new = jax.tree.map(lambda new, old: jnp.where(refresh, new, old), target_new, target)
+        target = target_new
         new_state = {"critic": critic, "target": target, "actor": actor, "log_alpha": log_alpha,
                      "opt": {"critic": opt_critic, "actor": opt_a, "alpha": opt_al}}
         metrics = {"critic_loss": jax.lax.pmean(c_loss, DATA_AXIS), "q_mean": jax.lax.pmean(q_mean, DATA_AXIS),
