@@ -273,3 +273,23 @@ def test_ddpg_config_errors():
         dataclasses.replace(DDPG_TINY, sigma_max=-0.1).validate()
     with pytest.raises(ValueError, match="num_envs=8 is not allowed: it must be divisible by the 3 devices"):
         DDPG_TINY.validate(num_devices=3)
+
+
+class NanPendulum(Pendulum):
+    """The pendulum with a NaN reward: the critic loss becomes NaN at the first update."""
+
+    def step(self, state, action):
+        s = super().step(state, action)
+        return s.replace(reward=s.reward * jnp.nan)
+
+
+def test_nan_loss_stops_training_and_keeps_checkpoints(tmp_path):
+    from vasa.envs import register
+    from vasa.run import TrainingDiverged
+
+    register("test/nan_pendulum", NanPendulum)
+    config = dataclasses.replace(SAC_TINY, env="test/nan_pendulum", num_envs=4, learning_starts=40, batch_size=16,
+                                 buffer_size=400, total_env_steps=400)
+    with pytest.raises(TrainingDiverged, match=f"critic_loss.* at iteration {config.warmup_iterations + 1}"):
+        sac.train(config, RunConfig(run_dir=str(tmp_path), eval_every=0, progress=False, checkpoint_every=5))
+    assert (tmp_path / "checkpoints" / "10").exists()
