@@ -1,0 +1,597 @@
+"""RubiksShift (learnable spatiotemporal shift, RubiksNet, ECCV 2020) and the shift baselines.
+
+Everything here is a pure JAX function (jit, vmap and grad work); tensors are laid out
+``[N, T, C, H, W]`` (2-D ops: ``[N, C, H, W]``) and shifts are ``[3, C]`` rows (temporal,
+vertical, horizontal) or ``[2, C]`` rows (vertical, horizontal), one shift per channel.
+
+**Sign convention (all ops in this module).** A shift ``s`` *reads* from ``index + s``:
+``out[t] = x[t + s]``, so a positive shift moves content towards smaller indices. Positions
+outside the input read zero.
+
+Contents:
+
+* ``rubiks_shift_3d`` / ``rubiks_shift_2d``: the interpolated shift of dissertation equations
+  6.5-6.6 (RubiksShift) with an exact custom VJP, strided/padded spatial output, and the
+  quantized variant RubiksShift-IQ (section 6.3.2, ``quantize=True``).
+* ``temporal_shift``: TSM's fixed temporal shift; ``fixed_spatial_shift`` and
+  ``fixed_shift_table``: ShiftNet-style fixed spatial shifts.
+* RubiksShift-AQ (equations 6.7-6.8): ``aq_init``, ``aq_attention``, ``aq_temporal_shift``,
+  ``rubiks_shift_aq``, ``anneal_temperature``, ``aq_to_hard_shift``, ``budget_loss``,
+  ``nonzero_fraction``.
+* Scaled gradient normalisation (equations 6.9-6.10) as optax transformations:
+  ``normalize_shift_gradients`` and ``shift_optimizer``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+
+IMPLS = ("xla",)
+NORMALIZE_VARIANTS = ("equation", "released")
+
+
+# --------------------------------------------------------------------------------------------
+# Interpolated shift: separable 1-D passes
+# --------------------------------------------------------------------------------------------
+# A pass along one axis (axis, stride, offset, out_len) maps z to
+#   out[o] = (1 - a) * z[o * stride + offset + f] + a * z[o * stride + offset + f + 1]
+# with f = floor(shift), a = shift - f per channel (zeros outside z). Trilinear interpolation
+# with per-channel shifts (eq. 6.6 is a product of three 1-D weights) is the composition of the
+# three passes, which reads 2 + 2 + 2 values per output instead of the 8 corners.
+
+
+def _gather(z: jax.Array, idx: jax.Array, axis: int) -> jax.Array:
+    """``z`` (channels on axis 2) gathered along ``axis`` at per-channel ``idx [C, L]``; zero outside."""
+    length = z.shape[axis]
+    valid = (idx >= 0) & (idx < length)
+    safe = jnp.clip(idx, 0, length - 1)
+    if axis < 2:
+        safe, valid = safe.T, valid.T
+    shape = [1] * z.ndim
+    shape[2], shape[axis] = idx.shape[0], idx.shape[1]
+    out = jnp.take_along_axis(z, safe.reshape(shape), axis=axis, mode="promise_in_bounds")
+    return jnp.where(valid.reshape(shape), out, jnp.zeros((), z.dtype))
+
+
+def _per_channel(v: jax.Array, ndim: int, dtype) -> jax.Array:
+    return v.astype(dtype).reshape((1, 1, -1) + (1,) * (ndim - 3))
+
+
+def _pass(z, f, a, spec):
+    """One forward pass; returns ``(out, upper - lower)`` (``a=None``: integer shift, no diff)."""
+    axis, stride, offset, out_len = spec
+    lo = (jnp.arange(out_len) * stride + offset)[None, :] + f[:, None]
+    g0 = _gather(z, lo, axis)
+    if a is None:
+        return g0, None
+    diff = _gather(z, lo + 1, axis) - g0
+    return g0 + _per_channel(a, z.ndim, z.dtype) * diff, diff
+
+
+def _pass_adjoint(ybar, f, a, spec, in_len):
+    """Transpose of ``_pass`` in its input: ``zbar[i] = (1-a) ybar[o0] + a ybar[o1]`` where
+    ``o0 * stride = i - offset - f`` and ``o1 * stride = i - 1 - offset - f`` (when divisible).
+
+    A gather, not a scatter-add: each input position has at most two output positions reading it.
+    """
+    axis, stride, offset, _ = spec
+    n0 = jnp.arange(in_len)[None, :] - offset - f[:, None]
+
+    def pick(n):
+        if stride == 1:
+            return _gather(ybar, n, axis)
+        return _gather(ybar, jnp.where(n % stride == 0, n // stride, -1), axis)
+
+    g0 = pick(n0)
+    if a is None:
+        return g0
+    return g0 + _per_channel(a, ybar.ndim, ybar.dtype) * (pick(n0 - 1) - g0)
+
+
+def _out_size(n: int, stride: int, padding: int) -> int:
+    return (n + 2 * padding - 1) // stride + 1
+
+
+def _specs(shape, rows: int, stride: int, padding: int):
+    """Pass specs for a ``[3, C]`` (t, h, w) or ``[2, C]`` (h, w) shift on ``[N, T, C, H, W]``."""
+    _, t, _, h, w = shape
+    spatial = [(3, stride, -padding, _out_size(h, stride, padding)),
+               (4, stride, -padding, _out_size(w, stride, padding))]
+    return ([(1, 1, 0, t)] if rows == 3 else []) + spatial
+
+
+def _compute_dtype(shift: jax.Array):
+    return jnp.promote_types(shift.dtype, jnp.float32)
+
+
+def _split(shift: jax.Array):
+    s = shift.astype(_compute_dtype(shift))
+    f = jnp.floor(s)
+    return f.astype(jnp.int32), s - f
+
+
+def _quantized(shift: jax.Array) -> jax.Array:
+    # round half up, as the released CUDA kernel (remainder < 0.5 -> floor, else ceil)
+    return jnp.floor(shift.astype(_compute_dtype(shift)) + 0.5).astype(jnp.int32)
+
+
+def _forward(x, shift, stride, padding, quantize):
+    specs = _specs(x.shape, shift.shape[0], stride, padding)
+    if quantize:
+        f, a = _quantized(shift), [None] * len(specs)
+    else:
+        f, a = _split(shift)
+    z = x
+    for k, spec in enumerate(specs):
+        z, _ = _pass(z, f[k], a[k], spec)
+    return z
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _rubiks_shift(x, shift, stride, padding, quantize):
+    return _forward(x, shift, stride, padding, quantize)
+
+
+def _rubiks_shift_fwd(x, shift, stride, padding, quantize):
+    return _forward(x, shift, stride, padding, quantize), (x, shift)
+
+
+def _rubiks_shift_bwd(stride, padding, quantize, res, ybar):
+    x, shift = res
+    specs = _specs(x.shape, shift.shape[0], stride, padding)
+    f, a = _split(shift)
+    # inputs of each pass at the continuous shift (the shift gradient is always taken there)
+    zs = [x]
+    for k in range(len(specs) - 1):
+        zs.append(_pass(zs[-1], f[k], a[k], specs[k])[0])
+    gbar, grads = ybar, [None] * len(specs)
+    for k in reversed(range(len(specs))):
+        _, diff = _pass(zs[k], f[k], a[k], specs[k])
+        grads[k] = jnp.sum(gbar * diff, axis=(0, 1, 3, 4), dtype=_compute_dtype(shift))
+        if k > 0 or not quantize:
+            gbar = _pass_adjoint(gbar, f[k], a[k], specs[k], x.shape[specs[k][0]])
+    if quantize:
+        fq = _quantized(shift)
+        gbar = ybar
+        for k in reversed(range(len(specs))):
+            gbar = _pass_adjoint(gbar, fq[k], None, specs[k], x.shape[specs[k][0]])
+    return gbar.astype(x.dtype), jnp.stack(grads).astype(shift.dtype)
+
+
+_rubiks_shift.defvjp(_rubiks_shift_fwd, _rubiks_shift_bwd)
+# one compiled program per configuration, also when called eagerly (many small gathers otherwise)
+_rubiks_shift_jit = jax.jit(_rubiks_shift, static_argnums=(2, 3, 4))
+
+
+def _check_common(x, shift, rows: int, stride, padding, x_desc: str, name: str):
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(f"{name}: x must be a float array, got dtype {x.dtype}")
+    if shift.ndim != 2 or shift.shape[0] != rows or shift.shape[1] != x.shape[-3]:
+        raise ValueError(
+            f"{name}: shift must be [{rows}, C] with C = x.shape[-3] = {x.shape[-3]} "
+            f"for x {x_desc}, got shift shape {tuple(shift.shape)}"
+        )
+    if not jnp.issubdtype(shift.dtype, jnp.floating):
+        raise ValueError(f"{name}: shift must be a float array, got dtype {shift.dtype}")
+    if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
+        raise ValueError(f"{name}: stride={stride!r} must be an int >= 1")
+    if not isinstance(padding, int) or isinstance(padding, bool) or padding < 0:
+        raise ValueError(f"{name}: padding={padding!r} must be an int >= 0")
+
+
+def rubiks_shift_3d(
+    x: jax.Array,
+    shift: jax.Array,
+    *,
+    stride: int = 1,
+    padding: int = 0,
+    quantize: bool = False,
+    impl: str = "xla",
+) -> jax.Array:
+    """RubiksShift: per-channel interpolated spatiotemporal shift (dissertation eqs. 6.5-6.6).
+
+    Args:
+      x: ``[N, T, C, H, W]`` float (any float dtype; the output has the same dtype).
+      shift: ``[3, C]`` float, rows (temporal, vertical, horizontal) = (gamma_c, alpha_c, beta_c).
+      stride: spatial stride (H and W; time is never strided).
+      padding: spatial zero padding on each side of H and W.
+      quantize: RubiksShift-IQ (section 6.3.2): the forward pass uses ``round(shift)`` (half up,
+        ``floor(s + 0.5)``) and the input gradient is the adjoint of that quantized forward; the
+        shift gradient is the interpolated one evaluated at the continuous shift
+        (straight-through), exactly what ``quantize=False`` returns.
+      impl: ``"xla"`` (gathers, any backend).
+
+    Returns:
+      ``[N, T, C, H_out, W_out]`` with ``H_out = (H + 2*padding - 1) // stride + 1`` (same for W).
+      Output ``(t, i, j)`` of channel ``c`` is the trilinear interpolation of ``x[:, :, c]`` at
+      ``(t + s_t[c], i*stride - padding + s_v[c], j*stride - padding + s_h[c])`` over its 8
+      integer neighbours, zeros outside the input. A positive shift reads from a larger index,
+      so content moves towards smaller indices.
+
+    Gradients (custom VJP): the input gradient is the exact adjoint of the forward (a gather). The
+    shift gradient for each axis is ``sum_{N,T,H_out,W_out} grad_out * (x_hi - x_lo)``, where
+    ``x_hi`` / ``x_lo`` are x interpolated in the other two axes and sampled at the upper
+    (``floor(s)+1``) / lower (``floor(s)``) neighbour plane of this axis, i.e. the derivative
+    w.r.t. the fractional part. At an exact integer shift (``floor(s) = s``) this is the
+    one-sided difference ``x(s + 1) - x(s)``.
+
+    Raises:
+      ValueError: unknown ``impl``; ``x`` not 5-D float; ``shift`` not ``[3, C]`` float;
+        ``stride < 1`` or ``padding < 0``.
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"rubiks_shift_3d: impl={impl!r} is not one of {list(IMPLS)}")
+    x, shift = jnp.asarray(x), jnp.asarray(shift)
+    if x.ndim != 5:
+        raise ValueError(f"rubiks_shift_3d: x must be [N, T, C, H, W], got shape {tuple(x.shape)}")
+    _check_common(x, shift, 3, stride, padding, "[N, T, C, H, W]", "rubiks_shift_3d")
+    return _rubiks_shift_jit(x, shift, stride, padding, bool(quantize))
+
+
+def rubiks_shift_2d(
+    x: jax.Array,
+    shift: jax.Array,
+    *,
+    stride: int = 1,
+    padding: int = 0,
+    quantize: bool = False,
+) -> jax.Array:
+    """Spatial-only RubiksShift (for image pretraining): ``rubiks_shift_3d`` without time.
+
+    Args:
+      x: ``[N, C, H, W]`` float.
+      shift: ``[2, C]`` float, rows (vertical, horizontal).
+      stride, padding, quantize: as in ``rubiks_shift_3d``.
+
+    Returns:
+      ``[N, C, H_out, W_out]``, equal to ``rubiks_shift_3d(x[:, None], [0; shift])[:, 0]``
+      (the temporal pass is skipped, not run with a zero shift).
+    """
+    x, shift = jnp.asarray(x), jnp.asarray(shift)
+    if x.ndim != 4:
+        raise ValueError(f"rubiks_shift_2d: x must be [N, C, H, W], got shape {tuple(x.shape)}")
+    _check_common(x, shift, 2, stride, padding, "[N, C, H, W]", "rubiks_shift_2d")
+    return _rubiks_shift_jit(x[:, None], shift, stride, padding, bool(quantize))[:, 0]
+
+
+# --------------------------------------------------------------------------------------------
+# Fixed shifts: TSM and ShiftNet
+# --------------------------------------------------------------------------------------------
+
+
+def _roll_zero(x: jax.Array, d: int, axis: int) -> jax.Array:
+    """``out[i] = x[i + d]`` along ``axis``, zeros where ``i + d`` is outside (``d`` a Python int)."""
+    n = x.shape[axis]
+    if d == 0:
+        return x
+    if abs(d) >= n:
+        return jnp.zeros_like(x)
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (0, d) if d > 0 else (-d, 0)
+    start = d if d > 0 else 0
+    return jax.lax.slice_in_dim(jnp.pad(x, pad), start, start + n, axis=axis)
+
+
+def temporal_shift(x: jax.Array, fold_div: int = 8) -> jax.Array:
+    """TSM's fixed temporal shift on ``x [N, T, C, H, W]`` -> same shape and dtype.
+
+    With ``fold = C // fold_div``: channels ``[0, fold)`` read frame ``t + 1`` (the last frame
+    reads zero), channels ``[fold, 2*fold)`` read frame ``t - 1`` (the first frame reads zero),
+    the rest are unchanged.
+    """
+    x = jnp.asarray(x)
+    if x.ndim != 5:
+        raise ValueError(f"temporal_shift: x must be [N, T, C, H, W], got shape {tuple(x.shape)}")
+    if not isinstance(fold_div, int) or fold_div < 1:
+        raise ValueError(f"temporal_shift: fold_div={fold_div!r} must be an int >= 1")
+    return _temporal_shift(x, fold_div)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _temporal_shift(x: jax.Array, fold_div: int) -> jax.Array:
+    fold = x.shape[2] // fold_div
+    return jnp.concatenate(
+        [
+            _roll_zero(x[:, :, :fold], 1, axis=1),
+            _roll_zero(x[:, :, fold : 2 * fold], -1, axis=1),
+            x[:, :, 2 * fold :],
+        ],
+        axis=2,
+    )
+
+
+def _check_kernel_size(kernel_size, name: str) -> None:
+    if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"{name}: kernel_size={kernel_size!r} must be an odd int >= 1")
+
+
+def _fixed_groups(channels: int, kernel_size: int) -> list[tuple[int, int, int, int]]:
+    """``(start, stop, dv, dh)`` per group: channel ``c`` is in group ``c * k**2 // C`` (sizes
+    differ by at most one); group ``g`` reads offset ``(g // k - k//2, g % k - k//2)``."""
+    k2, r = kernel_size**2, kernel_size // 2
+    groups = []
+    for g in range(k2):
+        start, stop = -(-g * channels // k2), -(-(g + 1) * channels // k2)
+        if stop > start:
+            groups.append((start, stop, g // kernel_size - r, g % kernel_size - r))
+    return groups
+
+
+def fixed_shift_table(channels: int, kernel_size: int = 3) -> jax.Array:
+    """Shifts ``[2, C] float32`` (vertical, horizontal) of ``fixed_spatial_shift``.
+
+    Channels are split into ``kernel_size**2`` contiguous groups (channel ``c`` is in group
+    ``c * k**2 // C``); group ``g`` gets the ``g``-th offset of the k x k grid in row-major order,
+    ``(g // k - k//2, g % k - k//2)``, so the centre group is unshifted.
+    ``rubiks_shift_2d(x, fixed_shift_table(C, k))`` equals ``fixed_spatial_shift(x, k)``.
+    """
+    _check_kernel_size(kernel_size, "fixed_shift_table")
+    if not isinstance(channels, int) or channels < 1:
+        raise ValueError(f"fixed_shift_table: channels={channels!r} must be an int >= 1")
+    table = [[0.0] * channels, [0.0] * channels]
+    for start, stop, dv, dh in _fixed_groups(channels, kernel_size):
+        for c in range(start, stop):
+            table[0][c], table[1][c] = float(dv), float(dh)
+    return jnp.asarray(table, jnp.float32)
+
+
+def fixed_spatial_shift(x: jax.Array, kernel_size: int = 3) -> jax.Array:
+    """ShiftNet-style fixed integer spatial shift of ``x [N, T, C, H, W]`` or ``[N, C, H, W]``.
+
+    Channel groups and offsets as in ``fixed_shift_table``; group ``(dv, dh)`` reads
+    ``x[..., i + dv, j + dh]``, zero outside. Same shape and dtype as ``x``.
+    """
+    x = jnp.asarray(x)
+    _check_kernel_size(kernel_size, "fixed_spatial_shift")
+    if x.ndim not in (4, 5):
+        raise ValueError(
+            f"fixed_spatial_shift: x must be [N, T, C, H, W] or [N, C, H, W], got shape {tuple(x.shape)}"
+        )
+    return _fixed_spatial_shift(x, kernel_size)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _fixed_spatial_shift(x: jax.Array, kernel_size: int) -> jax.Array:
+    parts = []
+    for start, stop, dv, dh in _fixed_groups(x.shape[-3], kernel_size):
+        part = jax.lax.slice_in_dim(x, start, stop, axis=x.ndim - 3)
+        parts.append(_roll_zero(_roll_zero(part, dv, x.ndim - 2), dh, x.ndim - 1))
+    return jnp.concatenate(parts, axis=x.ndim - 3)
+
+
+# --------------------------------------------------------------------------------------------
+# RubiksShift-AQ: attention-quantized temporal shift (eqs. 6.7-6.8)
+# --------------------------------------------------------------------------------------------
+
+
+def aq_shift_values(kernel_size: int) -> tuple[int, ...]:
+    """Integer temporal shifts ``(-(k//2), ..., k//2)`` that the ``k`` attention rows stand for."""
+    return tuple(range(-(kernel_size // 2), kernel_size // 2 + 1))
+
+
+def aq_init(key: jax.Array, channels: int, kernel_size: int = 3) -> jax.Array:
+    """Attention weights ``[kernel_size, channels] float32`` ~ U[1, 1.05] (section 6.4.1), so the
+    initial attention is roughly uniform over the shifts ``aq_shift_values(kernel_size)``."""
+    _check_kernel_size(kernel_size, "aq_init")
+    if kernel_size < 3:
+        raise ValueError(f"aq_init: kernel_size={kernel_size!r} must be an odd int >= 3")
+    return jax.random.uniform(key, (kernel_size, channels), jnp.float32, 1.0, 1.05)
+
+
+def aq_attention(weights: jax.Array, temperature, eps: float = 1e-6) -> jax.Array:
+    """Equation 6.7: ``softmax_K(weights / (std_K(weights) + eps) / temperature)`` -> ``[K, C]``.
+
+    Args:
+      weights: ``[K, C]`` float attention weights (K odd >= 3).
+      temperature: scalar > 0 (float or traced), annealed from 2 to 1e-3 during training.
+
+    The standard deviation is taken per channel over the K shift positions (sample std,
+    ``ddof=1``), as the released code does (``torch.std(weight, dim=1)`` on its ``[C, K]``
+    weights). The equation writes ``std(W_attn)``, which could also mean the whole tensor; the
+    per-channel choice makes each channel's logits scale-free, so every channel sharpens at the
+    same rate as the temperature falls, whatever the spread of its weights. The temperature
+    *divides* the logits (the equation writes ``tau_a * W``, but the text says high tau_a gives
+    near-uniform attention, which is division, and the released code divides).
+    """
+    weights = jnp.asarray(weights)
+    if weights.ndim != 2 or weights.shape[0] < 2:
+        raise ValueError(f"aq_attention: weights must be [K, C] with K >= 2, got shape {tuple(weights.shape)}")
+    logits = weights / (jnp.std(weights, axis=0, ddof=1, keepdims=True) + eps)
+    return jax.nn.softmax(logits / temperature, axis=0)
+
+
+def aq_temporal_shift(x: jax.Array, attention: jax.Array) -> jax.Array:
+    """``out[:, t, c] = sum_k attention[k, c] * x[:, t + shift_k, c]`` (zero outside) -> ``[N, T, C, H, W]``.
+
+    ``x``: ``[N, T, C, H, W]`` float; ``attention``: ``[K, C]`` with ``shift_k = k - K//2``.
+    """
+    x, attention = jnp.asarray(x), jnp.asarray(attention)
+    if x.ndim != 5:
+        raise ValueError(f"aq_temporal_shift: x must be [N, T, C, H, W], got shape {tuple(x.shape)}")
+    if attention.ndim != 2 or attention.shape[1] != x.shape[2] or attention.shape[0] % 2 == 0:
+        raise ValueError(
+            f"aq_temporal_shift: attention must be [K, C] with K odd and C = {x.shape[2]}, "
+            f"got shape {tuple(attention.shape)}"
+        )
+    return _aq_temporal_shift(x, attention)
+
+
+@jax.jit
+def _aq_temporal_shift(x: jax.Array, attention: jax.Array) -> jax.Array:
+    out = jnp.zeros_like(x)
+    for k, d in enumerate(aq_shift_values(attention.shape[0])):
+        out = out + _per_channel(attention[k], x.ndim, x.dtype) * _roll_zero(x, d, axis=1)
+    return out
+
+
+def rubiks_shift_aq(
+    x: jax.Array,
+    spatial_shift: jax.Array,
+    weights: jax.Array,
+    temperature,
+    *,
+    stride: int = 1,
+    padding: int = 0,
+) -> jax.Array:
+    """RubiksShift-AQ: attention-quantized temporal shift, then interpolated spatial shift.
+
+    Args:
+      x: ``[N, T, C, H, W]`` float.
+      spatial_shift: ``[2, C]`` float (vertical, horizontal), interpolated as in ``rubiks_shift_3d``.
+      weights: ``[K, C]`` attention weights (``aq_init``); temperature: scalar softmax temperature.
+      stride, padding: spatial, as in ``rubiks_shift_3d``.
+
+    Returns:
+      ``[N, T, C, H_out, W_out]``. At low temperature this approaches
+      ``rubiks_shift_3d(x, aq_to_hard_shift(weights, spatial_shift))``.
+    """
+    x = jnp.asarray(x)
+    if x.ndim != 5:
+        raise ValueError(f"rubiks_shift_aq: x must be [N, T, C, H, W], got shape {tuple(x.shape)}")
+    spatial_shift = jnp.asarray(spatial_shift)
+    _check_common(x, spatial_shift, 2, stride, padding, "[N, T, C, H, W]", "rubiks_shift_aq")
+    y = aq_temporal_shift(x, aq_attention(weights, temperature))
+    return _rubiks_shift_jit(y, spatial_shift, stride, padding, False)
+
+
+def anneal_temperature(step, total_steps, start: float = 2.0, end: float = 1e-3) -> jax.Array:
+    """Exponential schedule ``start * (end / start) ** (step / total_steps)``, step clipped to
+    ``[0, total_steps]``; ``step`` may be traced. Returns a float32 scalar."""
+    if isinstance(total_steps, (int, float)) and total_steps <= 0:
+        raise ValueError(f"anneal_temperature: total_steps={total_steps!r} must be > 0")
+    if start <= 0 or end <= 0:
+        raise ValueError(f"anneal_temperature: start={start!r} and end={end!r} must be > 0")
+    frac = jnp.clip(jnp.asarray(step, jnp.float32) / total_steps, 0.0, 1.0)
+    return start * (end / start) ** frac
+
+
+def aq_to_hard_shift(weights: jax.Array, spatial_shift: jax.Array) -> jax.Array:
+    """``[3, C]`` shift for inference with ``rubiks_shift_3d``: temporal row = the integer shift
+    at the attention's argmax over K (the same at every temperature, since the per-channel std
+    normalisation and the temperature are positive rescalings), then ``spatial_shift [2, C]``."""
+    weights, spatial_shift = jnp.asarray(weights), jnp.asarray(spatial_shift)
+    if weights.ndim != 2 or spatial_shift.shape != (2, weights.shape[1]):
+        raise ValueError(
+            f"aq_to_hard_shift: need weights [K, C] and spatial_shift [2, C], got "
+            f"{tuple(weights.shape)} and {tuple(spatial_shift.shape)}"
+        )
+    temporal = jnp.argmax(weights, axis=0) - weights.shape[0] // 2
+    return jnp.concatenate([temporal[None].astype(spatial_shift.dtype), spatial_shift], axis=0)
+
+
+def nonzero_fraction(attentions: Sequence[jax.Array]) -> jax.Array:
+    """Mean over layers of the attention mass on non-zero shifts, averaged over channels:
+    ``1/N_L sum_l 1/C_l sum_{c, k != K//2} A_l[k, c]`` (inside equation 6.8)."""
+    if len(attentions) == 0:
+        raise ValueError("nonzero_fraction: attentions is empty; pass one [K, C] array per layer")
+    fracs = []
+    for a in attentions:
+        k = a.shape[0]
+        fracs.append(jnp.mean(jnp.sum(a, axis=0) - a[k // 2]))
+    return jnp.mean(jnp.stack(fracs))
+
+
+def budget_loss(attentions: Sequence[jax.Array], budget) -> jax.Array:
+    """Shift budget constraint, equation 6.8: ``| nonzero_fraction(attentions) - budget |``.
+
+    ``attentions``: one ``[K, C]`` attention (``aq_attention``) per layer; ``budget`` in [0, 1].
+    """
+    return jnp.abs(nonzero_fraction(attentions) - budget)
+
+
+# --------------------------------------------------------------------------------------------
+# Scaled gradient normalisation (eqs. 6.9-6.10) and the shift optimiser
+# --------------------------------------------------------------------------------------------
+
+
+def _normalize_leaf(g: jax.Array, lam: float, variant: str, eps: float) -> jax.Array:
+    if g.ndim != 2 or g.shape[0] not in (2, 3):
+        raise ValueError(
+            f"normalize_shift_gradients: shift gradients must be [3, C] or [2, C], got shape {tuple(g.shape)}"
+        )
+    if g.shape[0] == 2:
+        z = jnp.sqrt(jnp.sum(g * g, axis=0))
+        return g / jnp.maximum(z, eps)
+    gt, gs = g[0], g[1:]
+    spatial = jnp.sum(gs * gs, axis=0)
+    weight = lam if variant == "equation" else lam * lam
+    z = jnp.maximum(jnp.sqrt(spatial + weight * gt * gt), eps)
+    return jnp.concatenate([(lam * gt / z)[None], gs / z], axis=0)
+
+
+def normalize_shift_gradients(
+    temporal_lambda: float = 1.0, variant: str = "equation", eps: float = 1e-12
+) -> optax.GradientTransformation:
+    """Scaled gradient normalisation of shift gradients (equations 6.9-6.10), stateless.
+
+    Each leaf is a shift gradient ``[3, C]`` (rows t, v, h) or ``[2, C]`` (rows v, h); each
+    channel's gradient vector is rescaled to a direction:
+
+    * ``variant="equation"`` (eqs. 6.9-6.10):
+      ``Z = sqrt(g_v^2 + g_h^2 + lambda * g_t^2)``, ``(g_t, g_v, g_h) -> (lambda g_t, g_v, g_h) / Z``.
+    * ``variant="released"`` (the released CUDA kernel, ``normalize_t_factor = lambda``):
+      ``Z = sqrt(g_v^2 + g_h^2 + lambda^2 g_t^2)``, same numerator: the unit vector along
+      ``(lambda g_t, g_v, g_h)``.
+    * ``[2, C]`` leaves: ``(g_v, g_h) / sqrt(g_v^2 + g_h^2)`` (no lambda).
+
+    ``Z`` is floored at ``eps`` so an all-zero gradient stays zero. The released code offers
+    ``lambda = T / H`` ("auto") among its settings.
+    """
+    if variant not in NORMALIZE_VARIANTS:
+        raise ValueError(f"normalize_shift_gradients: variant={variant!r} is not one of {list(NORMALIZE_VARIANTS)}")
+    if temporal_lambda < 0:
+        raise ValueError(f"normalize_shift_gradients: temporal_lambda={temporal_lambda!r} must be >= 0")
+
+    def update_fn(updates, state, params=None):
+        del params
+        return jax.tree.map(lambda g: _normalize_leaf(g, temporal_lambda, variant, eps), updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
+def _key_name(entry: Any) -> Any:
+    for attr in ("key", "name", "idx"):
+        if hasattr(entry, attr):
+            return getattr(entry, attr)
+    return entry
+
+
+def is_shift_param(path: tuple, leaf: Any) -> bool:
+    """Default shift-parameter predicate: the leaf's own name (last path entry) is ``"shift"``."""
+    del leaf
+    return len(path) > 0 and _key_name(path[-1]) == "shift"
+
+
+def shift_optimizer(
+    base: optax.GradientTransformation,
+    shift_lr_multiplier: float = 0.01,
+    *,
+    temporal_lambda: float = 1.0,
+    variant: str = "equation",
+    is_shift: Callable[[tuple, Any], bool] = is_shift_param,
+) -> optax.GradientTransformation:
+    """``optax.multi_transform`` giving shift parameters their own update rule.
+
+    Shift leaves (``is_shift(path, leaf)`` true; ``path`` is a ``jax.tree_util`` key path, and the
+    default ``is_shift_param`` selects leaves whose name is ``"shift"``) get
+    ``normalize_shift_gradients(temporal_lambda, variant)``, then ``base``, then a scale by
+    ``shift_lr_multiplier`` (0.01 in the original training recipe). All other leaves get
+    ``base`` unchanged. ``base`` keeps separate state for the two groups.
+    """
+    if shift_lr_multiplier < 0:
+        raise ValueError(f"shift_optimizer: shift_lr_multiplier={shift_lr_multiplier!r} must be >= 0")
+    shift_tx = optax.chain(
+        normalize_shift_gradients(temporal_lambda, variant), base, optax.scale(shift_lr_multiplier)
+    )
+
+    def labels(params):
+        return jax.tree_util.tree_map_with_path(
+            lambda path, leaf: "shift" if is_shift(path, leaf) else "base", params
+        )
+
+    return optax.multi_transform({"shift": shift_tx, "base": base}, labels)
