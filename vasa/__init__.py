@@ -1,13 +1,13 @@
 """vasa: visual agents at scale (JAX).
 
 Sub-packages load on first use, so ``import vasa`` compiles nothing and loads no model:
-``vasa.envs``, ``vasa.algos``, ``vasa.nn``, ``vasa.dist``, ``vasa.run``, ``vasa.replay``, ``vasa.distill``.
+``vasa.envs``, ``vasa.algos``, ``vasa.nn``, ``vasa.dist``, ``vasa.run``, ``vasa.replay``, ``vasa.distill``, ``vasa.video``.
 """
 
 import importlib
 
 __version__ = "0.1.0"
-__all__ = ["envs", "algos", "nn", "dist", "run", "replay", "distill"]
+__all__ = ["envs", "algos", "nn", "dist", "run", "replay", "distill", "video"]
 
 
 def __getattr__(name):
