@@ -41,9 +41,14 @@ class RunLogger:
       progress: show a tqdm progress bar with ETA and the latest return.
     """
 
-    def __init__(self, run_dir: str, config: Any, total: int, start: int = 0, progress: bool = True):
+    RETURNS = {"series": (("episode_return", "training episodes"), ("eval_return", "deterministic evaluation")),
+               "xlabel": "environment steps", "ylabel": "episode return"}
+
+    def __init__(self, run_dir: str, config: Any, total: int, start: int = 0, progress: bool = True,
+                 curve: Mapping[str, Any] | None = None):
         os.makedirs(run_dir, exist_ok=True)
         self.run_dir = run_dir
+        self.curve = {**self.RETURNS, **(curve or {})}
         cfg = config if isinstance(config, dict) else config_to_dict(config)
         with open(os.path.join(run_dir, "config.json"), "w") as f:
             json.dump(cfg, f, indent=2, sort_keys=True)
@@ -109,7 +114,7 @@ class RunLogger:
         with open(self.csv_path) as f:
             rows = list(csv.DictReader(f))
         fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-        for key, label in (("episode_return", "training episodes"), ("eval_return", "deterministic evaluation")):
+        for key, label in self.curve["series"]:
             pts = [(float(r["env_steps"]), float(r[key])) for r in rows if r.get(key) not in (None, "", "nan")]
             pts = [(s, v) for s, v in pts if math.isfinite(v)]
             if not pts:
@@ -119,9 +124,9 @@ class RunLogger:
                 std = [float(r[f"{key}_std"]) for r in rows if r.get(key) not in (None, "", "nan")
                        and math.isfinite(float(r[key]))]
                 ax.fill_between(xs, [y - s for y, s in zip(ys, std)], [y + s for y, s in zip(ys, std)], alpha=0.2)
-            ax.plot(xs, ys, label=label, marker="o" if key == "eval_return" else None, markersize=3)
-        ax.set_xlabel("environment steps")
-        ax.set_ylabel("episode return")
+            ax.plot(xs, ys, label=label, marker="o" if len(xs) < 100 or key == "eval_return" else None, markersize=3)
+        ax.set_xlabel(self.curve["xlabel"])
+        ax.set_ylabel(self.curve["ylabel"])
         ax.set_title(os.path.basename(os.path.normpath(self.run_dir)))
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
@@ -144,5 +149,7 @@ def finish_run(logger: "RunLogger", checkpointer, rows: list, run_dir: str, comp
     checkpointer.close()
     if rows:
         logger.plot()
-        print(f"run directory: {run_dir} (compile {compile_s:.1f} s, final eval return "
-              f"{rows[-1]['eval_return']:.1f}, {rows[-1]['env_steps']} env steps in {wall:.0f} s)")
+        final = (f"final eval return {rows[-1]['eval_return']:.1f}" if "eval_return" in rows[-1]
+                 else f"final validation top-1 {rows[-1].get('val_top1', float('nan')):.1f}%")
+        print(f"run directory: {run_dir} (compile {compile_s:.1f} s, {final}, {rows[-1]['env_steps']} steps in "
+              f"{wall:.0f} s)")
