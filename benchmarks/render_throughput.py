@@ -46,7 +46,6 @@ import datetime
 import json
 import os
 import statistics
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -358,14 +357,10 @@ def print_report(results: list[dict], args: Args, device: str) -> None:
               + ", ".join(f"{k} {v:.2f}" for k, v in busy.items()))
 
 
-def vasa_revision() -> str:
-    """The vasa checkout's git revision (``-dirty`` with uncommitted changes), or "unknown"."""
-    repo = Path(__file__).resolve().parents[1]
-    try:
-        return subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+try:  # run as a script (benchmarks/ on sys.path) or imported as benchmarks.<name>
+    from _common import vasa_revision
+except ImportError:
+    from benchmarks._common import vasa_revision
 
 
 def main(args: Args) -> None:

@@ -598,14 +598,10 @@ def print_state(r: dict, device: str) -> None:
 # --------------------------------------------------------------------------- main
 
 
-def vasa_revision() -> str:
-    """The vasa checkout's git revision (``-dirty`` with uncommitted changes), or "unknown"."""
-    repo = Path(__file__).resolve().parents[1]
-    try:
-        return subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+try:  # run as a script (benchmarks/ on sys.path) or imported as benchmarks.<name>
+    from _common import vasa_revision
+except ImportError:
+    from benchmarks._common import vasa_revision
 
 
 def git_commit() -> str:

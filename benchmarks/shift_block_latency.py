@@ -47,7 +47,6 @@ import datetime
 import json
 import os
 import statistics
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -281,14 +280,10 @@ def print_report(result: dict) -> None:
         print(f"cores busy while timed (process CPU time / wall time): {min(busy):.2f}-{max(busy):.2f}")
 
 
-def vasa_revision() -> str:
-    """The vasa checkout's git revision (``-dirty`` with uncommitted changes), or "unknown"."""
-    repo = Path(__file__).resolve().parents[1]
-    try:
-        return subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+try:  # run as a script (benchmarks/ on sys.path) or imported as benchmarks.<name>
+    from _common import vasa_revision
+except ImportError:
+    from benchmarks._common import vasa_revision
 
 
 def main(args: Args) -> dict:
