@@ -31,7 +31,7 @@ from vasa.algos import offpolicy
 from vasa.algos.offpolicy import OffPolicyConfig, PixelTrunk, apply_gradients, example_input, network_input, soft_update
 from vasa.dist.mesh import DATA_AXIS
 from vasa.nn import MLP, ActionDistribution
-from vasa.run import RunConfig
+from vasa.run import RunConfig, require
 
 NAME = "ddpg"
 
@@ -67,7 +67,7 @@ class DDPGConfig(OffPolicyConfig):
         super().validate(num_devices)
 
         def need(ok, field, allowed):
-            offpolicy.require(self, ok, field, allowed)
+            require(self, ok, field, allowed)
 
         need(self.actor_learning_rate > 0, "actor_learning_rate", "it must be > 0")
         need(self.sigma_max >= 0, "sigma_max", "it must be >= 0")
@@ -144,10 +144,8 @@ class DDPGLearner:
         return jnp.clip(action + noise * half_range, self.dist.low, self.dist.high), explore
 
     def policy(self, state, obs):
-        x = network_input(self.config, obs)
-        batched = x if x.ndim > len(self.trunk.example.shape) - 1 else x[None]
-        action = self._action(state["actor"], state["critic"], batched)
-        return action if batched is x else action[0]
+        return self.trunk.on_batch(lambda x: self._action(state["actor"], state["critic"], x),
+                                   network_input(self.config, obs))
 
     def update(self, state, batch, key, step):
         cfg = self.config

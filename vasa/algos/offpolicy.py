@@ -33,7 +33,7 @@ from vasa import replay
 from vasa.dist.mesh import DATA_AXIS, global_row_ids, make_mesh
 from vasa.envs import EnvState, check_env_id, make
 from vasa.envs.randomize import SUITES
-from vasa.run import Checkpointer, RunConfig, RunLogger, check_finite, finish_run, resolve_run
+from vasa.run import Checkpointer, RunConfig, RunLogger, check_finite, finish_run, require, resolve_run
 from vasa.run.logger import config_to_dict
 
 
@@ -159,12 +159,6 @@ class OffPolicyConfig:
             from vasa.nn.encoders import conv_output_size
 
             conv_output_size(self.encoder, self.image_size, self.image_size)
-
-
-def require(config, ok: bool, field: str, allowed: str) -> None:
-    """Raise ``ValueError("<Config>.<field>=<value> is not allowed: <allowed>.")`` unless ``ok``."""
-    if not ok:
-        raise ValueError(f"{type(config).__name__}.{field}={getattr(config, field)!r} is not allowed: {allowed}.")
 
 
 def make_env(config: OffPolicyConfig, evaluation: bool = False):
@@ -431,9 +425,10 @@ def train(config: OffPolicyConfig, make_learner: Callable[[OffPolicyConfig, Any]
         # iteration separately instead of one program that switches between them.
         programs = {w: make_train_step(config, learner, env, mesh, warmup=w).lower(state).compile()
                     for w in ((True, False) if start < warm else (False,))}
-        step = lambda s: programs[int(s.iteration) < warm](s)
+        step = lambda s, it: programs[it <= warm](s)
     else:
-        step = make_train_step(config, learner, env, mesh).lower(state).compile()
+        compiled = make_train_step(config, learner, env, mesh).lower(state).compile()
+        step = lambda s, it: compiled(s)
     compile_s = time.perf_counter() - t0
     evaluate = make_evaluate(config, learner, eval_env, run.num_eval_envs)
     saved_config = {name: config_to_dict(config), "run": config_to_dict(run)}
@@ -445,7 +440,7 @@ def train(config: OffPolicyConfig, make_learner: Callable[[OffPolicyConfig, Any]
         stop = total if run.max_iterations is None else min(total, start + run.max_iterations)
         for it in range(start + 1, stop + 1):
             t = time.perf_counter()
-            state, metrics = step(state)
+            state, metrics = step(state, it)
             metrics = {k: float(np.mean(v)) for k, v in jax.device_get(metrics).items()}
             dt = time.perf_counter() - t
             if it > warm:  # no updates (NaN losses) while warming up
@@ -500,6 +495,12 @@ class PixelTrunk:
         return {"encoder": conv, "proj": self.proj.init(k2, h)}, {"proj": self.proj.init(k3, h)}, self.proj.apply(
             self.proj.init(k2, h), h)
 
+    def on_batch(self, fn, x):
+        """``fn(x)`` for a batch ``[B, ...]``; a single observation gets (and loses) a batch axis."""
+        single = x.ndim == self.example.ndim - 1
+        out = fn(x[None] if single else x)
+        return out[0] if single else out
+
     def conv_out(self, critic, x):
         """Flat conv features ``[B, F]`` (pixels) or the state ``[B, D]`` float32."""
         return self.conv.apply(critic["encoder"], x) if self.pixels else x.astype(jnp.float32)
@@ -527,5 +528,5 @@ def apply_gradients(tx, grads, opt_state, params):
 
 
 
-__all__ = ["DEFAULT_RUN", "Learner", "require", "OffPolicyConfig", "TrainState", "init", "make_env", "make_evaluate", "make_train_step",
+__all__ = ["DEFAULT_RUN", "Learner", "OffPolicyConfig", "TrainState", "init", "make_env", "make_evaluate", "make_train_step",
            "PixelTrunk", "apply_gradients", "example_input", "network_input", "soft_update", "state_specs", "train"]

@@ -37,7 +37,7 @@ from vasa.algos import offpolicy
 from vasa.algos.offpolicy import OffPolicyConfig, PixelTrunk, apply_gradients, example_input, network_input, soft_update
 from vasa.dist.mesh import DATA_AXIS
 from vasa.nn import ActionDistribution, GaussianPolicyHead
-from vasa.run import RunConfig
+from vasa.run import RunConfig, require
 
 NAME = "sac"
 
@@ -65,7 +65,7 @@ class SACConfig(OffPolicyConfig):
         super().validate(num_devices)
 
         def need(ok, field, allowed):
-            offpolicy.require(self, ok, field, allowed)
+            require(self, ok, field, allowed)
 
         need(0.0 < self.tau <= 1.0, "tau", "it must be in (0, 1]")
         need(self.init_temperature > 0, "init_temperature", "it must be > 0")
@@ -125,12 +125,11 @@ class SACLearner:
         return self.dist.to_action(u), explore
 
     def policy(self, state, obs):
-        x = network_input(self.config, obs)
-        batched = x if x.ndim > len(self.trunk.example.shape) - 1 else x[None]
-        mean, _ = self.head.apply(state["actor"]["head"],
-                                  self.trunk.actor_features(state["actor"], state["critic"], batched))
-        action = self.dist.to_action(mean)
-        return action if batched is x else action[0]
+        def greedy(x):
+            features = self.trunk.actor_features(state["actor"], state["critic"], x)
+            return self.dist.to_action(self.head.apply(state["actor"]["head"], features)[0])
+
+        return self.trunk.on_batch(greedy, network_input(self.config, obs))
 
     def update(self, state, batch, key, step):
         cfg = self.config

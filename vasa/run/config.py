@@ -44,6 +44,12 @@ class RunConfig:
             raise ValueError(f"RunConfig.num_devices={self.num_devices!r} is not allowed: it must be >= 1 (or None).")
 
 
+def require(config, ok: bool, field: str, allowed: str) -> None:
+    """Raise ``ValueError("<Config>.<field>=<value> is not allowed: <allowed>.")`` unless ``ok``."""
+    if not ok:
+        raise ValueError(f"{type(config).__name__}.{field}={getattr(config, field)!r} is not allowed: {allowed}.")
+
+
 def dataclass_from_dict(cls, data: dict):
     """Rebuild a config dataclass from its JSON dict (lists become tuples where the field is
     a tuple). Raises ``ValueError`` naming unknown fields."""

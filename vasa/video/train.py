@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from vasa.run import Checkpointer, RunConfig, RunLogger, check_finite, finish_run, resolve_run
+from vasa.run import Checkpointer, RunConfig, RunLogger, check_finite, finish_run, require, resolve_run
 from vasa.run.logger import config_to_dict
 
 
@@ -98,8 +98,7 @@ class VideoTrainConfig:
 
     def validate(self) -> None:
         def need(ok, field, allowed):
-            if not ok:
-                raise ValueError(f"VideoTrainConfig.{field}={getattr(self, field)!r} is not allowed: {allowed}.")
+            require(self, ok, field, allowed)
 
         need(self.env == "synthetic", "env", "only 'synthetic' is built in")
         for f in ("num_frames", "image_size", "num_train", "num_val", "epochs", "batch_size"):
