@@ -440,8 +440,8 @@ def test_shift_optimizer_routes_parameters():
 def test_errors_name_the_argument():
     x = jnp.zeros(SHAPE)
     s = jnp.zeros((3, 4))
-    with pytest.raises(ValueError, match=r"impl='pallas'.*\['xla'\]"):
-        rubiks_shift_3d(x, s, impl="pallas")
+    with pytest.raises(ValueError, match=r"impl='cuda'.*\['auto', 'xla', 'pallas'\]"):
+        rubiks_shift_3d(x, s, impl="cuda")
     with pytest.raises(ValueError, match=r"x must be \[N, T, C, H, W\]"):
         rubiks_shift_3d(x[0], s)
     with pytest.raises(ValueError, match=r"shift must be \[3, C\].*C = x.shape\[-3\] = 4.*\(3, 5\)"):

@@ -59,6 +59,7 @@ from vasa.video.shift import (
     aq_init,
     rubiks_shift_2d,
     rubiks_shift_3d,
+    resolve_impl,
     rubiks_shift_aq,
     temporal_shift,
 )
@@ -160,6 +161,7 @@ class RubiksBlock(nn.Module):
     se_reduction: int | None = None
     variant: str = "rubiks3d"
     num_frames: int = 8
+    impl: str = "auto"
 
     @nn.compact
     def __call__(
@@ -193,12 +195,13 @@ class RubiksBlock(nn.Module):
         uniform = lambda key, shape: jax.random.uniform(key, shape, jnp.float32, -1.0, 1.0)
         if self.variant == "rubiks2d":
             shift = self.param("shift", uniform, (2, c))
-            y = rubiks_shift_2d(x.transpose(0, 3, 1, 2), shift, stride=self.stride, quantize=quantize)
+            y = rubiks_shift_2d(x.transpose(0, 3, 1, 2), shift, stride=self.stride, quantize=quantize,
+                                impl=self.impl)
             return y.transpose(0, 2, 3, 1)
         video = _frames_to_video(x, self.num_frames)
         if self.variant == "rubiks3d":
             shift = self.param("shift", uniform, (3, c))
-            y = rubiks_shift_3d(video, shift, stride=self.stride, quantize=quantize)
+            y = rubiks_shift_3d(video, shift, stride=self.stride, quantize=quantize, impl=self.impl)
         else:
             if quantize:
                 raise ValueError(
@@ -209,7 +212,7 @@ class RubiksBlock(nn.Module):
                 raise ValueError("variant='rubiks3d-aq' needs temperature= (a positive float)")
             shift = self.param("shift", uniform, (2, c))
             weights = self.param("aq_weights", lambda key: aq_init(key, c, AQ_KERNEL))
-            y = rubiks_shift_aq(video, shift, weights, temperature, stride=self.stride)
+            y = rubiks_shift_aq(video, shift, weights, temperature, stride=self.stride, impl=self.impl)
         return _video_to_frames(y)
 
 
@@ -218,7 +221,9 @@ class RubiksNet(nn.Module):
 
     ``variant="rubiks2d"`` is the image network: ``[N, H, W, 3]`` -> ``[N, num_classes]``.
     ``T`` must equal ``num_frames``. BatchNorm uses batch statistics when ``train=True``
-    (apply with ``mutable=["batch_stats"]``) and running averages otherwise.
+    (apply with ``mutable=["batch_stats"]``) and running averages otherwise. ``impl`` picks the
+    shift implementation of every block (``"auto"``: the Pallas kernels on a GPU, XLA
+    elsewhere; ``"xla"``; ``"pallas"``), see :func:`vasa.video.shift.resolve_impl`.
     """
 
     width: int
@@ -229,6 +234,7 @@ class RubiksNet(nn.Module):
     use_se: bool = False
     se_reduction: int = 12
     expansion: float = 1.0
+    impl: str = "auto"
 
     @nn.compact
     def __call__(
@@ -240,6 +246,7 @@ class RubiksNet(nn.Module):
         temperature: float | jax.Array | None = None,
     ) -> jax.Array:
         _check_variant(self.variant)
+        resolve_impl(self.impl, "RubiksNet")
         image = self.variant == "rubiks2d"
         if image:
             if x.ndim != 4:
@@ -267,6 +274,7 @@ class RubiksNet(nn.Module):
                     se_reduction=self.se_reduction if self.use_se else None,
                     variant=self.variant,
                     num_frames=self.num_frames,
+                    impl=self.impl,
                     name=f"stage{s}_block{b}",
                 )(h, train=train, quantize=quantize, temperature=temperature)
         h = nn.relu(_batch_norm(train, "bn_final")(h))
@@ -275,8 +283,10 @@ class RubiksNet(nn.Module):
         return logits.reshape(n, t, self.num_classes).mean(axis=1)
 
 
-def rubiksnet(tier: str, num_classes: int, num_frames: int = 8, variant: str = "rubiks3d") -> RubiksNet:
-    """The published RubiksNet tier ``"tiny" | "small" | "medium" | "large"``.
+def rubiksnet(tier: str, num_classes: int, num_frames: int = 8, variant: str = "rubiks3d",
+              impl: str = "auto") -> RubiksNet:
+    """The published RubiksNet tier ``"tiny" | "small" | "medium" | "large"`` (``impl``: the
+    shift implementation, see :class:`RubiksNet`).
 
     Raises:
       ValueError: unknown ``tier`` or ``variant`` (the message lists the valid names).
@@ -292,6 +302,7 @@ def rubiksnet(tier: str, num_classes: int, num_frames: int = 8, variant: str = "
         use_se=cfg.use_se,
         se_reduction=cfg.se_reduction,
         expansion=cfg.expansion,
+        impl=impl,
     )
 
 
@@ -477,13 +488,14 @@ class RubiksShiftLayer(nn.Module):
     """Learnable 3-D shift + 1x1 convolution (Eq. 6.2-6.3): ``[N, T, H, W, C]`` -> same shape."""
 
     channels: int
+    impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, *, quantize: bool = False) -> jax.Array:
         n, t = x.shape[:2]
         uniform = lambda key, shape: jax.random.uniform(key, shape, jnp.float32, -1.0, 1.0)
         shift = self.param("shift", uniform, (3, x.shape[-1]))
-        y = rubiks_shift_3d(x.transpose(0, 1, 4, 2, 3), shift, quantize=quantize)
+        y = rubiks_shift_3d(x.transpose(0, 1, 4, 2, 3), shift, quantize=quantize, impl=self.impl)
         y = y.transpose(0, 1, 3, 4, 2)
         return nn.Conv(self.channels, (1, 1, 1), use_bias=False, kernel_init=_conv_init,
                        name="conv")(y)

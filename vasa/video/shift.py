@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-IMPLS = ("xla",)
+IMPLS = ("auto", "xla", "pallas")
 NORMALIZE_VARIANTS = ("equation", "released")
 
 
@@ -168,6 +168,34 @@ _rubiks_shift.defvjp(_rubiks_shift_fwd, _rubiks_shift_bwd)
 _rubiks_shift_jit = jax.jit(_rubiks_shift, static_argnums=(2, 3, 4))
 
 
+def resolve_impl(impl: str, name: str = "rubiks_shift") -> str:
+    """``"auto"`` -> ``"pallas"`` when JAX's default backend is a GPU, else ``"xla"``;
+    ``"xla"`` / ``"pallas"`` unchanged; anything else raises ``ValueError`` listing :data:`IMPLS`.
+
+    ``"pallas"`` without a GPU runs the kernels of :mod:`pallas_kernels.rubiks_shift` in interpret
+    mode (correct, slow) with a one-time ``InterpretModeWarning``; it never falls back to XLA.
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"{name}: impl={impl!r} is not one of {list(IMPLS)}")
+    if impl == "auto":
+        return "pallas" if jax.default_backend() == "gpu" else "xla"
+    return impl
+
+
+def _dispatch(x, shift, stride, padding, quantize, impl, name):
+    """``x [N, T, C, H, W]`` with a ``[3, C]`` or ``[2, C]`` shift through the chosen implementation."""
+    if resolve_impl(impl, name) == "pallas":
+        import pallas_kernels.rubiks_shift as pk
+
+        if shift.shape[0] == 3:
+            return pk.rubiks_shift_3d(x, shift, stride=stride, padding=padding, quantize=quantize)
+        n, t = x.shape[:2]
+        y = pk.rubiks_shift_2d(x.reshape((n * t,) + x.shape[2:]), shift, stride=stride, padding=padding,
+                               quantize=quantize)
+        return y.reshape((n, t) + y.shape[1:])
+    return _rubiks_shift_jit(x, shift, stride, padding, bool(quantize))
+
+
 def _check_common(x, shift, rows: int, stride, padding, x_desc: str, name: str):
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise ValueError(f"{name}: x must be a float array, got dtype {x.dtype}")
@@ -191,7 +219,7 @@ def rubiks_shift_3d(
     stride: int = 1,
     padding: int = 0,
     quantize: bool = False,
-    impl: str = "xla",
+    impl: str = "auto",
 ) -> jax.Array:
     """RubiksShift: per-channel interpolated spatiotemporal shift (dissertation eqs. 6.5-6.6).
 
@@ -204,7 +232,10 @@ def rubiks_shift_3d(
         ``floor(s + 0.5)``) and the input gradient is the adjoint of that quantized forward; the
         shift gradient is the interpolated one evaluated at the continuous shift
         (straight-through), exactly what ``quantize=False`` returns.
-      impl: ``"xla"`` (gathers, any backend).
+      impl: ``"xla"`` (gathers, any backend), ``"pallas"`` (the Triton kernels of
+        :mod:`pallas_kernels.rubiks_shift`: float32/bfloat16 only; interpret mode with a one-time
+        notice where there is no GPU) or ``"auto"`` (Pallas on a GPU, XLA elsewhere; see
+        :func:`resolve_impl`). Both give the same values and gradients.
 
     Returns:
       ``[N, T, C, H_out, W_out]`` with ``H_out = (H + 2*padding - 1) // stride + 1`` (same for W).
@@ -224,13 +255,12 @@ def rubiks_shift_3d(
       ValueError: unknown ``impl``; ``x`` not 5-D float; ``shift`` not ``[3, C]`` float;
         ``stride < 1`` or ``padding < 0``.
     """
-    if impl not in IMPLS:
-        raise ValueError(f"rubiks_shift_3d: impl={impl!r} is not one of {list(IMPLS)}")
+    resolve_impl(impl, "rubiks_shift_3d")
     x, shift = jnp.asarray(x), jnp.asarray(shift)
     if x.ndim != 5:
         raise ValueError(f"rubiks_shift_3d: x must be [N, T, C, H, W], got shape {tuple(x.shape)}")
     _check_common(x, shift, 3, stride, padding, "[N, T, C, H, W]", "rubiks_shift_3d")
-    return _rubiks_shift_jit(x, shift, stride, padding, bool(quantize))
+    return _dispatch(x, shift, stride, padding, quantize, impl, "rubiks_shift_3d")
 
 
 def rubiks_shift_2d(
@@ -240,13 +270,14 @@ def rubiks_shift_2d(
     stride: int = 1,
     padding: int = 0,
     quantize: bool = False,
+    impl: str = "auto",
 ) -> jax.Array:
     """Spatial-only RubiksShift (for image pretraining): ``rubiks_shift_3d`` without time.
 
     Args:
       x: ``[N, C, H, W]`` float.
       shift: ``[2, C]`` float, rows (vertical, horizontal).
-      stride, padding, quantize: as in ``rubiks_shift_3d``.
+      stride, padding, quantize, impl: as in ``rubiks_shift_3d``.
 
     Returns:
       ``[N, C, H_out, W_out]``, equal to ``rubiks_shift_3d(x[:, None], [0; shift])[:, 0]``
@@ -255,8 +286,9 @@ def rubiks_shift_2d(
     x, shift = jnp.asarray(x), jnp.asarray(shift)
     if x.ndim != 4:
         raise ValueError(f"rubiks_shift_2d: x must be [N, C, H, W], got shape {tuple(x.shape)}")
+    resolve_impl(impl, "rubiks_shift_2d")
     _check_common(x, shift, 2, stride, padding, "[N, C, H, W]", "rubiks_shift_2d")
-    return _rubiks_shift_jit(x[:, None], shift, stride, padding, bool(quantize))[:, 0]
+    return _dispatch(x[:, None], shift, stride, padding, quantize, impl, "rubiks_shift_2d")[:, 0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -437,6 +469,7 @@ def rubiks_shift_aq(
     *,
     stride: int = 1,
     padding: int = 0,
+    impl: str = "auto",
 ) -> jax.Array:
     """RubiksShift-AQ: attention-quantized temporal shift, then interpolated spatial shift.
 
@@ -444,7 +477,8 @@ def rubiks_shift_aq(
       x: ``[N, T, C, H, W]`` float.
       spatial_shift: ``[2, C]`` float (vertical, horizontal), interpolated as in ``rubiks_shift_3d``.
       weights: ``[K, C]`` attention weights (``aq_init``); temperature: scalar softmax temperature.
-      stride, padding: spatial, as in ``rubiks_shift_3d``.
+      stride, padding, impl: spatial, as in ``rubiks_shift_3d`` (``impl`` picks the spatial
+        shift's implementation; the temporal mix is XLA).
 
     Returns:
       ``[N, T, C, H_out, W_out]``. At low temperature this approaches
@@ -454,9 +488,10 @@ def rubiks_shift_aq(
     if x.ndim != 5:
         raise ValueError(f"rubiks_shift_aq: x must be [N, T, C, H, W], got shape {tuple(x.shape)}")
     spatial_shift = jnp.asarray(spatial_shift)
+    resolve_impl(impl, "rubiks_shift_aq")
     _check_common(x, spatial_shift, 2, stride, padding, "[N, T, C, H, W]", "rubiks_shift_aq")
     y = aq_temporal_shift(x, aq_attention(weights, temperature))
-    return _rubiks_shift_jit(y, spatial_shift, stride, padding, False)
+    return _dispatch(y, spatial_shift, stride, padding, False, impl, "rubiks_shift_aq")
 
 
 def anneal_temperature(step, total_steps, start: float = 2.0, end: float = 1e-3) -> jax.Array:
