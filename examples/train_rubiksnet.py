@@ -1,4 +1,5 @@
-"""Train RubiksNet on video clips (the synthetic temporal-order dataset by default).
+"""Train RubiksNet on video clips (the synthetic temporal-order dataset by default, or a
+dataset folder: UCF-101, HMDB-51, Something-Something-V2 or class folders).
 
     python examples/train_rubiksnet.py                              # reduced RubiksNet, 32x32, 8 frames
     python examples/train_rubiksnet.py --temporal zero              # ablation: temporal shifts frozen at 0
@@ -7,10 +8,14 @@
     python examples/train_rubiksnet.py --tier tiny --width None --blocks None  # the published tiny tier
     python examples/train_rubiksnet.py --dtype bfloat16             # bfloat16 compute
     python examples/train_rubiksnet.py --resume runs/<dir>          # continue from the last checkpoint
+    python examples/train_rubiksnet.py --data-root /data/ucf101 --layout ucf101 --eval-protocol 2clip-3crop
+        # UCF-101 split 1 (ucfTrainTestlist/ under the root; add --videos-dir UCF-101 if the videos are there,
+        # --skip-bad-samples to skip and count unreadable videos), validated with 2 clips x 3 crops
 
 Writes a run directory with config.json, metrics.csv (per epoch: loss, train accuracy,
-validation top-1/top-5, learning rate, AQ temperature and non-zero shift fraction, and for AQ
-the top-1 after converting to integer shifts), checkpoints/ and learning_curve.png.
+validation top-1/top-5, learning rate, AQ temperature and non-zero shift fraction, for AQ the
+top-1 after converting to integer shifts, and the bad samples skipped), checkpoints/ and
+learning_curve.png.
 """
 
 from __future__ import annotations

@@ -385,9 +385,10 @@ def _check(x, shift, rows: int, stride, padding, block, num_warps, name: str, la
         raise ValueError(f"{name}: stride={stride!r} must be an int >= 1")
     if not isinstance(padding, int) or isinstance(padding, bool) or padding < 0:
         raise ValueError(f"{name}: padding={padding!r} must be an int >= 0")
-    if x.size > _MAX_ELEMENTS:
-        raise ValueError(f"{name}: x has {x.size} elements; the kernels index with int32 and take at most "
-                         f"{_MAX_ELEMENTS} (split the batch)")
+    out_size = math.prod(x.shape[:-2]) * math.prod((n + 2 * padding - 1) // stride + 1 for n in x.shape[-2:])
+    if max(x.size, out_size) > _MAX_ELEMENTS:
+        raise ValueError(f"{name}: x has {x.size} elements (output {out_size}); the kernels index with int32 and "
+                         f"take at most {_MAX_ELEMENTS} (split the batch)")
     if block is not None and not isinstance(block, Block):
         raise ValueError(f"{name}: block={block!r} must be a pallas_kernels.rubiks_shift.Block or None")
     if not isinstance(num_warps, int) or num_warps < 1 or num_warps & (num_warps - 1):

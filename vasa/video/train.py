@@ -4,19 +4,26 @@ scaled gradient normalisation (:func:`vasa.video.shift.shift_optimizer`), cosine
 schedule, AQ temperature annealing with the shift-budget loss, optional bfloat16 compute,
 full-state checkpoints with resume, metrics CSV and curves, top-1/top-5 evaluation.
 
-Data: the synthetic temporal-order dataset of :mod:`vasa.video.data` (generated, kept on the
-device; a single frame cannot solve it). The ablations of the dissertation's Table 6.4 are
-config fields: ``temporal`` ("learned" | "fixed" TSM pattern | "zero") and ``spatial``
-("learned" | "fixed" ShiftNet pattern); fixed rows are set at initialisation and receive no
-update.
+Data (:func:`resolve_data`): the synthetic temporal-order dataset of :mod:`vasa.video.data`
+(generated, kept on the device; a single frame cannot solve it), or with ``data_root`` a dataset
+folder in one of the layouts of :mod:`vasa.video.data` (UCF-101, HMDB-51, Something-Something-V2,
+class folders), decoded on the host batch by batch: TSN sampling and augmentation for training,
+the views of ``eval_protocol`` for validation (logits averaged over the views), bad samples
+raised or, with ``skip_bad_samples``, skipped and counted in metrics.csv. Clip shapes are
+checked against the model before anything is compiled.
+
+The ablations of the dissertation's Table 6.4 are config fields: ``temporal`` ("learned" |
+"fixed" TSM pattern | "zero") and ``spatial`` ("learned" | "fixed" ShiftNet pattern); fixed
+rows are set at initialisation and receive no update.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Iterable, Iterator, Literal
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +32,16 @@ from flax import struct
 
 from vasa.run import Checkpointer, RunConfig, RunLogger, check_finite, finish_run, require, resolve_run
 from vasa.run.logger import config_to_dict
+from vasa.video.data import (
+    EVAL_PROTOCOLS,
+    LAYOUTS,
+    BadSampleError,
+    VideoDataConfig,
+    VideoDataset,
+    average_views,
+    batches,
+    check_clip_shape,
+)
 
 
 @dataclass(frozen=True)
@@ -33,7 +50,24 @@ class VideoTrainConfig:
     32x32, 8 frames, which trains on a 2-core CPU in minutes."""
 
     env: str = "synthetic"
-    """dataset (only 'synthetic' is built in today; the name labels the run directory)"""
+    """run-directory label: 'synthetic' without data_root (the built-in dataset); with data_root any name
+    ('synthetic' then stands for the layout's name)"""
+    data_root: str | None = None
+    """dataset folder (layouts in vasa.video.data); None: the built-in synthetic dataset"""
+    layout: Literal["ucf101", "hmdb51", "ssv2", "folder"] = "ucf101"
+    """layout of data_root: which split files list the samples, and where"""
+    split: int = 1
+    """official split of UCF-101 and HMDB-51 (1-3; ignored by the other layouts)"""
+    annotations_dir: str | None = None
+    """split files' folder relative to data_root (None: data_root, then the official folder name)"""
+    videos_dir: str | None = None
+    """videos' folder relative to data_root (None: data_root)"""
+    eval_protocol: Literal["1clip-center", "2clip-3crop"] = "1clip-center"
+    """validation views of data_root clips, logits averaged over them: 1 centre clip, or 2 clips x 3 crops"""
+    skip_bad_samples: bool = False
+    """skip missing, empty or unreadable data_root samples (counted in metrics.csv) instead of stopping"""
+    flip: bool | None = None
+    """random horizontal flip of data_root training clips (None: on, except for ssv2's direction labels)"""
     tier: Literal["tiny", "small", "medium", "large"] = "tiny"
     """RubiksNet tier (depths and widths of Table 6.1), unless width/blocks override it"""
     width: int | None = 16
@@ -51,16 +85,16 @@ class VideoTrainConfig:
     image_size: int = 32
     """frame height and width"""
     num_train: int = 2048
-    """training clips"""
+    """training clips of the synthetic dataset (a data_root's split files say how many it has)"""
     num_val: int = 512
-    """validation clips"""
+    """validation clips of the synthetic dataset"""
     seed: int = 0
     """random seed (data, initialisation, shuffling)"""
 
     epochs: int = 30
     """passes over the training clips"""
     batch_size: int = 32
-    """clips per step"""
+    """clips per training step and per validation batch (each validation clip with its eval_protocol views)"""
     learning_rate: float = 0.05
     """peak SGD learning rate"""
     momentum: float = 0.9
@@ -87,25 +121,38 @@ class VideoTrainConfig:
     """weight of the budget loss (eq. 6.8)"""
     dtype: Literal["float32", "bfloat16"] = "float32"
     """compute dtype of the forward/backward pass (parameters stay float32)"""
+    impl: Literal["auto", "xla", "pallas"] = "auto"
+    """shift implementation: the Pallas kernels on a GPU and XLA elsewhere (auto), or forced"""
 
     @property
     def steps_per_epoch(self) -> int:
+        """Steps per epoch on the synthetic dataset (a data_root's: :attr:`DataSource.steps_per_epoch`)."""
         return self.num_train // self.batch_size
 
     @property
     def total_steps(self) -> int:
+        """Steps of the whole run on the synthetic dataset."""
         return self.epochs * self.steps_per_epoch
 
     def validate(self) -> None:
         def need(ok, field, allowed):
             require(self, ok, field, allowed)
 
-        need(self.env == "synthetic", "env", "only 'synthetic' is built in")
+        need(self.data_root is not None or self.env == "synthetic", "env",
+             "without data_root only 'synthetic' is built in (set data_root to train on a dataset folder)")
+        need(bool(self.env), "env", "it must be a non-empty name")
+        need(self.data_root is None or os.path.isdir(self.data_root), "data_root",
+             "it must be an existing directory (or None for the synthetic dataset)")
+        need(self.layout in LAYOUTS, "layout", f"it must be one of {list(LAYOUTS)}")
+        need(self.layout not in ("ucf101", "hmdb51") or self.split in (1, 2, 3), "split",
+             f"the official {self.layout} splits are 1, 2 and 3")
+        need(self.eval_protocol in EVAL_PROTOCOLS, "eval_protocol", f"it must be one of {list(EVAL_PROTOCOLS)}")
         for f in ("num_frames", "image_size", "num_train", "num_val", "epochs", "batch_size"):
             need(getattr(self, f) >= 1, f, "it must be >= 1")
         need(self.width is None or self.width >= 8, "width", "it must be >= 8 (or None)")
         need(self.blocks is None or all(b >= 1 for b in self.blocks), "blocks", "each stage needs >= 1 block")
-        need(self.batch_size <= self.num_train, "batch_size", f"it must not exceed num_train={self.num_train}")
+        need(self.data_root is not None or self.batch_size <= self.num_train, "batch_size",
+             f"it must not exceed num_train={self.num_train}")
         need(self.image_size >= 16, "image_size", "it must be >= 16 (four stride-2 stages after the stem)")
         need(self.learning_rate > 0, "learning_rate", "it must be > 0")
         need(0 <= self.momentum < 1, "momentum", "it must be in [0, 1)")
@@ -137,7 +184,8 @@ def make_model(config: VideoTrainConfig, num_classes: int):
     tier = tier_config(config.tier)
     return RubiksNet(width=config.width or tier.width, repeats=tuple(config.blocks or tier.repeats),
                      num_classes=num_classes, num_frames=config.num_frames, variant=config.variant,
-                     use_se=tier.use_se, se_reduction=tier.se_reduction, expansion=tier.expansion)
+                     use_se=tier.use_se, se_reduction=tier.se_reduction, expansion=tier.expansion,
+                     impl=config.impl)
 
 
 def _leaf_name(path) -> str:
@@ -173,12 +221,16 @@ def set_fixed_shifts(config: VideoTrainConfig, params):
     return jax.tree_util.tree_map_with_path(fix, params)
 
 
-def make_optimizer(config: VideoTrainConfig) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """SGD-momentum with decoupled L2 on kernels, the shift optimizer, and the schedule."""
+def make_optimizer(config: VideoTrainConfig, steps_per_epoch: int | None = None
+                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """SGD-momentum with decoupled L2 on kernels, the shift optimizer, and the schedule over
+    ``config.epochs`` epochs of ``steps_per_epoch`` steps (default: the synthetic dataset's,
+    ``config.steps_per_epoch``; a data_root's is :attr:`DataSource.steps_per_epoch`)."""
     from vasa.video.shift import is_shift_param, shift_optimizer
 
-    total = config.total_steps
-    warm = config.warmup_epochs * config.steps_per_epoch
+    spe = steps_per_epoch or config.steps_per_epoch
+    total = config.epochs * spe
+    warm = config.warmup_epochs * spe
     if config.schedule == "cosine":
         schedule = (optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, warm, total) if warm
                     else optax.cosine_decay_schedule(config.learning_rate, total))
@@ -203,10 +255,13 @@ def make_optimizer(config: VideoTrainConfig) -> tuple[optax.GradientTransformati
     return tx, schedule
 
 
-def temperature(config: VideoTrainConfig, step) -> jax.Array:
+def temperature(config: VideoTrainConfig, step, steps_per_epoch: int | None = None) -> jax.Array:
+    """AQ softmax temperature ``[] float32`` at ``step``, annealed over ``config.epochs`` epochs of
+    ``steps_per_epoch`` steps (default: ``config.steps_per_epoch``, as :func:`make_optimizer`)."""
     from vasa.video.shift import anneal_temperature
 
-    return anneal_temperature(step, config.total_steps, config.temperature_start, config.temperature_end)
+    total = config.epochs * (steps_per_epoch or config.steps_per_epoch)
+    return anneal_temperature(step, total, config.temperature_start, config.temperature_end)
 
 
 def attentions(params, temp) -> list:
@@ -218,13 +273,19 @@ def attentions(params, temp) -> list:
 
 
 def _normalise(clips: jax.Array, dtype) -> jax.Array:
-    """uint8 ``[N, T, H, W, 3]`` -> zero-mean unit-scale ``dtype``."""
+    """uint8 ``[N, T, H, W, 3]`` -> zero-mean unit-scale ``dtype`` (same shape)."""
     return ((clips.astype(jnp.float32) / 255.0 - 0.5) / 0.25).astype(dtype)
 
 
-def make_steps(config: VideoTrainConfig, model, tx):
-    """Jitted ``train_step(state, clips, labels) -> (state, metrics)`` (state donated) and
-    ``eval_step(state, clips, labels) -> {"top1", "top5", "loss"}`` sums over the batch."""
+def make_steps(config: VideoTrainConfig, model, tx, steps_per_epoch: int | None = None):
+    """Jitted ``train_step(state, clips, labels) -> (state, metrics)`` (state donated; clips
+    uint8 ``[B, T, H, W, 3]``, labels int32 ``[B]``) and ``eval_step(state, clips, labels,
+    hard=False) -> {"top1", "top5", "loss", "logits"}``: clips uint8 ``[B, V, T, H, W, 3]``
+    (V views of each video; ``[B, T, H, W, 3]`` is one view) go through the model as
+    ``[B * V, T, H, W, 3]``, the logits are averaged over the views (``"logits"``: float32
+    ``[B, K]``), and top-1/top-5 hits and the cross-entropy are summed over the batch. With
+    ``hard`` the AQ model runs with integer temporal shifts (:func:`to_hard_shifts`).
+    ``steps_per_epoch`` sets the AQ temperature schedule (see :func:`temperature`)."""
     dtype = jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
     aq = config.variant == "rubiks3d-aq"
 
@@ -239,7 +300,7 @@ def make_steps(config: VideoTrainConfig, model, tx):
         return model.apply(variables, _normalise(clips, dtype), train=False, **kwargs).astype(jnp.float32), batch_stats
 
     def train_step(state: TrainState, clips, labels):
-        temp = temperature(config, state.step)
+        temp = temperature(config, state.step, steps_per_epoch)
 
         def loss_fn(params):
             logits, stats = forward(params, state.batch_stats, clips, temp, True)
@@ -263,6 +324,11 @@ def make_steps(config: VideoTrainConfig, model, tx):
         return state.replace(params=params, batch_stats=stats, opt_state=opt_state, step=state.step + 1), metrics
 
     def eval_step(state: TrainState, clips, labels, hard: bool = False):
+        if clips.ndim not in (5, 6):
+            raise ValueError(f"eval_step takes clips [B, V, T, H, W, 3] or [B, T, H, W, 3], got shape {clips.shape}")
+        views = clips if clips.ndim == 6 else clips[:, None]
+        b, v = views.shape[:2]
+        flat = views.reshape((b * v,) + views.shape[2:])
         params = to_hard_shifts(state.params) if hard else state.params
         if hard:
             from vasa.video.rubiksnet import RubiksNet
@@ -270,12 +336,14 @@ def make_steps(config: VideoTrainConfig, model, tx):
             hard_model = RubiksNet(**{**{f.name: getattr(model, f.name) for f in dataclasses.fields(RubiksNet)
                                          if f.name not in ("parent", "name")}, "variant": "rubiks3d"})
             logits = hard_model.apply({"params": params, "batch_stats": state.batch_stats},
-                                      _normalise(clips, jnp.float32), train=False)
+                                      _normalise(flat, jnp.float32), train=False)
         else:
-            logits, _ = forward(params, state.batch_stats, clips, temperature(config, state.step), False)
+            temp = temperature(config, state.step, steps_per_epoch)
+            logits, _ = forward(params, state.batch_stats, flat, temp, False)
+        logits = average_views(logits.reshape(b, v, -1))
         top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
         return {"top1": jnp.sum(top5[:, 0] == labels), "top5": jnp.sum(jnp.any(top5 == labels[:, None], -1)),
-                "loss": jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, labels))}
+                "loss": jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, labels)), "logits": logits}
 
     return jax.jit(train_step, donate_argnums=0), jax.jit(eval_step, static_argnums=3)
 
@@ -307,19 +375,32 @@ def init(config: VideoTrainConfig, model, tx, num_classes: int) -> TrainState:
                       step=jnp.zeros((), jnp.int32))
 
 
-def evaluate(eval_step, state, clips, labels, batch_size: int, hard: bool = False) -> dict:
-    """Top-1/top-5 accuracy (%) and mean loss over ``clips`` (uint8 ``[N, T, H, W, 3]``)."""
-    sums = {"top1": 0.0, "top5": 0.0, "loss": 0.0}
-    n = clips.shape[0]
-    for i in range(0, n, batch_size):
-        out = jax.device_get(eval_step(state, clips[i:i + batch_size], labels[i:i + batch_size], hard))
-        for k in sums:
-            sums[k] += float(out[k])
-    return {"val_top1": 100 * sums["top1"] / n, "val_top5": 100 * sums["top5"] / n, "val_loss": sums["loss"] / n}
+def evaluate(eval_step, state, batches: Iterable, with_hard: bool = False) -> dict:
+    """Validation metrics over ``batches`` of ``(clips, labels int32 [B])``, clips uint8
+    ``[B, V, T, H, W, 3]`` (logits averaged over the V views; ``[B, T, H, W, 3]`` is one view):
+    ``val_top1`` / ``val_top5`` accuracy (%) and ``val_loss`` (mean cross-entropy); with
+    ``with_hard`` also ``val_top1_hard``, the AQ model's top-1 with integer temporal shifts on the
+    same clips (each batch is read once). Sums stay on the device until the end."""
+    modes = (False, True) if with_hard else (False,)
+    sums = {hard: {"top1": 0, "top5": 0, "loss": 0.0} for hard in modes}
+    n = 0
+    for clips, labels in batches:
+        n += int(labels.shape[0])
+        for hard in modes:
+            out = eval_step(state, clips, labels, hard)
+            sums[hard] = {k: total + out[k] for k, total in sums[hard].items()}
+    sums = jax.device_get(sums)
+    soft = sums[False]
+    metrics = {"val_top1": 100 * float(soft["top1"]) / n, "val_top5": 100 * float(soft["top5"]) / n,
+               "val_loss": float(soft["loss"]) / n}
+    if with_hard:
+        metrics["val_top1_hard"] = 100 * float(sums[True]["top1"]) / n
+    return metrics
 
 
 def load_synthetic(config: VideoTrainConfig):
-    """``(train_clips, train_labels, val_clips, val_labels, class_names)`` on the device."""
+    """``(train_clips, train_labels, val_clips, val_labels, class_names)`` on the device: clips
+    uint8 ``[N, T, S, S, 3]`` (``N = num_train`` / ``num_val``), labels int32 ``[N]``."""
     from vasa.video.data import CLASS_NAMES, synthetic_temporal
 
     tr = synthetic_temporal(config.seed, config.num_train, num_frames=config.num_frames, size=config.image_size)
@@ -327,56 +408,194 @@ def load_synthetic(config: VideoTrainConfig):
     return (*map(jnp.asarray, tr), *map(jnp.asarray, va), list(CLASS_NAMES))
 
 
+class DataSource:
+    """Training and validation clips for :func:`train` (see :func:`resolve_data`).
+
+    ``class_names``; ``steps_per_epoch``: full training batches in an epoch (the learning-rate
+    and AQ temperature schedules count with it); ``clip_shape()``: the shape of training clips
+    ``(N, T, S, S, 3)``, checked against the model before anything compiles;
+    ``train_batches(key)``: one epoch of ``(clips uint8 [B, T, S, S, 3], labels int32 [B])``
+    shuffled with the JAX ``key``; ``val_batches()``: the validation clips in order,
+    ``(clips uint8 [B, V, T, S, S, 3], labels int32 [B])`` with the V views of the evaluation
+    protocol (the last batch may be shorter); ``skipped``: ``{"train": int, "val": int}``, the
+    bad samples skipped by the latest training epoch and validation pass.
+    """
+
+    class_names: tuple[str, ...]
+    steps_per_epoch: int
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        return {"train": 0, "val": 0}
+
+    def clip_shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def train_batches(self, key: jax.Array) -> Iterator[tuple[Any, Any]]:
+        raise NotImplementedError
+
+    def val_batches(self) -> Iterator[tuple[Any, Any]]:
+        raise NotImplementedError
+
+
+class SyntheticData(DataSource):
+    """The synthetic temporal-order dataset: ``num_train`` training and ``num_val`` validation
+    clips generated once (:func:`load_synthetic`) and kept on the device; one view per clip;
+    ``num_train // batch_size`` steps per epoch."""
+
+    def __init__(self, config: VideoTrainConfig):
+        self.batch_size = config.batch_size
+        self.x_train, self.y_train, self.x_val, self.y_val, names = load_synthetic(config)
+        self.class_names = tuple(names)
+        self.steps_per_epoch = config.steps_per_epoch
+
+    def clip_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape)
+
+    def train_batches(self, key: jax.Array) -> Iterator[tuple[jax.Array, jax.Array]]:
+        b = self.batch_size
+        perm = jax.random.permutation(key, self.x_train.shape[0])
+        for i in range(self.steps_per_epoch):
+            idx = perm[i * b:(i + 1) * b]
+            yield self.x_train[idx], self.y_train[idx]
+
+    def val_batches(self) -> Iterator[tuple[jax.Array, jax.Array]]:
+        b = self.batch_size
+        for i in range(0, self.x_val.shape[0], b):
+            yield self.x_val[i:i + b, None], self.y_val[i:i + b]
+
+
+class _CountedDataset(VideoDataset):
+    """A :class:`VideoDataset` that counts the bad samples it meets in ``bad`` (``batches``
+    reports its running totals with each batch only, so skips after the last batch would go
+    unseen)."""
+
+    bad = 0
+
+    def load(self, i, rng=None):
+        try:
+            return super().load(i, rng)
+        except BadSampleError:
+            self.bad += 1
+            raise
+
+
+class FileData(DataSource):
+    """A dataset folder (``config.data_root`` in ``config.layout``, ``split``, ...), decoded on the
+    host a batch at a time (:func:`vasa.video.data.batches`). Training: TSN sampling,
+    multi-scale crop and flip, ``len(train) // batch_size`` steps per epoch (fewer when bad
+    samples are skipped); validation: the views of ``config.eval_protocol``. Bad samples raise
+    :class:`~vasa.video.data.BadSampleError`, or with ``config.skip_bad_samples`` are skipped
+    and counted in ``skipped``."""
+
+    def __init__(self, config: VideoTrainConfig):
+        common = dict(root=config.data_root, layout=config.layout, split=config.split,
+                      annotations_dir=config.annotations_dir, videos_dir=config.videos_dir,
+                      num_frames=config.num_frames, image_size=config.image_size, flip=config.flip,
+                      eval_protocol=config.eval_protocol, skip_bad_samples=config.skip_bad_samples)
+        self.train = _CountedDataset(VideoDataConfig(subset="train", **common))
+        self.val = _CountedDataset(VideoDataConfig(subset="val", **common))
+        if self.val.class_names != self.train.class_names:
+            raise ValueError(f"{config.layout} data under {config.data_root!r}: the validation classes "
+                             f"{list(self.val.class_names)} differ from the training classes "
+                             f"{list(self.train.class_names)}")
+        require(config, config.batch_size <= len(self.train), "batch_size",
+                f"it must not exceed the {len(self.train)} training samples under data_root={config.data_root!r}")
+        self.batch_size, self.seed = config.batch_size, config.seed
+        self.class_names = self.train.class_names
+        self.steps_per_epoch = len(self.train) // config.batch_size
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        return {"train": self.train.bad, "val": self.val.bad}
+
+    def clip_shape(self) -> tuple[int, ...]:
+        """``(1, T, S, S, 3)``: one training clip decoded (the first good one in a shuffle by ``seed``)."""
+        clips, _, _ = next(batches(self.train, 1, self.seed))
+        return tuple(clips.shape)
+
+    def train_batches(self, key: jax.Array) -> Iterator[tuple[Any, Any]]:
+        self.train.bad = 0
+        for clips, labels, _ in batches(self.train, self.batch_size, key, train=True):
+            yield clips, labels
+
+    def val_batches(self) -> Iterator[tuple[Any, Any]]:
+        self.val.bad = 0
+        for clips, labels, _ in batches(self.val, self.batch_size, 0, train=False):
+            yield clips, labels
+
+
+def resolve_data(config: VideoTrainConfig) -> DataSource:
+    """The data of ``config``: :class:`SyntheticData` without ``data_root``, else :class:`FileData`
+    (which reads the split files now, so its ``steps_per_epoch`` is known before the optimizer
+    is built)."""
+    return SyntheticData(config) if config.data_root is None else FileData(config)
+
+
 LOGGED = ("loss", "cross_entropy", "train_acc", "val_top1", "val_top5", "val_loss", "learning_rate", "temperature",
-          "nonzero_fraction", "val_top1_hard")
+          "nonzero_fraction", "val_top1_hard", "skipped_train", "skipped_val")
 
 
 def train(config: VideoTrainConfig = VideoTrainConfig(), run: RunConfig = RunConfig(eval_every=1, checkpoint_every=5)):
     """Train with logging (one row per epoch), evaluation every ``run.eval_every`` epochs
     (and for AQ also with hard integer shifts), checkpoints every ``run.checkpoint_every``
-    epochs, and resume (``run.resume``). Returns ``(state, rows)``."""
+    epochs, and resume (``run.resume``). The data comes from :func:`resolve_data`; its clip
+    shape is checked against the model (``ValueError``) before anything compiles. Rows count the
+    bad samples skipped (``skipped_train``, ``skipped_val``). Returns ``(state, rows)``."""
     run.validate()
+    if config.data_root is not None and config.env == "synthetic":  # label a dataset run by its layout
+        config = dataclasses.replace(config, env=config.layout)
     config, run_dir = resolve_run(config, run, "video", prefix="rubiksnet-")
     config.validate()
-    x_train, y_train, x_val, y_val, names = load_synthetic(config)
-    model = make_model(config, len(names))
-    tx, schedule = make_optimizer(config)
-    state = init(config, model, tx, len(names))
+    data = resolve_data(config)
+    check_clip_shape(data.clip_shape(), config.num_frames, 3, config.image_size)
+    spe = data.steps_per_epoch
+    model = make_model(config, data.num_classes)
+    tx, schedule = make_optimizer(config, spe)
+    state = init(config, model, tx, data.num_classes)
     checkpointer = Checkpointer(run_dir, keep=run.keep_checkpoints)
     start = 0
     if run.resume:
         start, state = checkpointer.restore(state)
-    train_step, eval_step = make_steps(config, model, tx)
+    train_step, eval_step = make_steps(config, model, tx, spe)
     saved = {"video": config_to_dict(config), "run": config_to_dict(run)}
     curve = {"series": (("train_acc_pct", "training batches"), ("val_top1", "validation top-1")),
              "xlabel": "training clips seen", "ylabel": "accuracy (%)"}
     logger = RunLogger(run_dir, saved, config.epochs, start, run.progress, curve=curve)
     wall = logger.last_value("wall_time") if start else 0.0
     rows, compile_s = [], 0.0
-    spe, B = config.steps_per_epoch, config.batch_size
+    B = config.batch_size
     try:
         stop = config.epochs if run.max_iterations is None else min(config.epochs, start + run.max_iterations)
         for epoch in range(start + 1, stop + 1):
             t = time.perf_counter()
-            perm = jax.random.permutation(jax.random.fold_in(state.key, epoch), x_train.shape[0])
-            sums: dict[str, float] = {}
-            for i in range(spe):
-                idx = perm[i * B:(i + 1) * B]
-                state, metrics = train_step(state, x_train[idx], y_train[idx])
-                if epoch == start + 1 and i == 0:
+            sums: dict[str, Any] = {}
+            steps = 0
+            for clips, labels in data.train_batches(jax.random.fold_in(state.key, epoch)):
+                state, metrics = train_step(state, clips, labels)
+                if epoch == start + 1 and steps == 0:
                     jax.block_until_ready(metrics)
                     compile_s = time.perf_counter() - t
+                steps += 1
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + v
-            metrics = {k: float(v) / spe for k, v in jax.device_get(sums).items()}
+            if not steps:
+                raise ValueError(f"epoch {epoch} gave no full batch of batch_size={B} clips "
+                                 f"({data.skipped['train']} bad samples skipped)")
+            metrics = {k: float(v) / steps for k, v in jax.device_get(sums).items()}
             check_finite(metrics, epoch)
             wall += time.perf_counter() - t
             row = {"iteration": epoch, "env_steps": int(state.step) * B, "wall_time": wall,
-                   "learning_rate": float(schedule(int(state.step))), **metrics}
+                   "learning_rate": float(schedule(int(state.step))), "skipped_train": data.skipped["train"],
+                   **metrics}
             if epoch == config.epochs or (run.eval_every and epoch % run.eval_every == 0):
-                row.update(evaluate(eval_step, state, x_val, y_val, B))
-                if config.variant == "rubiks3d-aq":
-                    row["val_top1_hard"] = evaluate(eval_step, state, x_val, y_val, B, hard=True)["val_top1"]
+                with_hard = config.variant == "rubiks3d-aq"
+                row.update(evaluate(eval_step, state, data.val_batches(), with_hard=with_hard))
+                row["skipped_val"] = data.skipped["val"]
             row = {k: row.get(k, float("nan")) for k in ("iteration", "env_steps", "wall_time") + LOGGED}
             row["train_acc_pct"] = 100 * row["train_acc"]
             logger.log(row)
@@ -388,5 +607,6 @@ def train(config: VideoTrainConfig = VideoTrainConfig(), run: RunConfig = RunCon
     return state, rows
 
 
-__all__ = ["TrainState", "VideoTrainConfig", "attentions", "evaluate", "init", "make_model", "make_optimizer",
-           "make_steps", "set_fixed_shifts", "temperature", "to_hard_shifts", "train"]
+__all__ = ["DataSource", "FileData", "SyntheticData", "TrainState", "VideoTrainConfig", "attentions", "evaluate",
+           "init", "load_synthetic", "make_model", "make_optimizer", "make_steps", "resolve_data", "set_fixed_shifts",
+           "temperature", "to_hard_shifts", "train"]
