@@ -8,7 +8,7 @@ the array is ``[N, T, H, W, C] = [8, 8, 56, 56, 72]``), all on the same device:
 * ``TSM``: :class:`vasa.video.rubiksnet.TSMBlock`, TSM's fixed temporal shift (1/8 of the
   channels one frame back, 1/8 one frame forward) + a 3x3 2-D convolution C -> C per frame.
 * ``RubiksShift``: :class:`vasa.video.rubiksnet.RubiksShiftLayer`, the interpolated
-  (trilinear) per-channel 3-D shift ``rubiks_shift_3d(impl="xla")`` + a 1x1 convolution
+  (trilinear) per-channel 3-D shift ``rubiks_shift_3d(impl=--impl)`` + a 1x1 convolution
   C -> C. The shifts are drawn from U[-1, 1] (the layer's initialiser), so every channel is
   fractionally shifted in all three axes. Its cost includes the two transposes between the
   layer's channels-last layout and the shift op's ``[N, T, C, H, W]``.
@@ -27,6 +27,12 @@ Ratios are RubiksShift / TSM and RubiksShift / 3D conv on this device; the targe
 <= 0.25 and <= 0.12, and the Titan Xp anchors (7.98 / 3.59 / 0.90 ms, i.e. 0.25 and 0.11)
 are printed beside them. The dissertation does not say whether its figures are forward only;
 as "runtime latency" of a layer they are compared here with the forward column.
+
+``--impl`` picks the shift implementation of the RubiksShift rows (``auto``: the Pallas kernels
+of :mod:`pallas_kernels.rubiks_shift` on a GPU, the XLA gathers elsewhere); when it resolves to
+Pallas two rows are added: ``RubiksShift+1x1 fused`` (shift and 1x1 convolution in one kernel,
+``RubiksShiftLayer(fused=True)``, same parameters) and ``RubiksShift+1x1 (xla)`` (the XLA
+reference, in the same process).
 
 ``--dtype bfloat16`` casts the input and the convolution kernels to bfloat16; the shift
 parameters stay float32 (``rubiks_shift_3d`` computes its interpolation weights in float32
@@ -64,10 +70,13 @@ QUICK_SHAPE = (2, 8, 72, 28, 28)
 ANCHOR_MS = {"conv3d": 7.98, "tsm": 3.59, "rubiks": 0.90}
 TARGET_VS_TSM = 0.25
 TARGET_VS_CONV3D = 0.12
-BLOCKS = ("conv3d", "tsm", "rubiks", "rubiks_iq")
+BLOCKS = ("conv3d", "tsm", "rubiks", "rubiks_iq", "rubiks_fused", "rubiks_xla")
 LABELS = {"conv3d": "3D conv 3x3x3", "tsm": "TSM shift+3x3", "rubiks": "RubiksShift+1x1",
-          "rubiks_iq": "RubiksShift-IQ+1x1"}
-KERNEL_TAPS = {"conv3d": 27, "tsm": 9, "rubiks": 1, "rubiks_iq": 1}  # multiply-adds per C^2 per voxel
+          "rubiks_iq": "RubiksShift-IQ+1x1", "rubiks_fused": "RubiksShift+1x1 fused",
+          "rubiks_xla": "RubiksShift+1x1 (xla)"}
+KERNEL_TAPS = {"conv3d": 27, "tsm": 9, "rubiks": 1, "rubiks_iq": 1, "rubiks_fused": 1,
+               "rubiks_xla": 1}  # multiply-adds per C^2 per voxel
+PALLAS_ONLY = ("rubiks_fused", "rubiks_xla")  # rows added when the shift runs on the Pallas kernels
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,8 @@ class Args:
     """height H (default 56, or 28 with --quick)"""
     w: int | None = None
     """width W (default 56, or 28 with --quick)"""
+    impl: Literal["auto", "xla", "pallas"] = "auto"
+    """shift implementation of the RubiksShift rows (auto: Pallas on a GPU, XLA elsewhere)"""
     dtype: Literal["float32", "bfloat16"] = "float32"
     """input and convolution-kernel dtype"""
     repeats: int | None = None
@@ -142,16 +153,20 @@ def measure(fn: Callable, *args, repeats: int, warmup: int) -> dict:
 # --------------------------------------------------------------------------- blocks
 
 
-def make_block(name: str, channels: int):
-    """``(module, apply kwargs)`` of a block."""
+def make_block(name: str, channels: int, impl: str = "auto"):
+    """``(module, apply kwargs)`` of a block (``impl``: the RubiksShift rows' implementation)."""
     if name == "conv3d":
         return Conv3DBlock(channels), {}
     if name == "tsm":
         return TSMBlock(channels), {}
     if name == "rubiks":
-        return RubiksShiftLayer(channels), dict(quantize=False)
+        return RubiksShiftLayer(channels, impl=impl), dict(quantize=False)
     if name == "rubiks_iq":
-        return RubiksShiftLayer(channels), dict(quantize=True)
+        return RubiksShiftLayer(channels, impl=impl), dict(quantize=True)
+    if name == "rubiks_fused":
+        return RubiksShiftLayer(channels, impl=impl, fused=True), dict(quantize=False)
+    if name == "rubiks_xla":
+        return RubiksShiftLayer(channels, impl="xla"), dict(quantize=False)
     raise ValueError(f"unknown block {name!r}; one of {list(BLOCKS)}")
 
 
@@ -164,7 +179,7 @@ def cast_params(params: Any, dtype) -> Any:
 
 
 def run_block(name: str, x: jax.Array, key: jax.Array, args: Args) -> dict:
-    module, kwargs = make_block(name, x.shape[-1])
+    module, kwargs = make_block(name, x.shape[-1], args.impl)
     params = jax.jit(module.init)(key, x.astype(jnp.float32))["params"]
     params = cast_params(params, x.dtype)
 
@@ -305,7 +320,10 @@ def main(args: Args) -> dict:
     key_x, key_p = jax.random.split(jax.random.PRNGKey(args.seed))
     x = jax.random.normal(key_x, (n, t, h, w, c), jnp.float32).astype(dtype)  # channels last
     start = time.perf_counter()
-    rows = [run_block(name, x, jax.random.fold_in(key_p, i), args) for i, name in enumerate(BLOCKS)]
+    from vasa.video.shift import resolve_impl
+
+    blocks = [b for b in BLOCKS if b not in PALLAS_ONLY or resolve_impl(args.impl) == "pallas"]
+    rows = [run_block(name, x, jax.random.fold_in(key_p, i), args) for i, name in enumerate(blocks)]
     by_name = {r["block"]: r for r in rows}
     ratios = {"fwd": _ratios(by_name, "fwd")}
     if args.backward:

@@ -7,7 +7,7 @@ the 2-D variant: ``x [N, C, H, W]`` with a ``[2, C]`` shift). A shift ``s`` *rea
 ``(t + s_t, i*stride - padding + s_v, j*stride - padding + s_h)`` over its 8 integer
 neighbours. The spatial output size is ``(H + 2*padding - 1) // stride + 1`` (same for W).
 
-Three kernels, all of one shape: each program owns an output tile ``[BC, BH, BW]``
+The kernels share one shape: each program owns an output tile ``[BC, BH, BW]``
 (a block of channels x a block of rows x a block of columns, by default whole rows, of one
 ``(n, t)`` frame) and reads its
 inputs through per-channel index arithmetic, because the shift differs per channel.
@@ -15,6 +15,8 @@ inputs through per-channel index arithmetic, because the shift differs per chann
 * forward: the sum of 8 weighted neighbour loads (1 load with ``quantize=True``);
 * input gradient: the exact adjoint of the forward, itself a gather (each input position is
   read by at most 2 output positions per axis, so no scatter and no atomics);
+* fused shift + pointwise (1x1) convolution (:func:`rubiks_shift_pointwise`, forward): the
+  shifted tile is multiplied into the output channels in registers;
 * shift gradient: per tile, ``sum grad_out * d out / d frac`` for each axis, written as
   partial sums ``[N*T, row blocks, rows, C]`` and reduced by XLA in a fixed order:
   deterministic, no atomics.
@@ -53,8 +55,8 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
-__all__ = ["InterpretModeWarning", "Block", "choose_block", "gpu_available", "rubiks_shift_2d",
-           "rubiks_shift_3d", "SUPPORTED_DTYPES"]
+__all__ = ["InterpretModeWarning", "Block", "choose_block", "choose_fused_block", "gpu_available", "rubiks_shift_2d",
+           "rubiks_shift_3d", "rubiks_shift_pointwise", "SUPPORTED_DTYPES"]
 
 SUPPORTED_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
 _MAX_ELEMENTS = 2**31 - 1
@@ -170,14 +172,9 @@ def _axis_sources(g: _Geometry, q, f, d: int, src_len: int):
     return src, ok
 
 
-def _tile_setup(g: _Geometry, f_ref, a_ref):
-    """Program coordinates, per-channel shift parts and per-axis source indices of the tile."""
-    b = g.block
-    nt, cb, hwb = pl.program_id(0), pl.program_id(1), pl.program_id(2)
-    ncol = -(-g.out_hw[1] // b.cols)
-    hb, wb = hwb // ncol, hwb % ncol
-    t = nt % g.t
-    c = cb * b.channels + jnp.arange(b.channels, dtype=jnp.int32)
+def _channel_parts(g: _Geometry, f_ref, a_ref, c):
+    """For channels ``c [BC]``: validity, clamped ids, and per-axis (t, v, h) floor ``[BC]`` int32
+    and fraction ``[BC]`` float32 lists (zero temporal parts for the 2-D variant)."""
     c_ok = c < g.c
     cc = jnp.where(c_ok, c, 0)
     rows = 3 if g.temporal else 2
@@ -186,17 +183,39 @@ def _tile_setup(g: _Geometry, f_ref, a_ref):
     if not g.temporal:
         f = [jnp.zeros_like(f[0])] + f
         a = [jnp.zeros_like(a[0])] + a
-    i = hb * b.rows + jnp.arange(b.rows, dtype=jnp.int32)
-    j = wb * b.cols + jnp.arange(b.cols, dtype=jnp.int32)
-    (hs, ws), (ho, wo) = g.src_hw, g.out_hw
+    return c_ok, cc, f, a
+
+
+def _sources(g: _Geometry, t, f, i, j):
+    """Per-corner ``(index, valid)`` along t ``[BC]``, rows ``[BC, BH]`` and columns ``[BC, BW]``."""
     tcorners = g.corners if g.temporal else 1
     taxis = []
     for d in range(tcorners):
         ts = t - f[0] - d if g.adjoint else t + f[0] + d
         taxis.append((ts, (ts >= 0) & (ts < g.t)))
-    vaxis = [_axis_sources(g, i[None, :], f[1][:, None], d, hs) for d in range(g.corners)]
-    haxis = [_axis_sources(g, j[None, :], f[2][:, None], d, ws) for d in range(g.corners)]
+    vaxis = [_axis_sources(g, i[None, :], f[1][:, None], d, g.src_hw[0]) for d in range(g.corners)]
+    haxis = [_axis_sources(g, j[None, :], f[2][:, None], d, g.src_hw[1]) for d in range(g.corners)]
+    return taxis, vaxis, haxis
+
+
+def _tile_coords(g: _Geometry, hwb):
+    """Output rows ``[BH]`` and columns ``[BW]`` of row-and-column block ``hwb``."""
+    b = g.block
+    ncol = -(-g.out_hw[1] // b.cols)
+    hb, wb = hwb // ncol, hwb % ncol
+    return hb * b.rows + jnp.arange(b.rows, dtype=jnp.int32), wb * b.cols + jnp.arange(b.cols, dtype=jnp.int32)
+
+
+def _tile_setup(g: _Geometry, f_ref, a_ref):
+    """Program coordinates, per-channel shift parts and per-axis source indices of the tile."""
+    nt, cb = pl.program_id(0), pl.program_id(1)
+    i, j = _tile_coords(g, pl.program_id(2))
+    t = nt % g.t
+    c_ok, cc, f, a = _channel_parts(g, f_ref, a_ref, cb * g.block.channels + jnp.arange(g.block.channels,
+                                                                                         dtype=jnp.int32))
+    taxis, vaxis, haxis = _sources(g, t, f, i, j)
     weights = [[1.0 - a[k], a[k]] for k in range(3)]
+    ho, wo = g.out_hw
     out_ok = c_ok[:, None, None] & (i < ho)[None, :, None] & (j < wo)[None, None, :]
     return nt, t, c_ok, cc, i, j, taxis, vaxis, haxis, weights, out_ok
 
@@ -214,19 +233,61 @@ def _load_corner(g: _Geometry, src_ref, nt, t, cc, c_ok, tax, vax, hax):
     return val.astype(jnp.float32)
 
 
-def _gather_kernel(f_ref, a_ref, src_ref, out_ref, *, g: _Geometry, out_base: int):
-    nt, t, c_ok, cc, i, j, taxis, vaxis, haxis, w, out_ok = _tile_setup(g, f_ref, a_ref)
-    acc = jnp.zeros((g.block.channels, g.block.rows, g.block.cols), jnp.float32)
+def _interpolate(g: _Geometry, src_ref, nt, t, cc, c_ok, taxis, vaxis, haxis, w):
+    """The weighted sum of the corners: the shifted tile ``[BC, BH, BW]`` float32."""
+    acc = None
     for dt, tax in enumerate(taxis):
         for dv, vax in enumerate(vaxis):
             for dh, hax in enumerate(haxis):
-                weight = w[0][dt] * w[1][dv] * w[2][dh] if g.corners == 2 else None
                 val = _load_corner(g, src_ref, nt, t, cc, c_ok, tax, vax, hax)
-                acc = acc + (val if weight is None else weight[:, None, None] * val)
+                if g.corners == 2:
+                    val = (w[0][dt] * w[1][dv] * w[2][dh])[:, None, None] * val
+                acc = val if acc is None else acc + val
+    return acc
+
+
+def _gather_kernel(f_ref, a_ref, src_ref, out_ref, *, g: _Geometry, out_base: int):
+    nt, t, c_ok, cc, i, j, taxis, vaxis, haxis, w, out_ok = _tile_setup(g, f_ref, a_ref)
+    acc = _interpolate(g, src_ref, nt, t, cc, c_ok, taxis, vaxis, haxis, w)
     ho, wo = g.out_hw
     idx = out_base + ((nt * g.c + cc) * (ho * wo))[:, None, None] + i[None, :, None] * wo + j[None, None, :]
     past_end = out_base + g.n * g.t * g.c * ho * wo  # masked lanes point past the data (never written)
     pltriton.store(out_ref.at[jnp.where(out_ok, idx, past_end)], acc.astype(out_ref.dtype), mask=out_ok)
+
+
+def _fused_kernel(f_ref, a_ref, x_ref, w_ref, out_ref, *, g: _Geometry, d_out: int, bd: int):
+    """Shift + pointwise convolution for one ``(n, t)``, ``bd`` output channels and one pixel
+    tile: the shifted input is built ``g.block.channels`` channels at a time and multiplied into
+    a ``[bd, BH*BW]`` float32 accumulator, so it never goes to memory."""
+    b = g.block
+    nt, db = pl.program_id(0), pl.program_id(1)
+    i, j = _tile_coords(g, pl.program_id(2))
+    t = nt % g.t
+    d = db * bd + jnp.arange(bd, dtype=jnp.int32)
+    d_ok = d < d_out
+    low_precision = x_ref.dtype != jnp.float32
+
+    def chunk(k, acc):
+        c = k * b.channels + jnp.arange(b.channels, dtype=jnp.int32)
+        c_ok, cc, f, a = _channel_parts(g, f_ref, a_ref, c)
+        taxis, vaxis, haxis = _sources(g, t, f, i, j)
+        w = [[1.0 - a[m], a[m]] for m in range(3)]
+        shifted = _interpolate(g, x_ref, nt, t, cc, c_ok, taxis, vaxis, haxis, w)
+        shifted = shifted.reshape(b.channels, b.rows * b.cols)
+        wt = pltriton.load(w_ref.at[cc[None, :] * d_out + jnp.where(d_ok, d, 0)[:, None]],
+                           mask=d_ok[:, None] & c_ok[None, :], other=0)
+        if low_precision:  # bfloat16 operands, float32 accumulation
+            return acc + jnp.dot(wt.astype(x_ref.dtype), shifted.astype(x_ref.dtype),
+                                 preferred_element_type=jnp.float32)
+        return acc + jnp.dot(wt.astype(jnp.float32), shifted, preferred_element_type=jnp.float32)
+
+    acc = jax.lax.fori_loop(0, -(-g.c // b.channels), chunk, jnp.zeros((bd, b.rows * b.cols), jnp.float32))
+    ho, wo = g.out_hw
+    ok = d_ok[:, None, None] & (i < ho)[None, :, None] & (j < wo)[None, None, :]
+    idx = ((nt * d_out + d) * (ho * wo))[:, None, None] + i[None, :, None] * wo + j[None, None, :]
+    past_end = g.n * g.t * d_out * ho * wo
+    pltriton.store(out_ref.at[jnp.where(ok, idx, past_end)], acc.reshape(bd, b.rows, b.cols).astype(out_ref.dtype),
+                   mask=ok)
 
 
 def _shift_grad_kernel(f_ref, a_ref, x_ref, ybar_ref, out_ref, *, g: _Geometry):
@@ -437,3 +498,93 @@ def rubiks_shift_2d(x: jax.Array, shift: jax.Array, *, stride: int = 1, padding:
                   _resolve_interpret(interpret))
     return _shift(x[:, None], shift, cfg)[:, 0]
 
+
+
+# --------------------------------------------------------------------------------------------
+# fused shift + pointwise (1x1) convolution
+# --------------------------------------------------------------------------------------------
+
+
+def choose_fused_block(channels: int, out_channels: int, height: int, width: int) -> tuple[Block, int]:
+    """``(Block(channel chunk, rows, cols), output-channel block)`` for :func:`rubiks_shift_pointwise`.
+
+    Triton's matrix multiply needs every dimension >= 16: the channel chunk (the product's
+    inner dimension) is 16 or 32, the pixel tile ``rows x cols`` holds 64 to 128 positions
+    (whole rows where they fit), and output channels go 16 to 64 per program.
+    """
+    cols = min(_pow2(width), 64)
+    rows = max(1, min(_pow2(height), 128 // cols), 16 // cols)
+    chunk = 32 if channels >= 32 else 16
+    return Block(chunk, rows, cols), min(64, max(16, _pow2(out_channels)))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def _fused(x, shift, weight, cfg: _Config, block: Block, bd: int):
+    n, t, c, _, _ = cfg.shape
+    d_out = weight.shape[1]
+    ho, wo = cfg.out_hw
+    f, a = _parts(shift, cfg.quantize)
+    g = _Geometry(n, t, c, cfg.shape[3:], cfg.out_hw, cfg.stride, cfg.padding, False, cfg.rows == 3,
+                  1 if cfg.quantize else 2, block)
+    grid = (n * t, -(-d_out // bd), -(-ho // block.rows) * -(-wo // block.cols))
+    out = pl.pallas_call(
+        functools.partial(_fused_kernel, g=g, d_out=d_out, bd=bd),
+        out_shape=jax.ShapeDtypeStruct((n * t * d_out * ho * wo,), x.dtype), grid=grid,
+        interpret=cfg.interpret, compiler_params=_compiler_params(cfg.num_warps),
+        name="rubiks_shift_pointwise")(f, a, x.reshape(-1), weight.reshape(-1))
+    return out.reshape(n, t, d_out, ho, wo)
+
+
+def _unfused(x, shift, weight, cfg: _Config):
+    y = _shift(x, shift, cfg)
+    return jnp.einsum("ntchw,cd->ntdhw", y, weight.astype(y.dtype), preferred_element_type=jnp.float32,
+                      precision=jax.lax.Precision.HIGHEST).astype(x.dtype)
+
+
+def _fused_fwd(x, shift, weight, cfg, block, bd):
+    return _fused(x, shift, weight, cfg, block, bd), (x, shift, weight)
+
+
+def _fused_bwd(cfg, block, bd, res, ybar):
+    # the backward runs the separate kernels (the shift's custom VJP) and XLA's matrix products
+    _, vjp = jax.vjp(lambda x, s, w: _unfused(x, s, w, cfg), *res)
+    return vjp(ybar)
+
+
+_fused.defvjp(_fused_fwd, _fused_bwd)
+
+
+def rubiks_shift_pointwise(x: jax.Array, shift: jax.Array, weight: jax.Array, *, stride: int = 1, padding: int = 0,
+                           quantize: bool = False, interpret: bool | None = None, block: Block | None = None,
+                           out_block: int | None = None, num_warps: int = 4) -> jax.Array:
+    """RubiksShift followed by a pointwise (1x1) convolution, fused into one kernel (eqs. 6.2-6.3).
+
+    ``out[n, t, d] = sum_c weight[c, d] * rubiks_shift_3d(x, shift)[n, t, c]``: the shifted
+    activations are built in registers channel chunk by channel chunk and multiplied into the
+    output tile, so they are never written to memory (the paper notes the two can be one
+    kernel call). The backward pass runs the separate shift kernels and XLA's products.
+
+    Args:
+      x: ``[N, T, C, H, W]`` float32 or bfloat16. shift: ``[3, C]``. weight: ``[C, D]`` (float32
+        products in IEEE precision; bfloat16 inputs multiply in bfloat16 with float32 accumulation).
+      stride, padding, quantize, interpret, num_warps: as :func:`rubiks_shift_3d`.
+      block: ``Block(channel chunk >= 16, rows, cols)`` with ``rows * cols >= 16``; out_block:
+        output channels per program (>= 16, a power of two). Defaults: :func:`choose_fused_block`.
+
+    Returns:
+      ``[N, T, D, H_out, W_out]`` of ``x.dtype``.
+    """
+    x, shift, weight = jnp.asarray(x), jnp.asarray(shift), jnp.asarray(weight)
+    _check(x, shift, 3, stride, padding, block, num_warps, "rubiks_shift_pointwise", "[N, T, C, H, W]")
+    if weight.ndim != 2 or weight.shape[0] != x.shape[2] or jnp.dtype(weight.dtype) not in SUPPORTED_DTYPES:
+        raise ValueError(f"rubiks_shift_pointwise: weight must be [C, D] float32/bfloat16 with C = x.shape[2] = "
+                         f"{x.shape[2]}, got shape {tuple(weight.shape)} dtype {jnp.dtype(weight.dtype).name}")
+    cfg = _Config(tuple(x.shape), 3, stride, padding, bool(quantize), None, num_warps, _resolve_interpret(interpret))
+    default_block, default_bd = choose_fused_block(x.shape[2], weight.shape[1], *cfg.out_hw)
+    block, bd = block or default_block, out_block or default_bd
+    if block.channels < 16 or block.rows * block.cols < 16:
+        raise ValueError(f"rubiks_shift_pointwise: block={block} needs channels >= 16 and rows * cols >= 16 "
+                         "(Triton's matrix multiply)")
+    if not isinstance(bd, int) or bd < 16 or bd & (bd - 1):
+        raise ValueError(f"rubiks_shift_pointwise: out_block={bd!r} must be a power of two >= 16")
+    return _fused(x, shift, weight, cfg, block, bd)

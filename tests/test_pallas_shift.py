@@ -252,3 +252,57 @@ def test_gpu_path_lowers_to_triton(dtype):
     assert _triton_calls(jax.grad(lambda x, s: jnp.sum(
         pk.rubiks_shift_2d(x, s, interpret=False).astype(jnp.float32)), (0, 1)),
         x2, jax.ShapeDtypeStruct((2, 72), jnp.float32)) == 2
+
+
+@pytest.mark.parametrize("shape,out_channels,stride,quantize,dtype,tol", [
+    ((2, 3, 20, 7, 9), 24, 1, False, jnp.float32, F32_TOL),  # C, D not multiples of their blocks
+    ((1, 2, 37, 10, 6), 70, 2, True, jnp.float32, F32_TOL),
+    ((1, 2, 40, 7, 9), 16, 1, False, jnp.bfloat16, 1e-2),
+])
+def test_fused_shift_pointwise_matches_shift_then_einsum(shape, out_channels, stride, quantize, dtype, tol):
+    rng = np.random.default_rng(7)
+    x = jnp.asarray(rng.normal(size=shape), dtype)
+    s = jnp.asarray(rng.uniform(-2, 2, size=(3, shape[2])), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(shape[2], out_channels)) / 6, jnp.float32)
+
+    def ref(x, s, w):
+        y = vs.rubiks_shift_3d(x.astype(jnp.float32), s, stride=stride, quantize=quantize, impl="xla")
+        return jnp.einsum("ntchw,cd->ntdhw", y, w, precision="highest")
+
+    fused = lambda x, s, w: pk.rubiks_shift_pointwise(x, s, w, stride=stride, quantize=quantize,
+                                                      interpret=True).astype(jnp.float32)
+    y = pk.rubiks_shift_pointwise(x, s, w, stride=stride, quantize=quantize, interpret=True)
+    assert y.dtype == dtype and y.shape == ref(x, s, w).shape
+    _assert_close(y, ref(x, s, w), tol, "fused output")
+    loss = lambda fn: jax.grad(lambda x, s, w: jnp.sum(jnp.sin(fn(x, s, w))), (0, 1, 2))(x, s, w)
+    for a, b, what in zip(loss(fused), loss(ref), ("x", "shift", "weight")):
+        _assert_close(a, b, tol, f"fused gradient of {what}")
+    with pytest.raises(ValueError, match=r"weight must be \[C, D\]"):
+        pk.rubiks_shift_pointwise(x, s, w[1:], interpret=True)
+    with pytest.raises(ValueError, match="channels >= 16"):
+        pk.rubiks_shift_pointwise(x, s, w, block=pk.Block(8, 4, 8), interpret=True)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_fused_kernel_lowers_to_triton(dtype):
+    x = jax.ShapeDtypeStruct((8, 8, 72, 56, 56), dtype)
+    s, w = jax.ShapeDtypeStruct((3, 72), jnp.float32), jax.ShapeDtypeStruct((72, 72), jnp.float32)
+    assert _triton_calls(lambda x, s, w: pk.rubiks_shift_pointwise(x, s, w, interpret=False), x, s, w) == 1
+
+
+def test_fused_layer_has_the_unfused_parameters_and_outputs():
+    from vasa.video.rubiksnet import RubiksShiftLayer
+
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(1, 3, 6, 7, 16)), jnp.float32)  # [N, T, H, W, C]
+    plain, fused = RubiksShiftLayer(16, impl="xla"), RubiksShiftLayer(16, impl="pallas", fused=True)
+    variables = plain.init(jax.random.PRNGKey(3), x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pk.InterpretModeWarning)
+        fused_variables = fused.init(jax.random.PRNGKey(3), x)
+        assert jax.tree.map(jnp.shape, fused_variables) == jax.tree.map(jnp.shape, variables)
+        np.testing.assert_array_equal(fused_variables["params"]["conv"]["kernel"], variables["params"]["conv"]["kernel"])
+        _assert_close(fused.apply(variables, x), plain.apply(variables, x), F32_TOL, "fused layer")
+        _assert_close(vs.rubiks_shift_pointwise(x.transpose(0, 1, 4, 2, 3), variables["params"]["shift"],
+                                                jnp.eye(16), impl="xla"),
+                      vs.rubiks_shift_3d(x.transpose(0, 1, 4, 2, 3), variables["params"]["shift"], impl="xla"),
+                      F32_TOL, "xla pointwise with the identity")

@@ -61,6 +61,7 @@ from vasa.video.shift import (
     rubiks_shift_3d,
     resolve_impl,
     rubiks_shift_aq,
+    rubiks_shift_pointwise,
     temporal_shift,
 )
 
@@ -484,18 +485,37 @@ class TSMBlock(nn.Module):
         return y.reshape((n, t) + y.shape[1:])
 
 
+class _PointwiseKernel(nn.Module):
+    """The kernel ``[1, 1, 1, C, D]`` of a bias-free 1x1x1 ``nn.Conv``, same name, shape and
+    initialisation, for the fused shift + pointwise path."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, channels: int) -> jax.Array:
+        return self.param("kernel", _conv_init, (1, 1, 1, channels, self.features))
+
+
 class RubiksShiftLayer(nn.Module):
-    """Learnable 3-D shift + 1x1 convolution (Eq. 6.2-6.3): ``[N, T, H, W, C]`` -> same shape."""
+    """Learnable 3-D shift + 1x1 convolution (Eq. 6.2-6.3): ``[N, T, H, W, C]`` -> same shape.
+
+    ``fused=True`` computes both with :func:`vasa.video.shift.rubiks_shift_pointwise` (one Pallas
+    kernel when ``impl`` resolves to Pallas) on the same parameters as the unfused layer.
+    """
 
     channels: int
     impl: str = "auto"
+    fused: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, *, quantize: bool = False) -> jax.Array:
-        n, t = x.shape[:2]
         uniform = lambda key, shape: jax.random.uniform(key, shape, jnp.float32, -1.0, 1.0)
-        shift = self.param("shift", uniform, (3, x.shape[-1]))
-        y = rubiks_shift_3d(x.transpose(0, 1, 4, 2, 3), shift, quantize=quantize, impl=self.impl)
-        y = y.transpose(0, 1, 3, 4, 2)
-        return nn.Conv(self.channels, (1, 1, 1), use_bias=False, kernel_init=_conv_init,
-                       name="conv")(y)
+        c = x.shape[-1]
+        shift = self.param("shift", uniform, (3, c))
+        video = x.transpose(0, 1, 4, 2, 3)
+        if self.fused:
+            kernel = _PointwiseKernel(self.channels, name="conv")(c).reshape(c, self.channels)
+            y = rubiks_shift_pointwise(video, shift, kernel.astype(x.dtype), quantize=quantize, impl=self.impl)
+            return y.transpose(0, 1, 3, 4, 2)
+        y = rubiks_shift_3d(video, shift, quantize=quantize, impl=self.impl).transpose(0, 1, 3, 4, 2)
+        return nn.Conv(self.channels, (1, 1, 1), use_bias=False, kernel_init=_conv_init, name="conv")(y)

@@ -13,6 +13,8 @@ Contents:
 * ``rubiks_shift_3d`` / ``rubiks_shift_2d``: the interpolated shift of dissertation equations
   6.5-6.6 (RubiksShift) with an exact custom VJP, strided/padded spatial output, and the
   quantized variant RubiksShift-IQ (section 6.3.2, ``quantize=True``).
+* ``rubiks_shift_pointwise``: the shift and a 1x1 convolution, one Pallas kernel with
+  ``impl="pallas"``.
 * ``temporal_shift``: TSM's fixed temporal shift; ``fixed_spatial_shift`` and
   ``fixed_shift_table``: ShiftNet-style fixed spatial shifts.
 * RubiksShift-AQ (equations 6.7-6.8): ``aq_init``, ``aq_attention``, ``aq_temporal_shift``,
@@ -289,6 +291,44 @@ def rubiks_shift_2d(
     resolve_impl(impl, "rubiks_shift_2d")
     _check_common(x, shift, 2, stride, padding, "[N, C, H, W]", "rubiks_shift_2d")
     return _dispatch(x[:, None], shift, stride, padding, quantize, impl, "rubiks_shift_2d")[:, 0]
+
+
+def rubiks_shift_pointwise(
+    x: jax.Array,
+    shift: jax.Array,
+    weight: jax.Array,
+    *,
+    stride: int = 1,
+    padding: int = 0,
+    quantize: bool = False,
+    impl: str = "auto",
+) -> jax.Array:
+    """RubiksShift then a pointwise (1x1) convolution: ``out[:, :, d] = sum_c weight[c, d] *
+    rubiks_shift_3d(x, shift)[:, :, c]`` (dissertation eqs. 6.2-6.3).
+
+    Args:
+      x: ``[N, T, C, H, W]`` float; shift: ``[3, C]``; weight: ``[C, D]``.
+      stride, padding, quantize, impl: as :func:`rubiks_shift_3d`. With ``"pallas"`` the two are
+        one kernel (:func:`pallas_kernels.rubiks_shift.rubiks_shift_pointwise`: the shifted
+        activations never reach memory); with ``"xla"`` the shift is followed by an einsum.
+
+    Returns:
+      ``[N, T, D, H_out, W_out]`` of ``x.dtype`` (products accumulated in float32).
+    """
+    resolve_impl(impl, "rubiks_shift_pointwise")
+    x, shift, weight = jnp.asarray(x), jnp.asarray(shift), jnp.asarray(weight)
+    if x.ndim != 5:
+        raise ValueError(f"rubiks_shift_pointwise: x must be [N, T, C, H, W], got shape {tuple(x.shape)}")
+    _check_common(x, shift, 3, stride, padding, "[N, T, C, H, W]", "rubiks_shift_pointwise")
+    if weight.ndim != 2 or weight.shape[0] != x.shape[2]:
+        raise ValueError(f"rubiks_shift_pointwise: weight must be [C, D] with C = x.shape[2] = {x.shape[2]}, "
+                         f"got shape {tuple(weight.shape)}")
+    if resolve_impl(impl) == "pallas":
+        import pallas_kernels.rubiks_shift as pk
+
+        return pk.rubiks_shift_pointwise(x, shift, weight, stride=stride, padding=padding, quantize=quantize)
+    y = _rubiks_shift_jit(x, shift, stride, padding, bool(quantize))
+    return jnp.einsum("ntchw,cd->ntdhw", y, weight.astype(y.dtype), preferred_element_type=jnp.float32).astype(x.dtype)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Run the GPU benchmarks that CPU sessions cannot, on the device machine, in one call.
+#
+# The device machine has Python 3.12 with jax, flax, optax, chex and orbax, but not tyro,
+# mujoco, mujoco-mjx, brax or playground: they travel as wheels in the ignored folder .whl/
+# (made here once, ~47 MB, see below) and install into /tmp/site. vasa and pallas_kernels are
+# imported from the working tree (PYTHONPATH), so nothing is pip-installed from the network.
+#
+# Make the wheels (on the CPU machine, in the repo root):
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+#     --platform manylinux2014_x86_64 -d .whl tyro==1.0.17 docstring-parser==0.18.0 typeguard==4.6.0 \
+#     mujoco==4.0.0 mujoco-core==4.0.0 mujoco-studio==4.0.0 mujoco-mjx==3.17.0 brax==0.14.2 \
+#     playground==0.2.0 glfw==2.11.0 pyopengl==3.1.10 trimesh==5.2.0 ml-collections==1.1.0 \
+#     jaxopt==0.8.5 mediapy==1.2.7 lxml==6.1.3 tensorboardx==2.6.5
+#
+# Usage (device tool: carry [".whl"], results come back from $OUT):
+#   bash benchmarks/gpu_session.sh shift            # Pallas kernel + block latency (~5 min)
+#   bash benchmarks/gpu_session.sh render           # renderer throughput (issue 3 targets)
+#   bash benchmarks/gpu_session.sh sac              # DrQ pixels to 750 + SAC vs Brax (long: alone)
+#   bash benchmarks/gpu_session.sh ppo              # PPO vs Brax incl. dmc/cheetah_run parity (long)
+# Stages run in the order given; each writes <stage>*.json and <stage>.log under $OUT.
+set -uo pipefail
+OUT=${OUT:-/tmp/vasa_out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD:/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+export JAX_COMPILATION_CACHE_DIR=/tmp/jax_cache MUJOCO_GL=egl XLA_PYTHON_CLIENT_PREALLOCATE=false
+
+if [ -d .whl ] && ! python3 -c "import tyro, mujoco, brax, mujoco_playground" 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || { echo "wheel install failed"; exit 1; }
+fi
+python3 - <<'EOF' | tee "$OUT/device.txt"
+import jax; d = jax.devices()[0]
+print(f"jax {jax.__version__}, {jax.device_count()} x {d.platform}:{d.device_kind}")
+EOF
+
+run() {  # run <stage> <timeout s> <command...>
+  local stage=$1 limit=$2; shift 2
+  echo "=== $stage: $*" | tee -a "$OUT/$stage.log"
+  timeout "$limit" "$@" 2>&1 | tee -a "$OUT/$stage.log"
+  echo "=== $stage exit ${PIPESTATUS[0]}" | tee -a "$OUT/$stage.log"
+}
+
+for stage in "$@"; do
+  case "$stage" in
+    shift)
+      run shift 240 python3 benchmarks/shift_kernel.py --sweep --paper-only --no-train-step --json "$OUT/shift_sweep.json"
+      run shift 420 python3 benchmarks/shift_kernel.py --json "$OUT/shift_kernel.json"
+      run shift 180 python3 benchmarks/shift_block_latency.py --json "$OUT/shift_block_latency.json"
+      ;;
+    render)
+      run render 540 python3 benchmarks/render_throughput.py --json "$OUT/render_throughput.json"
+      ;;
+    sac)
+      run sac 580 python3 benchmarks/sac_pixels.py --part both --json "$OUT/sac_pixels.json"
+      ;;
+    ppo)
+      run ppo 580 python3 benchmarks/ppo_vs_brax.py --out "$OUT/ppo_vs_brax.json"
+      ;;
+    *)
+      echo "unknown stage '$stage' (one of: shift render sac ppo)"; exit 2
+      ;;
+  esac
+done
