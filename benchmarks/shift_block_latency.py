@@ -246,7 +246,7 @@ def print_report(result: dict) -> None:
     print(f"\nShift-block latency, (N, T, C, H, W) = {shape}, {args['dtype']}, ms per call: median "
           f"[p10, p90] of {args['repeats']} after {args['warmup']} warm-up calls\n{result['device']}; "
           f"vasa {result['vasa_revision']}")
-    cols = [("block", 18), ("fwd ms", 26), ("/TSM", 6), ("/3D", 6), ("fwd+bwd ms", 26), ("/TSM", 6),
+    cols = [("block", max(map(len, LABELS.values()))), ("fwd ms", 26), ("/TSM", 6), ("/3D", 6), ("fwd+bwd ms", 26), ("/TSM", 6),
             ("/3D", 6), ("compile s", 10), ("GFLOP", 7), ("Titan Xp ms", 11)]
 
     def fmt_row(cells) -> str:  # columns two spaces apart, so a wide cell never runs into its neighbour
