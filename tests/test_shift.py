@@ -27,6 +27,20 @@ from vasa.video.shift import (
     temporal_shift,
 )
 
+import vasa.video.shift as shift_module
+
+
+@pytest.fixture(params=["matmul", "gather"])
+def formulation(request, monkeypatch):
+    """Run a forward test with every pass of the primal (inference) as a banded matrix product
+    and again with per-channel gathers (the formulation for axes longer than ``MATMUL_MAX_LEN``,
+    and always under autodiff)."""
+    monkeypatch.setattr(shift_module, "MATMUL_MAX_LEN", 10**9 if request.param == "matmul" else 0)
+    shift_module._rubiks_shift_jit.clear_cache()
+    yield request.param
+    shift_module._rubiks_shift_jit.clear_cache()
+
+
 SHAPE = (2, 3, 4, 5, 6)  # N, T, C, H, W
 CONFIGS = [(1, 0), (1, 1), (2, 0), (2, 1)]  # (stride, padding)
 
@@ -127,7 +141,7 @@ def loss_weights(rng, shape):
 
 @pytest.mark.parametrize("kind", ["fractional", "integer", "negative", "large"])
 @pytest.mark.parametrize("stride,padding", CONFIGS)
-def test_forward_matches_numpy_equations(kind, stride, padding):
+def test_forward_matches_numpy_equations(kind, stride, padding, formulation):
     rng = np.random.default_rng(hash((kind, stride, padding)) % 2**32)
     x = rng.normal(size=SHAPE).astype(np.float32)
     shift = random_shift(rng, kind).astype(np.float32)
@@ -135,6 +149,12 @@ def test_forward_matches_numpy_equations(kind, stride, padding):
     want = numpy_trilinear(x.astype(np.float64), shift.astype(np.float64), stride, padding)
     assert y.shape == want.shape and y.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(y), want, atol=2e-6)
+
+
+def test_formulation_fixture_switches_the_program(formulation):
+    x, s = jnp.ones((1, 2, 3, 5, 4)), jnp.full((3, 3), 0.5)
+    text = str(jax.make_jaxpr(lambda x, s: shift_module._forward(x, s, 1, 0, False, matmul=True))(x, s))
+    assert ("dot_general" in text) == (formulation == "matmul") and ("gather" in text) == (formulation == "gather")
 
 
 def test_integer_shift_is_zero_filled_roll_and_sign_convention():
@@ -243,7 +263,7 @@ def test_integer_shift_gradient_is_one_sided_difference():
     assert abs(float(gs[2, 1]) - lower) > 1e-3
 
 
-def test_quantize_forward_rounds_and_gradient_is_straight_through():
+def test_quantize_forward_rounds_and_gradient_is_straight_through(formulation):
     rng = np.random.default_rng(50)
     x = rng.normal(size=SHAPE).astype(np.float32)
     shift = random_shift(rng, "fractional").astype(np.float32)

@@ -64,9 +64,45 @@ def _per_channel(v: jax.Array, ndim: int, dtype) -> jax.Array:
     return v.astype(dtype).reshape((1, 1, -1) + (1,) * (ndim - 3))
 
 
-def _pass(z, f, a, spec):
-    """One forward pass; returns ``(out, upper - lower)`` (``a=None``: integer shift, no diff)."""
+# Two formulations of a forward pass:
+# * a per-channel banded matrix product (``_band``): out = z contracted with M_c [in, out],
+#   M_c[i, o] = (1 - a_c) [i == lo] + a_c [i == lo + 1] (stride and padding are in lo). Used by
+#   the primal (no autodiff: inference) for axes up to MATMUL_MAX_LEN long: on a CPU it halves
+#   the forward time at the paper shape (152 vs 292 ms for (8, 8, 72, 56, 56)).
+# * per-channel gathers (``_gather``), two reads per output: for the forward under autodiff and
+#   the backward, where the gathers measured faster in total (fwd+bwd 343 ms vs 502 ms with
+#   products, whose backward needs the derivative matrices too), and for long axes.
+MATMUL_MAX_LEN = 256
+
+
+def _band(f, a, spec, in_len: int, dtype):
+    """``[C, in_len, out_len]`` interpolation matrices of a pass (``a=None``: integer shift)."""
+    _, stride, offset, out_len = spec
+    lo = ((jnp.arange(out_len) * stride + offset)[None, :] + f[:, None])[:, None, :]
+    i = jnp.arange(in_len)[None, :, None]
+    e0, e1 = (i == lo).astype(dtype), (i == lo + 1).astype(dtype)
+    if a is None:
+        return e0
+    a = a.astype(dtype)[:, None, None]
+    return (1 - a) * e0 + a * e1
+
+
+def _contract(z, m, axis: int):
+    """``z`` (channels on axis 2) contracted along ``axis`` with per-channel ``m [C, in, out]``."""
+    letters = "abcde"[: z.ndim]
+    spec_in = letters[:axis] + "x" + letters[axis + 1:]
+    spec_out = letters[:axis] + "y" + letters[axis + 1:]
+    out = jnp.einsum(f"{spec_in},cxy->{spec_out}", z, m, precision=jax.lax.Precision.HIGHEST,
+                     preferred_element_type=jnp.promote_types(z.dtype, jnp.float32))
+    return out.astype(z.dtype)
+
+
+def _pass(z, f, a, spec, matmul: bool = False):
+    """One forward pass; returns ``(out, upper - lower)`` (``a=None``: integer shift, no diff).
+    ``matmul`` (axes up to ``MATMUL_MAX_LEN``): the banded product, without the difference."""
     axis, stride, offset, out_len = spec
+    if matmul and max(z.shape[axis], out_len) <= MATMUL_MAX_LEN:
+        return _contract(z, _band(f, a, spec, z.shape[axis], z.dtype), axis), None
     lo = (jnp.arange(out_len) * stride + offset)[None, :] + f[:, None]
     g0 = _gather(z, lo, axis)
     if a is None:
@@ -122,7 +158,7 @@ def _quantized(shift: jax.Array) -> jax.Array:
     return jnp.floor(shift.astype(_compute_dtype(shift)) + 0.5).astype(jnp.int32)
 
 
-def _forward(x, shift, stride, padding, quantize):
+def _forward(x, shift, stride, padding, quantize, matmul: bool = False):
     specs = _specs(x.shape, shift.shape[0], stride, padding)
     if quantize:
         f, a = _quantized(shift), [None] * len(specs)
@@ -130,13 +166,14 @@ def _forward(x, shift, stride, padding, quantize):
         f, a = _split(shift)
     z = x
     for k, spec in enumerate(specs):
-        z, _ = _pass(z, f[k], a[k], spec)
+        z, _ = _pass(z, f[k], a[k], spec, matmul)
     return z
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def _rubiks_shift(x, shift, stride, padding, quantize):
-    return _forward(x, shift, stride, padding, quantize)
+    # the primal runs only without autodiff (inference): banded products
+    return _forward(x, shift, stride, padding, quantize, matmul=True)
 
 
 def _rubiks_shift_fwd(x, shift, stride, padding, quantize):
