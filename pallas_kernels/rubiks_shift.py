@@ -7,10 +7,10 @@ the 2-D variant: ``x [N, C, H, W]`` with a ``[2, C]`` shift). A shift ``s`` *rea
 ``(t + s_t, i*stride - padding + s_v, j*stride - padding + s_h)`` over its 8 integer
 neighbours. The spatial output size is ``(H + 2*padding - 1) // stride + 1`` (same for W).
 
-The kernels share one shape: each program owns an output tile ``[BC, BH, BW]``
-(a block of channels x a block of rows x a block of columns, by default whole rows, of one
-``(n, t)`` frame) and reads its
-inputs through per-channel index arithmetic, because the shift differs per channel.
+The kernels share one shape: each program owns an output tile ``[BC, BH, BW]`` (a block of
+channels x a block of rows x a block of columns, by default whole rows, of one ``(n, t)``
+frame) and reads its inputs through per-channel index arithmetic, because the shift differs
+per channel.
 
 * forward: the sum of 8 weighted neighbour loads (1 load with ``quantize=True``);
 * input gradient: the exact adjoint of the forward, itself a gather (each input position is
@@ -18,10 +18,10 @@ inputs through per-channel index arithmetic, because the shift differs per chann
 * fused shift + pointwise (1x1) convolution (:func:`rubiks_shift_pointwise`, forward): the
   shifted tile is multiplied into the output channels in registers;
 * shift gradient: per tile, ``sum grad_out * d out / d frac`` for each axis, written as
-  partial sums ``[N*T, row blocks, rows, C]`` and reduced by XLA in a fixed order:
+  partial sums ``[N*T, tiles, rows, C]`` and reduced by XLA in a fixed order:
   deterministic, no atomics.
 
-All three accumulate in float32 for float32 and bfloat16 inputs; float16 and float64 are
+All kernels accumulate in float32 for float32 and bfloat16 inputs; float16 and float64 are
 refused (``x`` named in the message). Flat int32 indexing: ``x`` must have fewer than 2**31
 elements.
 
@@ -30,9 +30,9 @@ with ``triton.CompilerParams``, as newer JAX defaults to Mosaic GPU). Triton ten
 have power-of-two sizes, so tiles are padded (a 56-wide row is a 64-lane row) and the
 padding lanes are masked on load and store; masked lanes are additionally pointed past the
 end of the buffer so they can never alias a neighbour even in interpret mode. There is no
-Mosaic GPU (Hopper TMA/WGMMA) variant: the op has no matrix multiply and its per-channel
-gather does not map onto TMA tiles; whether a Hopper-specific path pays is left to GPU
-measurements (see BENCHMARKS.md).
+Mosaic GPU (Hopper TMA/WGMMA) variant: the per-channel gather does not map onto TMA's
+rectangular tile copies, and the fused kernel's products are small (16-32-channel chunks);
+whether a Hopper-specific path pays is left to GPU measurements (see BENCHMARKS.md).
 
 On a backend without a GPU the same kernels run in Pallas's interpret mode (correct, slow):
 ``interpret=None`` does so with a one-time :class:`InterpretModeWarning`, so a CPU
