@@ -280,11 +280,15 @@ def sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int, n_step: int = 
     Returns a :class:`Batch` with leading axis ``batch_size``.
     """
     L, E = buffer.slots, buffer.num_envs
-    k_env, k_age = jax.random.split(key)
     ages_ok = max_age(buffer)
-    top = jnp.maximum(jnp.max(ages_ok), 1)
-    env = jax.random.randint(k_env, (batch_size, tries), 0, E)
-    age = jax.random.randint(k_age, (batch_size, tries), 1, top + 1)
+    top = jnp.maximum(jnp.max(ages_ok), 1).astype(jnp.uint32)
+    # one 32-bit draw per try gives both the env and the age (u = env + E * (age - 1) over the
+    # E * top candidates): four times fewer random bits than two randint calls, which on a CPU
+    # were the whole cost of sampling (1.9 of 1.9 ms for 8 batches of 128). The modulo bias is
+    # at most E * top / 2**32 relative, 2e-4 for a million-transition buffer.
+    u = jax.random.bits(key, (batch_size, tries), jnp.uint32) % (jnp.uint32(E) * top)
+    env = (u % jnp.uint32(E)).astype(jnp.int32)
+    age = (u // jnp.uint32(E)).astype(jnp.int32) + 1
     slot = (buffer.pointer[env] - age) % L
     valid = buffer.has_action[slot, env] & (age <= ages_ok[env])
     pick = jnp.argmax(valid, axis=1)
