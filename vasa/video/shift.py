@@ -22,6 +22,11 @@ Contents:
   ``nonzero_fraction``.
 * Scaled gradient normalisation (equations 6.9-6.10) as optax transformations:
   ``normalize_shift_gradients`` and ``shift_optimizer``.
+
+Implementations (``impl=``, :func:`resolve_impl`): ``"xla"`` is this module's separable passes
+(banded matrix products for inference, per-channel gathers under autodiff); ``"pallas"`` is
+:mod:`pallas_kernels.rubiks_shift` (Triton on a GPU, interpret mode elsewhere); ``"auto"``, the
+default, is Pallas on a GPU and XLA elsewhere. Both give the same values and gradients.
 """
 
 from __future__ import annotations
