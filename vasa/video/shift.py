@@ -226,9 +226,9 @@ def resolve_impl(impl: str, name: str = "rubiks_shift") -> str:
     return impl
 
 
-def _dispatch(x, shift, stride, padding, quantize, impl, name):
-    """``x [N, T, C, H, W]`` with a ``[3, C]`` or ``[2, C]`` shift through the chosen implementation."""
-    if resolve_impl(impl, name) == "pallas":
+def _dispatch(x, shift, stride, padding, quantize, impl):
+    """``x [N, T, C, H, W]`` with a ``[3, C]`` or ``[2, C]`` shift through the resolved ``impl``."""
+    if impl == "pallas":
         import pallas_kernels.rubiks_shift as pk
 
         if shift.shape[0] == 3:
@@ -299,12 +299,12 @@ def rubiks_shift_3d(
       ValueError: unknown ``impl``; ``x`` not 5-D float; ``shift`` not ``[3, C]`` float;
         ``stride < 1`` or ``padding < 0``.
     """
-    resolve_impl(impl, "rubiks_shift_3d")
+    impl = resolve_impl(impl, "rubiks_shift_3d")
     x, shift = jnp.asarray(x), jnp.asarray(shift)
     if x.ndim != 5:
         raise ValueError(f"rubiks_shift_3d: x must be [N, T, C, H, W], got shape {tuple(x.shape)}")
     _check_common(x, shift, 3, stride, padding, "[N, T, C, H, W]", "rubiks_shift_3d")
-    return _dispatch(x, shift, stride, padding, quantize, impl, "rubiks_shift_3d")
+    return _dispatch(x, shift, stride, padding, quantize, impl)
 
 
 def rubiks_shift_2d(
@@ -330,9 +330,9 @@ def rubiks_shift_2d(
     x, shift = jnp.asarray(x), jnp.asarray(shift)
     if x.ndim != 4:
         raise ValueError(f"rubiks_shift_2d: x must be [N, C, H, W], got shape {tuple(x.shape)}")
-    resolve_impl(impl, "rubiks_shift_2d")
+    impl = resolve_impl(impl, "rubiks_shift_2d")
     _check_common(x, shift, 2, stride, padding, "[N, C, H, W]", "rubiks_shift_2d")
-    return _dispatch(x[:, None], shift, stride, padding, quantize, impl, "rubiks_shift_2d")[:, 0]
+    return _dispatch(x[:, None], shift, stride, padding, quantize, impl)[:, 0]
 
 
 def rubiks_shift_pointwise(
@@ -357,7 +357,7 @@ def rubiks_shift_pointwise(
     Returns:
       ``[N, T, D, H_out, W_out]`` of ``x.dtype`` (products accumulated in float32).
     """
-    resolve_impl(impl, "rubiks_shift_pointwise")
+    impl = resolve_impl(impl, "rubiks_shift_pointwise")
     x, shift, weight = jnp.asarray(x), jnp.asarray(shift), jnp.asarray(weight)
     if x.ndim != 5:
         raise ValueError(f"rubiks_shift_pointwise: x must be [N, T, C, H, W], got shape {tuple(x.shape)}")
@@ -365,7 +365,7 @@ def rubiks_shift_pointwise(
     if weight.ndim != 2 or weight.shape[0] != x.shape[2]:
         raise ValueError(f"rubiks_shift_pointwise: weight must be [C, D] with C = x.shape[2] = {x.shape[2]}, "
                          f"got shape {tuple(weight.shape)}")
-    if resolve_impl(impl) == "pallas":
+    if impl == "pallas":
         import pallas_kernels.rubiks_shift as pk
 
         return pk.rubiks_shift_pointwise(x, shift, weight, stride=stride, padding=padding, quantize=quantize)
@@ -570,10 +570,10 @@ def rubiks_shift_aq(
     if x.ndim != 5:
         raise ValueError(f"rubiks_shift_aq: x must be [N, T, C, H, W], got shape {tuple(x.shape)}")
     spatial_shift = jnp.asarray(spatial_shift)
-    resolve_impl(impl, "rubiks_shift_aq")
+    impl = resolve_impl(impl, "rubiks_shift_aq")
     _check_common(x, spatial_shift, 2, stride, padding, "[N, T, C, H, W]", "rubiks_shift_aq")
     y = aq_temporal_shift(x, aq_attention(weights, temperature))
-    return _dispatch(y, spatial_shift, stride, padding, False, impl, "rubiks_shift_aq")
+    return _dispatch(y, spatial_shift, stride, padding, False, impl)
 
 
 def anneal_temperature(step, total_steps, start: float = 2.0, end: float = 1e-3) -> jax.Array:

@@ -19,6 +19,7 @@ rows are set at initialisation and receive no update.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import os
 import time
@@ -408,7 +409,7 @@ def load_synthetic(config: VideoTrainConfig):
     return (*map(jnp.asarray, tr), *map(jnp.asarray, va), list(CLASS_NAMES))
 
 
-class DataSource:
+class DataSource(abc.ABC):
     """Training and validation clips for :func:`train` (see :func:`resolve_data`).
 
     ``class_names``; ``steps_per_epoch``: full training batches in an epoch (the learning-rate
@@ -432,14 +433,17 @@ class DataSource:
     def skipped(self) -> dict[str, int]:
         return {"train": 0, "val": 0}
 
+    @abc.abstractmethod
     def clip_shape(self) -> tuple[int, ...]:
-        raise NotImplementedError
+        """See the class docstring."""
 
+    @abc.abstractmethod
     def train_batches(self, key: jax.Array) -> Iterator[tuple[Any, Any]]:
-        raise NotImplementedError
+        """See the class docstring."""
 
+    @abc.abstractmethod
     def val_batches(self) -> Iterator[tuple[Any, Any]]:
-        raise NotImplementedError
+        """See the class docstring."""
 
 
 class SyntheticData(DataSource):
