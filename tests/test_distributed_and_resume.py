@@ -41,6 +41,21 @@ for surrogate in ("clip", "kl"):
     for a, b in zip(flat4, flat1):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     print(surrogate, "max diff", max(float(np.max(np.abs(a - b))) for a, b in zip(flat4, flat1)))
+
+# compiled ahead of time, as ppo.train does, with a zero-size leaf in the env state (MJX's
+# Data has several): the step's output shardings must match its input shardings
+import jax.numpy as jnp
+from vasa.envs.wrappers import Wrapper
+class WithEmptyLeaf(Wrapper):
+    def reset(self, key):
+        s = self.env.reset(key)
+        return s.replace(metrics={{**s.metrics, "empty": jnp.zeros((0, 3))}})
+env = WithEmptyLeaf(ppo.make_env(config))
+state = ppo.init(config, env, mesh=make_mesh(4))
+compiled = ppo.make_train_step(config, env, mesh=make_mesh(4)).lower(state).compile()
+for _ in range(3):
+    state, metrics = compiled(state)
+assert state.env_state.metrics["empty"].shape == (32, 0, 3)
 try:
     import dataclasses
     ppo.init(dataclasses.replace(config, num_envs=30), mesh=make_mesh(4))

@@ -30,7 +30,7 @@ from flax import struct
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from vasa import replay
-from vasa.dist.mesh import DATA_AXIS, global_row_ids, make_mesh
+from vasa.dist.mesh import DATA_AXIS, global_row_ids, jit_sharded_step, make_mesh
 from vasa.envs import EnvState, check_env_id, make
 from vasa.envs.randomize import SUITES
 from vasa.run import Checkpointer, RunConfig, RunLogger, check_finite, finish_run, require, resolve_run
@@ -353,7 +353,7 @@ def make_train_step(config: OffPolicyConfig, learner: Learner, env, mesh=None, w
     specs = state_specs(abstract)
     # check_vma=False: MJX's physics uses lax.cond with device-invariant constants (see ppo.py)
     step = jax.shard_map(iteration, mesh=mesh, in_specs=(specs,), out_specs=(specs, P()), check_vma=False)
-    return jax.jit(step, donate_argnums=0)
+    return jit_sharded_step(step, mesh, specs)
 
 
 def _abstract_state(config, learner, env) -> TrainState:

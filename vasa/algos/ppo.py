@@ -36,7 +36,7 @@ from flax import struct
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from vasa.algos.returns import gae_advantages
-from vasa.dist.mesh import DATA_AXIS, global_row_ids, make_mesh
+from vasa.dist.mesh import DATA_AXIS, global_row_ids, jit_sharded_step, make_mesh
 from vasa.envs import EnvState, check_env_id, make
 from vasa.nn import MLP, ActionDistribution, GaussianPolicyHead, RunningStats
 from vasa.run import Checkpointer, RunConfig, RunLogger, check_finite, finish_run, resolve_run
@@ -502,7 +502,7 @@ def make_train_step(config: PPOConfig, env=None, mesh=None) -> Callable[[TrainSt
     step = jax.shard_map(iteration, mesh=mesh, in_specs=(specs,), out_specs=(specs, P()), check_vma=False)
     if seeded:
         step = jax.vmap(step)
-    return jax.jit(step, donate_argnums=0)
+    return jit_sharded_step(step, mesh, state_specs(abstract, seeded))
 
 
 def init_abstract(config: PPOConfig, env, nets: Networks) -> TrainState:

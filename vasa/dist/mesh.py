@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 DATA_AXIS = "data"
 
@@ -32,3 +32,19 @@ def global_row_ids(local_rows: int) -> jax.Array:
     device's rows of an array sharded along its first axis. Keys folded with these ids make
     random draws independent of the number of devices."""
     return jax.lax.axis_index(DATA_AXIS) * local_rows + jnp.arange(local_rows, dtype=jnp.int32)
+
+
+def jit_sharded_step(step, mesh: Mesh, state_specs):
+    """``jax.jit(step, donate_argnums=0)`` for ``step(state) -> (state, metrics)`` with the
+    state's shardings pinned to ``NamedSharding(mesh, state_specs)`` on the way in and out
+    (metrics replicated).
+
+    Pinning matters for ahead-of-time compiled steps (``.lower(state).compile()``): without
+    it XLA is free to report a zero-size leaf (MJX's empty ``act``, ``mocap_pos``, ...) as
+    replicated on output, and the next call then fails its sharding check on any mesh of
+    more than one device.
+    """
+    shardings = jax.tree.map(lambda s: NamedSharding(mesh, s), state_specs,
+                             is_leaf=lambda x: isinstance(x, PartitionSpec))
+    return jax.jit(step, donate_argnums=0, in_shardings=(shardings,),
+                   out_shardings=(shardings, NamedSharding(mesh, PartitionSpec())))
