@@ -383,27 +383,26 @@ def make_train_step(config: PPOConfig, env=None, mesh=None) -> Callable[[TrainSt
 
         return jax.lax.scan(env_step, state.env_state, jnp.arange(T))
 
+    # Collectives: one all-reduce per minibatch (gradients, loss terms and the KL together)
+    # plus two per epoch (advantage statistics). On a multi-device mesh each collective is a
+    # rendezvous, so their number, not their size, is what costs; see BENCHMARKS.md.
+    hinge = config.surrogate == "kl" and config.kl_hinge_coef > 0
+
     def loss_fn(params, mb, normalizer, beta):
+        """The local minibatch loss (without the KL hinge, whose weight needs the global KL)."""
         obs = normalize(normalizer, mb["obs"])
         mean, log_std = nets.policy.apply(params["policy"], obs)
         log_prob = dist.log_prob(mb["raw_action"], mean, log_std)
         ratio = jnp.exp(log_prob - mb["log_prob"])
         adv = mb["advantage"]
-        if config.normalize_advantages:
-            mu = jax.lax.pmean(adv.mean(), DATA_AXIS)
-            var = jax.lax.pmean(jnp.mean((adv - mu) ** 2), DATA_AXIS)
-            adv = (adv - mu) / (jnp.sqrt(var) + 1e-8)
+        if config.normalize_advantages:  # statistics of the whole (all-device) minibatch
+            adv = (adv - mb["adv_mean"]) / (mb["adv_std"] + 1e-8)
         kl = dist.kl(mb["mean"], mb["log_std"], mean, log_std).mean()
-        # KL over the whole (all-device) minibatch, held constant: it sets the hinge's weight
-        # and the early stop, so updates are the same on any number of devices
-        kl_global = jax.lax.pmean(jax.lax.stop_gradient(kl), DATA_AXIS)
         if config.surrogate == "clip":
             clipped = jnp.clip(ratio, 1 - config.clip_epsilon, 1 + config.clip_epsilon)
             policy_loss = -jnp.minimum(ratio * adv, clipped * adv).mean()
         else:
-            # d/dkl of kl_hinge_coef * max(0, KL - 2 target)^2, applied to the local KL
-            hinge_weight = 2 * config.kl_hinge_coef * jnp.maximum(0.0, kl_global - 2 * config.kl_target)
-            policy_loss = -(ratio * adv).mean() + beta * kl + hinge_weight * kl
+            policy_loss = -(ratio * adv).mean() + beta * kl
         value = nets.value_fn(params["value"], obs)
         err = (value - mb["return"]) ** 2
         if config.clip_value:
@@ -415,25 +414,47 @@ def make_train_step(config: PPOConfig, env=None, mesh=None) -> Callable[[TrainSt
         entropy = dist.entropy(mean, log_std, noise).mean()
         loss = policy_loss + config.value_coef * value_loss - config.entropy_coef * entropy
         clip_frac = (jnp.abs(ratio - 1) > config.clip_epsilon).mean()
-        return loss, dict(policy_loss=policy_loss, value_loss=value_loss, entropy=entropy, kl=kl_global,
-                          clip_fraction=clip_frac)
+        return loss, dict(policy_loss=policy_loss, value_loss=value_loss, entropy=entropy,
+                          kl=jax.lax.stop_gradient(kl), clip_fraction=clip_frac)
+
+    def kl_fn(policy_params, mb, normalizer):
+        mean, log_std = nets.policy.apply(policy_params, normalize(normalizer, mb["obs"]))
+        return dist.kl(mb["mean"], mb["log_std"], mean, log_std).mean()
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
     def sgd_step(state: TrainState, carry, mb):
         params, opt_state, stopped = carry
         (loss, aux), grads = grad_fn(params, mb, state.normalizer, state.beta)
+        local = dict(grads=grads, aux={**aux, "loss": loss})
+        if hinge:
+            local["kl_grad"] = jax.grad(kl_fn)(params["policy"], mb, state.normalizer)
+        mean = jax.lax.pmean(local, DATA_AXIS)  # the minibatch's one collective
+        grads, aux = mean["grads"], mean["aux"]
+        if hinge:
+            # KL(ref || pi) over the whole minibatch, before this update, sets the hinge's
+            # weight: d/dKL of kl_hinge_coef * max(0, KL - 2 target)^2. The hinge is linear
+            # in the local KLs' gradients, so adding it after the all-reduce is exact.
+            hinge_weight = 2 * config.kl_hinge_coef * jnp.maximum(0.0, aux["kl"] - 2 * config.kl_target)
+            grads = {**grads, "policy": jax.tree.map(lambda g, k: g + hinge_weight * k,
+                                                     grads["policy"], mean["kl_grad"])}
+            aux["loss"] = aux["loss"] + hinge_weight * aux["kl"]
         if config.kl_early_stop > 0:  # aux["kl"]: KL of the params before this update
             stopped = stopped | (aux["kl"] > config.kl_early_stop * config.kl_target)
-        grads = jax.lax.pmean(grads, DATA_AXIS)
         updates, new_opt = tx.update(grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
         params, opt_state = jax.tree.map(lambda new, old: jnp.where(stopped, old, new),
                                          (new_params, new_opt), (params, opt_state))
-        aux = jax.lax.pmean({**aux, "loss": loss}, DATA_AXIS)
         aux["grad_norm"] = optax.tree.norm(grads)
         aux["skipped"] = stopped.astype(jnp.float32)
         return (params, opt_state, stopped), aux
+
+    def advantage_stats(mbs):
+        """Mean and std of each (all-device) minibatch's advantages, ``[M]`` each."""
+        adv = mbs["advantage"]
+        mu = jax.lax.pmean(adv.mean(axis=1), DATA_AXIS)
+        var = jax.lax.pmean(jnp.mean((adv - mu[:, None]) ** 2, axis=1), DATA_AXIS)
+        return {**mbs, "adv_mean": mu, "adv_std": jnp.sqrt(var)}
 
     def shuffle(data, key):
         """``[T, local_envs, ...]`` -> ``[M, local_groups * per_group, ...]`` minibatches."""
@@ -465,7 +486,10 @@ def make_train_step(config: PPOConfig, env=None, mesh=None) -> Callable[[TrainSt
                     log_std=tr.log_std, advantage=advantages, value=values, **{"return": returns})
 
         def epoch(carry, k):
-            return jax.lax.scan(functools.partial(sgd_step, state), carry, shuffle(data, k))
+            mbs = shuffle(data, k)
+            if config.normalize_advantages:
+                mbs = advantage_stats(mbs)
+            return jax.lax.scan(functools.partial(sgd_step, state), carry, mbs)
 
         carry = (state.params, state.opt_state, jnp.zeros((), bool))
         (params, opt_state, _), aux = jax.lax.scan(epoch, carry, jax.random.split(k_learn, config.num_epochs))
