@@ -165,7 +165,9 @@ class DDPGLearner:
             return jnp.mean((q - y) ** 2), q.mean()
 
         (c_loss, q_mean), grads = jax.value_and_grad(critic_loss, has_aux=True)(critic)
-        critic, opt_c = apply_gradients(self.tx_critic, jax.lax.pmean(grads, DATA_AXIS), state["opt"]["critic"], critic)
+        # one all-reduce per phase: gradients and the losses logged with them travel together
+        grads, c_loss, q_mean = jax.lax.pmean((grads, c_loss, q_mean), DATA_AXIS)
+        critic, opt_c = apply_gradients(self.tx_critic, grads, state["opt"]["critic"], critic)
 
         h = jax.lax.stop_gradient(self.trunk.conv_out(critic, obs))
         feat = self.trunk.critic_features(critic, h=h)
@@ -174,7 +176,8 @@ class DDPGLearner:
             return -jnp.mean(self.q.apply(critic["q"], feat, self._action(a, critic, h=h))[0])
 
         a_loss, g = jax.value_and_grad(actor_loss)(actor)
-        actor, opt_a = apply_gradients(self.tx_actor, jax.lax.pmean(g, DATA_AXIS), state["opt"]["actor"], actor)
+        g, a_loss = jax.lax.pmean((g, a_loss), DATA_AXIS)
+        actor, opt_a = apply_gradients(self.tx_actor, g, state["opt"]["actor"], actor)
 
         online = {"critic": critic, "actor": actor}
         if cfg.target_update == "soft":
@@ -182,8 +185,7 @@ class DDPGLearner:
         else:
             copy = (step + 1) % cfg.hard_update_interval == 0
             target = jax.tree.map(lambda new, old: jnp.where(copy, new, old), online, target)
-        metrics = {"critic_loss": jax.lax.pmean(c_loss, DATA_AXIS), "actor_loss": jax.lax.pmean(a_loss, DATA_AXIS),
-                   "q_mean": jax.lax.pmean(q_mean, DATA_AXIS)}
+        metrics = {"critic_loss": c_loss, "actor_loss": a_loss, "q_mean": q_mean}
         return {"critic": critic, "actor": actor, "target": target, "opt": {"critic": opt_c, "actor": opt_a}}, metrics
 
 

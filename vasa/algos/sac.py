@@ -152,7 +152,9 @@ class SACLearner:
             return jnp.sum(jnp.mean((q - y) ** 2, axis=-1)), q.mean()
 
         (c_loss, q_mean), grads = jax.value_and_grad(critic_loss, has_aux=True)(critic)
-        critic, opt_critic = apply_gradients(self.tx, jax.lax.pmean(grads, DATA_AXIS), state["opt"]["critic"], critic)
+        # one all-reduce per phase: gradients and the losses logged with them travel together
+        grads, c_loss, q_mean = jax.lax.pmean((grads, c_loss, q_mean), DATA_AXIS)
+        critic, opt_critic = apply_gradients(self.tx, grads, state["opt"]["critic"], critic)
 
         # actor and temperature (every actor_update_freq updates), on the updated encoder
         h = jax.lax.stop_gradient(self.trunk.conv_out(critic, obs))
@@ -166,11 +168,13 @@ class SACLearner:
                 return jnp.mean(jnp.exp(log_alpha) * logp - q.min(0)), logp
 
             (a_loss, logp), g = jax.value_and_grad(actor_loss, has_aux=True)(actor)
-            actor, opt_a = apply_gradients(self.tx, jax.lax.pmean(g, DATA_AXIS), opt_a, actor)
+            # the temperature's gradient uses the same (pre-update) log-probs
             slack = jax.lax.stop_gradient(-logp - self.target_entropy)
             al_loss, g_al = jax.value_and_grad(lambda la: jnp.mean(jnp.exp(la) * slack))(log_alpha)
-            log_alpha, opt_al = apply_gradients(self.tx, jax.lax.pmean(g_al, DATA_AXIS), opt_al, log_alpha)
-            return (actor, log_alpha, opt_a, opt_al), jnp.stack([a_loss, al_loss, -logp.mean()])
+            g, g_al, aux = jax.lax.pmean((g, g_al, jnp.stack([a_loss, al_loss, -logp.mean()])), DATA_AXIS)
+            actor, opt_a = apply_gradients(self.tx, g, opt_a, actor)
+            log_alpha, opt_al = apply_gradients(self.tx, g_al, opt_al, log_alpha)
+            return (actor, log_alpha, opt_a, opt_al), aux
 
         def skip(operand):
             return operand, jnp.full((3,), jnp.nan)
@@ -181,7 +185,6 @@ class SACLearner:
         else:
             (actor, log_alpha, opt_a, opt_al), actor_aux = jax.lax.cond(
                 step % cfg.actor_update_freq == 0, actor_step, skip, operand)
-        actor_aux = jax.lax.pmean(actor_aux, DATA_AXIS)
 
         target_new = soft_update(target, critic, cfg.tau)
         if cfg.target_update_freq > 1:
@@ -190,7 +193,7 @@ class SACLearner:
         target = target_new
         new_state = {"critic": critic, "target": target, "actor": actor, "log_alpha": log_alpha,
                      "opt": {"critic": opt_critic, "actor": opt_a, "alpha": opt_al}}
-        metrics = {"critic_loss": jax.lax.pmean(c_loss, DATA_AXIS), "q_mean": jax.lax.pmean(q_mean, DATA_AXIS),
+        metrics = {"critic_loss": c_loss, "q_mean": q_mean,
                    "actor_loss": actor_aux[0], "alpha_loss": actor_aux[1], "entropy": actor_aux[2],
                    "alpha": jnp.exp(log_alpha)}
         return new_state, metrics
