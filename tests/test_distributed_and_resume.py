@@ -216,6 +216,7 @@ def test_help_lists_every_field_with_default():
     (["--unroll-length", "0"], "unroll_length"),
     (["--env", "dmc/cartpole_balanse"], "env"),
     (["--action-repeat", "0"], "action_repeat"),
+    (["--chunk", "0"], "RunConfig.chunk"),
 ])
 def test_example_rejects_bad_config(args, field):
     out = _example(*args)

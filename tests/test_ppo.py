@@ -145,3 +145,54 @@ def test_normalizer_order_changes_learning_not_statistics():
     # but the learner saw differently normalised inputs
     assert not np.allclose(after.params["value"]["params"]["Dense_0"]["kernel"],
                            first.params["value"]["params"]["Dense_0"]["kernel"])
+
+
+def test_chunked_step_matches_single_iterations():
+    # train_chunk(state, count) runs `count` iterations in one call: same states and metrics
+    # as `count` single calls; rows past `count` are NaN; one executable serves every count
+    config = dataclasses.replace(TINY, num_seeds=2)
+    single = ppo.make_train_step(config)
+    state = ppo.init(config)
+    expected = []
+    for _ in range(3):
+        state, metrics = single(state)
+        expected.append(jax.device_get(metrics))
+    reference = jax.device_get(state.params)
+
+    chunked = ppo.make_train_step(config, chunk=4)
+    state = ppo.init(config)
+    compiled = chunked.lower(state, 4).compile()
+    state, metrics = compiled(state, 3)
+    metrics = jax.device_get(metrics)
+    for a, b in zip(jax.tree.leaves(jax.device_get(state.params)), jax.tree.leaves(reference)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert int(state.iteration[0]) == 3
+    for k, v in metrics.items():
+        assert v.shape == (4, 2), (k, v.shape)
+        np.testing.assert_allclose(v[:3], np.stack([m[k] for m in expected]), rtol=1e-4, atol=1e-5, err_msg=k)
+        assert np.isnan(v[3]).all(), k
+    state, metrics = compiled(state, 2)  # the same executable, another count
+    assert int(state.iteration[0]) == 5 and np.isnan(metrics["loss"][2:]).all()
+    with pytest.raises(ValueError, match="chunk=0"):
+        ppo.make_train_step(config, chunk=0)
+
+
+def test_chunk_plan_ends_calls_at_events():
+    from vasa.run import chunk_plan
+
+    assert chunk_plan(0, 25, 10, (10, 0)) == [10, 10, 5]
+    assert chunk_plan(3, 25, 10, (4,)) == [1, 4, 4, 4, 4, 4, 1]
+    assert chunk_plan(0, 7, 1, (3,)) == [1] * 7
+    assert chunk_plan(5, 5, 10) == []
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # property: sums to the span, each <= chunk, crosses no event
+        start, span, chunk = (int(x) for x in rng.integers(0, 40, 3))
+        chunk += 1
+        every = tuple(int(x) for x in rng.integers(0, 12, 2))
+        plan = chunk_plan(start, start + span, chunk, every)
+        assert sum(plan) == span and all(1 <= n <= chunk for n in plan)
+        ends = np.cumsum([start] + plan)
+        for e in every:
+            if e:
+                events = [k for k in range(start + 1, start + span + 1) if k % e == 0]
+                assert set(events) <= set(ends[1:].tolist()), (start, span, chunk, every, plan)

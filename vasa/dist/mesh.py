@@ -34,17 +34,38 @@ def global_row_ids(local_rows: int) -> jax.Array:
     return jax.lax.axis_index(DATA_AXIS) * local_rows + jnp.arange(local_rows, dtype=jnp.int32)
 
 
-def jit_sharded_step(step, mesh: Mesh, state_specs):
-    """``jax.jit(step, donate_argnums=0)`` for ``step(state) -> (state, metrics)`` with the
-    state's shardings pinned to ``NamedSharding(mesh, state_specs)`` on the way in and out
-    (metrics replicated).
+def jit_sharded_step(step, mesh: Mesh, state_specs, chunk: int | None = None):
+    """Jit ``step(state) -> (state, metrics)`` with the state donated and its shardings pinned
+    to ``NamedSharding(mesh, state_specs)`` on the way in and out (metrics replicated).
 
     Pinning matters for ahead-of-time compiled steps (``.lower(state).compile()``): without
     it XLA is free to report a zero-size leaf (MJX's empty ``act``, ``mocap_pos``, ...) as
     replicated on output, and the next call then fails its sharding check on any mesh of
     more than one device.
+
+    Args:
+      chunk: ``None`` returns the jitted ``step``. An integer ``K >= 1`` returns
+        ``run(state, count) -> (state, metrics)``, which runs ``min(count, K)`` steps in one
+        ``lax.scan`` (one device call, no host round trip between steps; ``count`` is a
+        traced ``int32``, so one compilation serves every count). Metrics come back stacked,
+        ``[K, ...]``, with NaN (zero for non-float leaves) in the rows past ``count``.
     """
     shardings = jax.tree.map(lambda s: NamedSharding(mesh, s), state_specs,
                              is_leaf=lambda x: isinstance(x, PartitionSpec))
-    return jax.jit(step, donate_argnums=0, in_shardings=(shardings,),
-                   out_shardings=(shardings, NamedSharding(mesh, PartitionSpec())))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    if chunk is None:
+        return jax.jit(step, donate_argnums=0, in_shardings=(shardings,), out_shardings=(shardings, replicated))
+    if int(chunk) < 1:
+        raise ValueError(f"chunk={chunk!r} is not allowed: it must be an integer >= 1 (or None).")
+
+    def run(state, count):
+        def skip(s):
+            blank = lambda x: jnp.full(x.shape, jnp.nan if jnp.issubdtype(x.dtype, jnp.floating) else 0, x.dtype)  # noqa: E731
+            return s, jax.tree.map(blank, jax.eval_shape(step, s)[1])
+
+        def body(s, i):
+            return jax.lax.cond(i < count, step, skip, s)
+
+        return jax.lax.scan(body, state, jnp.arange(int(chunk)))
+
+    return jax.jit(run, donate_argnums=0, in_shardings=(shardings, replicated), out_shardings=(shardings, replicated))
