@@ -73,6 +73,7 @@ from brax.training.agents.ppo import networks as brax_networks
 from brax.training.agents.ppo import train as brax_ppo
 
 from vasa.algos import ppo
+from vasa.run import RunConfig, chunk_plan
 
 try:  # run as a script: benchmarks/ is on sys.path
     from _brax_shim import shim_removed_jax_apis
@@ -191,13 +192,16 @@ class VasaRun:
     environment steps, records the time taken, and evaluates.
 
     The training step is compiled ahead of time at the start of the first epoch (so inside
-    its timing), as vasa's own loop ``ppo.train`` does, and that executable serves every call.
+    its timing), as vasa's own loop ``ppo.train`` does, and that executable serves every call;
+    like ``ppo.train`` it runs ``RunConfig().chunk`` iterations per device call (Brax runs a
+    whole epoch per call).
     """
 
     def __init__(self, config: ppo.PPOConfig, num_eval_envs: int):
         self.config = config
         self.state = ppo.init(config)
-        self.jitted_step = ppo.make_train_step(config)
+        self.chunk = RunConfig().chunk
+        self.jitted_step = ppo.make_train_step(config, chunk=self.chunk)
         self.train_step = None
         self.evaluate = ppo.make_evaluate(config, num_envs=num_eval_envs)
         self.eval_key = jax.random.PRNGKey(config.seed + 1)
@@ -210,9 +214,9 @@ class VasaRun:
         if target > self.iterations:
             start = time.perf_counter()
             if self.train_step is None:
-                self.train_step = self.jitted_step.lower(self.state).compile()
-            for _ in range(target - self.iterations):
-                self.state, metrics = self.train_step(self.state)
+                self.train_step = self.jitted_step.lower(self.state, self.chunk).compile()
+            for count in chunk_plan(self.iterations, target, self.chunk):
+                self.state, metrics = self.train_step(self.state, count)
             jax.block_until_ready(metrics)
             self.epoch_seconds.append(time.perf_counter() - start)
             self.iterations = target
