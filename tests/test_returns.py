@@ -50,3 +50,72 @@ def test_episode_end_cuts_the_recursion():
     dones = z.at[1, 0].set(1.0)  # episode boundary after step 1
     adv, _ = gae_advantages(r, z, z, dones, dones, 1.0, 1.0)
     np.testing.assert_allclose(adv[:, 0], [0.0, 0.0, 1.0, 1.0])
+
+
+def _unroll(rng, T, E, D, p_end=0.15):
+    """A time-major unroll obeying auto-reset: ``next_obs[t] == obs[t + 1]`` unless the
+    episode ended at ``t`` (then ``next_obs[t]`` is the true last observation)."""
+    from vasa.algos.ppo import Transition
+
+    obs = rng.normal(size=(T + 1, E, D)).astype(np.float32)
+    dones = (rng.random((T, E)) < p_end).astype(np.float32)
+    terms = dones * (rng.random((T, E)) < 0.5)
+    next_obs = np.where(dones[..., None] > 0, rng.normal(size=(T, E, D)).astype(np.float32), obs[1:])
+    z = jnp.zeros((T, E))
+    tr = Transition(obs=jnp.asarray(obs[:-1]), raw_action=z, log_prob=z, mean=z, log_std=z, reward=z,
+                    done=jnp.asarray(dones), termination=jnp.asarray(terms), next_obs=jnp.asarray(next_obs),
+                    final_return=z)
+    return tr, obs, next_obs, dones, terms
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_successor_values_match_values_of_every_next_observation(seed):
+    """Against the plain ``V(next_obs)`` of every step (2 T E rows, NumPy): equal wherever
+    GAE uses the successor (not at terminations, where it is 0). Half the seeds put no
+    truncation before the last step, so the ``lax.cond`` takes its cheap branch."""
+    import jax
+
+    from vasa.algos.ppo import successor_values
+
+    rng = np.random.default_rng(seed)
+    T, E, D = 9, 5, 3
+    tr, obs, next_obs, dones, terms = _unroll(rng, T, E, D, p_end=0.15 if seed % 2 else 0.0)
+    w = rng.normal(size=(D, 4)).astype(np.float32)
+    np_value = lambda o: np.tanh(o @ w).sum(-1)  # noqa: E731
+    rows = []
+
+    def value_fn(o):  # counts the rows actually evaluated
+        def host(x):
+            rows.append(x.shape[0])
+            return np_value(np.asarray(x)).astype(np.float32)
+
+        return jax.pure_callback(host, jax.ShapeDtypeStruct(o.shape[:1], jnp.float32), o)
+
+    values, next_values = jax.jit(lambda tr: successor_values(value_fn, tr))(tr)
+    np.testing.assert_allclose(values, np_value(obs[:-1]), rtol=1e-5, atol=1e-5)
+    want = np.where(terms > 0, 0.0, np_value(next_obs))
+    np.testing.assert_allclose(next_values, want, rtol=1e-5, atol=1e-5)
+    truncated_steps = int(((dones > 0) & (terms == 0))[:-1].any(axis=1).sum())
+    assert sorted(rows) == sorted([T * E + E] + [E] * truncated_steps)
+    # and GAE from them equals GAE from the plain successor values
+    r = rng.normal(size=(T, E)).astype(np.float32)
+    adv, _ = gae_advantages(jnp.asarray(r), values, next_values, tr.termination, tr.done, 0.97, 0.95)
+    adv_ref, _ = numpy_gae(r, np_value(obs[:-1]), np_value(next_obs), terms, dones, 0.97, 0.95)
+    np.testing.assert_allclose(adv, adv_ref, rtol=1e-4, atol=1e-4)
+
+
+def test_successor_values_under_vmap_over_seeds():
+    import jax
+
+    from vasa.algos.ppo import successor_values
+
+    rng = np.random.default_rng(7)
+    T, E, D = 6, 4, 3
+    unrolls = [_unroll(rng, T, E, D, p_end=0.3) for _ in range(3)]
+    stacked = jax.tree.map(lambda *x: jnp.stack(x), *[u[0] for u in unrolls])
+    w = jnp.asarray(rng.normal(size=(D,)).astype(np.float32))
+    value_fn = lambda o: jnp.sin(o @ w)  # noqa: E731
+    _, next_values = jax.jit(jax.vmap(lambda tr: successor_values(value_fn, tr)))(stacked)
+    for k, (_, _, next_obs, _, terms) in enumerate(unrolls):
+        want = np.where(terms > 0, 0.0, np.sin(next_obs @ np.asarray(w)))
+        np.testing.assert_allclose(next_values[k], want, rtol=1e-5, atol=1e-5)

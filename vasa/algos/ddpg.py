@@ -29,7 +29,7 @@ import optax
 
 from vasa.algos import offpolicy
 from vasa.algos.offpolicy import OffPolicyConfig, PixelTrunk, apply_gradients, example_input, network_input, soft_update
-from vasa.dist.mesh import DATA_AXIS
+from vasa.dist.mesh import DATA_AXIS, pmean
 from vasa.nn import MLP, ActionDistribution
 from vasa.run import RunConfig, require
 
@@ -166,7 +166,7 @@ class DDPGLearner:
 
         (c_loss, q_mean), grads = jax.value_and_grad(critic_loss, has_aux=True)(critic)
         # one all-reduce per phase: gradients and the losses logged with them travel together
-        grads, c_loss, q_mean = jax.lax.pmean((grads, c_loss, q_mean), DATA_AXIS)
+        grads, c_loss, q_mean = pmean((grads, c_loss, q_mean), DATA_AXIS)
         critic, opt_c = apply_gradients(self.tx_critic, grads, state["opt"]["critic"], critic)
 
         h = jax.lax.stop_gradient(self.trunk.conv_out(critic, obs))
@@ -176,7 +176,7 @@ class DDPGLearner:
             return -jnp.mean(self.q.apply(critic["q"], feat, self._action(a, critic, h=h))[0])
 
         a_loss, g = jax.value_and_grad(actor_loss)(actor)
-        g, a_loss = jax.lax.pmean((g, a_loss), DATA_AXIS)
+        g, a_loss = pmean((g, a_loss), DATA_AXIS)
         actor, opt_a = apply_gradients(self.tx_actor, g, state["opt"]["actor"], actor)
 
         online = {"critic": critic, "actor": actor}

@@ -30,7 +30,7 @@ from flax import struct
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from vasa import replay
-from vasa.dist.mesh import DATA_AXIS, global_row_ids, jit_sharded_step, make_mesh
+from vasa.dist.mesh import DATA_AXIS, global_row_ids, jit_sharded_step, make_mesh, psum
 from vasa.envs import EnvState, check_env_id, make
 from vasa.envs.randomize import SUITES
 from vasa.run import Checkpointer, RunConfig, RunLogger, check_finite, finish_run, require, resolve_run
@@ -342,8 +342,8 @@ def make_train_step(config: OffPolicyConfig, learner: Learner, env, mesh=None, w
         elif not warmup:
             params, updates, metrics = learn(state, k_learn)
             state = state.replace(learner=params, updates=updates)
-        episodes, return_sum = jax.lax.psum((done.sum(), returns.sum()), DATA_AXIS)
-        stored = jax.lax.psum(state.buffer.size(), DATA_AXIS)
+        episodes, return_sum = psum((done.sum(), returns.sum()), DATA_AXIS)
+        stored = psum(state.buffer.size(), DATA_AXIS)
         metrics.update(episodes=episodes, episode_return=jnp.where(episodes > 0, return_sum / jnp.maximum(episodes, 1),
                                                                    jnp.nan),
                        buffer_size=stored.astype(jnp.float32))

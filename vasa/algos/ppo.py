@@ -36,7 +36,7 @@ from flax import struct
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from vasa.algos.returns import gae_advantages
-from vasa.dist.mesh import DATA_AXIS, global_row_ids, jit_sharded_step, make_mesh
+from vasa.dist.mesh import DATA_AXIS, global_row_ids, jit_sharded_step, make_mesh, pmean, psum
 from vasa.envs import EnvState, check_env_id, make
 from vasa.nn import MLP, ActionDistribution, GaussianPolicyHead, RunningStats
 from vasa.run import Checkpointer, RunConfig, RunLogger, check_finite, chunk_plan, finish_run, resolve_run
@@ -340,6 +340,42 @@ def state_specs(state: TrainState, seeded: bool) -> TrainState:
 # --------------------------------------------------------------------------- iteration
 
 
+def successor_values(value_fn: Callable, tr: Transition) -> tuple[jax.Array, jax.Array]:
+    """``V(s_t)`` and ``V(s'_t)`` of an unroll with ``T * E + E`` value rows, not ``2 T E``.
+
+    The successor of step ``t`` is step ``t + 1``'s observation while the episode goes on,
+    so its value is re-used; the unroll's last step is bootstrapped from its true next
+    observation; a truncated step (time limit, ``done`` without ``termination``) needs the
+    value of the episode's last observation (``tr.next_obs``, kept before auto-reset), which
+    is computed only for the steps where some environment was truncated (a ``lax.cond`` per
+    step; under ``vmap`` over seeds both branches run, which costs what ``2 T E`` rows do).
+    A terminated step's successor value is 0; GAE does not use it.
+
+    Args:
+      value_fn: ``obs [N, D] -> values [N]`` (observation normalisation included).
+      tr: the unroll, time-major: ``obs``/``next_obs`` ``[T, E, D]``, ``done`` and
+        ``termination`` ``[T, E] float32``.
+
+    Returns:
+      ``(values, next_values)``, both ``[T, E] float32``.
+    """
+    T, E = tr.done.shape
+    flat = jnp.concatenate([tr.obs.reshape((T * E,) + tr.obs.shape[2:]), tr.next_obs[-1]])
+    both = value_fn(flat)
+    values, boot = both[: T * E].reshape(T, E), both[T * E:]
+    truncated = (tr.done > 0) & (tr.termination == 0)
+
+    def truncated_step(args):
+        any_truncated, next_obs = args
+        return jax.lax.cond(any_truncated, value_fn, lambda o: jnp.zeros(o.shape[0], values.dtype), next_obs)
+
+    at_limit = jax.lax.map(truncated_step, (truncated[:-1].any(axis=1), tr.next_obs[:-1]))
+    next_values = jnp.where(truncated[:-1], at_limit, values[1:])
+    next_values = jnp.concatenate([next_values, boot[None]])
+    return values, jnp.where(tr.termination > 0, 0.0, next_values)
+
+
+
 def make_train_step(config: PPOConfig, env=None, mesh=None, chunk: int | None = None) -> Callable:
     """The jitted iteration ``train_step(state) -> (state, metrics)``.
 
@@ -436,7 +472,7 @@ def make_train_step(config: PPOConfig, env=None, mesh=None, chunk: int | None = 
         local = dict(grads=grads, aux={**aux, "loss": loss})
         if hinge:
             local["kl_grad"] = jax.grad(kl_fn)(params["policy"], mb, state.normalizer)
-        mean = jax.lax.pmean(local, DATA_AXIS)  # the minibatch's one collective
+        mean = pmean(local, DATA_AXIS)  # the minibatch's one collective
         grads, aux = mean["grads"], mean["aux"]
         if hinge:
             # KL(ref || pi) over the whole minibatch, before this update, sets the hinge's
@@ -459,8 +495,8 @@ def make_train_step(config: PPOConfig, env=None, mesh=None, chunk: int | None = 
     def advantage_stats(mbs):
         """Mean and std of each (all-device) minibatch's advantages, ``[M]`` each."""
         adv = mbs["advantage"]
-        mu = jax.lax.pmean(adv.mean(axis=1), DATA_AXIS)
-        var = jax.lax.pmean(jnp.mean((adv - mu[:, None]) ** 2, axis=1), DATA_AXIS)
+        mu = pmean(adv.mean(axis=1), DATA_AXIS)
+        var = pmean(jnp.mean((adv - mu[:, None]) ** 2, axis=1), DATA_AXIS)
         return {**mbs, "adv_mean": mu, "adv_std": jnp.sqrt(var)}
 
     def shuffle(data, key):
@@ -484,9 +520,8 @@ def make_train_step(config: PPOConfig, env=None, mesh=None, chunk: int | None = 
         if config.normalize_observations and config.normalizer_first:
             normalizer = normalizer.update(tr.obs, axis_name=DATA_AXIS)
             state = state.replace(normalizer=normalizer)
-        value_params = state.params["value"]
-        values = nets.value_fn(value_params, normalize(state.normalizer, tr.obs))
-        next_values = nets.value_fn(value_params, normalize(state.normalizer, tr.next_obs))
+        values, next_values = successor_values(
+            lambda obs: nets.value_fn(state.params["value"], normalize(state.normalizer, obs)), tr)
         advantages, returns = gae_advantages(tr.reward, values, next_values, tr.termination, tr.done,
                                              config.gamma, config.gae_lambda)
         data = dict(obs=tr.obs, raw_action=tr.raw_action, log_prob=tr.log_prob, mean=tr.mean,
@@ -509,8 +544,8 @@ def make_train_step(config: PPOConfig, env=None, mesh=None, chunk: int | None = 
         if config.normalize_observations and not config.normalizer_first:
             normalizer = normalizer.update(tr.obs, axis_name=DATA_AXIS)
 
-        episodes = jax.lax.psum(tr.done.sum(), DATA_AXIS)
-        return_sum, return_sq = jax.lax.psum(
+        episodes = psum(tr.done.sum(), DATA_AXIS)
+        return_sum, return_sq = psum(
             ((tr.final_return * tr.done).sum(), (tr.final_return**2 * tr.done).sum()), DATA_AXIS)
         count = jnp.maximum(episodes, 1.0)
         return_mean = jnp.where(episodes > 0, return_sum / count, jnp.nan)
@@ -673,4 +708,4 @@ def steps_done(config: PPOConfig, iteration: int) -> int:
 
 
 __all__ = ["PPOConfig", "TrainState", "adapt_beta", "init", "make_train_step", "make_policy", "make_evaluate",
-           "make_env", "minibatch_group_size", "steps_done", "state_specs", "train"]
+           "make_env", "minibatch_group_size", "steps_done", "state_specs", "successor_values", "train"]

@@ -35,7 +35,7 @@ import optax
 
 from vasa.algos import offpolicy
 from vasa.algos.offpolicy import OffPolicyConfig, PixelTrunk, apply_gradients, example_input, network_input, soft_update
-from vasa.dist.mesh import DATA_AXIS
+from vasa.dist.mesh import DATA_AXIS, pmean
 from vasa.nn import ActionDistribution, GaussianPolicyHead
 from vasa.run import RunConfig, require
 
@@ -153,7 +153,7 @@ class SACLearner:
 
         (c_loss, q_mean), grads = jax.value_and_grad(critic_loss, has_aux=True)(critic)
         # one all-reduce per phase: gradients and the losses logged with them travel together
-        grads, c_loss, q_mean = jax.lax.pmean((grads, c_loss, q_mean), DATA_AXIS)
+        grads, c_loss, q_mean = pmean((grads, c_loss, q_mean), DATA_AXIS)
         critic, opt_critic = apply_gradients(self.tx, grads, state["opt"]["critic"], critic)
 
         # actor and temperature (every actor_update_freq updates), on the updated encoder
@@ -171,7 +171,7 @@ class SACLearner:
             # the temperature's gradient uses the same (pre-update) log-probs
             slack = jax.lax.stop_gradient(-logp - self.target_entropy)
             al_loss, g_al = jax.value_and_grad(lambda la: jnp.mean(jnp.exp(la) * slack))(log_alpha)
-            g, g_al, aux = jax.lax.pmean((g, g_al, jnp.stack([a_loss, al_loss, -logp.mean()])), DATA_AXIS)
+            g, g_al, aux = pmean((g, g_al, jnp.stack([a_loss, al_loss, -logp.mean()])), DATA_AXIS)
             actor, opt_a = apply_gradients(self.tx, g, opt_a, actor)
             log_alpha, opt_al = apply_gradients(self.tx, g_al, opt_al, log_alpha)
             return (actor, log_alpha, opt_a, opt_al), aux

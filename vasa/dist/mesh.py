@@ -34,6 +34,19 @@ def global_row_ids(local_rows: int) -> jax.Array:
     return jax.lax.axis_index(DATA_AXIS) * local_rows + jnp.arange(local_rows, dtype=jnp.int32)
 
 
+def pmean(x, axis_name: str = DATA_AXIS):
+    """``lax.pmean`` over ``axis_name`` inside ``shard_map``, skipped on an axis of size one.
+
+    XLA keeps a one-participant all-reduce as a copy (about 0.1 ms for PPO's gradient tree
+    on a CPU core, once per minibatch); skipping it leaves results bitwise unchanged."""
+    return x if jax.lax.axis_size(axis_name) == 1 else jax.lax.pmean(x, axis_name)
+
+
+def psum(x, axis_name: str = DATA_AXIS):
+    """``lax.psum`` over ``axis_name`` inside ``shard_map``, skipped on an axis of size one."""
+    return x if jax.lax.axis_size(axis_name) == 1 else jax.lax.psum(x, axis_name)
+
+
 def jit_sharded_step(step, mesh: Mesh, state_specs, chunk: int | None = None):
     """Jit ``step(state) -> (state, metrics)`` with the state donated and its shardings pinned
     to ``NamedSharding(mesh, state_specs)`` on the way in and out (metrics replicated).

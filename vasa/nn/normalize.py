@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from vasa.dist.mesh import psum
+
 
 @struct.dataclass
 class RunningStats:
@@ -35,11 +37,11 @@ class RunningStats:
         n = jnp.asarray(x.shape[0], jnp.float32)
         total = x.sum(0)
         if axis_name is not None:
-            n, total = jax.lax.psum((n, total), axis_name)
+            n, total = psum((n, total), axis_name)
         batch_mean = total / n
         sq = jnp.sum((x - batch_mean) ** 2, axis=0)
         if axis_name is not None:
-            sq = jax.lax.psum(sq, axis_name)
+            sq = psum(sq, axis_name)
         count = self.count + n
         delta = batch_mean - self.mean
         mean = self.mean + delta * (n / count)
