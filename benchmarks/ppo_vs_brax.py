@@ -67,6 +67,7 @@ from pathlib import Path
 from typing import Literal
 
 import jax
+import numpy as np
 import tyro
 from brax import envs as brax_envs
 from brax.training.agents.ppo import networks as brax_networks
@@ -126,8 +127,9 @@ class Args:
     """global gradient-norm clip (0: none)"""
     reward_scaling: float = 1.0
     """reward multiplier for learning"""
-    seed: int = 0
-    """random seed of both runs"""
+    seeds: tuple[int, ...] = (0,)
+    """random seeds; each trains both libraries (interleaved), one seed after the other, and
+    the report adds the mean and spread over seeds"""
     out: Path | None = None
     """write the results as JSON here"""
 
@@ -148,10 +150,10 @@ def settings(args: Args, env_id: str) -> dict:
     )
 
 
-def vasa_config(args: Args, env_id: str, total_env_steps: int) -> ppo.PPOConfig:
+def vasa_config(args: Args, env_id: str, total_env_steps: int, seed: int = 0) -> ppo.PPOConfig:
     return ppo.PPOConfig(
         env=env_id, num_envs=args.num_envs, unroll_length=args.unroll_length,
-        total_env_steps=total_env_steps, seed=args.seed, episode_length=1000, action_repeat=1,
+        total_env_steps=total_env_steps, seed=seed, episode_length=1000, action_repeat=1,
         reset_mode="cached", surrogate="clip", clip_epsilon=args.clip_epsilon, gamma=args.gamma,
         gae_lambda=args.gae_lambda, reward_scaling=args.reward_scaling, normalize_observations=True,
         normalize_advantages=True, num_epochs=args.num_epochs, num_minibatches=args.num_minibatches,
@@ -171,7 +173,7 @@ def brax_environment(env_id: str):
     return registry.load("CheetahRun", config_overrides={"impl": "jax"}), wrapper.wrap_for_brax_training
 
 
-def brax_train_kwargs(args: Args, total_env_steps: int) -> dict:
+def brax_train_kwargs(args: Args, total_env_steps: int, seed: int = 0) -> dict:
     return dict(
         num_timesteps=total_env_steps, num_envs=args.num_envs, episode_length=1000, action_repeat=1,
         unroll_length=args.unroll_length, batch_size=args.num_envs // args.num_minibatches,
@@ -183,7 +185,7 @@ def brax_train_kwargs(args: Args, total_env_steps: int) -> dict:
         network_factory=functools.partial(
             brax_networks.make_ppo_networks, policy_hidden_layer_sizes=args.policy_layers,
             value_hidden_layer_sizes=args.value_layers),
-        num_evals=args.num_evals, num_eval_envs=args.num_eval_envs, deterministic_eval=True, seed=args.seed,
+        num_evals=args.num_evals, num_eval_envs=args.num_eval_envs, deterministic_eval=True, seed=seed,
     )
 
 
@@ -235,10 +237,10 @@ def summary(epoch_seconds: list[float], steps_per_epoch: int, evals: list[tuple[
     return dict(compile_s=epoch_seconds[0] - steps_per_epoch / sps, sps=sps, epoch_s=epoch_seconds, evals=evals)
 
 
-def run_env(args: Args, env_id: str) -> dict:
-    """Train both libraries on ``env_id``, interleaved, and return their measurements."""
-    plan = settings(args, env_id)
-    vasa = VasaRun(vasa_config(args, env_id, plan["total_env_steps"]), args.num_eval_envs)
+def run_env(args: Args, env_id: str, seed: int = 0) -> dict:
+    """Train both libraries on ``env_id`` with ``seed``, interleaved, and return their measurements."""
+    plan = {**settings(args, env_id), "seed": seed}
+    vasa = VasaRun(vasa_config(args, env_id, plan["total_env_steps"], seed), args.num_eval_envs)
     brax_evals: list[tuple[int, float]] = []
     brax_epoch_seconds: list[float] = []
 
@@ -247,14 +249,14 @@ def run_env(args: Args, env_id: str) -> dict:
         if step > 0:  # Brax has trained one more epoch
             brax_epoch_seconds.append(float(metrics["training/walltime"]) - sum(brax_epoch_seconds))
         vasa.advance_to(step)
-        line = f"[{env_id}] step {step:>11,}   return brax {brax_evals[-1][1]:9.2f}  vasa {vasa.evals[-1][1]:9.2f}"
+        line = f"[{env_id} seed {seed}] step {step:>11,}   return brax {brax_evals[-1][1]:9.2f}  vasa {vasa.evals[-1][1]:9.2f}"
         if step > 0:
             line += f"   epoch brax {brax_epoch_seconds[-1]:7.1f} s  vasa {vasa.epoch_seconds[-1]:7.1f} s"
         print(line, flush=True)
 
     environment, wrap_env_fn = brax_environment(env_id)
     brax_ppo.train(environment, wrap_env_fn=wrap_env_fn, progress_fn=progress,
-                   **brax_train_kwargs(args, plan["total_env_steps"]))
+                   **brax_train_kwargs(args, plan["total_env_steps"], seed))
 
     expected = [k * plan["steps_per_eval"] for k in range(args.num_evals)]
     if [s for s, _ in brax_evals] != expected or [s for s, _ in vasa.evals] != expected:
@@ -277,7 +279,7 @@ def print_report(results: list[dict], device: str) -> None:
     line = "-" * 66
     for r in results:
         s, b, v = r["settings"], r["brax"], r["vasa"]
-        print(f"\n{s['env']}  ({s['num_envs']} envs x {s['unroll_length']} steps, {s['num_minibatches']} "
+        print(f"\n{s['env']}, seed {s['seed']}  ({s['num_envs']} envs x {s['unroll_length']} steps, {s['num_minibatches']} "
               f"minibatches, {s['num_epochs']} epochs, {s['total_env_steps']:,} env steps; {device})")
         print(line)
         print(f"{'':28}{'brax':>12}{'vasa':>12}{'vasa/brax':>12}")
@@ -287,6 +289,38 @@ def print_report(results: list[dict], device: str) -> None:
         for (step, rb), (_, rv) in zip(b["evals"], v["evals"]):
             print(f"{f'return @ {step:,} steps':28}{rb:12.1f}{rv:12.1f}{_fmt_ratio(ratio(rv, rb))}")
         print(line)
+    for env_id, agg in aggregate(results).items():
+        n = agg["seeds"]
+        print(f"\n{env_id}: {n} seeds {agg['seed_list']}  (mean +- std over seeds)")
+        print(line)
+        print(f"{'':28}{'brax':>12}{'vasa':>12}{'vasa/brax':>12}")
+        print(line)
+        sps_b, sps_v = agg["brax_sps"], agg["vasa_sps"]
+        print(f"{'training SPS, median':28}{sps_b:12,.0f}{sps_v:12,.0f}{_fmt_ratio(ratio(sps_v, sps_b))}")
+        print(f"{'SPS ratio per seed':28}{'':24}{' '.join(f'{x:.2f}' for x in agg['sps_ratios']):>12}")
+        for step, (mb, sb), (mv, sv) in zip(agg["steps"], agg["brax_return"], agg["vasa_return"]):
+            print(f"{f'return @ {step:,}':28}{f'{mb:.0f}+-{sb:.0f}':>12}{f'{mv:.0f}+-{sv:.0f}':>12}"
+                  f"{_fmt_ratio(ratio(mv, mb))}")
+        print(line)
+
+
+def aggregate(results: list[dict]) -> dict:
+    """Per environment with more than one seed: median SPS of each library, the per-seed SPS
+    ratios, and the mean and standard deviation over seeds of the return at each evaluation."""
+    out = {}
+    for env_id in dict.fromkeys(r["settings"]["env"] for r in results):
+        runs = [r for r in results if r["settings"]["env"] == env_id]
+        if len(runs) < 2:
+            continue
+        ret = {lib: np.array([[e[1] for e in r[lib]["evals"]] for r in runs]) for lib in ("brax", "vasa")}
+        out[env_id] = dict(
+            seeds=len(runs), seed_list=[r["settings"]["seed"] for r in runs],
+            steps=[e[0] for e in runs[0]["brax"]["evals"]],
+            brax_sps=float(np.median([r["brax"]["sps"] for r in runs])),
+            vasa_sps=float(np.median([r["vasa"]["sps"] for r in runs])),
+            sps_ratios=[r["ratio"]["sps"] for r in runs],
+            **{f"{lib}_return": list(zip(ret[lib].mean(0).tolist(), ret[lib].std(0).tolist())) for lib in ret})
+    return out
 
 
 try:  # run as a script (benchmarks/ on sys.path) or imported as benchmarks.<name>
@@ -304,12 +338,12 @@ def main(args: Args) -> None:
     dev = jax.devices()[0]
     device = f"{jax.device_count()} x {dev.platform}:{dev.device_kind}, jax {jax.__version__}"
     revision = vasa_revision()
-    results = [run_env(args, env_id) for env_id in args.env]
+    results = [run_env(args, env_id, seed) for env_id in args.env for seed in args.seeds]
     print_report(results, f"{device}; vasa {revision}")
     if args.out:
         record = dict(date=datetime.date.today().isoformat(), device=device, vasa_revision=revision,
                       args={k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(args).items()},
-                      results=results)
+                      results=results, aggregate=aggregate(results))
         args.out.write_text(json.dumps(record, indent=2))
         print(f"wrote {args.out}")
 

@@ -108,6 +108,7 @@ import tyro
 
 from vasa.algos import offpolicy, sac
 from vasa.dist.mesh import make_mesh
+from vasa.run import chunk_plan
 
 try:  # run as a script: benchmarks/ is on sys.path
     from _brax_shim import shim_removed_jax_apis
@@ -436,6 +437,7 @@ class VasaSAC:
         log.tag = "vasa:init"
         self.state = offpolicy.init(config, self.learner, self.env, self.mesh)
         self.steps = None
+        self.chunk = offpolicy.DEFAULT_RUN.chunk
         log.tag = "vasa:eval"
         self.evaluate = offpolicy.make_evaluate(config, self.learner, offpolicy.make_env(config, evaluation=True),
                                                 num_eval_envs)
@@ -451,13 +453,17 @@ class VasaSAC:
             start = time.perf_counter()
             if self.steps is None:
                 self.log.tag = "vasa:train"
-                # one program for warm-up and learning, as sac.train compiles it for state runs
-                self.steps = offpolicy.make_train_step(self.config, self.learner, self.env, self.mesh).lower(
-                    self.state).compile()
+                # one program for warm-up and learning, run offpolicy.DEFAULT_RUN.chunk
+                # iterations per call, as sac.train does for state runs
+                self.steps = offpolicy.make_train_step(self.config, self.learner, self.env, self.mesh,
+                                                       chunk=self.chunk).lower(self.state, self.chunk).compile()
                 self.compile_aot_s = time.perf_counter() - start
                 self.log.tag = "vasa:run"
-            for _ in range(self.iterations, target):
-                self.state, metrics = self.steps(self.state)
+            warm = self.config.warmup_iterations
+            plan = (chunk_plan(self.iterations, min(target, warm), self.chunk)
+                    + chunk_plan(max(self.iterations, warm), target, self.chunk))
+            for count in plan:
+                self.state, metrics = self.steps(self.state, count)
             jax.block_until_ready(metrics)
             self.epoch_seconds.append(time.perf_counter() - start)
             self.iterations = target

@@ -89,6 +89,36 @@ def test_resume_continues_exactly_with_the_replay_buffer(tmp_path):
     _leaves_equal(whole.key, resumed.key)
 
 
+def test_chunked_step_crosses_the_warm_up_like_single_iterations():
+    # one train_chunk call of 6 iterations, from the warm-up into learning: the same learner,
+    # buffer and metrics as 6 single-iteration calls; rows past `count` are NaN
+    config = dataclasses.replace(SAC_TINY, num_envs=4, learning_starts=16, batch_size=32, buffer_size=200,
+                                 replay_ratio=0.5)
+    assert config.warmup_iterations == 4
+    env = offpolicy.make_env(config)
+    learner = sac.make_learner(config, env)
+    single = offpolicy.make_train_step(config, learner, env)
+    state = offpolicy.init(config, learner, env)
+    expected = []
+    for _ in range(6):
+        state, metrics = single(state)
+        expected.append(jax.device_get(metrics))
+    reference = jax.device_get((state.learner, state.buffer))
+
+    chunked = offpolicy.make_train_step(config, learner, env, chunk=8)
+    state = offpolicy.init(config, learner, env)
+    state, metrics = chunked(state, 6)
+    for a, b in zip(jax.tree.leaves(jax.device_get((state.learner, state.buffer))), jax.tree.leaves(reference)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert int(state.iteration) == 6
+    metrics = jax.device_get(metrics)
+    for k, v in metrics.items():
+        assert v.shape == (8,), (k, v.shape)
+        np.testing.assert_allclose(v[:6], [m[k] for m in expected], rtol=1e-4, atol=1e-5, err_msg=k)
+        assert np.isnan(v[6:]).all(), k
+    assert np.isnan(metrics["critic_loss"][:4]).all() and np.isfinite(metrics["critic_loss"][4:6]).all()
+
+
 # --------------------------------------------------------------------------- pixels
 
 

@@ -184,15 +184,18 @@ def test_chunk_plan_ends_calls_at_events():
     assert chunk_plan(3, 25, 10, (4,)) == [1, 4, 4, 4, 4, 4, 1]
     assert chunk_plan(0, 7, 1, (3,)) == [1] * 7
     assert chunk_plan(5, 5, 10) == []
+    assert chunk_plan(0, 12, 10, ((5, 1),)) == [1, 5, 5, 1]  # (period, phase): ends at 1, 6, 11
     rng = np.random.default_rng(0)
-    for _ in range(200):  # property: sums to the span, each <= chunk, crosses no event
+    for _ in range(300):  # property: sums to the span, each <= chunk, crosses no event
         start, span, chunk = (int(x) for x in rng.integers(0, 40, 3))
         chunk += 1
-        every = tuple(int(x) for x in rng.integers(0, 12, 2))
-        plan = chunk_plan(start, start + span, chunk, every)
+        every = [int(x) for x in rng.integers(0, 12, 2)]
+        every[1] = (every[1], int(rng.integers(0, 30)))  # the second with a phase
+        plan = chunk_plan(start, start + span, chunk, tuple(every))
         assert sum(plan) == span and all(1 <= n <= chunk for n in plan)
         ends = np.cumsum([start] + plan)
         for e in every:
-            if e:
-                events = [k for k in range(start + 1, start + span + 1) if k % e == 0]
+            period, phase = e if isinstance(e, tuple) else (e, 0)
+            if period:
+                events = [k for k in range(start + 1, start + span + 1) if (k - phase) % period == 0]
                 assert set(events) <= set(ends[1:].tolist()), (start, span, chunk, every, plan)

@@ -33,7 +33,7 @@ from vasa import replay
 from vasa.dist.mesh import DATA_AXIS, global_row_ids, jit_sharded_step, make_mesh, psum
 from vasa.envs import EnvState, check_env_id, make
 from vasa.envs.randomize import SUITES
-from vasa.run import Checkpointer, RunConfig, RunLogger, check_finite, finish_run, require, resolve_run
+from vasa.run import Checkpointer, RunConfig, RunLogger, check_finite, chunk_plan, finish_run, require, resolve_run
 from vasa.run.logger import config_to_dict
 
 
@@ -261,8 +261,13 @@ def init(config: OffPolicyConfig, learner: Learner, env, mesh=None) -> TrainStat
 # --------------------------------------------------------------------------- iteration
 
 
-def make_train_step(config: OffPolicyConfig, learner: Learner, env, mesh=None, warmup: bool | None = None):
+def make_train_step(config: OffPolicyConfig, learner: Learner, env, mesh=None, warmup: bool | None = None,
+                    chunk: int | None = None):
     """The jitted iteration ``step(state) -> (state, metrics)`` (input state donated).
+
+    With ``chunk=K`` it is instead ``train_chunk(state, count) -> (state, metrics)``: ``min(count,
+    K)`` iterations in one device call, metrics stacked ``[K, ...]`` and NaN past ``count``
+    (see :func:`vasa.dist.jit_sharded_step`); a chunk may cross the end of the warm-up.
 
     By default (``warmup=None``) one program serves the whole run: while
     ``state.iteration < config.warmup_iterations`` it collects with uniform random actions
@@ -353,7 +358,7 @@ def make_train_step(config: OffPolicyConfig, learner: Learner, env, mesh=None, w
     specs = state_specs(abstract)
     # check_vma=False: MJX's physics uses lax.cond with device-invariant constants (see ppo.py)
     step = jax.shard_map(iteration, mesh=mesh, in_specs=(specs,), out_specs=(specs, P()), check_vma=False)
-    return jit_sharded_step(step, mesh, specs)
+    return jit_sharded_step(step, mesh, specs, chunk)
 
 
 def _abstract_state(config, learner, env) -> TrainState:
@@ -391,8 +396,8 @@ def make_evaluate(config: OffPolicyConfig, learner: Learner, env, num_envs: int 
 
 # An off-policy iteration is short (one step of every env by default) and its checkpoint holds
 # the replay buffer (2.1 GB for 100K 84x84x3 frames), so evaluations and checkpoints are
-# spaced further apart than PPO's.
-DEFAULT_RUN = RunConfig(eval_every=2000, checkpoint_every=10_000)
+# spaced further apart than PPO's, and more iterations go into each device call.
+DEFAULT_RUN = RunConfig(eval_every=2000, checkpoint_every=10_000, chunk=50)
 
 
 def train(config: OffPolicyConfig, make_learner: Callable[[OffPolicyConfig, Any], Learner], name: str,
@@ -422,13 +427,19 @@ def train(config: OffPolicyConfig, make_learner: Callable[[OffPolicyConfig, Any]
     if config.pixels and jax.default_backend() == "cpu":
         # XLA:CPU's convolutions are as slow inside lax.cond as inside loops (see
         # make_train_step), so on CPU pixel runs compile the warm-up and the learning
-        # iteration separately instead of one program that switches between them.
+        # iteration separately instead of one program that switches between them, and
+        # make one call per iteration (a chunk would put the iteration in a loop).
+        chunk = 1
         programs = {w: make_train_step(config, learner, env, mesh, warmup=w).lower(state).compile()
                     for w in ((True, False) if start < warm else (False,))}
-        step = lambda s, it: programs[it <= warm](s)
+
+        def step(s, count, it):  # metrics stacked [1, ...], as a chunk's are
+            s, metrics = programs[it <= warm](s)
+            return s, jax.tree.map(lambda x: x[None], metrics)
     else:
-        compiled = make_train_step(config, learner, env, mesh).lower(state).compile()
-        step = lambda s, it: compiled(s)
+        chunk = run.chunk
+        compiled = make_train_step(config, learner, env, mesh, chunk=chunk).lower(state, chunk).compile()
+        step = lambda s, count, it: compiled(s, count)  # noqa: E731
     compile_s = time.perf_counter() - t0
     evaluate = make_evaluate(config, learner, eval_env, run.num_eval_envs)
     saved_config = {name: config_to_dict(config), "run": config_to_dict(run)}
@@ -438,23 +449,32 @@ def train(config: OffPolicyConfig, make_learner: Callable[[OffPolicyConfig, Any]
     names = ("episode_return", "episodes", "buffer_size") + tuple(logged)
     try:
         stop = total if run.max_iterations is None else min(total, start + run.max_iterations)
-        for it in range(start + 1, stop + 1):
+        # calls end at evaluations (counted from the end of the warm-up), checkpoints and
+        # the end of the warm-up itself (so no call mixes cheap and learning iterations)
+        events = (run.checkpoint_every, (run.eval_every, warm))
+        plan = (chunk_plan(start, min(stop, warm), chunk, events)
+                + chunk_plan(max(start, warm), stop, chunk, events))
+        it = start
+        for count in plan:
             t = time.perf_counter()
-            state, metrics = step(state, it)
-            metrics = {k: float(np.mean(v)) for k, v in jax.device_get(metrics).items()}
-            dt = time.perf_counter() - t
-            if it > warm:  # no updates (NaN losses) while warming up
-                check_finite(metrics, it)
-            wall += dt
-            row = {"iteration": it, "env_steps": it * config.env_steps_per_iteration, "wall_time": wall,
-                   "sps": config.env_steps_per_iteration / dt,
-                   "updates_per_s": 0.0 if it <= warm else config.updates_per_iteration / dt,
-                   **{k: metrics.get(k, float("nan")) for k in names}, "eval_return": float("nan")}
-            last = it == total
-            if it > warm and (last or (run.eval_every and (it - warm) % run.eval_every == 0)):
-                row["eval_return"] = float(evaluate(state.learner, jax.random.fold_in(eval_key, it)))
-            logger.log(row)
-            rows.append(row)
+            state, metrics = step(state, count, it + 1)
+            metrics = jax.device_get(metrics)
+            dt = (time.perf_counter() - t) / count
+            for j in range(count):
+                it += 1
+                values = {k: float(np.mean(v[j])) for k, v in metrics.items()}
+                if it > warm:  # no updates (NaN losses) while warming up
+                    check_finite(values, it)
+                wall += dt
+                row = {"iteration": it, "env_steps": it * config.env_steps_per_iteration, "wall_time": wall,
+                       "sps": config.env_steps_per_iteration / dt,
+                       "updates_per_s": 0.0 if it <= warm else config.updates_per_iteration / dt,
+                       **{k: values.get(k, float("nan")) for k in names}, "eval_return": float("nan")}
+                last = it == total
+                if it > warm and (last or (run.eval_every and (it - warm) % run.eval_every == 0)):
+                    row["eval_return"] = float(evaluate(state.learner, jax.random.fold_in(eval_key, it)))
+                logger.log(row)
+                rows.append(row)
             if it == stop or (run.checkpoint_every and it % run.checkpoint_every == 0):
                 checkpointer.save(it, state, saved_config)
     finally:

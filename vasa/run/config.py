@@ -34,10 +34,10 @@ class RunConfig:
     progress: bool = True
     """show a progress bar"""
     chunk: int = 10
-    """PPO: iterations per device call (one jitted lax.scan, no host round trip between
-    them); metrics, the progress bar and the NaN check update after each call, and calls
-    end at evaluations and checkpoints. 1: one iteration per call. (The off-policy loop
-    still makes one call per iteration.)"""
+    """iterations per device call (one jitted lax.scan, no host round trip between them);
+    metrics, the progress bar and the NaN check update after each call, and calls end at
+    evaluations, checkpoints and the end of the off-policy warm-up. 1: one iteration per
+    call. (Off-policy pixel runs on a CPU always make one call per iteration.)"""
 
     def validate(self) -> None:
         for field, low in (("eval_every", 0), ("num_eval_envs", 1), ("checkpoint_every", 0), ("keep_checkpoints", 1),
@@ -104,22 +104,26 @@ def resolve_run(config, run: RunConfig, key: str, prefix: str = ""):
     return config, run.run_dir or os.path.join("runs", f"{prefix}{config.env.replace('/', '-')}-{stamp}")
 
 
-def chunk_plan(start: int, stop: int, chunk: int, every: tuple[int, ...] = ()) -> list[int]:
+def chunk_plan(start: int, stop: int, chunk: int, every: tuple[int | tuple[int, int], ...] = ()) -> list[int]:
     """Iteration counts of the device calls that take a run from ``start`` to ``stop``
     iterations: at most ``chunk`` each, and every multiple of each non-zero ``every`` ends a
-    call (so evaluations and checkpoints see the state of exactly that iteration).
+    call (so evaluations and checkpoints see the state of exactly that iteration). An entry
+    ``(period, phase)`` ends calls at ``phase + k * period`` instead.
 
     >>> chunk_plan(0, 25, 10, every=(10, 0))
     [10, 10, 5]
     >>> chunk_plan(3, 25, 10, every=(4,))
     [1, 4, 4, 4, 4, 4, 1]
+    >>> chunk_plan(0, 12, 10, every=((5, 1),))
+    [1, 5, 5, 1]
     """
     counts, it = [], start
     while it < stop:
         n = min(chunk, stop - it)
         for e in every:
-            if e:
-                n = min(n, e - it % e)
+            period, phase = e if isinstance(e, tuple) else (e, 0)
+            if period:
+                n = min(n, period - (it - phase) % period)
         counts.append(n)
         it += n
     return counts
