@@ -375,7 +375,6 @@ def successor_values(value_fn: Callable, tr: Transition) -> tuple[jax.Array, jax
     return values, jnp.where(tr.termination > 0, 0.0, next_values)
 
 
-
 def make_train_step(config: PPOConfig, env=None, mesh=None, chunk: int | None = None) -> Callable:
     """The jitted iteration ``train_step(state) -> (state, metrics)``.
 
