@@ -379,7 +379,7 @@ def make_train_step(config: PPOConfig, env=None, mesh=None, chunk: int | None = 
     """The jitted iteration ``train_step(state) -> (state, metrics)``.
 
     With ``chunk=K`` it is instead ``train_chunk(state, count) -> (state, metrics)``, which
-    runs ``min(count, K)`` iterations in one device call (a ``lax.scan``; one compilation
+    runs ``min(count, K)`` iterations in one device call (a ``lax.fori_loop``; one compilation
     serves every count) and returns metrics stacked ``[K, ...]``, NaN past ``count``.
     Chunking saves the per-call dispatch and the host round trip of each iteration
     (:func:`train` uses ``RunConfig.chunk``); results are the same as calling the single

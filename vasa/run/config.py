@@ -34,7 +34,7 @@ class RunConfig:
     progress: bool = True
     """show a progress bar"""
     chunk: int = 10
-    """iterations per device call (one jitted lax.scan, no host round trip between them);
+    """iterations per device call (one jitted loop, no host round trip between them);
     metrics, the progress bar and the NaN check update after each call, and calls end at
     evaluations, checkpoints and the end of the off-policy warm-up. 1: one iteration per
     call. (Off-policy pixel runs on a CPU always make one call per iteration.)"""
