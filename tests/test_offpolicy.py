@@ -3,7 +3,6 @@ trained by the critic only), OU noise, resume from a checkpoint with the replay 
 4-device mesh, and configuration errors."""
 
 import dataclasses
-import math
 
 import numpy as np
 import pytest
@@ -12,7 +11,6 @@ import jax
 import jax.numpy as jnp
 
 from vasa.algos import ddpg, offpolicy, sac
-from vasa.dist.mesh import make_mesh
 from vasa.envs import ArraySpec, AutoReset, EpisodeLimit
 from vasa.envs.tasks.pendulum import Pendulum
 from vasa.nn import ActionDistribution
@@ -254,7 +252,6 @@ def test_per_env_sigma_spreads_linearly_and_acts():
 MESH = r"""
 import jax, numpy as np
 from vasa.algos import offpolicy, sac
-from vasa.dist.mesh import make_mesh
 cfg = sac.SACConfig(env="toy/pendulum", num_envs=8, learning_starts=16, batch_size=16, buffer_size=400,
                     hidden_layers=(32,), replay_ratio=0.25)
 mesh = make_mesh(4)
