@@ -252,6 +252,7 @@ def test_per_env_sigma_spreads_linearly_and_acts():
 MESH = r"""
 import jax, numpy as np
 from vasa.algos import offpolicy, sac
+from vasa.dist.mesh import make_mesh
 cfg = sac.SACConfig(env="toy/pendulum", num_envs=8, learning_starts=16, batch_size=16, buffer_size=400,
                     hidden_layers=(32,), replay_ratio=0.25)
 mesh = make_mesh(4)

@@ -24,7 +24,6 @@ from typing import Any, Callable, Literal, Protocol
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import struct
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -33,7 +32,8 @@ from vasa import replay
 from vasa.dist.mesh import DATA_AXIS, global_row_ids, jit_sharded_step, make_mesh, psum
 from vasa.envs import EnvState, check_env_id, make
 from vasa.envs.randomize import SUITES
-from vasa.run import Checkpointer, RunConfig, RunLogger, check_finite, chunk_plan, finish_run, require, resolve_run
+from vasa.run import (Checkpointer, RunConfig, RunLogger, check_finite, chunk_plan, chunked_iterations, finish_run,
+                      require, resolve_run)
 from vasa.run.logger import config_to_dict
 
 
@@ -433,13 +433,13 @@ def train(config: OffPolicyConfig, make_learner: Callable[[OffPolicyConfig, Any]
         programs = {w: make_train_step(config, learner, env, mesh, warmup=w).lower(state).compile()
                     for w in ((True, False) if start < warm else (False,))}
 
-        def step(s, count, it):  # metrics stacked [1, ...], as a chunk's are
-            s, metrics = programs[it <= warm](s)
+        def step(s, count, done):  # metrics stacked [1, ...], as a chunk's are
+            s, metrics = programs[done < warm](s)
             return s, jax.tree.map(lambda x: x[None], metrics)
     else:
         chunk = run.chunk
         compiled = make_train_step(config, learner, env, mesh, chunk=chunk).lower(state, chunk).compile()
-        step = lambda s, count, it: compiled(s, count)  # noqa: E731
+        step = lambda s, count, done: compiled(s, count)  # noqa: E731
     compile_s = time.perf_counter() - t0
     evaluate = make_evaluate(config, learner, eval_env, run.num_eval_envs)
     saved_config = {name: config_to_dict(config), "run": config_to_dict(run)}
@@ -454,27 +454,19 @@ def train(config: OffPolicyConfig, make_learner: Callable[[OffPolicyConfig, Any]
         events = (run.checkpoint_every, (run.eval_every, warm))
         plan = (chunk_plan(start, min(stop, warm), chunk, events)
                 + chunk_plan(max(start, warm), stop, chunk, events))
-        it = start
-        for count in plan:
-            t = time.perf_counter()
-            state, metrics = step(state, count, it + 1)
-            metrics = jax.device_get(metrics)
-            dt = (time.perf_counter() - t) / count
-            for j in range(count):
-                it += 1
-                values = {k: float(np.mean(v[j])) for k, v in metrics.items()}
-                if it > warm:  # no updates (NaN losses) while warming up
-                    check_finite(values, it)
-                wall += dt
-                row = {"iteration": it, "env_steps": it * config.env_steps_per_iteration, "wall_time": wall,
-                       "sps": config.env_steps_per_iteration / dt,
-                       "updates_per_s": 0.0 if it <= warm else config.updates_per_iteration / dt,
-                       **{k: values.get(k, float("nan")) for k in names}, "eval_return": float("nan")}
-                last = it == total
-                if it > warm and (last or (run.eval_every and (it - warm) % run.eval_every == 0)):
-                    row["eval_return"] = float(evaluate(state.learner, jax.random.fold_in(eval_key, it)))
-                logger.log(row)
-                rows.append(row)
+        for state, it, values, dt in chunked_iterations(step, state, start, plan):
+            if it > warm:  # no updates (NaN losses) while warming up
+                check_finite(values, it)
+            wall += dt
+            row = {"iteration": it, "env_steps": it * config.env_steps_per_iteration, "wall_time": wall,
+                   "sps": config.env_steps_per_iteration / dt,
+                   "updates_per_s": 0.0 if it <= warm else config.updates_per_iteration / dt,
+                   **{k: values.get(k, float("nan")) for k in names}, "eval_return": float("nan")}
+            last = it == total
+            if it > warm and (last or (run.eval_every and (it - warm) % run.eval_every == 0)):
+                row["eval_return"] = float(evaluate(state.learner, jax.random.fold_in(eval_key, it)))
+            logger.log(row)
+            rows.append(row)
             if it == stop or (run.checkpoint_every and it % run.checkpoint_every == 0):
                 checkpointer.save(it, state, saved_config)
     finally:

@@ -39,7 +39,8 @@ from vasa.algos.returns import gae_advantages
 from vasa.dist.mesh import DATA_AXIS, global_row_ids, jit_sharded_step, make_mesh, pmean, psum
 from vasa.envs import EnvState, check_env_id, make
 from vasa.nn import MLP, ActionDistribution, GaussianPolicyHead, RunningStats
-from vasa.run import Checkpointer, RunConfig, RunLogger, check_finite, chunk_plan, finish_run, resolve_run
+from vasa.run import (Checkpointer, RunConfig, RunLogger, check_finite, chunk_plan, chunked_iterations, finish_run,
+                      resolve_run)
 from vasa.run.logger import config_to_dict
 
 
@@ -675,25 +676,18 @@ def train(config: PPOConfig, run: RunConfig = RunConfig()) -> tuple[Callable, Tr
     rows, eval_key = [], jax.random.PRNGKey(config.seed + 10_000)
     try:
         stop = total if run.max_iterations is None else min(total, start + run.max_iterations)
-        it = start
         # each call ends at an evaluation or checkpoint iteration (and at ``stop``)
-        for count in chunk_plan(start, stop, run.chunk, (run.eval_every, run.checkpoint_every)):
-            t = time.perf_counter()
-            state, metrics = compiled(state, count)
-            metrics = jax.device_get(metrics)
-            dt = (time.perf_counter() - t) / count
-            for j in range(count):
-                it += 1
-                values = {k: float(np.mean(v[j])) for k, v in metrics.items()}
-                check_finite(values, it)
-                wall += dt
-                row = {"iteration": it, "env_steps": steps_done(config, it), "wall_time": wall,
-                       "sps": config.env_steps_per_iteration * config.num_seeds / dt,
-                       **{k: values[k] for k in LOGGED}, "eval_return": float("nan")}
-                if it == total or (run.eval_every and it % run.eval_every == 0):
-                    row["eval_return"] = float(np.mean(evaluate(state, jax.random.fold_in(eval_key, it))))
-                logger.log(row)
-                rows.append(row)
+        plan = chunk_plan(start, stop, run.chunk, (run.eval_every, run.checkpoint_every))
+        for state, it, values, dt in chunked_iterations(lambda s, n, _: compiled(s, n), state, start, plan):
+            check_finite(values, it)
+            wall += dt
+            row = {"iteration": it, "env_steps": steps_done(config, it), "wall_time": wall,
+                   "sps": config.env_steps_per_iteration * config.num_seeds / dt,
+                   **{k: values[k] for k in LOGGED}, "eval_return": float("nan")}
+            if it == total or (run.eval_every and it % run.eval_every == 0):
+                row["eval_return"] = float(np.mean(evaluate(state, jax.random.fold_in(eval_key, it))))
+            logger.log(row)
+            rows.append(row)
             if it == stop or (run.checkpoint_every and it % run.checkpoint_every == 0):
                 checkpointer.save(it, state, saved_config)
     finally:

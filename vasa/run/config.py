@@ -127,3 +127,27 @@ def chunk_plan(start: int, stop: int, chunk: int, every: tuple[int | tuple[int, 
         counts.append(n)
         it += n
     return counts
+
+
+def chunked_iterations(call, state, start: int, plan: list[int]):
+    """Drive a chunked training step over ``plan`` (from :func:`chunk_plan`).
+
+    ``call(state, count, done) -> (state, metrics)`` runs ``count`` iterations after ``done``
+    completed ones and returns metrics stacked ``[K, ...]`` (a dict of arrays). Yields
+    ``(state, iteration, values, seconds)`` once per iteration: ``values`` maps each metric
+    to its row's mean (over seeds) as a float, ``seconds`` is the call's time per iteration,
+    and ``state`` is the state after the call; that is the iteration's own state at the
+    last iteration of a call, which is where ``chunk_plan`` puts evaluations and
+    checkpoints.
+    """
+    import numpy as np
+
+    it = start
+    for count in plan:
+        t = time.perf_counter()
+        state, metrics = call(state, count, it)
+        metrics = {k: np.asarray(v) for k, v in metrics.items()}  # waits for the call
+        seconds = (time.perf_counter() - t) / count
+        for j in range(count):
+            it += 1
+            yield state, it, {k: float(np.mean(v[j])) for k, v in metrics.items()}, seconds
