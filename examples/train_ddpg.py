@@ -6,7 +6,7 @@
     python examples/train_ddpg.py --env toy/pendulum --hidden-layers 64 64 --total-env-steps 12000 \\
         --num-envs 8 --batch-size 128 --learning-starts 500 --replay-ratio 0.5   # ~16 s on a CPU
     python examples/train_ddpg.py --noise gaussian --sigma-max 0.3  # Gaussian per-env noise
-    python examples/train_ddpg.py --resume runs/<dir>               # continue from the last checkpoint
+    python examples/train_ddpg.py --resume runs/<dir>               # continue from the newest intact checkpoint
 
 Writes a run directory with config.json, metrics.csv, checkpoints/ (replay buffer included)
 and learning_curve.png. Training always sees --train-appearance (default: the original look);
@@ -37,5 +37,10 @@ def main(args: Args) -> None:
     ddpg.train(args.ddpg, args.run)
 
 
+def parse(argv: list[str] | None = None) -> Args:
+    """The command line (default: ``sys.argv``) as ``Args``; booleans are ``--flag`` / ``--no-flag``."""
+    return tyro.cli(Args, args=argv, config=(tyro.conf.OmitArgPrefixes,), description=__doc__)
+
+
 if __name__ == "__main__":
-    main(tyro.cli(Args, config=(tyro.conf.OmitArgPrefixes,), description=__doc__))
+    main(parse())

@@ -4,9 +4,14 @@
     python examples/train_ppo.py --env brax/hopper --num-envs 2048 --total-env-steps 50_000_000
     python examples/train_ppo.py --surrogate kl --target-update-interval 4   # SURREAL's variant
     python examples/train_ppo.py --num-seeds 4         # four seeds at once with jax.vmap
-    python examples/train_ppo.py --resume runs/<dir>   # continue a run from its last checkpoint
+    python examples/train_ppo.py --resume runs/<dir>   # continue a run from its newest intact checkpoint
+    python examples/train_ppo.py --resume runs/<dir> --resume-step 100   # ... from checkpoint 100
+    python examples/train_ppo.py --run-dir runs/x --overwrite   # replace the run in runs/x deliberately
+    python examples/train_ppo.py --no-progress         # no progress bar
 
-Writes a run directory with config.json, metrics.csv, checkpoints/ and learning_curve.png.
+Writes a run directory with config.json, metrics.csv, checkpoints/ and learning_curve.png; --resume
+continues with the run's saved config and run settings (settings given on the command line
+override them, with a note).
 """
 
 from __future__ import annotations
@@ -34,5 +39,10 @@ def main(args: Args) -> None:
     ppo.train(args.ppo, args.run)
 
 
+def parse(argv: list[str] | None = None) -> Args:
+    """The command line (default: ``sys.argv``) as ``Args``; booleans are ``--flag`` / ``--no-flag``."""
+    return tyro.cli(Args, args=argv, config=(tyro.conf.OmitArgPrefixes,), description=__doc__)
+
+
 if __name__ == "__main__":
-    main(tyro.cli(Args, config=(tyro.conf.OmitArgPrefixes, tyro.conf.FlagConversionOff), description=__doc__))
+    main(parse())

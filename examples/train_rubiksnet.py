@@ -7,7 +7,7 @@ dataset folder: UCF-101, HMDB-51, Something-Something-V2 or class folders).
     python examples/train_rubiksnet.py --variant rubiks3d-aq --budget 0.125   # attention-quantized shifts
     python examples/train_rubiksnet.py --tier tiny --width None --blocks None  # the published tiny tier
     python examples/train_rubiksnet.py --dtype bfloat16             # bfloat16 compute
-    python examples/train_rubiksnet.py --resume runs/<dir>          # continue from the last checkpoint
+    python examples/train_rubiksnet.py --resume runs/<dir>          # continue from the newest intact checkpoint
     python examples/train_rubiksnet.py --data-root /data/ucf101 --layout ucf101 --eval-protocol 2clip-3crop
         # UCF-101 split 1 (ucfTrainTestlist/ under the root; add --videos-dir UCF-101 if the videos are there,
         # --skip-bad-samples to skip and count unreadable videos), validated with 2 clips x 3 crops
@@ -34,12 +34,17 @@ from vasa.video import train as video_train
 @dataclass(frozen=True)
 class Args:
     video: video_train.VideoTrainConfig = field(default_factory=video_train.VideoTrainConfig)
-    run: RunConfig = field(default_factory=lambda: RunConfig(eval_every=1, checkpoint_every=5))
+    run: RunConfig = field(default_factory=lambda: video_train.DEFAULT_RUN)
 
 
 def main(args: Args) -> None:
     video_train.train(args.video, args.run)
 
 
+def parse(argv: list[str] | None = None) -> Args:
+    """The command line (default: ``sys.argv``) as ``Args``; booleans are ``--flag`` / ``--no-flag``."""
+    return tyro.cli(Args, args=argv, config=(tyro.conf.OmitArgPrefixes,), description=__doc__)
+
+
 if __name__ == "__main__":
-    main(tyro.cli(Args, config=(tyro.conf.OmitArgPrefixes,), description=__doc__))
+    main(parse())

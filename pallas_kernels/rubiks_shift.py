@@ -19,7 +19,11 @@ per channel.
   shifted tile is multiplied into the output channels in registers;
 * shift gradient: per tile, ``sum grad_out * d out / d frac`` for each axis, written as
   partial sums ``[N*T, tiles, rows, C]`` and reduced by XLA in a fixed order:
-  deterministic, no atomics.
+  deterministic, no atomics. Along an axis whose shift is an exact integer it is, by default
+  (``integer_shift_grad="central"``), the central difference ``0.5 * (x[s+1] - x[s-1])``
+  (the other axes still interpolated at their own shifts); ``"one_sided"`` keeps
+  ``x[s+1] - x[s]``. The ``s - 1`` planes are extra loads masked off for channels whose
+  shift is not an integer, so non-integer shifts cost no extra memory traffic.
 
 All kernels accumulate in float32 for float32 and bfloat16 inputs; float16 and float64 are
 refused (``x`` named in the message). Flat int32 indexing: ``x`` must have fewer than 2**31
@@ -46,6 +50,7 @@ This package knows nothing of vasa; ``vasa.video.shift`` dispatches here with
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import warnings
 from dataclasses import dataclass
@@ -55,10 +60,11 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
-__all__ = ["InterpretModeWarning", "Block", "choose_block", "choose_fused_block", "gpu_available", "rubiks_shift_2d",
-           "rubiks_shift_3d", "rubiks_shift_pointwise", "SUPPORTED_DTYPES"]
+__all__ = ["InterpretModeWarning", "Block", "INTEGER_SHIFT_GRADS", "choose_block", "choose_fused_block", "gpu_available",
+           "rubiks_shift_2d", "rubiks_shift_3d", "rubiks_shift_pointwise", "SUPPORTED_DTYPES"]
 
 SUPPORTED_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
+INTEGER_SHIFT_GRADS = ("central", "one_sided")  # shift gradient at an exact integer shift
 _MAX_ELEMENTS = 2**31 - 1
 _TILE_ELEMENTS = 2048  # default tile size (elements per program)
 
@@ -152,6 +158,7 @@ class _Geometry:
     temporal: bool  # rows = 3 (t, v, h) or 2 (v, h)
     corners: int  # 2: interpolate; 1: integer shifts only (quantized)
     block: Block
+    central: bool = False  # shift gradient: central difference along axes at an exact integer shift
 
 
 def _axis_sources(g: _Geometry, q, f, d: int, src_len: int):
@@ -297,18 +304,38 @@ def _shift_grad_kernel(f_ref, a_ref, x_ref, ybar_ref, out_ref, *, g: _Geometry):
     ybar = pltriton.load(ybar_ref.at[yidx], mask=out_ok, other=0).astype(jnp.float32)
     wt = w[0] if g.temporal else [jnp.ones_like(w[0][0])]
     axes = ([0] if g.temporal else []) + [1, 2]
-    # d out / d frac_axis, accumulated corner by corner: the other axes' weights times -1
-    # (lower corner) or +1 (upper corner); 3 running tiles instead of 8 live corners
+    # d out / d frac_axis, accumulated corner by corner: the other axes' weights times the
+    # lower / upper coefficient of this axis, (-1, +1); 3 running tiles instead of 8 live corners
+    coefs = {axis: (-1.0, 1.0) for axis in axes}
+    if g.central:
+        # at an exact integer shift: 0.5 * (upper - plane s-1), the lower corner (plane s) drops out
+        _, _, f, a = _channel_parts(g, f_ref, a_ref, cc)
+        at_int = {axis: a[axis] == 0 for axis in axes}
+        coefs = {axis: (jnp.where(at_int[axis], 0.0, -1.0), jnp.where(at_int[axis], 0.5, 1.0)) for axis in axes}
     partials = {axis: jnp.zeros_like(ybar) for axis in axes}
-    for dt, tax in enumerate(taxis):
-        for dv, vax in enumerate(vaxis):
-            for dh, hax in enumerate(haxis):
-                val = _load_corner(g, x_ref, nt, t, cc, c_ok, tax, vax, hax)
-                corner, weights = (dt, dv, dh), (wt[dt], w[1][dv], w[2][dh])
-                for axis in axes:
-                    sign = 1.0 if corner[axis] == 1 else -1.0
-                    coef = sign * math.prod(wk for k, wk in enumerate(weights) if k != axis)
-                    partials[axis] = partials[axis] + coef[:, None, None] * val
+    lists, weights = [taxis, vaxis, haxis], [wt, w[1], w[2]]
+    for corner in itertools.product(*(range(len(lst)) for lst in lists)):
+        val = _load_corner(g, x_ref, nt, t, cc, c_ok, *(lst[d] for lst, d in zip(lists, corner)))
+        for axis in axes:
+            others = math.prod(weights[k][d] for k, d in enumerate(corner) if k != axis)
+            coef = coefs[axis][corner[axis]] * others
+            partials[axis] = partials[axis] + coef[:, None, None] * val
+    if g.central:
+        # plane s-1 of each integer axis, the other axes at their usual corners; masked (never
+        # read) for channels whose shift along that axis is not an integer
+        for axis in axes:
+            below = list(lists)
+            if axis == 0:
+                ts = t + f[0] - 1
+                below[0] = [(ts, (ts >= 0) & (ts < g.t) & at_int[0])]
+            else:
+                q, n = (i, g.src_hw[0]) if axis == 1 else (j, g.src_hw[1])
+                src, ok = _axis_sources(g, q[None, :], f[axis][:, None], -1, n)
+                below[axis] = [(src, ok & at_int[axis][:, None])]
+            for corner in itertools.product(*(range(len(lst)) for lst in below)):
+                val = _load_corner(g, x_ref, nt, t, cc, c_ok, *(lst[d] for lst, d in zip(below, corner)))
+                others = math.prod(weights[k][d] for k, d in enumerate(corner) if k != axis)
+                partials[axis] = partials[axis] - (0.5 * others)[:, None, None] * val
     hwb, nhwb = pl.program_id(2), _grid(g)[2]
     for r, axis in enumerate(axes):
         part = jnp.sum(ybar * partials[axis], axis=(1, 2))
@@ -371,6 +398,7 @@ class _Config:
     block: Block | None
     num_warps: int
     interpret: bool
+    integer_shift_grad: str = "central"
 
     @property
     def out_hw(self) -> tuple[int, int]:
@@ -378,11 +406,12 @@ class _Config:
         size = lambda n: (n + 2 * self.padding - 1) // self.stride + 1
         return size(h), size(w)
 
-    def geometry(self, adjoint: bool, corners: int) -> _Geometry:
+    def geometry(self, adjoint: bool, corners: int, central: bool = False) -> _Geometry:
         n, t, c, h, w = self.shape
         src_hw, out_hw = ((h, w), self.out_hw) if not adjoint else (self.out_hw, (h, w))
         block = self.block or choose_block(c, *out_hw)
-        return _Geometry(n, t, c, src_hw, out_hw, self.stride, self.padding, adjoint, self.rows == 3, corners, block)
+        return _Geometry(n, t, c, src_hw, out_hw, self.stride, self.padding, adjoint, self.rows == 3, corners, block,
+                         central)
 
 
 def _parts(shift: jax.Array, quantize: bool) -> tuple[jax.Array, jax.Array]:
@@ -420,7 +449,8 @@ def _shift_bwd(cfg: _Config, res, ybar):
                    out_dtype=x.dtype).reshape(x.shape)
     # the shift gradient is always the interpolated one at the continuous shift (straight-through for IQ)
     fc, ac = _parts(shift, False) if cfg.quantize else (f, a)
-    sbar = _shift_grad(x.reshape(-1), ybar.reshape(-1), fc, ac, cfg.geometry(False, 2), interpret=cfg.interpret,
+    g_grad = cfg.geometry(False, 2, central=cfg.integer_shift_grad == "central")
+    sbar = _shift_grad(x.reshape(-1), ybar.reshape(-1), fc, ac, g_grad, interpret=cfg.interpret,
                        num_warps=cfg.num_warps)
     return xbar, sbar.astype(shift.dtype)
 
@@ -428,7 +458,8 @@ def _shift_bwd(cfg: _Config, res, ybar):
 _shift.defvjp(_shift_fwd, _shift_bwd)
 
 
-def _check(x, shift, rows: int, stride, padding, block, num_warps, name: str, layout: str) -> None:
+def _check(x, shift, rows: int, stride, padding, block, num_warps, name: str, layout: str,
+           integer_shift_grad: str) -> None:
     ndim = 5 if rows == 3 else 4
     if x.ndim != ndim:
         raise ValueError(f"{name}: x must be {layout}, got shape {tuple(x.shape)}")
@@ -454,10 +485,13 @@ def _check(x, shift, rows: int, stride, padding, block, num_warps, name: str, la
         raise ValueError(f"{name}: block={block!r} must be a pallas_kernels.rubiks_shift.Block or None")
     if not isinstance(num_warps, int) or num_warps < 1 or num_warps & (num_warps - 1):
         raise ValueError(f"{name}: num_warps={num_warps!r} must be a power of two >= 1")
+    if integer_shift_grad not in INTEGER_SHIFT_GRADS:
+        raise ValueError(f"{name}: integer_shift_grad={integer_shift_grad!r} is not one of {list(INTEGER_SHIFT_GRADS)}")
 
 
 def rubiks_shift_3d(x: jax.Array, shift: jax.Array, *, stride: int = 1, padding: int = 0, quantize: bool = False,
-                    interpret: bool | None = None, block: Block | None = None, num_warps: int = 4) -> jax.Array:
+                    interpret: bool | None = None, block: Block | None = None, num_warps: int = 4,
+                    integer_shift_grad: str = "central") -> jax.Array:
     """Interpolated per-channel 3-D shift (RubiksShift), as Pallas kernels with a custom VJP.
 
     Args:
@@ -470,32 +504,38 @@ def rubiks_shift_3d(x: jax.Array, shift: jax.Array, *, stride: int = 1, padding:
         :class:`InterpretModeWarning`; ``True``/``False`` force it.
       block: tile override (default :func:`choose_block` of the output plane).
       num_warps: Triton warps per program.
+      integer_shift_grad: the shift gradient along an axis whose shift is an exact integer (where
+        the output has a kink): ``"central"`` ``0.5 * (x[s+1] - x[s-1])``, the mean of the left
+        and right derivatives (the released 2-D kernel's rule), or ``"one_sided"``
+        ``x[s+1] - x[s]``. The released 3-D kernel's variant (no 0.5, and the other axes read
+        at plane ``s - 1``) is a defect and is not offered.
 
     Returns:
       ``[N, T, C, H_out, W_out]`` of ``x.dtype`` (float32 accumulation), ``H_out = (H +
       2*padding - 1) // stride + 1``. Gradients: input gradient = the forward's adjoint; shift
-      gradient ``[3, C]`` = ``sum grad_out * (x_hi - x_lo)`` per axis (one-sided at integer
-      shifts), reduced deterministically.
+      gradient ``[3, C]`` = ``sum grad_out * (x_hi - x_lo)`` per axis (at integer shifts as
+      ``integer_shift_grad`` says), reduced deterministically.
 
     Raises:
       ValueError: naming ``x`` (rank, dtype, size), ``shift`` (shape, dtype), ``stride``,
-        ``padding``, ``block`` or ``num_warps``.
+        ``padding``, ``block``, ``num_warps`` or ``integer_shift_grad``.
     """
     x, shift = jnp.asarray(x), jnp.asarray(shift)
-    _check(x, shift, 3, stride, padding, block, num_warps, "rubiks_shift_3d", "[N, T, C, H, W]")
+    _check(x, shift, 3, stride, padding, block, num_warps, "rubiks_shift_3d", "[N, T, C, H, W]", integer_shift_grad)
     cfg = _Config(tuple(x.shape), 3, stride, padding, bool(quantize), block, num_warps,
-                  _resolve_interpret(interpret))
+                  _resolve_interpret(interpret), integer_shift_grad)
     return _shift(x, shift, cfg)
 
 
 def rubiks_shift_2d(x: jax.Array, shift: jax.Array, *, stride: int = 1, padding: int = 0, quantize: bool = False,
-                    interpret: bool | None = None, block: Block | None = None, num_warps: int = 4) -> jax.Array:
+                    interpret: bool | None = None, block: Block | None = None, num_warps: int = 4,
+                    integer_shift_grad: str = "central") -> jax.Array:
     """Spatial-only RubiksShift: ``x [N, C, H, W]``, ``shift [2, C]`` (vertical, horizontal) ->
     ``[N, C, H_out, W_out]``; otherwise as :func:`rubiks_shift_3d` (no temporal corner is read)."""
     x, shift = jnp.asarray(x), jnp.asarray(shift)
-    _check(x, shift, 2, stride, padding, block, num_warps, "rubiks_shift_2d", "[N, C, H, W]")
+    _check(x, shift, 2, stride, padding, block, num_warps, "rubiks_shift_2d", "[N, C, H, W]", integer_shift_grad)
     cfg = _Config((x.shape[0], 1) + tuple(x.shape[1:]), 2, stride, padding, bool(quantize), block, num_warps,
-                  _resolve_interpret(interpret))
+                  _resolve_interpret(interpret), integer_shift_grad)
     return _shift(x[:, None], shift, cfg)[:, 0]
 
 
@@ -556,7 +596,8 @@ _fused.defvjp(_fused_fwd, _fused_bwd)
 
 def rubiks_shift_pointwise(x: jax.Array, shift: jax.Array, weight: jax.Array, *, stride: int = 1, padding: int = 0,
                            quantize: bool = False, interpret: bool | None = None, block: Block | None = None,
-                           out_block: int | None = None, num_warps: int = 4) -> jax.Array:
+                           out_block: int | None = None, num_warps: int = 4,
+                           integer_shift_grad: str = "central") -> jax.Array:
     """RubiksShift followed by a pointwise (1x1) convolution, fused into one kernel (eqs. 6.2-6.3).
 
     ``out[n, t, d] = sum_c weight[c, d] * rubiks_shift_3d(x, shift)[n, t, c]``: the shifted
@@ -567,7 +608,7 @@ def rubiks_shift_pointwise(x: jax.Array, shift: jax.Array, weight: jax.Array, *,
     Args:
       x: ``[N, T, C, H, W]`` float32 or bfloat16. shift: ``[3, C]``. weight: ``[C, D]`` (float32
         products in IEEE precision; bfloat16 inputs multiply in bfloat16 with float32 accumulation).
-      stride, padding, quantize, interpret, num_warps: as :func:`rubiks_shift_3d`.
+      stride, padding, quantize, interpret, num_warps, integer_shift_grad: as :func:`rubiks_shift_3d`.
       block: ``Block(channel chunk >= 16, rows, cols)`` with ``rows * cols >= 16``; out_block:
         output channels per program (>= 16, a power of two). Defaults: :func:`choose_fused_block`.
 
@@ -575,11 +616,13 @@ def rubiks_shift_pointwise(x: jax.Array, shift: jax.Array, weight: jax.Array, *,
       ``[N, T, D, H_out, W_out]`` of ``x.dtype``.
     """
     x, shift, weight = jnp.asarray(x), jnp.asarray(shift), jnp.asarray(weight)
-    _check(x, shift, 3, stride, padding, block, num_warps, "rubiks_shift_pointwise", "[N, T, C, H, W]")
+    _check(x, shift, 3, stride, padding, block, num_warps, "rubiks_shift_pointwise", "[N, T, C, H, W]",
+           integer_shift_grad)
     if weight.ndim != 2 or weight.shape[0] != x.shape[2] or jnp.dtype(weight.dtype) not in SUPPORTED_DTYPES:
         raise ValueError(f"rubiks_shift_pointwise: weight must be [C, D] float32/bfloat16 with C = x.shape[2] = "
                          f"{x.shape[2]}, got shape {tuple(weight.shape)} dtype {jnp.dtype(weight.dtype).name}")
-    cfg = _Config(tuple(x.shape), 3, stride, padding, bool(quantize), None, num_warps, _resolve_interpret(interpret))
+    cfg = _Config(tuple(x.shape), 3, stride, padding, bool(quantize), None, num_warps, _resolve_interpret(interpret),
+                  integer_shift_grad)
     default_block, default_bd = choose_fused_block(x.shape[2], weight.shape[1], *cfg.out_hw)
     block, bd = block or default_block, out_block or default_bd
     if block.channels < 16 or block.rows * block.cols < 16:

@@ -285,7 +285,7 @@ def test_sac_on_four_devices_keeps_replicas_identical(run_python):
     (dict(replay_ratio=0.3), "must be a whole number"),
     (dict(learning_starts=50_000), "learning_starts=50000 is not allowed"),
     (dict(buffer_size=40), "buffer_size=40 is not allowed"),
-    (dict(appearance="colour_hard"), "appearance='colour_hard' is not allowed: choose one of train"),
+    (dict(appearance="colour_hard"), "appearance='colour_hard' is not allowed: it must be one of train"),
     (dict(pixels=True, env="dmc/cartpole_swingup", image_size=8), "too small"),
     (dict(replay_ratio=0.125), "fewer than actor_update_freq=2"),
     (dict(tau=0.0), "SACConfig.tau=0.0"),

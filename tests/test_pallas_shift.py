@@ -5,6 +5,7 @@ the channel block, negative, large and exactly integer shifts, strides, padding)
 mode, bfloat16, the 2-D variant, guard regions around the output, the dispatcher, errors,
 and that the GPU path lowers to Triton (checked on CPU by exporting for CUDA)."""
 
+import functools
 import warnings
 
 import jax
@@ -111,6 +112,32 @@ def test_2d_variant_matches_reference(stride, quantize):
     for a, b, what in zip(_value_and_grads(pal, x, s, cot), _value_and_grads(ref, x, s, cot), ("out", "grads")):
         for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
             _assert_close(u, v, F32_TOL, what)
+
+
+def test_integer_shift_gradient_rules_match_the_reference():
+    """Exact integer shifts on some axes only (``test_shift.mixed_integer_shift``: all-integer,
+    temporal-only, spatial-only and edge channels): for both rules the kernels' shift gradient
+    equals the XLA one, which test_shift.py checks against NumPy differences, in 3-D (stride 2,
+    padding 1) and 2-D; the two rules differ exactly on the integer entries."""
+    from test_shift import mixed_integer_shift
+
+    rng = np.random.default_rng(12)
+    s = mixed_integer_shift(rng).astype(np.float32)
+    x = jnp.asarray(rng.normal(size=(1, 3, 6, 5, 6)), jnp.float32)
+    integer = s == np.floor(s)
+    cases = [(vs.rubiks_shift_3d, pk.rubiks_shift_3d, x, s, integer, {"stride": 2, "padding": 1}),
+             (vs.rubiks_shift_2d, pk.rubiks_shift_2d, x[:, 0], s[1:], integer[1:], {})]
+    for ref_fn, pal_fn, xx, ss, integer_rows, kw in cases:
+        cot = jnp.asarray(rng.normal(size=ref_fn(xx, ss, impl="xla", **kw).shape), jnp.float32)
+        grads = {}
+        for rule in ("central", "one_sided"):
+            ref = functools.partial(ref_fn, xx, impl="xla", integer_shift_grad=rule, **kw)
+            pal = functools.partial(pal_fn, xx, interpret=True, integer_shift_grad=rule, **kw)
+            grads[rule] = np.asarray(jax.jit(jax.grad(lambda s, f=pal, c=cot: jnp.sum(c * f(s))))(ss))
+            _assert_close(grads[rule], jax.grad(lambda s, f=ref, c=cot: jnp.sum(c * f(s)))(ss), F32_TOL,
+                          f"{rule} shift gradient")
+        diff = np.abs(grads["central"] - grads["one_sided"])
+        assert diff[~integer_rows].max() < 1e-5 and diff[integer_rows].min() > 1e-3
 
 
 @pytest.mark.parametrize("adjoint", [False, True])
@@ -220,6 +247,8 @@ def test_errors_name_the_argument():
         pk.Block(2, 6, 8)
     with pytest.raises(ValueError, match=r"shift must be \[2, C\]"):
         pk.rubiks_shift_2d(x[:, 0], s, interpret=True)
+    with pytest.raises(ValueError, match=r"integer_shift_grad='forward'.*\['central', 'one_sided'\]"):
+        pk.rubiks_shift_3d(x, s, integer_shift_grad="forward", interpret=True)
 
 
 def test_choose_block_pads_little_and_stays_a_power_of_two():

@@ -11,6 +11,7 @@ import pytest
 
 from vasa.video.shift import (
     aq_attention,
+    aq_hard_attention,
     aq_init,
     aq_temporal_shift,
     aq_to_hard_shift,
@@ -242,14 +243,14 @@ def test_input_gradient_is_exact_adjoint(stride, padding):
         np.testing.assert_allclose(np.sum(np.asarray(y) * ybar), np.sum(np.asarray(xbar) * x), rtol=1e-5)
 
 
-def test_integer_shift_gradient_is_one_sided_difference():
-    """At an integer shift s the shift gradient is sum(grad_out * (F(s + e_k) - F(s)))."""
+def test_integer_shift_gradient_one_sided_is_the_upper_difference():
+    """At an integer shift s, ``integer_shift_grad="one_sided"`` gives sum(grad_out * (F(s + e_k) - F(s)))."""
     rng = np.random.default_rng(40)
     x = rng.normal(size=SHAPE).astype(np.float32)
     shift = random_shift(rng, "integer").astype(np.float32)
     shift[:, 0] = 0.0
     r = loss_weights(rng, SHAPE)
-    gs = jax.grad(lambda s: jnp.sum(rubiks_shift_3d(x, s) * r))(shift)
+    gs = jax.grad(lambda s: jnp.sum(rubiks_shift_3d(x, s, integer_shift_grad="one_sided") * r))(shift)
     base = numpy_integer_shift(x, shift)
     for k, c in itertools.product(range(3), range(4)):
         up = shift.copy()
@@ -261,6 +262,76 @@ def test_integer_shift_gradient_is_one_sided_difference():
     down[2, 1] -= 1
     lower = np.sum(r * (base - numpy_integer_shift(x, down)))
     assert abs(float(gs[2, 1]) - lower) > 1e-3
+
+
+def mixed_integer_shift(rng, c=6):
+    """Shifts ``[3, C]`` float64 with exact integers in every pattern that matters: channel 0 all
+    integer (0, as after a zero init), channel 1 temporal +1 only (a TSM channel, the spatial
+    shifts fractional), channel 2 spatial only, channel 3 negative integers at the edge, the rest
+    fractional."""
+    s = rng.integers(-2, 3, size=(3, c)) + rng.uniform(0.15, 0.85, size=(3, c))
+    s[:, 0] = 0.0
+    s[0, 1] = 1.0
+    s[1:, 2] = [-1.0, 2.0]
+    s[:, 3] = [-2.0, -4.0, 1.0]
+    return s
+
+
+@pytest.mark.parametrize("rule", ["central", "one_sided"])
+def test_shift_gradient_at_integer_and_fractional_shifts_matches_numpy_differences(rule):
+    """Against finite differences of the NumPy forward (eqs. 6.5-6.6, float64). The forward is
+    linear in each shift between integers, so at a fractional shift a small symmetric step is
+    exact; at an integer shift the right derivative is (F(s + h) - F(s)) / h and the central
+    rule, the mean of the right and left derivatives, is (F(s + h) - F(s - h)) / (2h), h <= 1.
+    Channels with only some integer axes check that the other axes' gradients are taken at the
+    integer shift itself (the released 3-D kernel reads them one plane back there)."""
+    rng = np.random.default_rng(45)
+    shape, stride, padding = (2, 3, 6, 5, 6), 2, 1
+    x = rng.normal(size=shape)
+    shift = mixed_integer_shift(rng)
+    out_shape = shape[:3] + (out_size(5, stride, padding), out_size(6, stride, padding))
+    r = rng.normal(size=out_shape)
+
+    def f_np(s):
+        return np.sum(r * numpy_trilinear(x, s, stride, padding))
+
+    def grad(rule_):
+        fn = lambda s: jnp.sum(rubiks_shift_3d(x.astype(np.float32), s, stride=stride, padding=padding,
+                                               integer_shift_grad=rule_) * r.astype(np.float32))
+        return np.asarray(jax.grad(fn)(shift.astype(np.float32)))
+
+    gs = grad(rule)
+    for k, c in itertools.product(range(3), range(shift.shape[1])):
+        e = np.zeros_like(shift)
+        if shift[k, c] != np.floor(shift[k, c]):
+            e[k, c] = 1e-4
+            want = (f_np(shift + e) - f_np(shift - e)) / 2e-4
+        elif rule == "one_sided":
+            e[k, c] = 0.5
+            want = (f_np(shift + e) - f_np(shift)) / 0.5
+        else:
+            e[k, c] = 0.5
+            want = (f_np(shift + e) - f_np(shift - e)) / 1.0
+        np.testing.assert_allclose(gs[k, c], want, rtol=1e-4, atol=1e-4, err_msg=f"axis {k} channel {c}")
+    other = grad("one_sided" if rule == "central" else "central")
+    integer = shift == np.floor(shift)
+    np.testing.assert_array_equal(gs[~integer], other[~integer])  # fractional shifts: the same gradient
+    assert np.abs(gs[integer] - other[integer]).min() > 1e-3  # the option is honoured, on every integer entry
+
+
+def test_2d_integer_shift_gradient_is_central_by_default():
+    """``rubiks_shift_2d`` at integer shifts: 0.5 * (F(s + 1) - F(s - 1)), as the released 2-D kernel."""
+    rng = np.random.default_rng(46)
+    x = rng.normal(size=(2, 3, 5, 6)).astype(np.float32)
+    shift = np.array([[0.0, 1.0, -1.0], [0.0, 0.4, 2.0]], np.float32)
+    r = rng.normal(size=x.shape).astype(np.float32)
+    gs = jax.grad(lambda s: jnp.sum(rubiks_shift_2d(x, s) * r))(shift)
+    as3d = lambda s: np.concatenate([np.zeros((1, 3)), s]).astype(np.float64)
+    f_np = lambda s: np.sum(r * numpy_trilinear(x[:, None].astype(np.float64), as3d(s), 1, 0)[:, 0])
+    for k, c in itertools.product(range(2), range(3)):
+        e = np.zeros_like(shift)
+        e[k, c] = 0.25 if shift[k, c] == np.floor(shift[k, c]) else 1e-3
+        np.testing.assert_allclose(gs[k, c], (f_np(shift + e) - f_np(shift - e)) / (2 * e[k, c]), rtol=1e-4, atol=1e-4)
 
 
 def test_quantize_forward_rounds_and_gradient_is_straight_through(formulation):
@@ -344,9 +415,17 @@ def test_fixed_shift_table_groups():
 # ------------------------------------------------------------------ RubiksShift-AQ
 
 
+def test_aq_init_is_uniform_on_0_1_as_the_released_code():
+    # AttentionShift: weight = torch.rand(c, kernel_size), U[0, 1) (not the dissertation's U[1, 1.05])
+    w = np.asarray(aq_init(jax.random.PRNGKey(0), channels=4000, kernel_size=3))
+    assert w.shape == (3, 4000) and w.dtype == np.float32
+    assert w.min() >= 0.0 and w.max() < 1.0 and w.min() < 0.01 and w.max() > 0.99
+    np.testing.assert_allclose([w.mean(), w.std()], [0.5, 1 / np.sqrt(12)], atol=0.01)
+
+
 def test_aq_attention_normalises_per_channel_over_k():
     w = np.asarray(aq_init(jax.random.PRNGKey(0), channels=6, kernel_size=3))
-    assert w.shape == (3, 6) and w.min() >= 1.0 and w.max() <= 1.05
+    assert w.shape == (3, 6)
     for tau in (2.0, 0.3):
         att = np.asarray(aq_attention(w, tau))
         w64 = w.astype(np.float64)
@@ -356,6 +435,7 @@ def test_aq_attention_normalises_per_channel_over_k():
         np.testing.assert_allclose(att.sum(0), 1.0, rtol=1e-6)
     hard = np.asarray(aq_attention(w, 1e-3))
     np.testing.assert_array_equal(hard, np.eye(3)[w.argmax(0)].T)
+    np.testing.assert_array_equal(aq_hard_attention(w), hard)
 
 
 def test_anneal_temperature_schedule():
@@ -472,6 +552,8 @@ def test_errors_name_the_argument():
         rubiks_shift_3d(x, s, stride=0)
     with pytest.raises(ValueError, match="padding=-1"):
         rubiks_shift_3d(x, s, padding=-1)
+    with pytest.raises(ValueError, match=r"integer_shift_grad='forward'.*\['central', 'one_sided'\]"):
+        rubiks_shift_3d(x, s, integer_shift_grad="forward")
     with pytest.raises(ValueError, match=r"shift must be \[2, C\]"):
         rubiks_shift_2d(x[:, 0], s)
     with pytest.raises(ValueError, match="kernel_size=4"):

@@ -21,7 +21,7 @@ What SURREAL-DDPG (Fan et al., CoRL 2018; dissertation section 2.5.2) prescribes
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +31,8 @@ from vasa.algos import offpolicy
 from vasa.algos.offpolicy import OffPolicyConfig, PixelTrunk, apply_gradients, example_input, network_input, soft_update
 from vasa.dist.mesh import DATA_AXIS, pmean
 from vasa.nn import MLP, ActionDistribution
-from vasa.run import RunConfig, require
+from vasa.run import RunConfig
+from vasa.run.fields import NonNegFloat, PosFloat, PosInt, Range, UnitFloat
 
 NAME = "ddpg"
 
@@ -40,41 +41,29 @@ NAME = "ddpg"
 class DDPGConfig(OffPolicyConfig):
     """SURREAL-DDPG hyperparameters on top of the shared off-policy options."""
 
-    n_step: int = 3
+    n_step: PosInt = 3
     """n-step returns (SURREAL: 3)"""
-    hidden_layers: tuple[int, ...] = (400, 300)
+    hidden_layers: tuple[PosInt, ...] = (400, 300)
     """actor and critic MLP hidden sizes (DDPG's 400-300)"""
-    actor_learning_rate: float = 1e-4
+    actor_learning_rate: PosFloat = 1e-4
     """actor Adam learning rate (the critic uses learning_rate)"""
     noise: Literal["ou", "gaussian"] = "ou"
     """exploration noise: Ornstein-Uhlenbeck or Gaussian"""
-    sigma_max: float = 0.4
+    sigma_max: NonNegFloat = 0.4
     """environment i of N explores with sigma = sigma_max * i / (N - 1)"""
-    ou_theta: float = 0.15
+    ou_theta: UnitFloat = 0.15
     """OU mean-reversion rate per step"""
     layer_norm: bool = False
     """LayerNorm after each hidden layer of actor and critic"""
-    weight_decay: float = 0.0
+    weight_decay: NonNegFloat = 0.0
     """decoupled weight decay on the critic (adamw)"""
     target_update: Literal["soft", "hard"] = "soft"
     """EMA targets (tau), or copies every hard_update_interval updates"""
-    tau: float = 0.005
+    tau: Annotated[float, Range(gt=0, le=1)] = 0.005
     """EMA rate for target_update=soft"""
-    hard_update_interval: int = 500
+    hard_update_interval: PosInt = 500
     """updates between target copies for target_update=hard"""
 
-    def validate(self, num_devices: int = 1) -> None:
-        super().validate(num_devices)
-
-        def need(ok, field, allowed):
-            require(self, ok, field, allowed)
-
-        need(self.actor_learning_rate > 0, "actor_learning_rate", "it must be > 0")
-        need(self.sigma_max >= 0, "sigma_max", "it must be >= 0")
-        need(0.0 <= self.ou_theta <= 1.0, "ou_theta", "it must be in [0, 1]")
-        need(self.weight_decay >= 0, "weight_decay", "it must be >= 0")
-        need(0.0 < self.tau <= 1.0, "tau", "it must be in (0, 1]")
-        need(self.hard_update_interval >= 1, "hard_update_interval", "it must be >= 1")
 
 
 def exploration_sigma(sigma_max: float, env_ids: jax.Array, num_envs: int) -> jax.Array:

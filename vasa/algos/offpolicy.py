@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Protocol
+from typing import Annotated, Any, Callable, Literal, Protocol, get_args
 
 import jax
 import jax.numpy as jnp
@@ -30,21 +30,21 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from vasa import replay
 from vasa.dist.mesh import DATA_AXIS, global_row_ids, jit_sharded_step, make_mesh, psum
-from vasa.envs import EnvState, check_env_id, make
+from vasa.envs import EnvId, EnvState, make
 from vasa.envs.randomize import SUITES
-from vasa.run import (Checkpointer, RunConfig, RunLogger, check_finite, chunk_plan, chunked_iterations, finish_run,
-                      require, resolve_run)
-from vasa.run.logger import config_to_dict
+from vasa.run import RunConfig, chunk_plan, chunked_iterations, prepare_run, require
+from vasa.run.fields import NonNegInt, PosFloat, PosInt, Range, Seed, check_fields
 
 
 Suite = Literal["train", "color_easy", "color_hard", "video_easy", "video_hard"]
+assert set(get_args(Suite)) == set(SUITES), "offpolicy.Suite must list vasa.envs.randomize.SUITES"
 
 
 @dataclass(frozen=True)
 class OffPolicyConfig:
     """Environment, replay and schedule options shared by SAC and DDPG."""
 
-    env: str = "dmc/cartpole_swingup"
+    env: EnvId = "dmc/cartpole_swingup"
     """environment id (see vasa.envs.registered_ids())"""
     pixels: bool = False
     """learn from rendered pixels (84x84 RGB, frame stack) instead of the state vector"""
@@ -52,45 +52,45 @@ class OffPolicyConfig:
     """appearance suite while training (pixels only)"""
     appearance: Suite = "train"
     """appearance suite for evaluation: train, color_easy, color_hard, video_easy, video_hard"""
-    image_size: int = 84
+    image_size: PosInt = 84
     """rendered image height and width (pixels only)"""
-    frame_stack: int = 3
+    frame_stack: PosInt = 3
     """frames per observation (pixels only)"""
-    action_repeat: int | None = None
+    action_repeat: PosInt | None = None
     """repeat each action this many task steps (None: PAD's for pixels, the task's own otherwise)"""
-    episode_length: int | None = None
+    episode_length: PosInt | None = None
     """time limit in task steps (None: the task's own, e.g. 1000 for DM Control)"""
-    seed: int = 0
+    seed: Seed = 0
     """random seed"""
 
-    num_envs: int = 16
+    num_envs: PosInt = 16
     """parallel environments (global, split over devices)"""
-    steps_per_iteration: int = 1
+    steps_per_iteration: PosInt = 1
     """environment steps per environment per iteration"""
-    total_env_steps: int = 500_000
+    total_env_steps: PosInt = 500_000
     """training length in environment steps (action repeats counted)"""
-    learning_starts: int = 1000
+    learning_starts: NonNegInt = 1000
     """transitions (over all envs) collected with uniform random actions before learning"""
-    replay_ratio: float = 1.0
+    replay_ratio: PosFloat = 1.0
     """gradient updates per collected transition (agent step)"""
-    buffer_size: int = 100_000
+    buffer_size: PosInt = 100_000
     """replay capacity in transitions (global; each device keeps num_envs/devices envs' share)"""
-    batch_size: int = 512
+    batch_size: PosInt = 512
     """transitions per gradient update (global, split over devices)"""
-    n_step: int = 1
+    n_step: PosInt = 1
     """n-step returns"""
-    gamma: float = 0.99
+    gamma: Annotated[float, Range(gt=0, le=1)] = 0.99
     """discount"""
-    learning_rate: float = 1e-3
+    learning_rate: PosFloat = 1e-3
     """Adam learning rate"""
 
     encoder: Literal["drq", "nature"] = "drq"
     """pixel encoder: DrQ/RAD (4 x 32 conv 3x3) or SURREAL's Nature-style (8x8/4, 4x4/2)"""
-    feature_dim: int = 50
+    feature_dim: PosInt = 50
     """encoder output size (Linear -> LayerNorm -> tanh)"""
-    hidden_layers: tuple[int, ...] = (1024, 1024)
+    hidden_layers: tuple[PosInt, ...] = (1024, 1024)
     """actor and critic MLP hidden sizes"""
-    augment_pad: int = 4
+    augment_pad: NonNegInt = 4
     """DrQ random shift: replicate-pad this many pixels and crop back (0 disables)"""
 
     @property
@@ -125,27 +125,14 @@ class OffPolicyConfig:
     def validate(self, num_devices: int = 1) -> None:
         """Check every option before anything is compiled; messages name the field, the value
         and what is allowed."""
-        check_env_id(self.env)
-
         def need(ok, field, allowed):
             require(self, ok, field, allowed)
 
-        for field in ("num_envs", "steps_per_iteration", "total_env_steps", "buffer_size", "batch_size", "n_step",
-                      "image_size", "frame_stack", "feature_dim"):
-            need(getattr(self, field) >= 1, field, "it must be >= 1")
-        need(self.action_repeat is None or self.action_repeat >= 1, "action_repeat", "it must be >= 1 (or None)")
-        need(self.learning_starts >= 0, "learning_starts", "it must be >= 0")
-        need(self.augment_pad >= 0, "augment_pad", "it must be >= 0")
-        need(0.0 < self.gamma <= 1.0, "gamma", "it must be in (0, 1]")
-        need(self.learning_rate > 0, "learning_rate", "it must be > 0")
-        need(all(h >= 1 for h in self.hidden_layers), "hidden_layers", "every size must be >= 1")
-        need(self.replay_ratio > 0, "replay_ratio", "it must be > 0 (gradient updates per collected transition)")
+        check_fields(self)  # every field: type, finiteness, range, choice (its annotation)
         n = self.updates_per_iteration
         need(n >= 1 and abs(n - self.replay_ratio * self.transitions_per_iteration) < 1e-6, "replay_ratio",
              f"replay_ratio * num_envs * steps_per_iteration = {self.replay_ratio * self.transitions_per_iteration:g} "
              "must be a whole number >= 1 (updates per iteration)")
-        for suite_field in ("train_appearance", "appearance"):
-            need(getattr(self, suite_field) in SUITES, suite_field, f"choose one of {', '.join(SUITES)}")
         need(self.num_envs % num_devices == 0, "num_envs", f"it must be divisible by the {num_devices} devices")
         need(self.batch_size % num_devices == 0, "batch_size", f"it must be divisible by the {num_devices} devices")
         slots = self.buffer_size // self.num_envs
@@ -404,75 +391,69 @@ def train(config: OffPolicyConfig, make_learner: Callable[[OffPolicyConfig, Any]
           run: RunConfig = DEFAULT_RUN, logged: tuple[str, ...] = ()):
     """Warm up, then train with logging, periodic evaluation (under ``config.appearance``),
     checkpoints (the replay buffer included) and a progress bar; ``run.resume`` continues a
-    run from its latest checkpoint with its saved config, as if it had never stopped.
+    run from its newest intact checkpoint (or ``run.resume_step``) with its saved config and
+    run settings (see :mod:`vasa.run.rundir`), as if it had never stopped. Explicit run
+    settings are those that differ from :data:`DEFAULT_RUN`.
 
     Returns ``(policy, state, rows)``: ``policy(obs) -> action`` (deterministic, bound to the
     final parameters), the final TrainState and the logged rows.
     """
     run.validate()
-    config, run_dir = resolve_run(config, run, name, prefix=f"{name}-")
+    plan = prepare_run(config, run, name, defaults=DEFAULT_RUN, prefix=f"{name}-")
+    config, run = plan.config, plan.run
     mesh = make_mesh(run.num_devices)
     config.validate(mesh.size)
     env, eval_env = make_env(config), make_env(config, evaluation=True)
     learner = make_learner(config, env)
 
-    state = init(config, learner, env, mesh)
-    checkpointer = Checkpointer(run_dir, keep=run.keep_checkpoints)
-    start = 0
-    if run.resume:
-        start, state = checkpointer.restore(state)
-    warm = config.warmup_iterations
-    total = warm + config.num_iterations
-    t0 = time.perf_counter()
-    if config.pixels and jax.default_backend() == "cpu":
-        # XLA:CPU's convolutions are as slow inside lax.cond as inside loops (see
-        # make_train_step), so on CPU pixel runs compile the warm-up and the learning
-        # iteration separately instead of one program that switches between them, and
-        # make one call per iteration (a chunk would put the iteration in a loop).
-        chunk = 1
-        programs = {w: make_train_step(config, learner, env, mesh, warmup=w).lower(state).compile()
-                    for w in ((True, False) if start < warm else (False,))}
+    with plan.open() as session:
+        start, state = session.restore(init(config, learner, env, mesh))
+        warm = config.warmup_iterations
+        total = warm + config.num_iterations
+        t0 = time.perf_counter()
+        if config.pixels and jax.default_backend() == "cpu":
+            # XLA:CPU's convolutions are as slow inside lax.cond as inside loops (see
+            # make_train_step), so on CPU pixel runs compile the warm-up and the learning
+            # iteration separately instead of one program that switches between them, and
+            # make one call per iteration (a chunk would put the iteration in a loop).
+            chunk = 1
+            programs = {w: make_train_step(config, learner, env, mesh, warmup=w).lower(state).compile()
+                        for w in ((True, False) if start < warm else (False,))}
 
-        def step(s, count, done):  # metrics stacked [1, ...], as a chunk's are
-            s, metrics = programs[done < warm](s)
-            return s, jax.tree.map(lambda x: x[None], metrics)
-    else:
-        chunk = run.chunk
-        compiled = make_train_step(config, learner, env, mesh, chunk=chunk).lower(state, chunk).compile()
-        step = lambda s, count, done: compiled(s, count)  # noqa: E731
-    compile_s = time.perf_counter() - t0
-    evaluate = make_evaluate(config, learner, eval_env, run.num_eval_envs)
-    saved_config = {name: config_to_dict(config), "run": config_to_dict(run)}
-    logger = RunLogger(run_dir, saved_config, total, start, run.progress)
-    wall = logger.last_value("wall_time") if start else 0.0
-    rows, eval_key = [], jax.random.PRNGKey(config.seed + 10_000)
-    names = ("episode_return", "episodes", "buffer_size") + tuple(logged)
-    try:
+            def step(s, count, done):  # metrics stacked [1, ...], as a chunk's are
+                s, metrics = programs[done < warm](s)
+                return s, jax.tree.map(lambda x: x[None], metrics)
+        else:
+            chunk = run.chunk
+            compiled = make_train_step(config, learner, env, mesh, chunk=chunk).lower(state, chunk).compile()
+            step = lambda s, count, done: compiled(s, count)  # noqa: E731
+        session.compile_s = time.perf_counter() - t0
+        evaluate = make_evaluate(config, learner, eval_env, run.num_eval_envs)
+        session.begin(total, start)
+        eval_key = jax.random.PRNGKey(config.seed + 10_000)
+        names = ("episode_return", "episodes", "buffer_size") + tuple(logged)
         stop = total if run.max_iterations is None else min(total, start + run.max_iterations)
         # calls end at evaluations (counted from the end of the warm-up), checkpoints and
         # the end of the warm-up itself (so no call mixes cheap and learning iterations)
         events = (run.checkpoint_every, (run.eval_every, warm))
-        plan = (chunk_plan(start, min(stop, warm), chunk, events)
-                + chunk_plan(max(start, warm), stop, chunk, events))
-        for state, it, values, dt in chunked_iterations(step, state, start, plan):
+        calls = (chunk_plan(start, min(stop, warm), chunk, events)
+                 + chunk_plan(max(start, warm), stop, chunk, events))
+        for state, it, values, dt in chunked_iterations(step, state, start, calls):
             if it > warm:  # no updates (NaN losses) while warming up
-                check_finite(values, it)
-            wall += dt
-            row = {"iteration": it, "env_steps": it * config.env_steps_per_iteration, "wall_time": wall,
+                session.check_finite(values, it)
+            session.wall += dt
+            row = {"iteration": it, "env_steps": it * config.env_steps_per_iteration, "wall_time": session.wall,
                    "sps": config.env_steps_per_iteration / dt,
                    "updates_per_s": 0.0 if it <= warm else config.updates_per_iteration / dt,
                    **{k: values.get(k, float("nan")) for k in names}, "eval_return": float("nan")}
             last = it == total
             if it > warm and (last or (run.eval_every and (it - warm) % run.eval_every == 0)):
                 row["eval_return"] = float(evaluate(state.learner, jax.random.fold_in(eval_key, it)))
-            logger.log(row)
-            rows.append(row)
+            session.log(row)
             if it == stop or (run.checkpoint_every and it % run.checkpoint_every == 0):
-                checkpointer.save(it, state, saved_config)
-    finally:
-        finish_run(logger, checkpointer, rows, run_dir, compile_s, wall)
+                session.save(it, state)
     params = state.learner
-    return (lambda obs: learner.policy(params, obs)), state, rows
+    return (lambda obs: learner.policy(params, obs)), state, session.rows
 
 
 def soft_update(target, online, tau: float):

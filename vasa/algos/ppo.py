@@ -26,7 +26,7 @@ import functools
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal
 
 import jax
 import jax.numpy as jnp
@@ -37,32 +37,31 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from vasa.algos.returns import gae_advantages
 from vasa.dist.mesh import DATA_AXIS, global_row_ids, jit_sharded_step, make_mesh, pmean, psum
-from vasa.envs import EnvState, check_env_id, make
+from vasa.envs import EnvId, EnvState, make
 from vasa.nn import MLP, ActionDistribution, GaussianPolicyHead, RunningStats
-from vasa.run import (Checkpointer, RunConfig, RunLogger, check_finite, chunk_plan, chunked_iterations, finish_run,
-                      resolve_run)
-from vasa.run.logger import config_to_dict
+from vasa.run import RunConfig, chunk_plan, chunked_iterations, prepare_run, require
+from vasa.run.fields import NonNegFloat, PosFloat, PosInt, Range, Seed, UnitFloat, check_fields
 
 
 @dataclass(frozen=True)
 class PPOConfig:
     """PPO hyperparameters. Defaults learn ``dmc/cartpole_balance`` on a 2-core CPU in minutes."""
 
-    env: str = "dmc/cartpole_balance"
+    env: EnvId = "dmc/cartpole_balance"
     """environment id (see vasa.envs.registered_ids())"""
-    num_envs: int = 128
+    num_envs: PosInt = 128
     """parallel environments (global, split over devices)"""
-    unroll_length: int = 32
+    unroll_length: PosInt = 32
     """environment steps per environment per iteration (the rollout horizon)"""
-    total_env_steps: int = 4_000_000
+    total_env_steps: PosInt = 4_000_000
     """training length in environment steps (action repeats counted)"""
-    seed: int = 0
+    seed: Seed = 0
     """random seed"""
-    num_seeds: int = 1
+    num_seeds: PosInt = 1
     """independent runs trained together with jax.vmap (seeds seed, seed+1, ...)"""
-    episode_length: int | None = None
+    episode_length: PosInt | None = None
     """time limit in task steps (None: the task's own, e.g. 1000 for DM Control)"""
-    action_repeat: int | None = 4
+    action_repeat: PosInt | None = 4
     """repeat each action this many task steps (None: the task's own)"""
     reset_mode: Literal["fresh", "cached"] = "fresh"
     """auto-reset draws a fresh initial state, or replays a cached one (Brax's behaviour)"""
@@ -70,31 +69,31 @@ class PPOConfig:
     # surrogate and SURREAL target network
     surrogate: Literal["clip", "kl"] = "clip"
     """policy objective: clipped ratio, or SURREAL's adaptive-KL penalty"""
-    clip_epsilon: float = 0.2
+    clip_epsilon: PosFloat = 0.2
     """ratio clip range for surrogate=clip"""
-    kl_target: float = 0.015
+    kl_target: PosFloat = 0.015
     """target KL(ref || pi) for the adaptive penalty (SURREAL: 0.015)"""
-    beta_init: float = 1.0
+    beta_init: PosFloat = 1.0
     """initial KL penalty coefficient"""
-    beta_min: float = 1.0 / 35.0
+    beta_min: PosFloat = 1.0 / 35.0
     """lower bound of beta"""
-    beta_max: float = 35.0
+    beta_max: PosFloat = 35.0
     """upper bound of beta"""
-    beta_factor: float = 1.5
+    beta_factor: Annotated[float, Range(gt=1)] = 1.5
     """beta is multiplied/divided by this when KL leaves [target/2, 2*target]"""
-    kl_hinge_coef: float = 250.0
+    kl_hinge_coef: NonNegFloat = 250.0
     """coefficient of the squared hinge on KL above 2*kl_target (surrogate=kl)"""
-    kl_early_stop: float = 0.0
+    kl_early_stop: NonNegFloat = 0.0
     """stop an iteration's updates once KL > this * kl_target (0 disables; SURREAL: 4)"""
-    target_update_interval: int = 1
+    target_update_interval: PosInt = 1
     """iterations between refreshes of the reference (behaviour) policy; 1 = ordinary PPO"""
 
     # returns
-    gamma: float = 0.99
+    gamma: Annotated[float, Range(gt=0, le=1)] = 0.99
     """discount"""
-    gae_lambda: float = 0.95
+    gae_lambda: UnitFloat = 0.95
     """GAE lambda"""
-    reward_scaling: float = 1.0
+    reward_scaling: PosFloat = 1.0
     """multiply rewards by this before learning (returns are logged unscaled)"""
     normalize_observations: bool = True
     """z-filter observations with running mean/variance"""
@@ -105,33 +104,33 @@ class PPOConfig:
     order) instead of after (vasa's default: the stored behaviour log-probs stay exact)"""
 
     # optimisation
-    num_epochs: int = 4
+    num_epochs: PosInt = 4
     """passes over each iteration's batch"""
-    num_minibatches: int = 8
+    num_minibatches: PosInt = 8
     """minibatches per epoch (global; each device takes its share)"""
-    learning_rate: float = 1e-3
+    learning_rate: PosFloat = 1e-3
     """Adam learning rate"""
     lr_schedule: Literal["constant", "linear", "cosine"] = "linear"
     """learning-rate schedule over all gradient steps (linear/cosine decay to 0)"""
-    max_grad_norm: float = 0.5
+    max_grad_norm: NonNegFloat = 0.5
     """global gradient-norm clip (0 disables)"""
-    value_coef: float = 0.5
+    value_coef: NonNegFloat = 0.5
     """weight of the value loss"""
     clip_value: bool = False
     """clip value predictions to +-clip_epsilon around the rollout's values"""
-    entropy_coef: float = 1e-3
+    entropy_coef: NonNegFloat = 1e-3
     """entropy bonus weight"""
 
     # networks
-    policy_layers: tuple[int, ...] = (64, 64)
+    policy_layers: tuple[PosInt, ...] = (64, 64)
     """policy MLP hidden sizes"""
-    value_layers: tuple[int, ...] = (64, 64)
+    value_layers: tuple[PosInt, ...] = (64, 64)
     """value MLP hidden sizes"""
     activation: Literal["tanh", "relu", "swish", "elu", "gelu"] = "tanh"
     """hidden activation"""
     state_dependent_std: bool = False
     """predict log-std from the observation (else one learned vector)"""
-    init_log_std: float = -0.5
+    init_log_std: Annotated[float, Range(ge=-20, le=5)] = -0.5
     """initial log standard deviation of the Gaussian policy (SURREAL: -1)"""
     action_squash: Literal["tanh", "clip"] = "tanh"
     """map Gaussian samples to the action bounds by tanh, or clip them"""
@@ -145,13 +144,9 @@ class PPOConfig:
         """Raise ``ValueError`` naming the field, its value and what is allowed."""
 
         def need(ok: bool, field: str, allowed: str):
-            if not ok:
-                raise ValueError(f"PPOConfig.{field}={getattr(self, field)!r} is not allowed: {allowed}.")
+            require(self, ok, field, allowed)
 
-        check_env_id(self.env)
-        for f in ("num_envs", "unroll_length", "total_env_steps", "num_seeds", "num_epochs",
-                  "num_minibatches", "target_update_interval"):
-            need(int(getattr(self, f)) >= 1, f, "it must be an integer >= 1")
+        check_fields(self)  # every field: type, finiteness, range, choice (its annotation)
         need(self.num_envs % num_devices == 0, "num_envs",
              f"it must be divisible by the number of devices ({num_devices})")
         need(self.batch_size % self.num_minibatches == 0, "num_minibatches",
@@ -161,29 +156,8 @@ class PPOConfig:
              f"with unroll_length={self.unroll_length}, each device's environments "
              f"(num_envs / devices = {self.num_envs // num_devices}) must be a multiple of "
              f"{group} = num_minibatches / gcd(num_minibatches, unroll_length)")
-        need(self.action_repeat is None or self.action_repeat >= 1, "action_repeat", "it must be >= 1 (or None)")
-        need(self.episode_length is None or self.episode_length >= 1, "episode_length", "it must be >= 1 (or None)")
-        need(self.learning_rate > 0 and math.isfinite(self.learning_rate), "learning_rate", "it must be > 0")
-        need(0 < self.gamma <= 1, "gamma", "it must lie in (0, 1]")
-        need(0 <= self.gae_lambda <= 1, "gae_lambda", "it must lie in [0, 1]")
-        need(self.clip_epsilon > 0, "clip_epsilon", "it must be > 0")
-        need(self.kl_target > 0, "kl_target", "it must be > 0")
-        need(0 < self.beta_min <= self.beta_init <= self.beta_max, "beta_init",
-             f"it must lie in [beta_min, beta_max] = [{self.beta_min}, {self.beta_max}] with beta_min > 0")
-        need(self.beta_factor > 1, "beta_factor", "it must be > 1")
-        need(self.kl_hinge_coef >= 0, "kl_hinge_coef", "it must be >= 0")
-        need(self.kl_early_stop >= 0, "kl_early_stop", "it must be >= 0 (0 disables)")
-        need(self.max_grad_norm >= 0, "max_grad_norm", "it must be >= 0 (0 disables)")
-        need(self.value_coef >= 0, "value_coef", "it must be >= 0")
-        need(self.entropy_coef >= 0, "entropy_coef", "it must be >= 0")
-        need(self.reward_scaling > 0, "reward_scaling", "it must be > 0")
-        need(all(int(w) >= 1 for w in self.policy_layers), "policy_layers", "widths must be >= 1")
-        need(all(int(w) >= 1 for w in self.value_layers), "value_layers", "widths must be >= 1")
-        for field, choices in (("surrogate", ("clip", "kl")), ("reset_mode", ("fresh", "cached")),
-                               ("lr_schedule", ("constant", "linear", "cosine")),
-                               ("activation", ("tanh", "relu", "swish", "elu", "gelu")),
-                               ("action_squash", ("tanh", "clip"))):
-            need(getattr(self, field) in choices, field, f"choose one of {', '.join(choices)}")
+        need(self.beta_min <= self.beta_init <= self.beta_max, "beta_init",
+             f"it must lie in [beta_min, beta_max] = [{self.beta_min}, {self.beta_max}]")
 
     @property
     def num_iterations(self) -> int:
@@ -645,54 +619,47 @@ LOGGED = ("episode_return", "episode_return_std", "episodes", "loss", "policy_lo
 def train(config: PPOConfig, run: RunConfig = RunConfig()) -> tuple[Callable, TrainState, list[dict]]:
     """Train with logging, periodic evaluation, checkpoints and a progress bar.
 
-    With ``run.resume`` the run continues from its latest checkpoint with its saved
-    PPOConfig (``config`` is then ignored, and a note lists what differed), bit-for-bit as
-    if it had never stopped (on CPU). A non-finite loss raises :class:`TrainingDiverged`
-    naming the iteration; checkpoints already written are kept.
+    With ``run.resume`` the run continues from its newest intact checkpoint (or
+    ``run.resume_step``) with its saved PPOConfig and run settings (``config`` is then
+    ignored, and notes list what differed; see :mod:`vasa.run.rundir`), bit-for-bit as if it
+    had never stopped (on CPU). A non-finite loss raises :class:`TrainingDiverged` naming the
+    iteration and the last good checkpoint, which is kept.
 
     Returns ``(policy, state, rows)``: the deterministic inference function of
     :func:`make_policy`, the final TrainState and the logged metrics rows.
     """
     run.validate()
-    config, run_dir = resolve_run(config, run, "ppo")
+    plan = prepare_run(config, run, "ppo", defaults=RunConfig())
+    config, run = plan.config, plan.run
     mesh = make_mesh(run.num_devices)
     config.validate(mesh.size)
     env = make_env(config)
 
-    state = init(config, env, mesh)
-    checkpointer = Checkpointer(run_dir, keep=run.keep_checkpoints)
-    start = 0
-    if run.resume:
-        start, state = checkpointer.restore(state)
-    step = make_train_step(config, env, mesh, chunk=run.chunk)
-    evaluate = make_evaluate(config, run.num_eval_envs, env)
-    total = config.num_iterations
-    t0 = time.perf_counter()
-    compiled = step.lower(state, run.chunk).compile()
-    compile_s = time.perf_counter() - t0
-    saved_config = {"ppo": config_to_dict(config), "run": config_to_dict(run)}
-    logger = RunLogger(run_dir, saved_config, total, start, run.progress)
-    wall = logger.last_value("wall_time") if start else 0.0
-    rows, eval_key = [], jax.random.PRNGKey(config.seed + 10_000)
-    try:
+    with plan.open() as session:
+        start, state = session.restore(init(config, env, mesh))
+        step = make_train_step(config, env, mesh, chunk=run.chunk)
+        evaluate = make_evaluate(config, run.num_eval_envs, env)
+        total = config.num_iterations
+        t0 = time.perf_counter()
+        compiled = step.lower(state, run.chunk).compile()
+        session.compile_s = time.perf_counter() - t0
+        session.begin(total, start)
+        eval_key = jax.random.PRNGKey(config.seed + 10_000)
         stop = total if run.max_iterations is None else min(total, start + run.max_iterations)
         # each call ends at an evaluation or checkpoint iteration (and at ``stop``)
-        plan = chunk_plan(start, stop, run.chunk, (run.eval_every, run.checkpoint_every))
-        for state, it, values, dt in chunked_iterations(lambda s, n, _: compiled(s, n), state, start, plan):
-            check_finite(values, it)
-            wall += dt
-            row = {"iteration": it, "env_steps": steps_done(config, it), "wall_time": wall,
+        calls = chunk_plan(start, stop, run.chunk, (run.eval_every, run.checkpoint_every))
+        for state, it, values, dt in chunked_iterations(lambda s, n, _: compiled(s, n), state, start, calls):
+            session.check_finite(values, it)
+            session.wall += dt
+            row = {"iteration": it, "env_steps": steps_done(config, it), "wall_time": session.wall,
                    "sps": config.env_steps_per_iteration * config.num_seeds / dt,
                    **{k: values[k] for k in LOGGED}, "eval_return": float("nan")}
             if it == total or (run.eval_every and it % run.eval_every == 0):
                 row["eval_return"] = float(np.mean(evaluate(state, jax.random.fold_in(eval_key, it))))
-            logger.log(row)
-            rows.append(row)
+            session.log(row)
             if it == stop or (run.checkpoint_every and it % run.checkpoint_every == 0):
-                checkpointer.save(it, state, saved_config)
-    finally:
-        finish_run(logger, checkpointer, rows, run_dir, compile_s, wall)
-    return make_policy(config, env), state, rows
+                session.save(it, state)
+    return make_policy(config, env), state, session.rows
 
 
 def steps_done(config: PPOConfig, iteration: int) -> int:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +39,7 @@ from vasa.algos.offpolicy import OffPolicyConfig, PixelTrunk, apply_gradients, e
 from vasa.dist.mesh import DATA_AXIS, pmean
 from vasa.nn import ActionDistribution, GaussianPolicyHead
 from vasa.run import RunConfig, require
+from vasa.run.fields import PosFloat, PosInt, Range
 
 NAME = "sac"
 
@@ -46,19 +48,19 @@ NAME = "sac"
 class SACConfig(OffPolicyConfig):
     """SAC hyperparameters (DrQ's defaults) on top of the shared off-policy options."""
 
-    tau: float = 0.01
+    tau: Annotated[float, Range(gt=0, le=1)] = 0.01
     """EMA rate of the target critic (and target encoder)"""
-    init_temperature: float = 0.1
+    init_temperature: PosFloat = 0.1
     """initial entropy temperature alpha"""
     target_entropy: float | None = None
     """target policy entropy (None: -|A|)"""
-    actor_update_freq: int = 2
+    actor_update_freq: PosInt = 2
     """update actor and temperature every this many gradient updates"""
-    target_update_freq: int = 2
+    target_update_freq: PosInt = 2
     """update the targets every this many gradient updates"""
-    log_std_min: float = -10.0
+    log_std_min: Annotated[float, Range(ge=-20, le=5)] = -10.0
     """lower bound of the actor's log-std"""
-    log_std_max: float = 2.0
+    log_std_max: Annotated[float, Range(ge=-20, le=5)] = 2.0
     """upper bound of the actor's log-std"""
 
     def validate(self, num_devices: int = 1) -> None:
@@ -67,10 +69,6 @@ class SACConfig(OffPolicyConfig):
         def need(ok, field, allowed):
             require(self, ok, field, allowed)
 
-        need(0.0 < self.tau <= 1.0, "tau", "it must be in (0, 1]")
-        need(self.init_temperature > 0, "init_temperature", "it must be > 0")
-        need(self.actor_update_freq >= 1, "actor_update_freq", "it must be >= 1")
-        need(self.target_update_freq >= 1, "target_update_freq", "it must be >= 1")
         need(self.log_std_min < self.log_std_max, "log_std_min", f"it must be below log_std_max={self.log_std_max}")
         need(self.updates_per_iteration >= self.actor_update_freq, "replay_ratio",
              f"it gives {self.updates_per_iteration} updates per iteration, fewer than actor_update_freq="

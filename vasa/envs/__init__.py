@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 
-from vasa.envs.core import ArraySpec, Env, EnvState, check_env_id, make_raw, register, registered_ids
+from vasa.envs.core import ArraySpec, Env, EnvId, EnvState, check_env_id, make_raw, register, registered_ids
 from vasa.envs.tasks.foreign import BRAX_ENVS, DMC_TASKS
 from vasa.envs.wrappers import ActionRepeat, AutoReset, EpisodeLimit, PixelObservation, Wrapper
 
 __all__ = [
-    "ArraySpec", "Env", "EnvState", "Wrapper", "ActionRepeat", "AutoReset", "EpisodeLimit", "PixelObservation",
+    "ArraySpec", "Env", "EnvId", "EnvState", "Wrapper", "ActionRepeat", "AutoReset", "EpisodeLimit", "PixelObservation",
     "make", "make_raw", "register", "registered_ids", "check_env_id", "PIXEL_ACTION_REPEAT", "SECANT_TASKS",
 ]
 

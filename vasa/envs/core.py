@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Annotated, Any, Callable, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
 from flax import struct
+
+from vasa.run.fields import Check
 
 
 @struct.dataclass
@@ -122,6 +124,10 @@ def check_env_id(env_id: str) -> None:
         + (f"Closest matches: {', '.join(close)}. " if close else "")
         + (f"Other valid ids: " if close else "Valid ids: ") + f"{', '.join(rest if close else ids)}."
     )
+
+
+EnvId = Annotated[str, Check(lambda env_id: check_env_id(env_id) is None, "a registered environment id")]
+"""A config field holding an environment id (validated against the registry, closest matches named)."""
 
 
 def _resolve(builder):

@@ -9,7 +9,7 @@
   gains of an MJX model (:func:`randomize_dynamics`); :class:`RandomizedDynamics` applies a
   per-environment draw inside ``step`` and ``reset``.
 * Videos: :func:`load_video` reads background frames from ``.npy``/``.npz`` arrays,
-  animated GIF/WebP/PNG files, image folders, or (with ``imageio`` installed) video files.
+  animated GIF/WebP/PNG files, image folders, or (with PyAV installed) video files.
 
 Everything here is ``vmap``-friendly: ``jax.vmap(randomize_appearance, (0, None, None,
 None))(keys, base, suite, groups)`` gives every environment its own look, reproducibly from
@@ -20,20 +20,25 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Sequence
+from typing import Literal, Sequence, get_args
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vasa import media
 from vasa.envs.core import EnvState
 from vasa.envs.render import (BG_GRADIENT, BG_VIDEO, BG_WAVES, PLANE, TEX_BACKGROUND, TEX_CHECKER, TEX_GRID,
                               TEX_NOISE, Appearance, Renderer)
 from vasa.envs.wrappers import Wrapper
+from vasa.run.fields import NonNegFloat, PosFloat, UnitFloat, check_fields, ordered_pair
 
-COLOR_MODES = ("keep", "jitter", "uniform")
-TEXTURE_MODES = ("keep", "random", "background")
-BACKGROUND_MODES = ("keep", "color", "waves", "video")
+ColorMode = Literal["keep", "jitter", "uniform"]
+TextureMode = Literal["keep", "random", "background"]
+BackgroundMode = Literal["keep", "color", "waves", "video"]
+COLOR_MODES, TEXTURE_MODES, BACKGROUND_MODES = get_args(ColorMode), get_args(TextureMode), get_args(BackgroundMode)
+NonNegRange = ordered_pair(NonNegFloat)
+PosRange = ordered_pair(PosFloat)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,37 +67,24 @@ class AppearanceRandomization:
     """
 
     name: str = "custom"
-    agent_color: str = "keep"
-    floor_color: str = "keep"
-    sky_color: str = "keep"
-    static_color: str = "keep"
-    color_jitter: float = 0.2
-    agent_texture_prob: float = 0.0
-    floor_texture: str = "keep"
-    background: str = "keep"
-    light_dir_jitter_deg: float = 0.0
-    light_intensity: tuple[float, float] = (1.0, 1.0)
-    ambient: tuple[float, float] = (1.0, 1.0)
-    camera_pos_jitter: float = 0.0
-    camera_rot_jitter_deg: float = 0.0
-    fovy_jitter_deg: float = 0.0
+    agent_color: ColorMode = "keep"
+    floor_color: ColorMode = "keep"
+    sky_color: ColorMode = "keep"
+    static_color: ColorMode = "keep"
+    color_jitter: NonNegFloat = 0.2
+    agent_texture_prob: UnitFloat = 0.0
+    floor_texture: TextureMode = "keep"
+    background: BackgroundMode = "keep"
+    light_dir_jitter_deg: NonNegFloat = 0.0
+    light_intensity: NonNegRange = (1.0, 1.0)
+    ambient: NonNegRange = (1.0, 1.0)
+    camera_pos_jitter: NonNegFloat = 0.0
+    camera_rot_jitter_deg: NonNegFloat = 0.0
+    fovy_jitter_deg: NonNegFloat = 0.0
 
     def validate(self):
-        for field in ("agent_color", "floor_color", "sky_color", "static_color"):
-            if getattr(self, field) not in COLOR_MODES:
-                raise ValueError(f"AppearanceRandomization.{field}={getattr(self, field)!r} is not allowed: choose from {COLOR_MODES}.")
-        if self.floor_texture not in TEXTURE_MODES:
-            raise ValueError(f"AppearanceRandomization.floor_texture={self.floor_texture!r} is not allowed: choose from {TEXTURE_MODES}.")
-        if self.background not in BACKGROUND_MODES:
-            raise ValueError(f"AppearanceRandomization.background={self.background!r} is not allowed: choose from {BACKGROUND_MODES}.")
-        for field in ("color_jitter", "agent_texture_prob", "light_dir_jitter_deg", "camera_pos_jitter",
-                      "camera_rot_jitter_deg", "fovy_jitter_deg"):
-            if getattr(self, field) < 0:
-                raise ValueError(f"AppearanceRandomization.{field}={getattr(self, field)!r} is not allowed: it must be >= 0.")
-        for field in ("light_intensity", "ambient"):
-            lo, hi = getattr(self, field)
-            if not 0 <= lo <= hi:
-                raise ValueError(f"AppearanceRandomization.{field}={(lo, hi)!r} is not allowed: it must be (low, high) with 0 <= low <= high.")
+        """Check every field (type, finiteness, range, choice); returns ``self``."""
+        check_fields(self)
         return self
 
     @property
@@ -293,11 +285,22 @@ def _resize(frames: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
 
 
 def _as_rgb_uint8(frames: np.ndarray, source: str) -> np.ndarray:
+    """``uint8 [F, h, w, 3]`` from an array's frames: ``uint8`` as is; floats with every value
+    in ``[0, 1]`` are scaled by 255; other values are rounded and clipped to 0-255."""
     frames = np.asarray(frames)
     if frames.ndim == 3:  # [F, h, w] grey
         frames = frames[..., None]
     if frames.ndim != 4 or frames.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"video {source!r} has shape {frames.shape}: expected [frames, height, width, 1|3|4].")
+        raise media.MediaFileError(source, f"has shape {frames.shape}: expected [frames, height, width, 1|3|4]")
+    if not (np.issubdtype(frames.dtype, np.number) or frames.dtype == np.bool_):
+        raise media.MediaFileError(source, f"holds {frames.dtype} values: frames must be numbers")
+    if np.issubdtype(frames.dtype, np.inexact):
+        bad = ~np.isfinite(frames)
+        if bad.any():
+            first = int(np.argmax(bad.reshape(len(frames), -1).any(1)))
+            problem = (f"contains NaN/inf values ({int(bad.sum())}, the first in frame {first}); "
+                       "frames must be finite: 0-255, or floats in 0-1 (scaled by 255)")
+            raise media.MediaFileError(source, problem)
     if frames.shape[-1] == 1:
         frames = np.repeat(frames, 3, -1)
     frames = frames[..., :3]
@@ -308,46 +311,60 @@ def _as_rgb_uint8(frames: np.ndarray, source: str) -> np.ndarray:
     return frames
 
 
+def _read_array(path: str) -> np.ndarray:
+    """The frames array of a ``.npy`` file, or of a ``.npz`` archive (``frames``, else its first array)."""
+    media.require_nonempty(path)
+    npz = path.lower().endswith(".npz")
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if head[:4 if npz else 6] != (b"PK\x03\x04" if npz else b"\x93NUMPY"):
+        raise media.MediaFileError(path, "not a NumPy .npz archive" if npz else "not a NumPy array file (.npy)")
+    try:
+        if not npz:
+            return np.load(path)
+        with np.load(path) as z:
+            if not z.files:
+                raise media.MediaFileError(path, "holds no arrays")
+            return z["frames"] if "frames" in z.files else z[z.files[0]]
+    except media.MediaFileError:
+        raise
+    except Exception as e:  # NumPy and zipfile report broken files with many error types
+        what = "archive" if npz else "array file"
+        raise media.MediaFileError(path, f"truncated or corrupt NumPy {what}, or one holding Python objects "
+                                         f"({type(e).__name__}: {e})") from e
+
+
 def load_video(path: str | os.PathLike, size: tuple[int, int] | None = (84, 84), max_frames: int | None = None) -> np.ndarray:
     """Read background frames as ``uint8 [F, h, w, 3]`` (resized to ``size`` by nearest
     neighbour; ``None`` keeps the file's size).
 
-    Accepted: ``.npy`` (``[F, h, w, C]``), ``.npz`` (the array ``frames``, else the first),
-    animated ``.gif``/``.webp``/``.png`` and still images (Pillow), a folder of images
-    (sorted by name, one frame each), and other video files (``.mp4``, ``.avi``, ...)
-    through ``imageio`` when it is installed.
+    Accepted: ``.npy`` (``[F, h, w, C]``; ``uint8``, or numbers rounded and clipped to 0-255,
+    floats all in ``[0, 1]`` scaled by 255 first), ``.npz`` (the array ``frames``, else the
+    first), animated ``.gif``/``.webp``/``.png`` and still images (Pillow), a folder of
+    images (sorted by name, one frame each, all of one size), and other video files
+    (``.mp4``, ``.avi``, ...) through PyAV when it is installed (``pip install 'vasa[video]'``).
+    A file that cannot be used raises :class:`vasa.media.MediaFileError` (a ``ValueError``)
+    naming it (for a folder, the image at fault) and the problem.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"video={path!r} does not exist.")
     low = path.lower()
     if os.path.isdir(path):
-        from PIL import Image
-
         files = sorted(f for f in os.listdir(path) if f.lower().endswith(_IMAGE_EXT))
         if not files:
-            raise ValueError(f"video folder {path!r} holds no images ({', '.join(_IMAGE_EXT)}).")
-        frames = np.stack([np.asarray(Image.open(os.path.join(path, f)).convert("RGB")) for f in files[:max_frames]])
-    elif low.endswith(".npy"):
-        frames = np.load(path)
-    elif low.endswith(".npz"):
-        with np.load(path) as z:
-            frames = z["frames"] if "frames" in z.files else z[z.files[0]]
+            raise media.MediaFileError(path, f"video folder holds no images ({', '.join(_IMAGE_EXT)})")
+        paths = [os.path.join(path, f) for f in files[:max_frames]]
+        frames = media.stack_frames([media.read_image(p) for p in paths], paths)
+    elif low.endswith((".npy", ".npz")):
+        frames = _read_array(path)
     elif low.endswith(_ANIMATED_EXT + _IMAGE_EXT):
-        from PIL import Image, ImageSequence
-
-        with Image.open(path) as im:
-            frames = np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(im)])
+        frames = media.read_animation(path, max_frames)
     else:
-        try:
-            import imageio.v3 as iio
-        except ImportError as e:  # pragma: no cover - depends on the user's installation
-            raise ImportError(f"reading {path!r} needs imageio (pip install imageio[pyav]); or convert it to "
-                              ".npy/.gif/a folder of PNGs.") from e
-        frames = np.asarray(iio.imread(path))
+        frames = media.read_video(path, max_frames)
     frames = _as_rgb_uint8(frames, path)[:max_frames]
     if len(frames) == 0:
-        raise ValueError(f"video {path!r} holds no frames.")
+        raise media.MediaFileError(path, "holds no frames")
     return _resize(frames, size)
 
 
@@ -374,16 +391,14 @@ class DynamicsRandomization:
     position servos keep ``kp`` consistent).
     """
 
-    mass: tuple[float, float] = (0.8, 1.2)
-    friction: tuple[float, float] = (0.5, 1.5)
-    damping: tuple[float, float] = (0.8, 1.2)
-    actuator_gain: tuple[float, float] = (0.8, 1.2)
+    mass: PosRange = (0.8, 1.2)
+    friction: PosRange = (0.5, 1.5)
+    damping: PosRange = (0.8, 1.2)
+    actuator_gain: PosRange = (0.8, 1.2)
 
     def validate(self):
-        for f in dataclasses.fields(self):
-            lo, hi = getattr(self, f.name)
-            if not 0 < lo <= hi:
-                raise ValueError(f"DynamicsRandomization.{f.name}={(lo, hi)!r} is not allowed: it must be (low, high) with 0 < low <= high.")
+        """Check every field (type, finiteness, range); returns ``self``."""
+        check_fields(self)
         return self
 
 

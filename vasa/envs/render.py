@@ -35,13 +35,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from typing import Sequence
+from typing import Annotated, Sequence
 
 import jax
 import jax.numpy as jnp
 import mujoco
 import numpy as np
 from flax import struct
+
+from vasa.run.fields import NonNegFloat, PosFloat, PosInt, Range, check_fields, ordered_pair
 
 # geom types (mujoco.mjtGeom)
 PLANE, HFIELD, SPHERE, CAPSULE, ELLIPSOID, CYLINDER, BOX, MESH, SDF = (
@@ -766,24 +768,19 @@ class LidarConfig:
     vertical_fov_deg: (lowest, highest) beam elevation in degrees for ``beams > 1``.
     """
 
-    num_rays: int = 128
-    fov_deg: float = 240.0
-    min_range: float = 0.05
-    max_range: float = 5.6
-    beams: int = 1
-    vertical_fov_deg: tuple[float, float] = (-15.0, 15.0)
+    num_rays: PosInt = 128
+    fov_deg: Annotated[float, Range(gt=0, le=360)] = 240.0
+    min_range: NonNegFloat = 0.05
+    max_range: PosFloat = 5.6
+    beams: PosInt = 1
+    vertical_fov_deg: ordered_pair(Annotated[float, Range(ge=-90, le=90)]) = (-15.0, 15.0)
 
     def validate(self):
-        checks = [
-            ("num_rays", self.num_rays >= 1, "an integer >= 1"),
-            ("fov_deg", 0 < self.fov_deg <= 360, "in (0, 360]"),
-            ("min_range", 0 <= self.min_range < self.max_range, "in [0, max_range)"),
-            ("beams", self.beams >= 1, "an integer >= 1"),
-            ("vertical_fov_deg", -90 <= self.vertical_fov_deg[0] <= self.vertical_fov_deg[1] <= 90, "(low, high) within [-90, 90], low <= high"),
-        ]
-        for field, ok, allowed in checks:
-            if not ok:
-                raise ValueError(f"LidarConfig.{field}={getattr(self, field)!r} is not allowed: it must be {allowed}.")
+        """Raise ``ValueError`` naming the field, its value and what is allowed."""
+        check_fields(self)
+        if not self.min_range < self.max_range:
+            raise ValueError(f"LidarConfig.min_range={self.min_range!r} is not allowed: it must be below "
+                             f"max_range={self.max_range!r}.")
 
     def angles(self) -> np.ndarray:
         """Horizontal ray angles ``[num_rays]`` in radians (-fov/2 .. +fov/2; a full 360

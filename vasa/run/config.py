@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import time
 import types
 import typing
 from dataclasses import dataclass
+
+from vasa.run.fields import NonNegInt, PosInt, check_fields
 
 
 @dataclass(frozen=True)
@@ -19,35 +19,37 @@ class RunConfig:
     """run directory (default: runs/<env>-<time>)"""
     resume: str | None = None
     """continue the run in this directory from its latest checkpoint, with its saved config"""
-    eval_every: int = 10
+    resume_step: NonNegInt | None = None
+    """with --resume: continue from this checkpoint step instead of the newest intact one"""
+    overwrite: bool = False
+    """let a new run replace an existing run in run_dir (its checkpoints and metrics are deleted)"""
+    eval_every: NonNegInt = 10
     """iterations between deterministic evaluations (0: only at the end)"""
-    num_eval_envs: int = 16
+    num_eval_envs: PosInt = 16
     """episodes per evaluation"""
-    checkpoint_every: int = 50
+    checkpoint_every: NonNegInt = 50
     """iterations between checkpoints (0: only at the end)"""
-    keep_checkpoints: int = 3
+    keep_checkpoints: PosInt = 3
     """most recent checkpoints kept"""
-    max_iterations: int | None = None
+    max_iterations: PosInt | None = None
     """stop after this many iterations in this invocation and checkpoint (continue with --resume)"""
-    num_devices: int | None = None
+    num_devices: PosInt | None = None
     """devices on the data mesh (default: all local devices)"""
     progress: bool = True
     """show a progress bar"""
-    chunk: int = 10
+    chunk: PosInt = 10
     """iterations per device call (one jitted loop, no host round trip between them);
     metrics, the progress bar and the NaN check update after each call, and calls end at
     evaluations, checkpoints and the end of the off-policy warm-up. 1: one iteration per
     call. (Off-policy pixel runs on a CPU always make one call per iteration.)"""
 
     def validate(self) -> None:
-        for field, low in (("eval_every", 0), ("num_eval_envs", 1), ("checkpoint_every", 0), ("keep_checkpoints", 1),
-                           ("chunk", 1)):
-            if getattr(self, field) < low:
-                raise ValueError(f"RunConfig.{field}={getattr(self, field)!r} is not allowed: it must be >= {low}.")
-        if self.max_iterations is not None and self.max_iterations < 1:
-            raise ValueError(f"RunConfig.max_iterations={self.max_iterations!r} is not allowed: it must be >= 1 (or None).")
-        if self.num_devices is not None and self.num_devices < 1:
-            raise ValueError(f"RunConfig.num_devices={self.num_devices!r} is not allowed: it must be >= 1 (or None).")
+        """Raise ``ValueError`` naming the field, its value and what is allowed."""
+        check_fields(self)
+        require(self, self.resume_step is None or self.resume is not None, "resume_step",
+                "it needs --resume <run directory> (or None)")
+        require(self, not (self.overwrite and self.resume), "overwrite",
+                "it cannot be combined with --resume (resuming continues a run; overwriting replaces it)")
 
 
 def require(config, ok: bool, field: str, allowed: str) -> None:
@@ -73,35 +75,6 @@ def dataclass_from_dict(cls, data: dict):
             v = tuple(v)
         out[k] = v
     return cls(**out)
-
-
-def load_saved_config(run_dir: str, key: str, cls):
-    """The ``key`` section of ``<run_dir>/config.json`` as a ``cls`` instance."""
-    path = os.path.join(run_dir, "config.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"cannot resume: {path} does not exist (is {run_dir!r} a vasa run directory?).")
-    with open(path) as f:
-        saved = json.load(f)
-    if key not in saved:
-        raise ValueError(f"cannot resume: {path} holds no {key!r} section (written by another algorithm?).")
-    return dataclass_from_dict(cls, saved[key])
-
-
-def resolve_run(config, run: RunConfig, key: str, prefix: str = ""):
-    """``(config, run_dir)`` for a training run: with ``run.resume``, the saved ``key``
-    section of that run's config (a note lists the fields given here that it overrides) and
-    its directory; otherwise ``config`` and ``run.run_dir`` or ``runs/<prefix><env>-<time>``."""
-    cls = type(config)
-    if run.resume:
-        saved = load_saved_config(run.resume, key, cls)
-        default = cls()
-        changed = [f.name for f in dataclasses.fields(cls)
-                   if getattr(saved, f.name) != getattr(config, f.name) and getattr(config, f.name) != getattr(default, f.name)]
-        if changed:
-            print(f"resuming {run.resume} with its saved config; ignoring: {', '.join(changed)}")
-        return saved, run.resume
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return config, run.run_dir or os.path.join("runs", f"{prefix}{config.env.replace('/', '-')}-{stamp}")
 
 
 def chunk_plan(start: int, stop: int, chunk: int, every: tuple[int | tuple[int, int], ...] = ()) -> list[int]:

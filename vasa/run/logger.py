@@ -1,5 +1,5 @@
-"""One directory per run: ``config.json``, ``metrics.csv``, ``learning_curve.png``, a
-progress bar, and the NaN stop."""
+"""What a run logs: ``metrics.csv``, ``learning_curve.png``, a progress bar, the NaN stop and
+the summary line (the run directory itself is :mod:`vasa.run.rundir`'s)."""
 
 from __future__ import annotations
 
@@ -8,21 +8,29 @@ import dataclasses
 import json
 import math
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 
 class TrainingDiverged(FloatingPointError):
     """A loss became NaN/inf; the message names the metric and the iteration."""
 
 
-def check_finite(metrics: Mapping[str, float], iteration: int, names=None) -> None:
+def check_finite(metrics: Mapping[str, float], iteration: int, names=None, checkpoint: int | None = None,
+                 checkpoint_dir: str | None = None) -> None:
     """Raise :class:`TrainingDiverged` if any of ``names`` (default: every key containing
-    ``"loss"``) is not finite."""
+    ``"loss"``) is not finite. The message says which checkpoint is kept: ``checkpoint``
+    (the run's newest good one, or ``None`` when none has been written) in ``checkpoint_dir``."""
     names = names or [k for k in metrics if "loss" in k]
     bad = [k for k in names if not math.isfinite(float(metrics[k]))]
     if bad:
-        raise TrainingDiverged(f"non-finite {', '.join(bad)} at iteration {iteration}; training stopped, "
-                               "the last good checkpoint is kept.")
+        if checkpoint_dir is None:
+            kept = "training stopped."
+        elif checkpoint is None:
+            kept = "training stopped; no checkpoint had been written yet."
+        else:
+            kept = f"training stopped; the last good checkpoint (iteration {checkpoint}) is kept in {checkpoint_dir}."
+        raise TrainingDiverged(f"non-finite {', '.join(bad)} at iteration {iteration}; {kept}")
 
 
 def config_to_dict(config: Any) -> dict:
@@ -31,11 +39,11 @@ def config_to_dict(config: Any) -> dict:
 
 
 class RunLogger:
-    """Writes a run directory and shows progress.
+    """Writes a run's ``metrics.csv`` and learning curve, and shows progress (``config.json``
+    is written by :mod:`vasa.run.rundir` before anything compiles).
 
     Args:
       run_dir: created if needed.
-      config: dataclass (or dict) written to ``config.json``.
       total: iterations in the whole run (for the progress bar's ETA).
       start: iterations already done (when resuming; rows are appended to metrics.csv).
       progress: show a tqdm progress bar with ETA and the latest return.
@@ -44,14 +52,11 @@ class RunLogger:
     RETURNS = {"series": (("episode_return", "training episodes"), ("eval_return", "deterministic evaluation")),
                "xlabel": "environment steps", "ylabel": "episode return"}
 
-    def __init__(self, run_dir: str, config: Any, total: int, start: int = 0, progress: bool = True,
+    def __init__(self, run_dir: str, total: int, start: int = 0, progress: bool = True,
                  curve: Mapping[str, Any] | None = None):
         os.makedirs(run_dir, exist_ok=True)
         self.run_dir = run_dir
         self.curve = {**self.RETURNS, **(curve or {})}
-        cfg = config if isinstance(config, dict) else config_to_dict(config)
-        with open(os.path.join(run_dir, "config.json"), "w") as f:
-            json.dump(cfg, f, indent=2, sort_keys=True)
         self.csv_path = os.path.join(run_dir, "metrics.csv")
         self._fields: list[str] | None = None
         if start > 0 and os.path.exists(self.csv_path):
@@ -65,13 +70,14 @@ class RunLogger:
             self._bar = tqdm(total=total, initial=start, unit="it", dynamic_ncols=True)
 
     def _truncate_after(self, iteration: int) -> None:
-        """Drop rows logged after the checkpoint we resume from (they will be redone)."""
+        """Drop rows logged after the checkpoint we resume from (they will be redone), and a
+        last row cut short by a kill."""
         with open(self.csv_path) as f:
             rows = list(csv.DictReader(f))
         if not rows:
             return
         self._fields = list(rows[0].keys())
-        keep = [r for r in rows if int(r["iteration"]) <= iteration]
+        keep = [r for r in rows if None not in r.values() and int(r["iteration"]) <= iteration]
         with open(self.csv_path, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=self._fields)
             w.writeheader()
@@ -84,6 +90,15 @@ class RunLogger:
         with open(self.csv_path) as f:
             rows = list(csv.DictReader(f))
         return float(rows[-1][field]) if rows and rows[-1].get(field) not in (None, "") else default
+
+    def last_finite(self, field: str) -> tuple[int, float] | None:
+        """``(iteration, value)`` of the last row of metrics.csv with a finite ``field``."""
+        if not os.path.exists(self.csv_path):
+            return None
+        with open(self.csv_path) as f:
+            rows = [r for r in csv.DictReader(f) if r.get(field) not in (None, "")]
+        finite = [(int(r["iteration"]), float(r[field])) for r in rows if math.isfinite(float(r[field]))]
+        return finite[-1] if finite else None
 
     def log(self, row: Mapping[str, Any]) -> None:
         """Append one row (one iteration) to metrics.csv and update the progress bar."""
@@ -142,14 +157,22 @@ class RunLogger:
             self._bar.close()
 
 
-def finish_run(logger: "RunLogger", checkpointer, rows: list, run_dir: str, compile_s: float, wall: float) -> None:
+def finish_run(logger: RunLogger | None, checkpointer, rows: list, run_dir: str, compile_s: float,
+               wall: float) -> None:
     """Close the logger and checkpointer, draw the learning curve and print a summary line
-    (called from a ``finally`` block, so it also runs when training stopped on an error)."""
-    logger.close()
-    checkpointer.close()
-    if rows:
-        logger.plot()
-        final = (f"final eval return {rows[-1]['eval_return']:.1f}" if "eval_return" in rows[-1]
-                 else f"final validation top-1 {rows[-1].get('val_top1', float('nan')):.1f}%")
-        print(f"run directory: {run_dir} (compile {compile_s:.1f} s, {final}, {rows[-1]['env_steps']} steps in "
-              f"{wall:.0f} s)")
+    naming the last finite evaluation and its iteration (called when a run ends, also on an
+    error; ``logger`` is ``None`` when the run stopped before logging began)."""
+    try:
+        if logger is not None:
+            logger.close()
+    finally:
+        checkpointer.close()
+    if logger is None or not rows:
+        return
+    logger.plot()
+    field, label, unit = (("eval_return", "eval return", "") if "eval_return" in rows[-1]
+                          else ("val_top1", "validation top-1", "%"))
+    last = logger.last_finite(field)
+    evaluation = f"last {label} {last[1]:.1f}{unit} (iteration {last[0]})" if last else "no evaluation yet"
+    print(f"run directory: {run_dir} (compile {compile_s:.1f} s, {evaluation}, {rows[-1]['env_steps']} steps in "
+          f"{wall:.0f} s)")

@@ -44,19 +44,21 @@ file with the same stem and another video extension, or as a frame folder
 A frame folder holds one image per frame (``img_00001.jpg``, TSN's ``00001.jpg``, any names;
 sorted naturally so ``2.jpg`` precedes ``10.jpg``), read with Pillow, which also reads
 animated ``.gif``. Other video files (``.avi``, ``.mp4``, ``.webm``, ...) are decoded with
-``imageio.v3``'s ``pyav`` plugin (``pip install 'vasa[video]'``).
+PyAV (``pip install 'vasa[video]'``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import re
-from typing import Any, Iterator, Sequence
+from typing import Annotated, Any, Iterator, Literal, Sequence, get_args
 
 import numpy as np
+
+from vasa import media
+from vasa.run.fields import Length, MissingPathError, PosInt, Range, check_fields
 
 # --------------------------------------------------------------------------------------------
 # synthetic temporal benchmark
@@ -190,9 +192,10 @@ def synthetic_temporal(key_or_seed, num_samples: int, num_frames: int = 8, size:
 # configuration and split files
 # --------------------------------------------------------------------------------------------
 
-LAYOUTS = ("ucf101", "hmdb51", "ssv2", "folder")
-SUBSETS = ("train", "val")
-EVAL_PROTOCOLS = ("1clip-center", "2clip-3crop")
+Layout = Literal["ucf101", "hmdb51", "ssv2", "folder"]
+Subset = Literal["train", "val"]
+EvalProtocol = Literal["1clip-center", "2clip-3crop"]
+LAYOUTS, SUBSETS, EVAL_PROTOCOLS = get_args(Layout), get_args(Subset), get_args(EvalProtocol)
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
 VIDEO_EXT = (".avi", ".mp4", ".webm", ".mkv", ".mov", ".gif")
 TSN_SCALES = (1.0, 0.875, 0.75, 0.66)
@@ -220,34 +223,23 @@ class VideoDataConfig:
     """
 
     root: str
-    layout: str = "ucf101"
-    split: int = 1
-    subset: str = "train"
+    layout: Layout = "ucf101"
+    split: Annotated[int, Range(ge=1, le=3)] = 1
+    subset: Subset = "train"
     annotations_dir: str | None = None
     videos_dir: str | None = None
-    num_frames: int = 8
-    image_size: int = 224
-    scales: tuple[float, ...] = TSN_SCALES
+    num_frames: PosInt = 8
+    image_size: PosInt = 224
+    scales: Annotated[tuple[Annotated[float, Range(gt=0, le=1)], ...], Length(min=1)] = TSN_SCALES
     flip: bool | None = None
-    eval_protocol: str = "1clip-center"
+    eval_protocol: EvalProtocol = "1clip-center"
     skip_bad_samples: bool = False
 
     def validate(self) -> "VideoDataConfig":
         name = type(self).__name__
-        for field, value, allowed in (("layout", self.layout, LAYOUTS), ("subset", self.subset, SUBSETS),
-                                      ("eval_protocol", self.eval_protocol, EVAL_PROTOCOLS)):
-            if value not in allowed:
-                raise ValueError(f"{name}.{field}={value!r} is not one of {list(allowed)}")
-        if self.layout in ("ucf101", "hmdb51") and self.split not in (1, 2, 3):
-            raise ValueError(f"{name}.split={self.split!r} is not one of [1, 2, 3] (the official {self.layout} splits)")
-        for field in ("num_frames", "image_size"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}.{field}={value!r} is not allowed: it must be a positive int")
-        if not self.scales or not all(0 < s <= 1 for s in self.scales):
-            raise ValueError(f"{name}.scales={self.scales!r} is not allowed: it must be a non-empty tuple of values in (0, 1]")
+        check_fields(self)  # every field: type, finiteness, range, choice (its annotation)
         if not os.path.isdir(self.root):
-            raise FileNotFoundError(f"{name}.root={self.root!r} is not a directory")
+            raise MissingPathError(f"{name}.root={self.root!r} is not allowed: it must be an existing directory.")
         return self
 
     @property
@@ -354,9 +346,17 @@ def _folder(cfg: VideoDataConfig, videos: str) -> tuple[list[str], list[Sample]]
     names = sorted(d for d in os.listdir(base) if os.path.isdir(os.path.join(base, d)))
     if not names:
         raise ValueError(f"folder layout {base!r} holds no class folders")
-    samples = [Sample(os.path.join(base, name, s), label)
-               for label, name in enumerate(names) for s in sorted(os.listdir(os.path.join(base, name)))
-               if os.path.isdir(os.path.join(base, name, s)) or s.lower().endswith(VIDEO_EXT)]
+    samples, empty = [], []
+    for label, name in enumerate(names):
+        folder = os.path.join(base, name)
+        found = [Sample(os.path.join(folder, s), label) for s in sorted(os.listdir(folder))
+                 if os.path.isdir(os.path.join(folder, s)) or s.lower().endswith(VIDEO_EXT)]
+        empty += [] if found else [folder]
+        samples += found
+    if empty:  # a class without samples would still get a label and an output of the model
+        also = f"; nor do {empty[1:]}" if len(empty) > 1 else ""
+        raise ValueError(f"class folder {empty[0]!r} holds no videos ({', '.join(VIDEO_EXT)} files or frame "
+                         f"folders){also}")
     return names, samples
 
 
@@ -368,12 +368,15 @@ _PARSERS = {"ucf101": _ucf101, "hmdb51": _hmdb51, "ssv2": _ssv2, "folder": _fold
 # --------------------------------------------------------------------------------------------
 
 
-class BadSampleError(ValueError):
-    """A sample that cannot be loaded (missing, empty or unreadable); ``path`` names it."""
+class BadSampleError(media.MediaFileError):
+    """A sample that cannot be loaded (missing, empty or unreadable); ``path`` names it (the
+    video file, the frame folder, or the frame image at fault), ``problem`` says what is wrong."""
 
-    def __init__(self, path: str, reason: str):
-        super().__init__(f"video sample {path!r}: {reason}")
-        self.path = path
+    label = "video sample "
+
+
+def _bad_sample(e: media.MediaFileError) -> BadSampleError:
+    return BadSampleError(e.path, e.problem)
 
 
 def _natural_key(name: str):
@@ -395,40 +398,17 @@ def resolve_sample(path: str, videos_dir: str | None = None) -> str:
 
 
 def _read_image(path: str) -> np.ndarray:
-    from PIL import Image
-
     try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError, SyntaxError) as e:  # Pillow's errors for corrupt files
-        raise BadSampleError(path, f"unreadable image ({e})") from e
+        return media.read_image(path)
+    except media.MediaFileError as e:
+        raise _bad_sample(e) from e.__cause__
 
 
 def _decode_video(path: str) -> np.ndarray:
-    if path.lower().endswith(".gif"):
-        from PIL import Image, ImageSequence
-
-        try:
-            with Image.open(path) as im:
-                frames = [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(im)]
-        except (OSError, ValueError, SyntaxError) as e:
-            raise BadSampleError(path, f"unreadable GIF ({e})") from e
-        return np.stack(frames)
     try:
-        import imageio.v3 as iio
-    except ImportError as e:
-        raise ImportError(f"decoding {path!r} needs imageio and av: pip install 'vasa[video]' "
-                          "(or extract the videos to frame folders)") from e
-    if importlib.util.find_spec("av") is None:  # imageio's pyav plugin
-        raise ImportError(f"decoding {path!r} needs av (PyAV): pip install 'vasa[video]' "
-                          "(or extract the videos to frame folders)")
-    try:
-        frames = np.asarray(iio.imread(path, plugin="pyav"))
-    except Exception as e:  # noqa: BLE001  (FFmpeg reports broken files with many error types)
-        raise BadSampleError(path, f"unreadable video ({type(e).__name__}: {e})") from e
-    if frames.ndim != 4 or len(frames) == 0:
-        raise BadSampleError(path, f"the video holds no frames (decoded shape {frames.shape})")
-    return frames[..., :3]
+        return media.read_animation(path) if path.lower().endswith(".gif") else media.read_video(path)
+    except media.MediaFileError as e:  # an ImportError (PyAV missing) passes: a setup problem, never skipped
+        raise _bad_sample(e) from e.__cause__
 
 
 class _Source:
@@ -451,13 +431,15 @@ class _Source:
     def read(self, indices: np.ndarray) -> np.ndarray:
         if self.frames is not None:
             return self.frames[indices]
-        cache: dict[int, np.ndarray] = {}
-        for i in dict.fromkeys(int(i) for i in indices):
-            cache[i] = _read_image(os.path.join(self.path, self.files[i]))
-        shapes = {f.shape for f in cache.values()}
-        if len(shapes) > 1:
-            raise BadSampleError(self.path, f"frames differ in size: {sorted(shapes)}")
-        return np.stack([cache[int(i)] for i in indices])
+        wanted = list(dict.fromkeys(int(i) for i in indices))  # each frame read once, in order
+        paths = [os.path.join(self.path, self.files[i]) for i in wanted]
+        frames = [_read_image(p) for p in paths]
+        try:
+            frames = media.stack_frames(frames, paths, wanted)
+        except media.MediaFileError as e:
+            raise _bad_sample(e) from None  # the same message; nothing below it to show
+        row = {i: r for r, i in enumerate(wanted)}
+        return frames[[row[int(i)] for i in indices]]
 
 
 # --------------------------------------------------------------------------------------------
@@ -648,8 +630,11 @@ def batches(dataset: VideoDataset, batch_size: int, key_or_seed=0, train: bool =
     order, clips ``uint8 [B, V, T, S, S, 3]``. ``drop_last`` (default: ``train``) drops the
     final short batch. A bad sample raises :class:`BadSampleError` naming its path, or with
     ``config.skip_bad_samples`` is skipped, its place taken by the next sample, and counted
-    in ``stats``: ``{"loaded": int, "skipped": int, "skipped_paths": [str]}`` (running
-    totals for the epoch). An epoch in which every sample is bad raises.
+    in ``stats``: ``{"loaded": int, "skipped": int, "skipped_paths": [str]}``, running totals
+    of the samples visited so far in the epoch. Samples visited after the last batch was
+    yielded (those of a dropped short batch, bad ones at the end) are added to the last
+    batch's ``stats`` when the epoch ends, so after the loop it counts every sample visited.
+    An epoch in which every sample is bad raises.
     """
     if batch_size < 1:
         raise ValueError(f"batches batch_size={batch_size!r} is not allowed: it must be >= 1")
@@ -658,12 +643,10 @@ def batches(dataset: VideoDataset, batch_size: int, key_or_seed=0, train: bool =
     order = rng.permutation(len(dataset)) if train else np.arange(len(dataset))
     stats: dict[str, Any] = {"loaded": 0, "skipped": 0, "skipped_paths": []}
     clips, labels = [], []
+    last = None  # the stats yielded with the latest batch
 
-    def emit():
-        out = np.stack(clips), np.asarray(labels, np.int32), {**stats, "skipped_paths": list(stats["skipped_paths"])}
-        clips.clear()
-        labels.clear()
-        return out
+    def snapshot() -> dict[str, Any]:
+        return {**stats, "skipped_paths": list(stats["skipped_paths"])}
 
     for i in order:
         try:
@@ -678,9 +661,13 @@ def batches(dataset: VideoDataset, batch_size: int, key_or_seed=0, train: bool =
         clips.append(clip)
         labels.append(label)
         if len(clips) == batch_size:
-            yield emit()
+            last = snapshot()
+            yield np.stack(clips), np.asarray(labels, np.int32), last
+            clips, labels = [], []
     if stats["loaded"] == 0:
         raise ValueError(f"all {len(dataset)} samples of {dataset.config.root!r} were bad "
                          f"(first: {stats['skipped_paths'][:3]})")
     if clips and not drop_last:
-        yield emit()
+        yield np.stack(clips), np.asarray(labels, np.int32), snapshot()
+    elif last is not None:  # visits after the last batch: a dropped short batch, trailing bad samples
+        last.update(snapshot())

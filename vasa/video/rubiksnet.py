@@ -32,13 +32,14 @@ large = 72, 3-8-36-3. At 174 classes they have 1.899M / 3.597M / 6.186M / 8.538M
 
 Variants: ``"rubiks3d"`` has one ``"shift"`` parameter ``[3, C]`` per block (rows: temporal,
 vertical, horizontal; interpolated, or rounded with ``quantize=True``); ``"rubiks3d-aq"``
-has a spatial ``"shift"`` ``[2, C]`` and temporal attention logits ``"aq_weights"`` ``[3, C]``
-(RubiksShift-AQ, the softmax temperature given at call time); ``"rubiks2d"`` is the image
+(RubiksShift-AQ, the softmax temperature given at call time) has, as the released code,
+temporal attention logits ``"aq_weights"`` ``[3, C_in]`` (initialised U[0, 1)) applied to the
+pre-activated block input before the first 1x1 conv (the shortcut branches off before it),
+and a spatial ``"shift"`` ``[2, C]`` at the shift position. At 174 classes the AQ tiers have
+1.904M / 3.604M / 6.203M / 8.564M parameters, the released AQ models' trainable count (their
+``parameters()`` add one frozen temperature scalar per block). ``"rubiks2d"`` is the image
 network (``[N, H, W, 3]`` -> ``[N, num_classes]``, ``"shift"`` ``[2, C]``) used for ImageNet
 spatial pretraining, which ``inflate_2d_to_3d`` turns into ``"rubiks3d"`` parameters.
-In the published code the AQ temporal shift sits before the block's first 1x1 conv; here the
-spatial and temporal parts are one op at the shift position (same parameter count up to the
-channel count of that one op).
 
 Baselines: ``tsm_resnet`` (TSM, Lin et al. 2019: ResNet-18/34/50 with a residual temporal
 shift of 1/8 + 1/8 channels before each residual branch) and, for the efficiency study of
@@ -55,12 +56,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vasa.run.fields import PosFloat, PosInt, check_fields
 from vasa.video.shift import (
+    aq_attention,
+    aq_hard_attention,
     aq_init,
+    aq_temporal_shift,
+    resolve_impl,
     rubiks_shift_2d,
     rubiks_shift_3d,
-    resolve_impl,
-    rubiks_shift_aq,
     rubiks_shift_pointwise,
     temporal_shift,
 )
@@ -75,11 +79,16 @@ AQ_KERNEL = 3  # temporal attention over shifts {-1, 0, +1}
 class RubiksNetConfig:
     """One row of the architecture table: stem/stage-0 width ``w``, blocks per stage 1-4."""
 
-    width: int
-    repeats: tuple[int, int, int, int]
+    width: PosInt
+    repeats: tuple[PosInt, PosInt, PosInt, PosInt]
     use_se: bool = False
-    se_reduction: int = 12
-    expansion: float = 1.0
+    se_reduction: PosInt = 12
+    expansion: PosFloat = 1.0
+
+    def validate(self) -> RubiksNetConfig:
+        """Check every field (type, finiteness, range); returns ``self``."""
+        check_fields(self)
+        return self
 
     def stages(self) -> tuple[tuple[int, int, int], ...]:
         """``(out_channels, blocks, first_stride)`` for stages 0-4."""
@@ -153,7 +162,13 @@ class RubiksBlock(nn.Module):
     """Pre-activation RubiksShift residual block on frames ``[N*T, H, W, C_in]`` float32.
 
     Returns ``[N*T, ceil(H/stride), ceil(W/stride), features]``. ``variant="rubiks2d"`` takes
-    images ``[N, H, W, C_in]`` and ignores ``num_frames``.
+    images ``[N, H, W, C_in]`` and ignores ``num_frames``. ``"rubiks3d-aq"`` puts the temporal
+    attention shift (``"aq_weights"`` ``[3, C_in]``) on the pre-activated block input, after the
+    shortcut has branched off and before ``conv1``, as the released code does
+    (``conv2 = Sequential(AttentionShift, conv2)`` there), and shifts spatially at the shift
+    position (``"shift"`` ``[2, C_mid]``, interpolated).
+    ``integer_shift_grad``: the shift gradient at exact integer shifts, see
+    :func:`vasa.video.shift.rubiks_shift_3d`.
     """
 
     features: int
@@ -163,6 +178,7 @@ class RubiksBlock(nn.Module):
     variant: str = "rubiks3d"
     num_frames: int = 8
     impl: str = "auto"
+    integer_shift_grad: str = "central"
 
     @nn.compact
     def __call__(
@@ -182,39 +198,44 @@ class RubiksBlock(nn.Module):
                                kernel_init=_conv_init, name="shortcut")(out)
         else:
             shortcut = x
+        if self.variant == "rubiks3d-aq":
+            out = self._temporal_attention(out, quantize, temperature)
         out = nn.Conv(mid, (1, 1), use_bias=False, kernel_init=_conv_init, name="conv1")(out)
         out = nn.relu(_batch_norm(train, "bn2")(out))
-        out = self._shift(out, quantize, temperature)
+        out = self._shift(out, quantize)
         if self.se_reduction:
             out = SqueezeExcite(self.se_reduction, name="se")(out)
         out = nn.Conv(self.features, (1, 1), use_bias=False, kernel_init=_conv_init,
                       name="conv2")(out)
         return out + shortcut
 
-    def _shift(self, x: jax.Array, quantize: bool, temperature) -> jax.Array:
+    def _temporal_attention(self, x: jax.Array, quantize: bool, temperature) -> jax.Array:
+        """RubiksShift-AQ's temporal part on frames ``[N*T, H, W, C]``: the softmax attention over
+        shifts {-1, 0, +1} at ``temperature``, or its argmax (integer shifts) with ``quantize``."""
+        weights = self.param("aq_weights", lambda key: aq_init(key, x.shape[-1], AQ_KERNEL))
+        if quantize:
+            attention = aq_hard_attention(weights)
+        elif temperature is None:
+            raise ValueError("variant='rubiks3d-aq' needs temperature= (a positive float), "
+                             "or quantize=True for the argmax attention")
+        else:
+            attention = aq_attention(weights, temperature)
+        y = aq_temporal_shift(_frames_to_video(x, self.num_frames), attention.astype(x.dtype))
+        return _video_to_frames(y)
+
+    def _shift(self, x: jax.Array, quantize: bool) -> jax.Array:
         c = x.shape[-1]
         uniform = lambda key, shape: jax.random.uniform(key, shape, jnp.float32, -1.0, 1.0)
-        if self.variant == "rubiks2d":
-            shift = self.param("shift", uniform, (2, c))
-            y = rubiks_shift_2d(x.transpose(0, 3, 1, 2), shift, stride=self.stride, quantize=quantize,
-                                impl=self.impl)
-            return y.transpose(0, 2, 3, 1)
-        video = _frames_to_video(x, self.num_frames)
+        kw = {"stride": self.stride, "impl": self.impl, "integer_shift_grad": self.integer_shift_grad}
         if self.variant == "rubiks3d":
             shift = self.param("shift", uniform, (3, c))
-            y = rubiks_shift_3d(video, shift, stride=self.stride, quantize=quantize, impl=self.impl)
-        else:
-            if quantize:
-                raise ValueError(
-                    "quantize=True is not available for variant='rubiks3d-aq' (its temporal shift "
-                    "becomes integer by annealing the temperature); use variant='rubiks3d'"
-                )
-            if temperature is None:
-                raise ValueError("variant='rubiks3d-aq' needs temperature= (a positive float)")
-            shift = self.param("shift", uniform, (2, c))
-            weights = self.param("aq_weights", lambda key: aq_init(key, c, AQ_KERNEL))
-            y = rubiks_shift_aq(video, shift, weights, temperature, stride=self.stride, impl=self.impl)
-        return _video_to_frames(y)
+            y = rubiks_shift_3d(_frames_to_video(x, self.num_frames), shift, quantize=quantize, **kw)
+            return _video_to_frames(y)
+        # spatial only, frame by frame; AQ's quantize is its argmax attention, its spatial shift
+        # stays interpolated (the released AQ model has no quantized spatial shift)
+        shift = self.param("shift", uniform, (2, c))
+        y = rubiks_shift_2d(x.transpose(0, 3, 1, 2), shift, quantize=quantize and self.variant == "rubiks2d", **kw)
+        return y.transpose(0, 2, 3, 1)
 
 
 class RubiksNet(nn.Module):
@@ -224,7 +245,14 @@ class RubiksNet(nn.Module):
     ``T`` must equal ``num_frames``. BatchNorm uses batch statistics when ``train=True``
     (apply with ``mutable=["batch_stats"]``) and running averages otherwise. ``impl`` picks the
     shift implementation of every block (``"auto"``: the Pallas kernels on a GPU, XLA
-    elsewhere; ``"xla"``; ``"pallas"``), see :func:`vasa.video.shift.resolve_impl`.
+    elsewhere; ``"xla"``; ``"pallas"``), see :func:`vasa.video.shift.resolve_impl`;
+    ``integer_shift_grad`` the shift gradient at exact integer shifts (``"central"`` or
+    ``"one_sided"``, see :func:`vasa.video.shift.rubiks_shift_3d`).
+
+    ``quantize=True`` runs the variant's quantized shifts: RubiksShift-IQ (rounded shifts) for
+    ``"rubiks3d"`` / ``"rubiks2d"``; for ``"rubiks3d-aq"`` the temporal attention's argmax
+    (integer temporal shifts, no ``temperature`` needed), the spatial shift interpolated.
+    ``"rubiks3d-aq"`` without ``quantize`` needs ``temperature``.
     """
 
     width: int
@@ -236,6 +264,7 @@ class RubiksNet(nn.Module):
     se_reduction: int = 12
     expansion: float = 1.0
     impl: str = "auto"
+    integer_shift_grad: str = "central"
 
     @nn.compact
     def __call__(
@@ -276,6 +305,7 @@ class RubiksNet(nn.Module):
                     variant=self.variant,
                     num_frames=self.num_frames,
                     impl=self.impl,
+                    integer_shift_grad=self.integer_shift_grad,
                     name=f"stage{s}_block{b}",
                 )(h, train=train, quantize=quantize, temperature=temperature)
         h = nn.relu(_batch_norm(train, "bn_final")(h))
@@ -285,9 +315,10 @@ class RubiksNet(nn.Module):
 
 
 def rubiksnet(tier: str, num_classes: int, num_frames: int = 8, variant: str = "rubiks3d",
-              impl: str = "auto") -> RubiksNet:
+              impl: str = "auto", integer_shift_grad: str = "central") -> RubiksNet:
     """The published RubiksNet tier ``"tiny" | "small" | "medium" | "large"`` (``impl``: the
-    shift implementation, see :class:`RubiksNet`).
+    shift implementation; ``integer_shift_grad``: the shift gradient at integer shifts; see
+    :class:`RubiksNet`).
 
     Raises:
       ValueError: unknown ``tier`` or ``variant`` (the message lists the valid names).
@@ -304,6 +335,7 @@ def rubiksnet(tier: str, num_classes: int, num_frames: int = 8, variant: str = "
         se_reduction=cfg.se_reduction,
         expansion=cfg.expansion,
         impl=impl,
+        integer_shift_grad=integer_shift_grad,
     )
 
 
@@ -506,6 +538,7 @@ class RubiksShiftLayer(nn.Module):
     channels: int
     impl: str = "auto"
     fused: bool = False
+    integer_shift_grad: str = "central"
 
     @nn.compact
     def __call__(self, x: jax.Array, *, quantize: bool = False) -> jax.Array:
@@ -515,7 +548,9 @@ class RubiksShiftLayer(nn.Module):
         video = x.transpose(0, 1, 4, 2, 3)
         if self.fused:
             kernel = _PointwiseKernel(self.channels, name="conv")(c).reshape(c, self.channels)
-            y = rubiks_shift_pointwise(video, shift, kernel.astype(x.dtype), quantize=quantize, impl=self.impl)
+            y = rubiks_shift_pointwise(video, shift, kernel.astype(x.dtype), quantize=quantize, impl=self.impl,
+                                       integer_shift_grad=self.integer_shift_grad)
             return y.transpose(0, 1, 3, 4, 2)
-        y = rubiks_shift_3d(video, shift, quantize=quantize, impl=self.impl).transpose(0, 1, 3, 4, 2)
+        y = rubiks_shift_3d(video, shift, quantize=quantize, impl=self.impl,
+                            integer_shift_grad=self.integer_shift_grad).transpose(0, 1, 3, 4, 2)
         return nn.Conv(self.channels, (1, 1, 1), use_bias=False, kernel_init=_conv_init, name="conv")(y)

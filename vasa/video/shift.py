@@ -17,9 +17,9 @@ Contents:
   ``impl="pallas"``.
 * ``temporal_shift``: TSM's fixed temporal shift; ``fixed_spatial_shift`` and
   ``fixed_shift_table``: ShiftNet-style fixed spatial shifts.
-* RubiksShift-AQ (equations 6.7-6.8): ``aq_init``, ``aq_attention``, ``aq_temporal_shift``,
-  ``rubiks_shift_aq``, ``anneal_temperature``, ``aq_to_hard_shift``, ``budget_loss``,
-  ``nonzero_fraction``.
+* RubiksShift-AQ (equations 6.7-6.8): ``aq_init``, ``aq_attention``, ``aq_hard_attention``,
+  ``aq_temporal_shift``, ``rubiks_shift_aq``, ``anneal_temperature``, ``aq_to_hard_shift``,
+  ``budget_loss``, ``nonzero_fraction``.
 * Scaled gradient normalisation (equations 6.9-6.10) as optax transformations:
   ``normalize_shift_gradients`` and ``shift_optimizer``.
 
@@ -40,6 +40,7 @@ import optax
 
 IMPLS = ("auto", "xla", "pallas")
 NORMALIZE_VARIANTS = ("equation", "released")
+INTEGER_SHIFT_GRADS = ("central", "one_sided")
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,6 +117,21 @@ def _pass(z, f, a, spec, matmul: bool = False):
     return g0 + _per_channel(a, z.ndim, z.dtype) * diff, diff
 
 
+def _pass_derivative(z, f, a, spec, integer_shift_grad: str):
+    """Derivative of ``_pass`` w.r.t. the shift, per output: ``z[lo + 1] - z[lo]`` (``lo`` the
+    floor sample); at an exact integer shift (``a == 0``) with ``"central"`` instead
+    ``0.5 * (z[lo + 1] - z[lo - 1])`` (see :func:`rubiks_shift_3d`). Two gathers either way."""
+    axis, stride, offset, out_len = spec
+    lo = (jnp.arange(out_len) * stride + offset)[None, :] + f[:, None]
+    upper = _gather(z, lo + 1, axis)
+    if integer_shift_grad == "one_sided":
+        return upper - _gather(z, lo, axis)
+    at_integer = a == 0
+    lower = _gather(z, lo - at_integer.astype(lo.dtype)[:, None], axis)
+    scale = _per_channel(jnp.where(at_integer, 0.5, 1.0), z.ndim, z.dtype)
+    return scale * (upper - lower)
+
+
 def _pass_adjoint(ybar, f, a, spec, in_len):
     """Transpose of ``_pass`` in its input: ``zbar[i] = (1-a) ybar[o0] + a ybar[o1]`` where
     ``o0 * stride = i - offset - f`` and ``o1 * stride = i - 1 - offset - f`` (when divisible).
@@ -175,17 +191,17 @@ def _forward(x, shift, stride, padding, quantize, matmul: bool = False):
     return z
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _rubiks_shift(x, shift, stride, padding, quantize):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _rubiks_shift(x, shift, stride, padding, quantize, integer_shift_grad):
     # the primal runs only without autodiff (inference): banded products
     return _forward(x, shift, stride, padding, quantize, matmul=True)
 
 
-def _rubiks_shift_fwd(x, shift, stride, padding, quantize):
+def _rubiks_shift_fwd(x, shift, stride, padding, quantize, integer_shift_grad):
     return _forward(x, shift, stride, padding, quantize), (x, shift)
 
 
-def _rubiks_shift_bwd(stride, padding, quantize, res, ybar):
+def _rubiks_shift_bwd(stride, padding, quantize, integer_shift_grad, res, ybar):
     x, shift = res
     specs = _specs(x.shape, shift.shape[0], stride, padding)
     f, a = _split(shift)
@@ -195,7 +211,7 @@ def _rubiks_shift_bwd(stride, padding, quantize, res, ybar):
         zs.append(_pass(zs[-1], f[k], a[k], specs[k])[0])
     gbar, grads = ybar, [None] * len(specs)
     for k in reversed(range(len(specs))):
-        _, diff = _pass(zs[k], f[k], a[k], specs[k])
+        diff = _pass_derivative(zs[k], f[k], a[k], specs[k], integer_shift_grad)
         grads[k] = jnp.sum(gbar * diff, axis=(0, 1, 3, 4), dtype=_compute_dtype(shift))
         if k > 0 or not quantize:
             gbar = _pass_adjoint(gbar, f[k], a[k], specs[k], x.shape[specs[k][0]])
@@ -209,7 +225,7 @@ def _rubiks_shift_bwd(stride, padding, quantize, res, ybar):
 
 _rubiks_shift.defvjp(_rubiks_shift_fwd, _rubiks_shift_bwd)
 # one compiled program per configuration, also when called eagerly (many small gathers otherwise)
-_rubiks_shift_jit = jax.jit(_rubiks_shift, static_argnums=(2, 3, 4))
+_rubiks_shift_jit = jax.jit(_rubiks_shift, static_argnums=(2, 3, 4, 5))
 
 
 def resolve_impl(impl: str, name: str = "rubiks_shift") -> str:
@@ -226,21 +242,21 @@ def resolve_impl(impl: str, name: str = "rubiks_shift") -> str:
     return impl
 
 
-def _dispatch(x, shift, stride, padding, quantize, impl):
+def _dispatch(x, shift, stride, padding, quantize, impl, integer_shift_grad):
     """``x [N, T, C, H, W]`` with a ``[3, C]`` or ``[2, C]`` shift through the resolved ``impl``."""
     if impl == "pallas":
         import pallas_kernels.rubiks_shift as pk
 
+        kw = {"stride": stride, "padding": padding, "quantize": quantize, "integer_shift_grad": integer_shift_grad}
         if shift.shape[0] == 3:
-            return pk.rubiks_shift_3d(x, shift, stride=stride, padding=padding, quantize=quantize)
+            return pk.rubiks_shift_3d(x, shift, **kw)
         n, t = x.shape[:2]
-        y = pk.rubiks_shift_2d(x.reshape((n * t,) + x.shape[2:]), shift, stride=stride, padding=padding,
-                               quantize=quantize)
+        y = pk.rubiks_shift_2d(x.reshape((n * t,) + x.shape[2:]), shift, **kw)
         return y.reshape((n, t) + y.shape[1:])
-    return _rubiks_shift_jit(x, shift, stride, padding, bool(quantize))
+    return _rubiks_shift_jit(x, shift, stride, padding, bool(quantize), integer_shift_grad)
 
 
-def _check_common(x, shift, rows: int, stride, padding, x_desc: str, name: str):
+def _check_common(x, shift, rows: int, stride, padding, x_desc: str, name: str, integer_shift_grad: str):
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise ValueError(f"{name}: x must be a float array, got dtype {x.dtype}")
     if shift.ndim != 2 or shift.shape[0] != rows or shift.shape[1] != x.shape[-3]:
@@ -254,6 +270,8 @@ def _check_common(x, shift, rows: int, stride, padding, x_desc: str, name: str):
         raise ValueError(f"{name}: stride={stride!r} must be an int >= 1")
     if not isinstance(padding, int) or isinstance(padding, bool) or padding < 0:
         raise ValueError(f"{name}: padding={padding!r} must be an int >= 0")
+    if integer_shift_grad not in INTEGER_SHIFT_GRADS:
+        raise ValueError(f"{name}: integer_shift_grad={integer_shift_grad!r} is not one of {list(INTEGER_SHIFT_GRADS)}")
 
 
 def rubiks_shift_3d(
@@ -264,6 +282,7 @@ def rubiks_shift_3d(
     padding: int = 0,
     quantize: bool = False,
     impl: str = "auto",
+    integer_shift_grad: str = "central",
 ) -> jax.Array:
     """RubiksShift: per-channel interpolated spatiotemporal shift (dissertation eqs. 6.5-6.6).
 
@@ -280,6 +299,11 @@ def rubiks_shift_3d(
         :mod:`pallas_kernels.rubiks_shift`: float32/bfloat16 only; interpret mode with a one-time
         notice where there is no GPU) or ``"auto"`` (Pallas on a GPU, XLA elsewhere; see
         :func:`resolve_impl`). Both give the same values and gradients.
+      integer_shift_grad: the shift gradient along an axis whose shift is an exact integer,
+        where the output (piecewise linear in each shift) has a kink and no derivative:
+        ``"central"`` (default) ``0.5 * (x(s + 1) - x(s - 1))``, the mean of the left and right
+        derivatives; ``"one_sided"`` the right derivative ``x(s + 1) - x(s)``. Non-integer
+        shifts are unaffected. See *Gradients* below.
 
     Returns:
       ``[N, T, C, H_out, W_out]`` with ``H_out = (H + 2*padding - 1) // stride + 1`` (same for W).
@@ -292,19 +316,32 @@ def rubiks_shift_3d(
     shift gradient for each axis is ``sum_{N,T,H_out,W_out} grad_out * (x_hi - x_lo)``, where
     ``x_hi`` / ``x_lo`` are x interpolated in the other two axes and sampled at the upper
     (``floor(s)+1``) / lower (``floor(s)``) neighbour plane of this axis, i.e. the derivative
-    w.r.t. the fractional part. At an exact integer shift (``floor(s) = s``) this is the
-    one-sided difference ``x(s + 1) - x(s)``.
+    w.r.t. the fractional part. At an exact integer shift (``floor(s) = s``) that would be the
+    right derivative; ``integer_shift_grad="central"`` (the default) uses
+    ``0.5 * (x_hi - x_lo)`` with ``x_hi`` / ``x_lo`` sampled at ``s + 1`` / ``s - 1`` instead,
+    still interpolated in the other two axes at their own shifts.
+
+    Why central by default: every channel of a TSM-style initialisation (and every fixed or
+    freshly inflated shift) sits exactly on a kink. The right derivative sees only the ``s + 1``
+    neighbour, so a channel at temporal shift 0 is pulled by the next frame's content and never
+    by the previous one: it breaks the past/future symmetry such an initialisation is built on.
+    The mean of the two one-sided derivatives is the symmetric element of the subdifferential
+    (it flips sign exactly when the axis is mirrored), and it is what the released code uses:
+    its 2-D kernel computes ``0.5 * (x[s+1] - x[s-1])``. Its 3-D kernel computes
+    ``x[s+1] - x[s-1]`` (no 0.5, twice the scale of the non-integer gradient next to it) and,
+    at an integer shift, also reads the *other* axes' gradients one plane back (``s - 1``
+    instead of ``s``); both are defects there and are not reproduced.
 
     Raises:
-      ValueError: unknown ``impl``; ``x`` not 5-D float; ``shift`` not ``[3, C]`` float;
-        ``stride < 1`` or ``padding < 0``.
+      ValueError: unknown ``impl`` or ``integer_shift_grad``; ``x`` not 5-D float; ``shift``
+        not ``[3, C]`` float; ``stride < 1`` or ``padding < 0``.
     """
     impl = resolve_impl(impl, "rubiks_shift_3d")
     x, shift = jnp.asarray(x), jnp.asarray(shift)
     if x.ndim != 5:
         raise ValueError(f"rubiks_shift_3d: x must be [N, T, C, H, W], got shape {tuple(x.shape)}")
-    _check_common(x, shift, 3, stride, padding, "[N, T, C, H, W]", "rubiks_shift_3d")
-    return _dispatch(x, shift, stride, padding, quantize, impl)
+    _check_common(x, shift, 3, stride, padding, "[N, T, C, H, W]", "rubiks_shift_3d", integer_shift_grad)
+    return _dispatch(x, shift, stride, padding, quantize, impl, integer_shift_grad)
 
 
 def rubiks_shift_2d(
@@ -315,13 +352,14 @@ def rubiks_shift_2d(
     padding: int = 0,
     quantize: bool = False,
     impl: str = "auto",
+    integer_shift_grad: str = "central",
 ) -> jax.Array:
     """Spatial-only RubiksShift (for image pretraining): ``rubiks_shift_3d`` without time.
 
     Args:
       x: ``[N, C, H, W]`` float.
       shift: ``[2, C]`` float, rows (vertical, horizontal).
-      stride, padding, quantize, impl: as in ``rubiks_shift_3d``.
+      stride, padding, quantize, impl, integer_shift_grad: as in ``rubiks_shift_3d``.
 
     Returns:
       ``[N, C, H_out, W_out]``, equal to ``rubiks_shift_3d(x[:, None], [0; shift])[:, 0]``
@@ -331,8 +369,8 @@ def rubiks_shift_2d(
     if x.ndim != 4:
         raise ValueError(f"rubiks_shift_2d: x must be [N, C, H, W], got shape {tuple(x.shape)}")
     impl = resolve_impl(impl, "rubiks_shift_2d")
-    _check_common(x, shift, 2, stride, padding, "[N, C, H, W]", "rubiks_shift_2d")
-    return _dispatch(x[:, None], shift, stride, padding, quantize, impl)[:, 0]
+    _check_common(x, shift, 2, stride, padding, "[N, C, H, W]", "rubiks_shift_2d", integer_shift_grad)
+    return _dispatch(x[:, None], shift, stride, padding, quantize, impl, integer_shift_grad)[:, 0]
 
 
 def rubiks_shift_pointwise(
@@ -344,15 +382,17 @@ def rubiks_shift_pointwise(
     padding: int = 0,
     quantize: bool = False,
     impl: str = "auto",
+    integer_shift_grad: str = "central",
 ) -> jax.Array:
     """RubiksShift then a pointwise (1x1) convolution: ``out[:, :, d] = sum_c weight[c, d] *
     rubiks_shift_3d(x, shift)[:, :, c]`` (dissertation eqs. 6.2-6.3).
 
     Args:
       x: ``[N, T, C, H, W]`` float; shift: ``[3, C]``; weight: ``[C, D]``.
-      stride, padding, quantize, impl: as :func:`rubiks_shift_3d`. With ``"pallas"`` the two are
-        one kernel (:func:`pallas_kernels.rubiks_shift.rubiks_shift_pointwise`: the shifted
-        activations never reach memory); with ``"xla"`` the shift is followed by an einsum.
+      stride, padding, quantize, impl, integer_shift_grad: as :func:`rubiks_shift_3d`. With
+        ``"pallas"`` the two are one kernel
+        (:func:`pallas_kernels.rubiks_shift.rubiks_shift_pointwise`: the shifted activations never
+        reach memory); with ``"xla"`` the shift is followed by an einsum.
 
     Returns:
       ``[N, T, D, H_out, W_out]`` of ``x.dtype`` (products accumulated in float32).
@@ -361,15 +401,16 @@ def rubiks_shift_pointwise(
     x, shift, weight = jnp.asarray(x), jnp.asarray(shift), jnp.asarray(weight)
     if x.ndim != 5:
         raise ValueError(f"rubiks_shift_pointwise: x must be [N, T, C, H, W], got shape {tuple(x.shape)}")
-    _check_common(x, shift, 3, stride, padding, "[N, T, C, H, W]", "rubiks_shift_pointwise")
+    _check_common(x, shift, 3, stride, padding, "[N, T, C, H, W]", "rubiks_shift_pointwise", integer_shift_grad)
     if weight.ndim != 2 or weight.shape[0] != x.shape[2]:
         raise ValueError(f"rubiks_shift_pointwise: weight must be [C, D] with C = x.shape[2] = {x.shape[2]}, "
                          f"got shape {tuple(weight.shape)}")
     if impl == "pallas":
         import pallas_kernels.rubiks_shift as pk
 
-        return pk.rubiks_shift_pointwise(x, shift, weight, stride=stride, padding=padding, quantize=quantize)
-    y = _rubiks_shift_jit(x, shift, stride, padding, bool(quantize))
+        return pk.rubiks_shift_pointwise(x, shift, weight, stride=stride, padding=padding, quantize=quantize,
+                                         integer_shift_grad=integer_shift_grad)
+    y = _rubiks_shift_jit(x, shift, stride, padding, bool(quantize), integer_shift_grad)
     return jnp.einsum("ntchw,cd->ntdhw", y, weight.astype(y.dtype), preferred_element_type=jnp.float32).astype(x.dtype)
 
 
@@ -489,12 +530,18 @@ def aq_shift_values(kernel_size: int) -> tuple[int, ...]:
 
 
 def aq_init(key: jax.Array, channels: int, kernel_size: int = 3) -> jax.Array:
-    """Attention weights ``[kernel_size, channels] float32`` ~ U[1, 1.05] (section 6.4.1), so the
-    initial attention is roughly uniform over the shifts ``aq_shift_values(kernel_size)``."""
+    """Attention weights ``[kernel_size, channels] float32`` ~ U[0, 1), as the released code
+    (``torch.rand(C, K)``), over the shifts ``aq_shift_values(kernel_size)``.
+
+    The dissertation's section 6.4.1 gives U[1, 1.05]. The per-channel std normalisation of
+    :func:`aq_attention` removes any offset and scale of the weights, so both give the same
+    initial attention (in distribution), but the gradient with respect to the raw weights scales
+    as ``1 / std``: U[1, 1.05] (std 0.014 against 0.29) starts with 20x larger raw-weight
+    updates at the same learning rate. The released initialisation is kept."""
     _check_kernel_size(kernel_size, "aq_init")
     if kernel_size < 3:
         raise ValueError(f"aq_init: kernel_size={kernel_size!r} must be an odd int >= 3")
-    return jax.random.uniform(key, (kernel_size, channels), jnp.float32, 1.0, 1.05)
+    return jax.random.uniform(key, (kernel_size, channels), jnp.float32, 0.0, 1.0)
 
 
 def aq_attention(weights: jax.Array, temperature, eps: float = 1e-6) -> jax.Array:
@@ -517,6 +564,17 @@ def aq_attention(weights: jax.Array, temperature, eps: float = 1e-6) -> jax.Arra
         raise ValueError(f"aq_attention: weights must be [K, C] with K >= 2, got shape {tuple(weights.shape)}")
     logits = weights / (jnp.std(weights, axis=0, ddof=1, keepdims=True) + eps)
     return jax.nn.softmax(logits / temperature, axis=0)
+
+
+def aq_hard_attention(weights: jax.Array) -> jax.Array:
+    """The attention's zero-temperature limit: one-hot ``[K, C]`` at the argmax over K of
+    ``weights`` (the same argmax at every temperature, since the per-channel std normalisation
+    and the temperature are positive rescalings; ties go to the first). With it
+    :func:`aq_temporal_shift` is an integer temporal shift per channel (pure indexing)."""
+    weights = jnp.asarray(weights)
+    if weights.ndim != 2:
+        raise ValueError(f"aq_hard_attention: weights must be [K, C], got shape {tuple(weights.shape)}")
+    return jax.nn.one_hot(jnp.argmax(weights, axis=0), weights.shape[0], dtype=weights.dtype).T
 
 
 def aq_temporal_shift(x: jax.Array, attention: jax.Array) -> jax.Array:
@@ -552,15 +610,19 @@ def rubiks_shift_aq(
     stride: int = 1,
     padding: int = 0,
     impl: str = "auto",
+    integer_shift_grad: str = "central",
 ) -> jax.Array:
-    """RubiksShift-AQ: attention-quantized temporal shift, then interpolated spatial shift.
+    """RubiksShift-AQ as one op: attention-quantized temporal shift, then interpolated spatial
+    shift of the same channels (RubiksNet's AQ blocks apply the two at different places: the
+    temporal part on the block input, the spatial one at the shift, see
+    :class:`vasa.video.rubiksnet.RubiksBlock`).
 
     Args:
       x: ``[N, T, C, H, W]`` float.
       spatial_shift: ``[2, C]`` float (vertical, horizontal), interpolated as in ``rubiks_shift_3d``.
       weights: ``[K, C]`` attention weights (``aq_init``); temperature: scalar softmax temperature.
-      stride, padding, impl: spatial, as in ``rubiks_shift_3d`` (``impl`` picks the spatial
-        shift's implementation; the temporal mix is XLA).
+      stride, padding, impl, integer_shift_grad: spatial, as in ``rubiks_shift_3d`` (``impl``
+        picks the spatial shift's implementation; the temporal mix is XLA).
 
     Returns:
       ``[N, T, C, H_out, W_out]``. At low temperature this approaches
@@ -571,9 +633,9 @@ def rubiks_shift_aq(
         raise ValueError(f"rubiks_shift_aq: x must be [N, T, C, H, W], got shape {tuple(x.shape)}")
     spatial_shift = jnp.asarray(spatial_shift)
     impl = resolve_impl(impl, "rubiks_shift_aq")
-    _check_common(x, spatial_shift, 2, stride, padding, "[N, T, C, H, W]", "rubiks_shift_aq")
+    _check_common(x, spatial_shift, 2, stride, padding, "[N, T, C, H, W]", "rubiks_shift_aq", integer_shift_grad)
     y = aq_temporal_shift(x, aq_attention(weights, temperature))
-    return _dispatch(y, spatial_shift, stride, padding, False, impl)
+    return _dispatch(y, spatial_shift, stride, padding, False, impl, integer_shift_grad)
 
 
 def anneal_temperature(step, total_steps, start: float = 2.0, end: float = 1e-3) -> jax.Array:

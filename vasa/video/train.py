@@ -24,19 +24,19 @@ import dataclasses
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Literal
+from typing import Annotated, Any, Iterable, Iterator, Literal
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
 
-from vasa.run import Checkpointer, RunConfig, RunLogger, check_finite, finish_run, require, resolve_run
-from vasa.run.logger import config_to_dict
+from vasa.run import RunConfig, prepare_run, require
+from vasa.run.fields import Length, NonNegFloat, NonNegInt, PosFloat, PosInt, Range, Seed, UnitFloat, check_fields
 from vasa.video.data import (
-    EVAL_PROTOCOLS,
-    LAYOUTS,
     BadSampleError,
+    EvalProtocol,
+    Layout,
     VideoDataConfig,
     VideoDataset,
     average_views,
@@ -50,20 +50,20 @@ class VideoTrainConfig:
     """RubiksNet training options. Defaults: a reduced RubiksNet on the synthetic dataset at
     32x32, 8 frames, which trains on a 2-core CPU in minutes."""
 
-    env: str = "synthetic"
+    env: Annotated[str, Length(min=1)] = "synthetic"
     """run-directory label: 'synthetic' without data_root (the built-in dataset); with data_root any name
     ('synthetic' then stands for the layout's name)"""
     data_root: str | None = None
     """dataset folder (layouts in vasa.video.data); None: the built-in synthetic dataset"""
-    layout: Literal["ucf101", "hmdb51", "ssv2", "folder"] = "ucf101"
+    layout: Layout = "ucf101"
     """layout of data_root: which split files list the samples, and where"""
-    split: int = 1
+    split: Annotated[int, Range(ge=1, le=3)] = 1
     """official split of UCF-101 and HMDB-51 (1-3; ignored by the other layouts)"""
     annotations_dir: str | None = None
     """split files' folder relative to data_root (None: data_root, then the official folder name)"""
     videos_dir: str | None = None
     """videos' folder relative to data_root (None: data_root)"""
-    eval_protocol: Literal["1clip-center", "2clip-3crop"] = "1clip-center"
+    eval_protocol: EvalProtocol = "1clip-center"
     """validation views of data_root clips, logits averaged over them: 1 centre clip, or 2 clips x 3 crops"""
     skip_bad_samples: bool = False
     """skip missing, empty or unreadable data_root samples (counted in metrics.csv) instead of stopping"""
@@ -71,9 +71,9 @@ class VideoTrainConfig:
     """random horizontal flip of data_root training clips (None: on, except for ssv2's direction labels)"""
     tier: Literal["tiny", "small", "medium", "large"] = "tiny"
     """RubiksNet tier (depths and widths of Table 6.1), unless width/blocks override it"""
-    width: int | None = 16
+    width: Annotated[int, Range(ge=8)] | None = 16
     """override the tier's base width (None: the tier's)"""
-    blocks: tuple[int, int, int, int] | None = (1, 1, 1, 1)
+    blocks: tuple[PosInt, PosInt, PosInt, PosInt] | None = (1, 1, 1, 1)
     """override the tier's blocks per stage (None: the tier's)"""
     variant: Literal["rubiks3d", "rubiks3d-aq"] = "rubiks3d"
     """interpolated 3-D shift, or attention-quantized temporal shift"""
@@ -81,49 +81,51 @@ class VideoTrainConfig:
     """temporal shifts: learned, fixed at TSM's pattern (+1/-1 on 1/8 of channels each), or fixed at 0"""
     spatial: Literal["learned", "fixed"] = "learned"
     """spatial shifts: learned, or fixed at ShiftNet's 3x3 pattern"""
-    num_frames: int = 8
+    num_frames: PosInt = 8
     """frames per clip"""
-    image_size: int = 32
+    image_size: Annotated[int, Range(ge=16)] = 32
     """frame height and width"""
-    num_train: int = 2048
+    num_train: PosInt = 2048
     """training clips of the synthetic dataset (a data_root's split files say how many it has)"""
-    num_val: int = 512
+    num_val: PosInt = 512
     """validation clips of the synthetic dataset"""
-    seed: int = 0
+    seed: Seed = 0
     """random seed (data, initialisation, shuffling)"""
 
-    epochs: int = 30
+    epochs: PosInt = 30
     """passes over the training clips"""
-    batch_size: int = 32
+    batch_size: PosInt = 32
     """clips per training step and per validation batch (each validation clip with its eval_protocol views)"""
-    learning_rate: float = 0.05
+    learning_rate: PosFloat = 0.05
     """peak SGD learning rate"""
-    momentum: float = 0.9
+    momentum: Annotated[float, Range(ge=0, lt=1)] = 0.9
     """SGD momentum (Nesterov off)"""
-    weight_decay: float = 5e-4
+    weight_decay: NonNegFloat = 5e-4
     """L2 on convolution and dense kernels (not BN, biases or shifts)"""
     schedule: Literal["cosine", "step"] = "cosine"
     """cosine decay to 0, or x0.1 at 50% and 75% of training"""
-    warmup_epochs: int = 1
+    warmup_epochs: NonNegInt = 1
     """linear learning-rate warm-up"""
-    shift_lr_multiplier: float = 0.01
+    shift_lr_multiplier: NonNegFloat = 0.01
     """shift parameters' learning rate relative to the others (the original used 0.01)"""
     shift_grad_norm: Literal["equation", "released", "off"] = "equation"
     """scaled gradient normalisation of shifts (eqs. 6.9-6.10, or the released code's norm)"""
-    temporal_lambda: float = 1.0
+    temporal_lambda: NonNegFloat = 1.0
     """temporal factor lambda of the normalisation"""
-    temperature_start: float = 2.0
+    temperature_start: PosFloat = 2.0
     """AQ softmax temperature at the start (annealed exponentially)"""
-    temperature_end: float = 1e-3
+    temperature_end: PosFloat = 1e-3
     """AQ softmax temperature at the end"""
-    budget: float = 0.125
+    budget: UnitFloat = 0.125
     """AQ shift budget: target fraction of attention on non-zero temporal shifts"""
-    budget_weight: float = 1.0
+    budget_weight: NonNegFloat = 1.0
     """weight of the budget loss (eq. 6.8)"""
     dtype: Literal["float32", "bfloat16"] = "float32"
     """compute dtype of the forward/backward pass (parameters stay float32)"""
     impl: Literal["auto", "xla", "pallas"] = "auto"
     """shift implementation: the Pallas kernels on a GPU and XLA elsewhere (auto), or forced"""
+    integer_shift_grad: Literal["central", "one_sided"] = "central"
+    """shift gradient at an exact integer shift: 0.5 * (x[s+1] - x[s-1]) (central), or x[s+1] - x[s]"""
 
     @property
     def steps_per_epoch(self) -> int:
@@ -139,30 +141,16 @@ class VideoTrainConfig:
         def need(ok, field, allowed):
             require(self, ok, field, allowed)
 
+        check_fields(self)  # every field: type, finiteness, range, choice (its annotation)
         need(self.data_root is not None or self.env == "synthetic", "env",
              "without data_root only 'synthetic' is built in (set data_root to train on a dataset folder)")
-        need(bool(self.env), "env", "it must be a non-empty name")
         need(self.data_root is None or os.path.isdir(self.data_root), "data_root",
              "it must be an existing directory (or None for the synthetic dataset)")
-        need(self.layout in LAYOUTS, "layout", f"it must be one of {list(LAYOUTS)}")
-        need(self.layout not in ("ucf101", "hmdb51") or self.split in (1, 2, 3), "split",
-             f"the official {self.layout} splits are 1, 2 and 3")
-        need(self.eval_protocol in EVAL_PROTOCOLS, "eval_protocol", f"it must be one of {list(EVAL_PROTOCOLS)}")
-        for f in ("num_frames", "image_size", "num_train", "num_val", "epochs", "batch_size"):
-            need(getattr(self, f) >= 1, f, "it must be >= 1")
-        need(self.width is None or self.width >= 8, "width", "it must be >= 8 (or None)")
-        need(self.blocks is None or all(b >= 1 for b in self.blocks), "blocks", "each stage needs >= 1 block")
         need(self.data_root is not None or self.batch_size <= self.num_train, "batch_size",
              f"it must not exceed num_train={self.num_train}")
-        need(self.image_size >= 16, "image_size", "it must be >= 16 (four stride-2 stages after the stem)")
-        need(self.learning_rate > 0, "learning_rate", "it must be > 0")
-        need(0 <= self.momentum < 1, "momentum", "it must be in [0, 1)")
-        need(self.weight_decay >= 0, "weight_decay", "it must be >= 0")
-        need(self.shift_lr_multiplier >= 0, "shift_lr_multiplier", "it must be >= 0")
         need(0 <= self.warmup_epochs < self.epochs, "warmup_epochs", f"it must be in [0, epochs={self.epochs})")
-        need(0 < self.temperature_end <= self.temperature_start, "temperature_end",
+        need(self.temperature_end <= self.temperature_start, "temperature_end",
              f"it must be in (0, temperature_start={self.temperature_start}]")
-        need(0 <= self.budget <= 1, "budget", "it must be in [0, 1]")
         need(not (self.variant == "rubiks3d-aq" and self.temporal != "learned"), "temporal",
              "the AQ variant learns its temporal attention; use variant='rubiks3d' for fixed temporal shifts")
 
@@ -186,7 +174,7 @@ def make_model(config: VideoTrainConfig, num_classes: int):
     return RubiksNet(width=config.width or tier.width, repeats=tuple(config.blocks or tier.repeats),
                      num_classes=num_classes, num_frames=config.num_frames, variant=config.variant,
                      use_se=tier.use_se, se_reduction=tier.se_reduction, expansion=tier.expansion,
-                     impl=config.impl)
+                     impl=config.impl, integer_shift_grad=config.integer_shift_grad)
 
 
 def _leaf_name(path) -> str:
@@ -285,7 +273,7 @@ def make_steps(config: VideoTrainConfig, model, tx, steps_per_epoch: int | None 
     (V views of each video; ``[B, T, H, W, 3]`` is one view) go through the model as
     ``[B * V, T, H, W, 3]``, the logits are averaged over the views (``"logits"``: float32
     ``[B, K]``), and top-1/top-5 hits and the cross-entropy are summed over the batch. With
-    ``hard`` the AQ model runs with integer temporal shifts (:func:`to_hard_shifts`).
+    ``hard`` the AQ model runs with integer temporal shifts (its attention's argmax: ``quantize=True``).
     ``steps_per_epoch`` sets the AQ temperature schedule (see :func:`temperature`)."""
     dtype = jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
     aq = config.variant == "rubiks3d-aq"
@@ -330,39 +318,18 @@ def make_steps(config: VideoTrainConfig, model, tx, steps_per_epoch: int | None 
         views = clips if clips.ndim == 6 else clips[:, None]
         b, v = views.shape[:2]
         flat = views.reshape((b * v,) + views.shape[2:])
-        params = to_hard_shifts(state.params) if hard else state.params
         if hard:
-            from vasa.video.rubiksnet import RubiksNet
-
-            hard_model = RubiksNet(**{**{f.name: getattr(model, f.name) for f in dataclasses.fields(RubiksNet)
-                                         if f.name not in ("parent", "name")}, "variant": "rubiks3d"})
-            logits = hard_model.apply({"params": params, "batch_stats": state.batch_stats},
-                                      _normalise(flat, jnp.float32), train=False)
+            logits = model.apply({"params": state.params, "batch_stats": state.batch_stats},
+                                 _normalise(flat, jnp.float32), train=False, quantize=True)
         else:
             temp = temperature(config, state.step, steps_per_epoch)
-            logits, _ = forward(params, state.batch_stats, flat, temp, False)
+            logits, _ = forward(state.params, state.batch_stats, flat, temp, False)
         logits = average_views(logits.reshape(b, v, -1))
         top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
         return {"top1": jnp.sum(top5[:, 0] == labels), "top5": jnp.sum(jnp.any(top5 == labels[:, None], -1)),
                 "loss": jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, labels)), "logits": logits}
 
     return jax.jit(train_step, donate_argnums=0), jax.jit(eval_step, static_argnums=3)
-
-
-def to_hard_shifts(params):
-    """AQ parameters -> ``rubiks3d`` parameters with integer temporal shifts (the attention's
-    argmax), for inference with ``quantize=True``; other trees are returned unchanged."""
-    from vasa.video.shift import aq_to_hard_shift
-
-    def convert(tree):
-        if isinstance(tree, dict):
-            if "aq_weights" in tree:
-                rest = {k: convert(v) for k, v in tree.items() if k not in ("aq_weights", "shift")}
-                return {**rest, "shift": aq_to_hard_shift(tree["aq_weights"], tree["shift"])}
-            return {k: convert(v) for k, v in tree.items()}
-        return tree
-
-    return convert(params)
 
 
 def init(config: VideoTrainConfig, model, tx, num_classes: int) -> TrainState:
@@ -544,36 +511,36 @@ LOGGED = ("loss", "cross_entropy", "train_acc", "val_top1", "val_top5", "val_los
           "nonzero_fraction", "val_top1_hard", "skipped_train", "skipped_val")
 
 
-def train(config: VideoTrainConfig = VideoTrainConfig(), run: RunConfig = RunConfig(eval_every=1, checkpoint_every=5)):
+# epochs are long: evaluate after each, checkpoint every 5 (the run settings a bare --resume
+# treats as not given)
+DEFAULT_RUN = RunConfig(eval_every=1, checkpoint_every=5)
+
+
+def train(config: VideoTrainConfig = VideoTrainConfig(), run: RunConfig = DEFAULT_RUN):
     """Train with logging (one row per epoch), evaluation every ``run.eval_every`` epochs
     (and for AQ also with hard integer shifts), checkpoints every ``run.checkpoint_every``
-    epochs, and resume (``run.resume``). The data comes from :func:`resolve_data`; its clip
-    shape is checked against the model (``ValueError``) before anything compiles. Rows count the
-    bad samples skipped (``skipped_train``, ``skipped_val``). Returns ``(state, rows)``."""
+    epochs, and resume (``run.resume``, see :mod:`vasa.run.rundir`; explicit run settings are
+    those that differ from :data:`DEFAULT_RUN`). The data comes from :func:`resolve_data`; its
+    clip shape is checked against the model (``ValueError``) before anything compiles. Rows
+    count the bad samples skipped (``skipped_train``, ``skipped_val``). Returns ``(state, rows)``."""
     run.validate()
     if config.data_root is not None and config.env == "synthetic":  # label a dataset run by its layout
         config = dataclasses.replace(config, env=config.layout)
-    config, run_dir = resolve_run(config, run, "video", prefix="rubiksnet-")
+    plan = prepare_run(config, run, "video", defaults=DEFAULT_RUN, prefix="rubiksnet-")
+    config, run = plan.config, plan.run
     config.validate()
     data = resolve_data(config)
     check_clip_shape(data.clip_shape(), config.num_frames, 3, config.image_size)
     spe = data.steps_per_epoch
     model = make_model(config, data.num_classes)
     tx, schedule = make_optimizer(config, spe)
-    state = init(config, model, tx, data.num_classes)
-    checkpointer = Checkpointer(run_dir, keep=run.keep_checkpoints)
-    start = 0
-    if run.resume:
-        start, state = checkpointer.restore(state)
-    train_step, eval_step = make_steps(config, model, tx, spe)
-    saved = {"video": config_to_dict(config), "run": config_to_dict(run)}
-    curve = {"series": (("train_acc_pct", "training batches"), ("val_top1", "validation top-1")),
-             "xlabel": "training clips seen", "ylabel": "accuracy (%)"}
-    logger = RunLogger(run_dir, saved, config.epochs, start, run.progress, curve=curve)
-    wall = logger.last_value("wall_time") if start else 0.0
-    rows, compile_s = [], 0.0
-    B = config.batch_size
-    try:
+    with plan.open() as session:
+        start, state = session.restore(init(config, model, tx, data.num_classes))
+        train_step, eval_step = make_steps(config, model, tx, spe)
+        curve = {"series": (("train_acc_pct", "training batches"), ("val_top1", "validation top-1")),
+                 "xlabel": "training clips seen", "ylabel": "accuracy (%)"}
+        session.begin(config.epochs, start, curve=curve)
+        B = config.batch_size
         stop = config.epochs if run.max_iterations is None else min(config.epochs, start + run.max_iterations)
         for epoch in range(start + 1, stop + 1):
             t = time.perf_counter()
@@ -583,7 +550,7 @@ def train(config: VideoTrainConfig = VideoTrainConfig(), run: RunConfig = RunCon
                 state, metrics = train_step(state, clips, labels)
                 if epoch == start + 1 and steps == 0:
                     jax.block_until_ready(metrics)
-                    compile_s = time.perf_counter() - t
+                    session.compile_s = time.perf_counter() - t
                 steps += 1
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + v
@@ -591,9 +558,9 @@ def train(config: VideoTrainConfig = VideoTrainConfig(), run: RunConfig = RunCon
                 raise ValueError(f"epoch {epoch} gave no full batch of batch_size={B} clips "
                                  f"({data.skipped['train']} bad samples skipped)")
             metrics = {k: float(v) / steps for k, v in jax.device_get(sums).items()}
-            check_finite(metrics, epoch)
-            wall += time.perf_counter() - t
-            row = {"iteration": epoch, "env_steps": int(state.step) * B, "wall_time": wall,
+            session.check_finite(metrics, epoch)
+            session.wall += time.perf_counter() - t
+            row = {"iteration": epoch, "env_steps": int(state.step) * B, "wall_time": session.wall,
                    "learning_rate": float(schedule(int(state.step))), "skipped_train": data.skipped["train"],
                    **metrics}
             if epoch == config.epochs or (run.eval_every and epoch % run.eval_every == 0):
@@ -602,15 +569,12 @@ def train(config: VideoTrainConfig = VideoTrainConfig(), run: RunConfig = RunCon
                 row["skipped_val"] = data.skipped["val"]
             row = {k: row.get(k, float("nan")) for k in ("iteration", "env_steps", "wall_time") + LOGGED}
             row["train_acc_pct"] = 100 * row["train_acc"]
-            logger.log(row)
-            rows.append(row)
+            session.log(row)
             if epoch == stop or (run.checkpoint_every and epoch % run.checkpoint_every == 0):
-                checkpointer.save(epoch, state, saved)
-    finally:
-        finish_run(logger, checkpointer, rows, run_dir, compile_s, wall)
-    return state, rows
+                session.save(epoch, state)
+    return state, session.rows
 
 
-__all__ = ["DataSource", "FileData", "SyntheticData", "TrainState", "VideoTrainConfig", "attentions", "evaluate",
-           "init", "load_synthetic", "make_model", "make_optimizer", "make_steps", "resolve_data", "set_fixed_shifts",
-           "temperature", "to_hard_shifts", "train"]
+__all__ = ["DEFAULT_RUN", "DataSource", "FileData", "SyntheticData", "TrainState", "VideoTrainConfig", "attentions",
+           "evaluate", "init", "load_synthetic", "make_model", "make_optimizer", "make_steps", "resolve_data",
+           "set_fixed_shifts", "temperature", "train"]
