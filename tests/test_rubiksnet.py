@@ -75,7 +75,8 @@ def test_aq_block_attends_over_time_on_the_block_input():
     relu(bn1(x)), then the temporal attention shift on relu(bn1(x)), conv1, bn2, relu, spatial
     shift, conv2. With ``quantize=True`` the attention is its argmax (the low-temperature limit)."""
     from vasa.video.rubiksnet import RubiksBlock
-    from vasa.video.shift import aq_attention, aq_temporal_shift, rubiks_shift_2d
+    from vasa.video.shift import rubiks_shift_2d
+    from vasa.video.shift_aq import aq_attention, aq_temporal_shift
 
     rng = np.random.default_rng(3)
     x = jnp.asarray(rng.normal(size=(4, 6, 6, 4)), jnp.float32)  # [N*T, H, W, C_in], T = 2

@@ -10,22 +10,24 @@ import optax
 import pytest
 
 from vasa.video.shift import (
+    fixed_shift_table,
+    fixed_spatial_shift,
+    normalize_shift_gradients,
+    rubiks_shift_2d,
+    rubiks_shift_3d,
+    shift_optimizer,
+    temporal_shift,
+)
+from vasa.video.shift_aq import (
+    anneal_temperature,
     aq_attention,
     aq_hard_attention,
     aq_init,
     aq_temporal_shift,
     aq_to_hard_shift,
-    anneal_temperature,
     budget_loss,
-    fixed_shift_table,
-    fixed_spatial_shift,
     nonzero_fraction,
-    normalize_shift_gradients,
-    rubiks_shift_2d,
-    rubiks_shift_3d,
     rubiks_shift_aq,
-    shift_optimizer,
-    temporal_shift,
 )
 
 import vasa.video.shift as shift_module
@@ -421,6 +423,11 @@ def test_aq_init_is_uniform_on_0_1_as_the_released_code():
     assert w.shape == (3, 4000) and w.dtype == np.float32
     assert w.min() >= 0.0 and w.max() < 1.0 and w.min() < 0.01 and w.max() > 0.99
     np.testing.assert_allclose([w.mean(), w.std()], [0.5, 1 / np.sqrt(12)], atol=0.01)
+    # the dissertation's range (section 6.4.1), offered as scheme="dissertation"
+    d = np.asarray(aq_init(jax.random.PRNGKey(0), channels=4000, kernel_size=3, scheme="dissertation"))
+    assert d.min() >= 1.0 and d.max() < 1.05 and d.min() < 1.001 and d.max() > 1.049
+    with pytest.raises(ValueError, match="scheme='paper' is not one of"):
+        aq_init(jax.random.PRNGKey(0), 4, scheme="paper")
 
 
 def test_aq_attention_normalises_per_channel_over_k():

@@ -18,7 +18,8 @@ class RunConfig:
     run_dir: str | None = None
     """run directory (default: runs/<env>-<time>)"""
     resume: str | None = None
-    """continue the run in this directory from its latest checkpoint, with its saved config"""
+    """continue the run in this directory from its newest intact checkpoint, with its saved config and run settings
+    (run settings given explicitly here override the saved ones)"""
     resume_step: NonNegInt | None = None
     """with --resume: continue from this checkpoint step instead of the newest intact one"""
     overwrite: bool = False

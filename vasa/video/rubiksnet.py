@@ -58,16 +58,13 @@ import jax.numpy as jnp
 
 from vasa.run.fields import PosFloat, PosInt, check_fields
 from vasa.video.shift import (
-    aq_attention,
-    aq_hard_attention,
-    aq_init,
-    aq_temporal_shift,
     resolve_impl,
     rubiks_shift_2d,
     rubiks_shift_3d,
     rubiks_shift_pointwise,
     temporal_shift,
 )
+from vasa.video.shift_aq import aq_attention, aq_hard_attention, aq_init, aq_temporal_shift
 
 VARIANTS = ("rubiks3d", "rubiks3d-aq", "rubiks2d")
 TEMPORAL_INITS = ("tsm", "uniform")
@@ -168,7 +165,8 @@ class RubiksBlock(nn.Module):
     (``conv2 = Sequential(AttentionShift, conv2)`` there), and shifts spatially at the shift
     position (``"shift"`` ``[2, C_mid]``, interpolated).
     ``integer_shift_grad``: the shift gradient at exact integer shifts, see
-    :func:`vasa.video.shift.rubiks_shift_3d`.
+    :func:`vasa.video.shift.rubiks_shift_3d`. ``aq_init``: the attention weights' initial range,
+    ``"released"`` U[0, 1) or ``"dissertation"`` U[1, 1.05] (:func:`vasa.video.shift_aq.aq_init`).
     """
 
     features: int
@@ -179,6 +177,7 @@ class RubiksBlock(nn.Module):
     num_frames: int = 8
     impl: str = "auto"
     integer_shift_grad: str = "central"
+    aq_init: str = "released"
 
     @nn.compact
     def __call__(
@@ -212,7 +211,7 @@ class RubiksBlock(nn.Module):
     def _temporal_attention(self, x: jax.Array, quantize: bool, temperature) -> jax.Array:
         """RubiksShift-AQ's temporal part on frames ``[N*T, H, W, C]``: the softmax attention over
         shifts {-1, 0, +1} at ``temperature``, or its argmax (integer shifts) with ``quantize``."""
-        weights = self.param("aq_weights", lambda key: aq_init(key, x.shape[-1], AQ_KERNEL))
+        weights = self.param("aq_weights", lambda key: aq_init(key, x.shape[-1], AQ_KERNEL, self.aq_init))
         if quantize:
             attention = aq_hard_attention(weights)
         elif temperature is None:
@@ -247,7 +246,9 @@ class RubiksNet(nn.Module):
     shift implementation of every block (``"auto"``: the Pallas kernels on a GPU, XLA
     elsewhere; ``"xla"``; ``"pallas"``), see :func:`vasa.video.shift.resolve_impl`;
     ``integer_shift_grad`` the shift gradient at exact integer shifts (``"central"`` or
-    ``"one_sided"``, see :func:`vasa.video.shift.rubiks_shift_3d`).
+    ``"one_sided"``, see :func:`vasa.video.shift.rubiks_shift_3d`); ``aq_init`` the AQ
+    attention weights' initialisation (``"released"`` or ``"dissertation"``, see
+    :func:`vasa.video.shift_aq.aq_init`).
 
     ``quantize=True`` runs the variant's quantized shifts: RubiksShift-IQ (rounded shifts) for
     ``"rubiks3d"`` / ``"rubiks2d"``; for ``"rubiks3d-aq"`` the temporal attention's argmax
@@ -265,6 +266,7 @@ class RubiksNet(nn.Module):
     expansion: float = 1.0
     impl: str = "auto"
     integer_shift_grad: str = "central"
+    aq_init: str = "released"
 
     @nn.compact
     def __call__(
@@ -306,6 +308,7 @@ class RubiksNet(nn.Module):
                     num_frames=self.num_frames,
                     impl=self.impl,
                     integer_shift_grad=self.integer_shift_grad,
+                    aq_init=self.aq_init,
                     name=f"stage{s}_block{b}",
                 )(h, train=train, quantize=quantize, temperature=temperature)
         h = nn.relu(_batch_norm(train, "bn_final")(h))
@@ -315,10 +318,10 @@ class RubiksNet(nn.Module):
 
 
 def rubiksnet(tier: str, num_classes: int, num_frames: int = 8, variant: str = "rubiks3d",
-              impl: str = "auto", integer_shift_grad: str = "central") -> RubiksNet:
+              impl: str = "auto", integer_shift_grad: str = "central", aq_init: str = "released") -> RubiksNet:
     """The published RubiksNet tier ``"tiny" | "small" | "medium" | "large"`` (``impl``: the
-    shift implementation; ``integer_shift_grad``: the shift gradient at integer shifts; see
-    :class:`RubiksNet`).
+    shift implementation; ``integer_shift_grad``: the shift gradient at integer shifts;
+    ``aq_init``: the AQ attention's initialisation; see :class:`RubiksNet`).
 
     Raises:
       ValueError: unknown ``tier`` or ``variant`` (the message lists the valid names).
@@ -336,6 +339,7 @@ def rubiksnet(tier: str, num_classes: int, num_frames: int = 8, variant: str = "
         expansion=cfg.expansion,
         impl=impl,
         integer_shift_grad=integer_shift_grad,
+        aq_init=aq_init,
     )
 
 
@@ -539,6 +543,7 @@ class RubiksShiftLayer(nn.Module):
     impl: str = "auto"
     fused: bool = False
     integer_shift_grad: str = "central"
+    aq_init: str = "released"
 
     @nn.compact
     def __call__(self, x: jax.Array, *, quantize: bool = False) -> jax.Array:

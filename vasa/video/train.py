@@ -126,6 +126,9 @@ class VideoTrainConfig:
     """shift implementation: the Pallas kernels on a GPU and XLA elsewhere (auto), or forced"""
     integer_shift_grad: Literal["central", "one_sided"] = "central"
     """shift gradient at an exact integer shift: 0.5 * (x[s+1] - x[s-1]) (central), or x[s+1] - x[s]"""
+    aq_init: Literal["released", "dissertation"] = "released"
+    """AQ attention weights' initialisation: U[0, 1) as the released code, or U[1, 1.05] as the
+    dissertation (its 400x faster-moving attention meets the budget in BENCHMARKS.md's AQ run)"""
 
     @property
     def steps_per_epoch(self) -> int:
@@ -174,7 +177,7 @@ def make_model(config: VideoTrainConfig, num_classes: int):
     return RubiksNet(width=config.width or tier.width, repeats=tuple(config.blocks or tier.repeats),
                      num_classes=num_classes, num_frames=config.num_frames, variant=config.variant,
                      use_se=tier.use_se, se_reduction=tier.se_reduction, expansion=tier.expansion,
-                     impl=config.impl, integer_shift_grad=config.integer_shift_grad)
+                     impl=config.impl, integer_shift_grad=config.integer_shift_grad, aq_init=config.aq_init)
 
 
 def _leaf_name(path) -> str:
@@ -247,7 +250,7 @@ def make_optimizer(config: VideoTrainConfig, steps_per_epoch: int | None = None
 def temperature(config: VideoTrainConfig, step, steps_per_epoch: int | None = None) -> jax.Array:
     """AQ softmax temperature ``[] float32`` at ``step``, annealed over ``config.epochs`` epochs of
     ``steps_per_epoch`` steps (default: ``config.steps_per_epoch``, as :func:`make_optimizer`)."""
-    from vasa.video.shift import anneal_temperature
+    from vasa.video.shift_aq import anneal_temperature
 
     total = config.epochs * (steps_per_epoch or config.steps_per_epoch)
     return anneal_temperature(step, total, config.temperature_start, config.temperature_end)
@@ -255,7 +258,7 @@ def temperature(config: VideoTrainConfig, step, steps_per_epoch: int | None = No
 
 def attentions(params, temp) -> list:
     """AQ attention ``[K, C]`` of every block (empty for ``rubiks3d``)."""
-    from vasa.video.shift import aq_attention
+    from vasa.video.shift_aq import aq_attention
 
     leaves = jax.tree_util.tree_flatten_with_path(params)[0]
     return [aq_attention(leaf, temp) for path, leaf in leaves if _leaf_name(path) == "aq_weights"]
@@ -296,7 +299,7 @@ def make_steps(config: VideoTrainConfig, model, tx, steps_per_epoch: int | None 
             ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
             loss, extra = ce, {}
             if aq:
-                from vasa.video.shift import budget_loss, nonzero_fraction
+                from vasa.video.shift_aq import budget_loss, nonzero_fraction
 
                 att = attentions(params, temp)
                 loss = ce + config.budget_weight * budget_loss(att, config.budget)
