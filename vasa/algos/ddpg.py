@@ -15,7 +15,7 @@ What SURREAL-DDPG (Fan et al., CoRL 2018; dissertation section 2.5.2) prescribes
   target updates;
 * **pixel mode**: the shared conv encoder is trained by the critic loss only; the actor sees its
   stop-gradient output through its own projection (as SAC's pixel mode, DrQ's weak random
-  shift included when ``augment_pad > 0``).
+  shift included when ``augment_pad > 0``, or the ``augment`` chosen: crop, conv, none).
 """
 
 from __future__ import annotations
@@ -139,10 +139,7 @@ class DDPGLearner:
     def update(self, state, batch, key, step):
         cfg = self.config
         obs, nxt = network_input(cfg, batch.obs), network_input(cfg, batch.next_obs)
-        if cfg.pixels and cfg.augment_pad > 0:
-            from vasa.distill.augment import random_shift_pair
-
-            obs, nxt = random_shift_pair(key, obs, nxt, cfg.augment_pad)
+        obs, nxt = offpolicy.augment_transition(cfg, key, obs, nxt)
         critic, actor, target = state["critic"], state["actor"], state["target"]
 
         next_action = self._action(target["actor"], target["critic"], nxt)

@@ -31,6 +31,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from vasa import replay
 from vasa.dist.mesh import DATA_AXIS, global_row_ids, jit_sharded_step, make_mesh, psum
 from vasa.envs import EnvId, EnvState, make
+from vasa.envs.rollout import episode_returns
 from vasa.envs.randomize import SUITES
 from vasa.run import RunConfig, chunk_plan, chunked_iterations, prepare_run, require
 from vasa.run.fields import NonNegInt, PosFloat, PosInt, Range, Seed, check_fields
@@ -90,8 +91,10 @@ class OffPolicyConfig:
     """encoder output size (Linear -> LayerNorm -> tanh)"""
     hidden_layers: tuple[PosInt, ...] = (1024, 1024)
     """actor and critic MLP hidden sizes"""
+    augment: Literal["crop", "conv", "none"] = "crop"
+    """pixel augmentation of replayed obs and next obs: crop (DrQ random shift by augment_pad), conv (NetRand random 3x3 conv, one per transition), none"""
     augment_pad: NonNegInt = 4
-    """DrQ random shift: replicate-pad this many pixels and crop back (0 disables)"""
+    """DrQ random shift (augment=crop): replicate-pad this many pixels and crop back (0 disables)"""
 
     @property
     def updates_per_iteration(self) -> int:
@@ -162,6 +165,24 @@ def make_env(config: OffPolicyConfig, evaluation: bool = False):
 def network_input(config: OffPolicyConfig, obs):
     """What the networks see: ``uint8 [..., H, W, C*k]`` pixels, or the state vector."""
     return obs["pixels"] if config.pixels else obs
+
+
+def augment_transition(config: OffPolicyConfig, key: jax.Array, obs, next_obs):
+    """``config.augment`` applied to a replayed batch's network inputs -> ``(obs, next_obs)``.
+
+    Pixels only (state vectors pass through). ``crop``: DrQ's random shift with independent
+    offsets for ``obs`` and ``next_obs`` (:func:`vasa.distill.augment.random_shift_pair`;
+    ``augment_pad=0`` disables it); ``conv``: NetRand's random 3x3 convolution with Xavier-normal
+    weights, one kernel per transition shared by ``obs`` and ``next_obs``
+    (:func:`vasa.distill.augment.random_conv_pair`); ``none``: unchanged.
+    """
+    if not config.pixels or config.augment == "none" or (config.augment == "crop" and config.augment_pad == 0):
+        return obs, next_obs
+    from vasa.distill.augment import random_conv_pair, random_shift_pair
+
+    if config.augment == "crop":
+        return random_shift_pair(key, obs, next_obs, config.augment_pad)
+    return random_conv_pair(key, obs, next_obs)
 
 
 # --------------------------------------------------------------------------- learner contract
@@ -361,19 +382,9 @@ def make_evaluate(config: OffPolicyConfig, learner: Learner, env, num_envs: int 
     """Jitted deterministic evaluation ``evaluate(learner_state, key) -> [] float32``: the
     mean undiscounted return of ``num_envs`` full episodes on ``env`` (for example the
     evaluation env of :func:`make_env` with a shifted appearance suite)."""
-    steps = -(-env.episode_length // config.resolved_action_repeat())
 
     def evaluate(params, key):
-        env_state = jax.vmap(env.reset)(jax.random.split(key, num_envs))
-
-        def body(carry, _):
-            s, total, alive = carry
-            s = jax.vmap(env.step)(s, learner.policy(params, s.obs))
-            return (s, total + alive * s.reward, alive * (1.0 - s.done)), None
-
-        ones = jnp.ones(num_envs)
-        (_, total, _), _ = jax.lax.scan(body, (env_state, 0.0 * ones, ones), None, length=steps)
-        return total.mean()
+        return episode_returns(env, lambda obs: learner.policy(params, obs), key, num_envs).mean()
 
     return jax.jit(evaluate)
 

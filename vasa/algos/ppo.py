@@ -38,6 +38,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from vasa.algos.returns import gae_advantages
 from vasa.dist.mesh import DATA_AXIS, global_row_ids, jit_sharded_step, make_mesh, pmean, psum
 from vasa.envs import EnvId, EnvState, make
+from vasa.envs.rollout import episode_returns
 from vasa.nn import MLP, ActionDistribution, GaussianPolicyHead, RunningStats
 from vasa.run import RunConfig, chunk_plan, chunked_iterations, prepare_run, require
 from vasa.run.fields import NonNegFloat, PosFloat, PosInt, Range, Seed, UnitFloat, check_fields
@@ -590,21 +591,9 @@ def make_evaluate(config: PPOConfig, num_envs: int = 16, env=None):
     """
     env = env or make_env(config)
     policy = make_policy(config, env)
-    limit = env.episode_length
-    steps = -(-limit // (config.action_repeat or 1))
 
     def evaluate_one(state: TrainState, key):
-        env_state = jax.vmap(env.reset)(jax.random.split(key, num_envs))
-
-        def body(carry, _):
-            s, total, alive = carry
-            s = jax.vmap(env.step)(s, policy(state, s.obs))
-            total = total + alive * s.reward
-            return (s, total, alive * (1.0 - s.done)), None
-
-        ones = jnp.ones(num_envs)
-        (_, total, _), _ = jax.lax.scan(body, (env_state, 0.0 * ones, ones), None, length=steps)
-        return total.mean()
+        return episode_returns(env, lambda obs: policy(state, obs), key, num_envs).mean()
 
     evaluate = jax.vmap(evaluate_one, (0, None)) if config.num_seeds > 1 else evaluate_one
     return jax.jit(evaluate)

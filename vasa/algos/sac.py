@@ -10,7 +10,8 @@ buffer and learner all on the accelerator.
   Linear -> LayerNorm -> tanh projection to ``feature_dim``, as in DrQ's code. The target
   critic, encoder included, is an EMA of the critic. Observation and next observation are
   augmented with DrQ's random shift (replicate-pad 4, random crop back, independently per
-  sample; :func:`vasa.distill.augment.random_shift`).
+  sample; :func:`vasa.distill.augment.random_shift`), or with ``augment="conv"`` by NetRand's
+  random convolution (one kernel per transition), or not at all (``augment="none"``).
 * ``actor_update_freq``/``target_update_freq``: the actor and temperature, and the targets,
   are updated on every k-th gradient update (DrQ: 2 and 2).
 * Many parallel environments with an explicit ``replay_ratio`` (gradient updates per
@@ -133,10 +134,7 @@ class SACLearner:
         cfg = self.config
         k_aug, k_next, k_pi = jax.random.split(key, 3)
         obs, nxt = network_input(cfg, batch.obs), network_input(cfg, batch.next_obs)
-        if cfg.pixels and cfg.augment_pad > 0:
-            from vasa.distill.augment import random_shift_pair
-
-            obs, nxt = random_shift_pair(k_aug, obs, nxt, cfg.augment_pad)
+        obs, nxt = offpolicy.augment_transition(cfg, k_aug, obs, nxt)
         critic, actor, target = state["critic"], state["actor"], state["target"]
         alpha = jnp.exp(state["log_alpha"])
 
