@@ -54,8 +54,9 @@ Conventions shared by every operator:
 
 ``strong_augment(key, images, config, bank)`` draws one operator per observation, uniformly
 from ``config.ops`` (``COMBOS["combo1"]`` by default: Cc + Cv + M + crop, the recipe of every
-SECANT headline result), with ``jax.lax.switch`` under ``jax.vmap``. Listing an operator twice
-in ``ops`` doubles its probability.
+SECANT headline result), stratified over the batch (:func:`operator_choices`) so that each
+operator runs only on its own observations. Listing an operator twice in ``ops`` doubles its
+probability.
 
 Random draws are reproducible: ``draw_params(op, key, images, config, bank)`` returns the
 per-sample draws ``op(key, images, config, bank)`` applies (sample ``i`` from
@@ -482,13 +483,20 @@ OPERATORS: dict[str, Callable] = {"none": identity, "crop": crop, "cutout_color"
 
 def operator_choices(key: jax.Array, batch: int, config: StrongAugConfig = StrongAugConfig()) -> jax.Array:
     """``int32 [batch]``: the index into ``config.ops`` that ``strong_augment(key, ...)`` uses
-    for each observation, uniform over the pool."""
-    return _choices(key, batch, len(config.ops))
+    for each observation.
+
+    Each observation's operator is uniform over the pool, drawn *stratified*: a random
+    permutation ``perm`` of the batch gives observation ``perm[j]`` the operator ``j mod n``, so
+    every operator gets ``floor(B/n)`` or ``ceil(B/n)`` observations. Fixed group sizes let each
+    operator run only on its own observations (``switch`` under ``vmap`` would run every branch
+    on every observation: Combo1's random convolution on all of them)."""
+    perm = _permutation(key, batch)
+    return jnp.zeros((batch,), jnp.int32).at[perm].set(jnp.arange(batch, dtype=jnp.int32) % len(config.ops))
 
 
-@partial(jax.jit, static_argnums=(1, 2))
-def _choices(key: jax.Array, batch: int, n: int) -> jax.Array:
-    return jax.random.randint(jax.random.split(key)[0], (batch,), 0, n, dtype=jnp.int32)
+@partial(jax.jit, static_argnums=(1,))
+def _permutation(key: jax.Array, batch: int) -> jax.Array:
+    return jax.random.permutation(jax.random.split(key)[0], batch)
 
 
 def strong_augment(key: jax.Array, images: Any, config: StrongAugConfig = StrongAugConfig(),
@@ -506,7 +514,8 @@ def strong_augment(key: jax.Array, images: Any, config: StrongAugConfig = Strong
     Returns:
       Images of the same shape and dtype. Observation ``i`` is
       ``OPERATORS[config.ops[c[i]]](jax.random.split(key)[1], images, config, bank)[i]`` with
-      ``c = operator_choices(key, B, config)``; every frame of its stack gets the same draw.
+      ``c = operator_choices(key, B, config)`` (uniform per observation, stratified over the
+      batch); every frame of its stack gets the same draw.
     """
     config.validate()
 
@@ -515,24 +524,25 @@ def strong_augment(key: jax.Array, images: Any, config: StrongAugConfig = Strong
         _check_bank(config.ops, pixels, bank)
         bank_used = bank if NEEDS_BANK & set(config.ops) else None
         k_params = jax.random.split(key)[1]
-        # every operator's draws for every sample: under vmap the switch evaluates all branches anyway
+        # every operator's draws for every sample (cheap next to the operators; keeps draws per sample fixed)
         params = {op: draw_params(op, k_params, pixels, config, bank_used) for op in dict.fromkeys(config.ops)}
-        choices = operator_choices(key, pixels.shape[0], config)
-        return _switch_batch(choices, pixels, params, bank_used, jnp.int32(config.crop_pad), config.ops)
+        perm = _permutation(key, pixels.shape[0])
+        return _grouped_batch(perm, pixels, params, bank_used, jnp.int32(config.crop_pad), config.ops)
 
     return _on_pixels(run, images)
 
 
 @partial(jax.jit, static_argnames=("ops",))
-def _switch_batch(choices: jax.Array, pixels: jax.Array, params: dict, bank: jax.Array | None, pad: jax.Array,
-                  ops: tuple[str, ...]) -> jax.Array:
+def _grouped_batch(perm: jax.Array, pixels: jax.Array, params: dict, bank: jax.Array | None, pad: jax.Array,
+                   ops: tuple[str, ...]) -> jax.Array:
+    """Operator ``k`` on the observations ``perm[k::n]`` (static group sizes), scattered back."""
     scale = _scale(pixels.dtype)
-
-    def branch(op):
-        return lambda x, p: _apply(op, x, p[op], pad, scale, bank)
-
-    branches = [branch(op) for op in ops]
-    out = jax.vmap(lambda c, x, p: jax.lax.switch(c, branches, x, p))(choices, _to_frames(pixels), params)
+    frames = _to_frames(pixels)
+    out = frames
+    for k, op in enumerate(ops):
+        idx = perm[k::len(ops)]
+        group = jax.tree.map(lambda a: a[idx], params[op])
+        out = out.at[idx].set(jax.vmap(lambda x, p: _apply(op, x, p, pad, scale, bank))(frames[idx], group))
     return _from_frames(out, pixels)
 
 
