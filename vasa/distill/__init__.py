@@ -1,5 +1,20 @@
-"""SECANT expert-to-student distillation and the image augmentations it shares with SAC/DDPG."""
+"""SECANT: expert-to-student distillation for visual policies that survive visual shift.
 
-from vasa.distill.augment import random_shift, random_shift_pair, shift_offsets
+* :mod:`vasa.distill.augment` — weak (DrQ's random shift) and strong augmentations
+  (cutout-colour, random convolution, Gaussian, impulse, mixup, cutmix; Combo1-3).
+* :mod:`vasa.distill.distractors` — distractor image banks for mixup/cutmix without downloads.
+* :mod:`vasa.distill.experts` — any trained vasa policy (privileged state or pixels) as an expert.
+* :mod:`vasa.distill.dagger` — DAgger and SafeDAgger on the device (SECANT's stage 2).
+* :mod:`vasa.distill.secant` — the whole pipeline; :mod:`vasa.distill.zero_shot` — evaluation
+  under the appearance suites; :mod:`vasa.distill.metrics` — latency, saliency, embeddings,
+  cycle consistency.
+"""
 
-__all__ = ["random_shift", "random_shift_pair", "shift_offsets"]
+from vasa.distill.augment import (COMBOS, OPERATORS, StrongAugConfig, draw_params, operator_choices, random_shift,
+                                  random_shift_pair, resize_bank, shift_offsets, strong_augment)
+from vasa.distill.distractors import DistractorConfig, make_bank, save_grid
+from vasa.distill.experts import Expert, expert_from_ddpg, expert_from_ppo, expert_from_sac
+
+__all__ = ["COMBOS", "OPERATORS", "DistractorConfig", "Expert", "StrongAugConfig", "draw_params", "expert_from_ddpg",
+           "expert_from_ppo", "expert_from_sac", "make_bank", "operator_choices", "random_shift", "random_shift_pair",
+           "resize_bank", "save_grid", "shift_offsets", "strong_augment"]

@@ -1,6 +1,7 @@
 """Environments behind one protocol: ``vasa.envs.make("dmc/cartpole_balance")``.
 
-Ids: ``toy/pendulum`` (pure JAX, compiles in about a second), ``brax/<name>`` (Brax
+Ids: ``toy/pendulum`` and ``toy/reach2d`` (pure JAX, compile in about a second; reach2d also
+renders itself, for pixel tests), ``brax/<name>`` (Brax
 locomotion on MJX) and ``dmc/<task>`` (DM Control Suite from MuJoCo Playground, ``impl="jax"``).
 """
 
@@ -10,10 +11,11 @@ import os
 
 from vasa.envs.core import ArraySpec, Env, EnvId, EnvState, check_env_id, make_raw, register, registered_ids
 from vasa.envs.tasks.foreign import BRAX_ENVS, DMC_TASKS
-from vasa.envs.wrappers import ActionRepeat, AutoReset, EpisodeLimit, PixelObservation, Wrapper
+from vasa.envs.wrappers import ActionRepeat, AutoReset, EpisodeLimit, PixelObservation, RenderedObservation, Wrapper
 
 __all__ = [
     "ArraySpec", "Env", "EnvId", "EnvState", "Wrapper", "ActionRepeat", "AutoReset", "EpisodeLimit", "PixelObservation",
+    "RenderedObservation",
     "make", "make_raw", "register", "registered_ids", "check_env_id", "PIXEL_ACTION_REPEAT", "SECANT_TASKS",
 ]
 
@@ -30,6 +32,7 @@ def pixel_action_repeat(env_id: str) -> int:
     return PIXEL_ACTION_REPEAT.get(domain, 4)
 
 register("toy/pendulum", "vasa.envs.tasks.pendulum:pendulum")
+register("toy/reach2d", "vasa.envs.tasks.reach2d:reach2d")
 for _name in BRAX_ENVS:
     register(f"brax/{_name}", "vasa.envs.tasks.foreign:brax_env", name=_name)
 for _task in DMC_TASKS:
@@ -72,7 +75,8 @@ def make(
       auto_reset: wrap with :class:`AutoReset` (needed for batched training).
       reset_mode: ``"fresh"`` or ``"cached"``, see :class:`AutoReset`.
       pixels: observe ``{"pixels": uint8 [H, W, C * frame_stack], "proprio": ...}``
-        rendered on device (:class:`PixelObservation`); the default action repeat then
+        rendered on device (:class:`PixelObservation`, or :class:`RenderedObservation` for
+        tasks that draw themselves, ``toy/reach2d``); the default action repeat then
         follows PAD (cartpole 8, finger 2, others 4).
       appearance: a suite name (``train``, ``color_easy``, ``color_hard``, ``video_easy``,
         ``video_hard``) or an :class:`~vasa.envs.randomize.AppearanceRandomization`.
@@ -107,7 +111,15 @@ def make(
     repeat = int(action_repeat or default_repeat)
     env = ActionRepeat(task, repeat)
     env = EpisodeLimit(env, episode_length or task.default_episode_length, steps_per_action=repeat)
-    if pixels:
+    if pixels and hasattr(task, "render_rgb"):  # a pure-JAX task that draws itself (toy/reach2d)
+        height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        own = dict(appearance=(appearance, "train"), channels=(channels, "rgb"), video=(video, None), shadows=(shadows, False))
+        for name, (value, only) in own.items():
+            if not (value is only or (isinstance(value, str) and value == only)):
+                raise ValueError(f"{name}={value!r} is not allowed for {env_id}: it renders itself, with one look "
+                                 f"({name}={only!r} only).")
+        env = RenderedObservation(env, width=width, height=height, frame_stack=frame_stack)
+    elif pixels:
         height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         if isinstance(video, (str, os.PathLike)) or (isinstance(video, (list, tuple)) and video and isinstance(video[0], (str, os.PathLike))):
             from vasa.envs.randomize import load_video, load_videos

@@ -104,6 +104,9 @@ SUITES: dict[str, AppearanceRandomization] = {
         AppearanceRandomization(name="video_hard", background="video", floor_texture="background"),
     )
 }
+SuiteName = Literal["train", "color_easy", "color_hard", "video_easy", "video_hard"]
+"""A config field naming one of :data:`SUITES`."""
+assert get_args(SuiteName) == tuple(SUITES), "SuiteName must list SUITES"
 
 
 def suite(appearance: str | AppearanceRandomization) -> AppearanceRandomization:

@@ -279,3 +279,39 @@ class PixelObservation(Wrapper):
         pixels = jnp.concatenate([state.obs["pixels"][..., c:], frame], axis=-1)
         info = {**nxt.info, "appearance": appearance, "frame": frame_t}
         return nxt.replace(obs={"pixels": pixels, "proprio": nxt.obs}, info=info)
+
+
+class RenderedObservation(Wrapper):
+    """Pixels for a task that draws itself (pure-JAX toy tasks such as ``toy/reach2d``), as
+    :class:`PixelObservation` gives them to MJX tasks: ``obs = {"pixels", "proprio"}``.
+
+    The task provides ``render_rgb(physics, height, width) -> uint8 [height, width, 3]``.
+    ``pixels``: ``uint8 [height, width, 3 * frame_stack]``, oldest frame first, the stack
+    filled with copies of the first frame on reset; ``proprio``: the task's own observation.
+    There is one appearance (the task's own); :func:`vasa.envs.make` refuses other suites,
+    channels, videos and shadows for such tasks.
+    """
+
+    def __init__(self, env, *, width: int = 84, height: int = 84, frame_stack: int = 3):
+        if not isinstance(frame_stack, int) or frame_stack < 1:
+            raise ValueError(f"frame_stack={frame_stack!r} is not allowed: it must be an integer >= 1.")
+        super().__init__(env)
+        self.width, self.height, self.frame_stack = int(width), int(height), int(frame_stack)
+
+    @property
+    def observation_spec(self):
+        from vasa.envs.core import ArraySpec
+
+        pixels = ArraySpec((self.height, self.width, 3 * self.frame_stack), jnp.uint8, low=0, high=255)
+        return {"pixels": pixels, "proprio": self.env.observation_spec}
+
+    def reset(self, key) -> EnvState:
+        inner = self.env.reset(key)
+        frame = self.env.render_rgb(inner.physics, self.height, self.width)
+        return inner.replace(obs={"pixels": jnp.concatenate([frame] * self.frame_stack, axis=-1), "proprio": inner.obs})
+
+    def step(self, state, action) -> EnvState:
+        nxt = self.env.step(state.replace(obs=state.obs["proprio"]), action)
+        frame = self.env.render_rgb(nxt.physics, self.height, self.width)
+        pixels = jnp.concatenate([state.obs["pixels"][..., 3:], frame], axis=-1)
+        return nxt.replace(obs={"pixels": pixels, "proprio": nxt.obs})

@@ -61,7 +61,8 @@ def require(config, ok: bool, field: str, allowed: str) -> None:
 
 def dataclass_from_dict(cls, data: dict):
     """Rebuild a config dataclass from its JSON dict (lists become tuples where the field is
-    a tuple). Raises ``ValueError`` naming unknown fields."""
+    a tuple; dicts of nested config dataclasses are rebuilt the same way). Raises
+    ``ValueError`` naming unknown fields."""
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(names))
     if unknown:
@@ -74,6 +75,9 @@ def dataclass_from_dict(cls, data: dict):
         is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
         if isinstance(v, list) and (tuple in origins or (is_union and tuple in origins)):
             v = tuple(v)
+        nested = [a for a in (hint, *typing.get_args(hint)) if isinstance(a, type) and dataclasses.is_dataclass(a)]
+        if isinstance(v, dict) and nested:
+            v = dataclass_from_dict(nested[0], v)
         out[k] = v
     return cls(**out)
 

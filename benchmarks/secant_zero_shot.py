@@ -1,0 +1,167 @@
+"""SECANT zero-shot generalisation on a CPU (the dissertation's table 5.1, in small).
+
+One privileged expert (PPO on the task's state), then three pixel students distilled from it
+by DAgger, each for ``--seeds`` seeds, evaluated zero-shot on the five appearance suites:
+
+* ``secant``: strong augmentations, Combo1 (cutout-colour, random conv, mixup, crop);
+* ``weak``: the weak augmentation only (crop), the thesis's W->W control;
+* ``dr``: the weak augmentation under a randomised training appearance (``color_easy``), the
+  domain-randomisation baseline.
+
+Then SafeDAgger against DAgger (seed 0, Combo1): the student's return against the expert
+queries it took (``safedagger.png``).
+
+Targets (sign and size of table 5.1): the SECANT student keeps >= 90% of the expert's return
+in ``train``, >= 75% of its own ``train`` return under ``color_hard`` and ``video_hard``, and
+beats the weak student by >= 25% (relative) under both; SafeDAgger reaches >= 95% of DAgger's
+final return with <= 40% of its queries. The script prints each check.
+
+    python benchmarks/secant_zero_shot.py                       # CPU: cartpole_balance, 32x32 (see --help)
+    python benchmarks/secant_zero_shot.py --image-size 84 --env dmc/walker_walk --student-steps 30000  # GPU-scale
+
+Writes ``--out`` (default ``runs/bench-secant``): every run directory, ``zero_shot.csv/png``,
+``safedagger.png`` and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/vasa/jax"))
+
+import numpy as np  # noqa: E402
+
+from benchmarks._common import vasa_revision  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--env", default="dmc/cartpole_balance")
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--expert-env-steps", type=int, default=2_000_000)
+    p.add_argument("--student-steps", type=int, default=2000)
+    p.add_argument("--expert-steps", type=int, default=125, help="seeding rollout per env (one episode at repeat 8)")
+    p.add_argument("--num-envs", type=int, default=16)
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--out", default="runs/bench-secant")
+    p.add_argument("--overwrite", action="store_true")
+    args = p.parse_args()
+
+    import jax
+
+    from vasa.algos import ppo
+    from vasa.distill import dagger, experts, secant
+    from vasa.distill.augment import StrongAugConfig
+    from vasa.distill.zero_shot import write_table
+    from vasa.run import RunConfig
+
+    t_start = time.time()
+    out = args.out
+    os.makedirs(out, exist_ok=True)
+    quiet = {"progress": False, "overwrite": args.overwrite}
+    repeat = 8 if "cartpole" in args.env else None
+
+    # ---- the privileged expert
+    expert_config = ppo.PPOConfig(env=args.env, action_repeat=repeat or 4, total_env_steps=args.expert_env_steps)
+    t = time.time()
+    _, expert_state, expert_rows = ppo.train(expert_config, RunConfig(run_dir=f"{out}/expert", **quiet))
+    expert = experts.expert_from_ppo(expert_config, expert_state)
+    expert_s = time.time() - t
+    print(f"expert: final eval {expert_rows[-1]['eval_return']:.1f} after {expert_s:.0f} s", flush=True)
+
+    base = dagger.DAggerConfig(env=args.env, image_size=args.image_size, action_repeat=expert_config.action_repeat,
+                               num_envs=args.num_envs, expert_steps=args.expert_steps,
+                               student_steps=args.student_steps, dataset_size=20_000, batch_size=128,
+                               hidden_layers=(256, 256))
+    variants = {
+        "secant": base,
+        "weak": dataclasses.replace(base, augment=StrongAugConfig(ops=("crop",))),
+        "dr": dataclasses.replace(base, augment=StrongAugConfig(ops=("crop",)), train_appearance="color_easy"),
+    }
+    run = dataclasses.replace(dagger.DEFAULT_RUN, eval_every=max(args.student_steps // 4, 1), **quiet)
+    students, curves, timings = {}, {}, {}
+    for name, config in variants.items():
+        for seed in range(args.seeds):
+            t = time.time()
+            _, state, rows = dagger.train(dataclasses.replace(config, seed=seed), expert,
+                                          dataclasses.replace(run, run_dir=f"{out}/{name}-{seed}"))
+            students.setdefault(name, []).append(state.student)
+            curves[f"{name}-{seed}"] = [(r["expert_queries"], r["eval_return"]) for r in rows
+                                        if np.isfinite(r["eval_return"])]
+            timings[f"{name}-{seed}"] = time.time() - t
+            print(f"{name} seed {seed}: eval {rows[-1]['eval_return']:.1f}, {timings[f'{name}-{seed}']:.0f} s",
+                  flush=True)
+
+    # ---- SafeDAgger against DAgger (seed 0; DAgger is the secant-0 run)
+    t = time.time()
+    _, _, safe_rows = dagger.train(dataclasses.replace(base, safe=True), expert,
+                                   dataclasses.replace(run, run_dir=f"{out}/safedagger-0"))
+    timings["safedagger-0"] = time.time() - t
+    curves["safedagger-0"] = [(r["expert_queries"], r["eval_return"]) for r in safe_rows if np.isfinite(r["eval_return"])]
+
+    # ---- zero-shot evaluation: one program per suite, shared by the three student variants
+    sc = secant.SecantConfig(distill=base, ppo=expert_config, eval_episodes=args.eval_episodes, eval_seeds=1)
+    student = dagger.Student(base, dagger.make_env(base))
+    t = time.time()
+    rows = secant.zero_shot(sc, {"expert": (expert.act, [expert.params]),
+                                 **{name: (student.policy, params) for name, params in students.items()}})
+    eval_s = time.time() - t
+    csv_path, png_path = write_table(rows, out)
+
+    # ---- checks against the targets
+    m = lambda policy, suite: secant.seeds_mean(rows, policy, suite)  # noqa: E731
+    checks = {
+        "secant train >= 90% expert train": m("secant", "train") >= 0.9 * m("expert", "train"),
+        "secant color_hard >= 75% of its train": m("secant", "color_hard") >= 0.75 * m("secant", "train"),
+        "secant video_hard >= 75% of its train": m("secant", "video_hard") >= 0.75 * m("secant", "train"),
+        "secant color_hard >= 1.25 x weak": m("secant", "color_hard") >= 1.25 * m("weak", "color_hard"),
+        "secant video_hard >= 1.25 x weak": m("secant", "video_hard") >= 1.25 * m("weak", "video_hard"),
+    }
+    dag, safe = curves["secant-0"][-1], curves["safedagger-0"][-1]
+    checks["safedagger return >= 95% dagger"] = safe[1] >= 0.95 * dag[1]
+    checks["safedagger queries <= 40% dagger"] = safe[0] <= 0.4 * dag[0]
+    _plot_queries(curves["secant-0"], curves["safedagger-0"], f"{out}/safedagger.png")
+
+    for r in rows:
+        print(f"{r['policy']:>8s} {r['suite']:>11s} {r['mean']:8.1f} +- {r['std']:6.1f}  seeds {r['seed_means']}")
+    for k, ok in checks.items():
+        print(f"{'PASS' if ok else 'FAIL'}  {k}")
+    print(f"DAgger queries {dag[0]:.0f} -> return {dag[1]:.1f}; SafeDAgger queries {safe[0]:.0f} -> {safe[1]:.1f}")
+    summary = {"revision": vasa_revision(), "device": jax.devices()[0].device_kind, "args": vars(args),
+               "expert_seconds": expert_s, "eval_seconds": eval_s, "run_seconds": timings,
+               "total_seconds": time.time() - t_start, "rows": rows, "checks": checks,
+               "dagger": dag, "safedagger": safe, "csv": csv_path, "png": png_path}
+    with open(f"{out}/summary.json", "w") as f:
+        json.dump(summary, f, indent=2, default=float)
+    print(f"total {time.time() - t_start:.0f} s; {out}/summary.json")
+
+
+def _plot_queries(dagger_curve, safe_curve, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
+    for label, curve in (("DAgger", dagger_curve), ("SafeDAgger", safe_curve)):
+        if curve:
+            q, r = zip(*curve)
+            ax.plot(q, r, marker="o", label=label)
+    ax.set_xlabel("expert queries")
+    ax.set_ylabel("student eval return (train appearance)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,376 @@
+"""Expert -> student distillation (DAgger, SafeDAgger) on the toy pixel task ``toy/reach2d``,
+whose expert is a known linear function of the state: every stored observation, label,
+action and count is checked against a host-side replay of the environment, the expert and
+the student's network."""
+
+import dataclasses
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vasa.distill import dagger, dataset, experts
+from vasa.distill.augment import StrongAugConfig
+from vasa.distill.distractors import DistractorConfig
+from vasa.envs.tasks.reach2d import SPEED, Reach2D, linear_expert_action
+from vasa.run import RunConfig
+
+E, S = 8, 8  # environments; seeding steps of each
+TOY = dagger.DAggerConfig(
+    env="toy/reach2d", image_size=16, frame_stack=2, action_repeat=1, num_envs=E, expert_steps=S, student_steps=300,
+    dataset_size=1024, batch_size=32, learning_rate=3e-3, hidden_layers=(64, 64), safety_layers=(32,), feature_dim=32,
+    # position-preserving operators only (a shifted blob would contradict its label) and a faint mixup
+    augment=StrongAugConfig(ops=("mixup", "none"), mixup_alpha=(0.6, 0.9)),
+    distractors=DistractorConfig(sources=("shapes",), num_images=64, image_size=(16, 16)))
+QUIET = dict(progress=False, num_eval_envs=4)
+
+
+def _copy(tree):
+    return jax.tree.map(lambda x: x.copy(), tree)
+
+
+def _host(tree):
+    return jax.tree.map(np.asarray, tree)
+
+
+class Programs(types.SimpleNamespace):
+    """A config's compiled seeding rollout and single iteration, and fresh states."""
+
+    def fresh(self):
+        return dagger.init(self.config, self.expert, self.env)
+
+
+def _programs(config, seed=True, step=True):
+    expert = experts.reach2d_expert()
+    env = dagger.make_env(config)
+    p = Programs(config=config, expert=expert, env=env, student=dagger.Student(config, env))
+    state = p.fresh()
+    if seed:
+        p.seed = dagger.make_seed(config, expert, env).lower(state).compile()
+    if step:
+        p.step = dagger.make_train_step(config, expert, env).lower(state).compile()
+    return p
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return _programs(TOY)
+
+
+def _env_step(env):
+    return jax.jit(jax.vmap(env.step))
+
+
+def _moved(before, action):
+    """The toy's dynamics, independently: clip(p + SPEED * clip(a))."""
+    return np.clip(before + SPEED * np.clip(action, -1, 1), -1, 1)
+
+
+def test_reach2d_renders_the_point_and_stacks_frames():
+    import vasa.envs as envs
+
+    env = envs.make("toy/reach2d", pixels=True, image_size=16, frame_stack=2, action_repeat=1)
+    assert env.observation_spec["pixels"].shape == (16, 16, 6) and env.observation_spec["proprio"].shape == (2,)
+    state = jax.jit(env.reset)(jax.random.PRNGKey(0))
+    nxt = jax.jit(env.step)(state, jnp.array([1.0, -1.0]))
+    pixels, p = np.asarray(nxt.obs["pixels"]), np.asarray(nxt.obs["proprio"])
+    np.testing.assert_allclose(p, np.clip(np.asarray(state.obs["proprio"]) + SPEED * np.array([1.0, -1.0]), -1, 1))
+    np.testing.assert_array_equal(pixels[..., :3], state.obs["pixels"][..., 3:])  # oldest frame first
+    row, col = np.unravel_index(np.argmax(pixels[..., 3].astype(int)), (16, 16))  # the blob's centre: x right, y up
+    assert abs(col - (p[0] + 1) / 2 * 15) <= 0.5 and abs(row - (1 - p[1]) / 2 * 15) <= 0.5
+    with pytest.raises(ValueError, match="appearance='color_hard' is not allowed for toy/reach2d"):
+        envs.make("toy/reach2d", pixels=True, appearance="color_hard")
+
+
+def test_dataset_ring_adds_masked_observations_in_order():
+    add = jax.jit(dataset.add)
+    data = dataset.create((1,), jnp.uint8, 1, capacity=5)
+    obs = jnp.arange(4, dtype=jnp.uint8)[:, None]
+    data = add(data, obs, obs.astype(jnp.float32), jnp.array([True, False, True, True]))
+    assert int(data.count[0]) == 3 and int(data.size()) == 3
+    np.testing.assert_array_equal(data.obs[:3, 0], [0, 2, 3])
+    data = add(data, obs + 10, obs.astype(jnp.float32) + 10, jnp.ones(4, bool))  # wraps: 10, 11 at the end, 12, 13 first
+    np.testing.assert_array_equal(data.obs[:, 0], [12, 13, 3, 10, 11])
+    np.testing.assert_array_equal(data.label[:, 0], [12, 13, 3, 10, 11])
+    assert int(data.count[0]) == 7 and int(data.size()) == 5
+    small = dataset.add(dataset.create((1,), jnp.uint8, 1, 8), obs[:2], obs[:2].astype(jnp.float32))
+    drawn, _ = jax.jit(dataset.sample, static_argnums=2)(small, jax.random.PRNGKey(0), 64)
+    assert set(np.asarray(drawn[:, 0]).tolist()) == {0, 1}  # only stored entries are drawn
+
+
+def test_dagger_seeds_with_the_expert_then_adds_every_student_step(toy):
+    state = toy.fresh()
+    env_state = _host(state.env_state)
+    state, metrics = toy.seed(state)
+    n = S * E
+    assert int(state.data.count.sum()) == int(state.queries) == int(metrics["dataset_size"]) == n
+    # host replay of the seeding rollout: the expert acts and labels every observation
+    step = _env_step(toy.env)
+    replay = jax.tree.map(jnp.asarray, env_state)
+    data = _host(state.data)
+    for t in range(S):
+        p = np.asarray(replay.obs["proprio"])
+        np.testing.assert_array_equal(data.obs[t * E:(t + 1) * E], replay.obs["pixels"])
+        np.testing.assert_allclose(data.label[t * E:(t + 1) * E], linear_expert_action(p), atol=1e-6)
+        replay = step(replay, linear_expert_action(replay.obs["proprio"]))
+    np.testing.assert_allclose(state.env_state.obs["proprio"], replay.obs["proprio"], atol=1e-6)
+
+    # each iteration: the student acts in every env (after its update), the expert labels all
+    for i in range(3):
+        before = _host(state.env_state.obs)
+        state, metrics = toy.step(state)
+        n += E
+        assert int(state.data.count.sum()) == int(state.queries) == int(metrics["dataset_size"]) == n
+        assert float(metrics["student_fraction"]) == 1.0 and np.isfinite(float(metrics["student_loss"]))
+        new = slice(n - E, n)
+        np.testing.assert_array_equal(state.data.obs[new], before["pixels"])
+        np.testing.assert_allclose(state.data.label[new], linear_expert_action(before["proprio"]), atol=1e-6)
+        a_s = np.asarray(toy.student.policy(state.student, before["pixels"]))
+        np.testing.assert_allclose(state.env_state.obs["proprio"], _moved(before["proprio"], a_s), atol=1e-5)
+        err = np.linalg.norm(a_s - linear_expert_action(before["proprio"]), axis=-1).mean()
+        np.testing.assert_allclose(float(metrics["action_error"]), err, rtol=1e-4)
+    assert int(state.iteration) == 3
+
+
+def _held_out_error(student, params, n=256):
+    """Mean ||pi_s(o) - pi_e(o)|| on fresh positions (reset-like observations: repeated frames)."""
+
+    @jax.jit
+    def error(params):
+        pos = jax.random.uniform(jax.random.PRNGKey(123), (n, 2), minval=-1, maxval=1)
+        frames = jax.vmap(lambda p: Reach2D().render_rgb(p, TOY.image_size, TOY.image_size))(pos)
+        pixels = jnp.concatenate([frames] * TOY.frame_stack, axis=-1)
+        return jnp.mean(jnp.linalg.norm(student.policy(params, pixels) - linear_expert_action(pos), axis=-1))
+
+    return float(error(params))
+
+
+def _learn(programs, iterations):
+    state, _ = programs.seed(programs.fresh())
+    before = _held_out_error(programs.student, state.student)
+    for _ in range(iterations):
+        state, metrics = programs.step(state)
+    return before, _held_out_error(programs.student, state.student), metrics
+
+
+def test_student_learns_the_linear_expert_from_augmented_pixels(toy):
+    before, after, metrics = _learn(toy, 300)  # about 2-4 s on a 2-core CPU; measured 1.23 -> 0.27
+    assert before > 0.9 and after < before / 3, (before, after)
+    assert int(metrics["expert_queries"]) == (S + 300) * E and int(metrics["dataset_size"]) == TOY.dataset_size  # full ring
+
+
+@pytest.mark.slow
+def test_student_imitates_closely_with_more_steps(toy):
+    before, after, _ = _learn(toy, 1500)  # about 10 s; measured 1.23 -> 0.085
+    assert after < before / 8, (before, after)
+
+
+def _last_dense(params):
+    head = params["params"]["safety"]
+    return head[f"Dense_{len(head) - 1}"]
+
+
+def _with_safety_bias(state, bias):
+    student = jax.tree.map(lambda x: x, state.student)  # a new dict tree, same leaves
+    dense = _last_dense(student)
+    dense["bias"] = jax.device_put(jnp.full_like(dense["bias"], bias), dense["bias"].sharding)
+    return state.replace(student=student)
+
+
+def test_safedagger_queries_the_expert_only_where_the_head_says_unsafe():
+    # safety_weight=0 keeps the head's parameters fixed, so its outputs are forced through its bias; a
+    # tiny learning rate keeps the encoder's update from moving the logits across a bias set between them
+    safe = _programs(dataclasses.replace(TOY, safe=True, safety_weight=0.0, learning_rate=1e-9))
+    state, _ = safe.seed(safe.fresh())
+    queries = S * E
+    assert int(state.queries) == queries  # the seeding rollout labels everything
+
+    # step 1: a bias splitting the envs' logits at their median (half unsafe); steps 2, 3: all unsafe, all safe
+    logits = np.asarray(safe.student.apply(state.student, state.env_state.obs["pixels"])[1])
+    split = np.sort(logits)[E // 2 - 1:E // 2 + 1].mean()
+    bias0 = float(_last_dense(state.student)["bias"][0])
+    for bias, expected in ((bias0 - split, "mixed"), (1e3, E), (-1e3, 0)):
+        state = _with_safety_bias(state, bias)
+        before = _host(state.env_state.obs)
+        count = int(state.data.count.sum())
+        state, metrics = safe.step(state)
+        a_s, logit = (np.asarray(x) for x in safe.student.apply(state.student, before["pixels"]))
+        query = logit >= 0  # the head after this iteration's update judges this step's observations
+        if expected == "mixed":
+            assert 0 < query.sum() < E, logit
+        else:
+            assert query.sum() == expected
+        queries += int(query.sum())
+        assert int(state.queries) == int(metrics["expert_queries"]) == queries
+        assert int(state.data.count.sum()) == count + query.sum()
+        # only the queried envs' observations, in env order, with the expert's labels
+        a_e = linear_expert_action(before["proprio"])
+        np.testing.assert_array_equal(state.data.obs[count:count + query.sum()], before["pixels"][query])
+        np.testing.assert_allclose(state.data.label[count:count + query.sum()], a_e[query], atol=1e-6)
+        # the expert acted exactly there, the student everywhere else
+        acted = np.where(query[:, None], a_e, a_s)
+        np.testing.assert_allclose(state.env_state.obs["proprio"], _moved(before["proprio"], acted), atol=1e-5)
+        assert float(metrics["student_fraction"]) == 1.0 - query.mean()
+        assert np.isfinite(float(metrics["safety_loss"])) and 0.0 <= float(metrics["batch_unsafe"]) <= 1.0
+
+
+def test_data_modes_choose_who_rolls_out(toy):
+    # expert-only: the expert keeps acting after the seeding; every env is labelled
+    expert_only = _programs(dataclasses.replace(TOY, data="expert"))
+    state, _ = expert_only.seed(expert_only.fresh())
+    for i in range(2):
+        before = _host(state.env_state.obs)
+        state, metrics = expert_only.step(state)
+        assert float(metrics["student_fraction"]) == 0.0 and int(state.queries) == (S + i + 1) * E
+        assert np.isfinite(float(metrics["action_error"]))  # the student is still measured
+        np.testing.assert_allclose(state.env_state.obs["proprio"],
+                                   _moved(before["proprio"], linear_expert_action(before["proprio"])), atol=1e-5)
+
+    # student-only: the (untrained) student rolls out from the start; the expert still labels
+    student_only = _programs(dataclasses.replace(TOY, data="student"), step=False)
+    state = student_only.fresh()
+    params, replay = _copy(state.student), _copy(state.env_state)  # (the seeding donates the state)
+    seeded, metrics = student_only.seed(state)
+    assert int(seeded.queries) == int(metrics["dataset_size"]) == S * E
+    step = _env_step(student_only.env)
+    for t in range(S):
+        p = np.asarray(replay.obs["proprio"])
+        np.testing.assert_allclose(seeded.data.label[t * E:(t + 1) * E], linear_expert_action(p), atol=1e-5)
+        replay = step(replay, student_only.student.policy(params, replay.obs["pixels"]))
+    np.testing.assert_allclose(seeded.env_state.obs["proprio"], replay.obs["proprio"], atol=1e-4)
+
+    # dagger's seeding (the expert's) ends elsewhere: it drives every env towards the origin
+    dagger_seeded, _ = toy.seed(toy.fresh())
+    assert np.abs(dagger_seeded.env_state.obs["proprio"]).max() < 0.05
+    assert np.abs(seeded.env_state.obs["proprio"]).max() > 0.5
+
+
+@pytest.fixture
+def compiles():
+    count = [0]
+
+    def listener(event, *args, **kwargs):
+        if "backend_compile" in event or "compile_requests" in event:
+            count[0] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    jax.monitoring.register_event_listener(listener)
+    return count
+
+
+def _ppo_pendulum_expert():
+    from vasa.algos import ppo
+    from vasa.nn import RunningStats
+
+    config = ppo.PPOConfig(env="toy/pendulum", num_envs=8, action_repeat=None)
+    env = ppo.make_env(config)
+    params = jax.jit(ppo.Networks(config, 3, env.action_spec).init)(jax.random.PRNGKey(0))
+    return experts.expert_from_ppo(config, {"policy": params["policy"], "normalizer": RunningStats.create(3)}, env=env)
+
+
+def test_mismatched_experts_fail_before_compiling(tmp_path, compiles):
+    env = dagger.make_env(TOY)
+    ppo_expert = _ppo_pendulum_expert()
+    obs = {"pixels": jnp.zeros((4, 16, 16, 6), jnp.uint8), "proprio": jnp.zeros((4, 3))}
+    assert jax.jit(ppo_expert.act)(ppo_expert.params, obs).shape == (4, 1)
+    linear = experts.reach2d_expert()
+    cases = [
+        (ppo_expert, ["trained on toy/pendulum but the student learns toy/reach2d",
+                      "acts with action_size=1 but toy/reach2d has 2", "reads obs['proprio'] of shape (3,) but "
+                      "toy/reach2d gives (2,)"]),
+        (experts.reach2d_expert(action_repeat=4), ["trained with action_repeat=4 but the student's toy/reach2d "
+                                                   "repeats each action 1 times"]),
+        (dataclasses.replace(linear, reads="pixels", obs_shape=(84, 84, 9), appearance="color_hard"),
+         ["reads obs['pixels'] of shape (84, 84, 9) but toy/reach2d gives (16, 16, 6)", "appearance='color_hard'"]),
+    ]
+    before = compiles[0]
+    for expert, messages in cases:
+        with pytest.raises(ValueError) as e:
+            experts.check_expert(expert, TOY.env, env, TOY.resolved_action_repeat())
+        for m in messages:
+            assert m in str(e.value), (m, str(e.value))
+        with pytest.raises(ValueError, match="does not fit"):
+            dagger.train(TOY, expert, RunConfig(run_dir=str(tmp_path / "run"), **QUIET))
+    assert compiles[0] == before, "a mismatched expert was compiled"
+    assert not (tmp_path / "run").exists(), "a refused run must not create its run directory"
+
+
+def test_sac_adapters_read_the_right_observation():
+    from vasa.algos import offpolicy, sac
+
+    config = sac.SACConfig(env="toy/reach2d", action_repeat=2, hidden_layers=(16,))
+    params = jax.jit(sac.SACLearner(config, offpolicy.make_env(config)).init)(jax.random.PRNGKey(0))
+    expert = experts.expert_from_sac(config, params)
+    assert (expert.reads, expert.obs_shape, expert.action_repeat) == ("proprio", (2,), 2)
+    obs = {"pixels": jnp.zeros((3, 16, 16, 6), jnp.uint8), "proprio": jnp.full((3, 2), 0.5)}
+    action = jax.jit(expert.act)(expert.params, obs)
+    assert action.shape == (3, 2) and np.all(np.abs(action) <= 1)
+    with pytest.raises(ValueError, match="action_repeat=2"):
+        experts.check_expert(expert, TOY.env, dagger.make_env(TOY), 1)
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(safe=True, data="expert"), "DAggerConfig.safe=True is not allowed: with data='expert'"),
+    (dict(image_size=8), "DAggerConfig.image_size=8 is not allowed: image size 8x8 is too small"),
+    (dict(dataset_size=4), "DAggerConfig.dataset_size=4 is not allowed"),
+    (dict(data="mixed"), "DAggerConfig.data='mixed' is not allowed: it must be one of dagger, expert, student"),
+    (dict(augment=StrongAugConfig(ops=())), "DAggerConfig.augment.ops=() is not allowed"),
+])
+def test_config_errors_name_the_field(change, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        dataclasses.replace(TOY, **change).validate()
+
+
+def _leaves_equal(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_resume_continues_bit_for_bit(tmp_path, toy):
+    # uninterrupted reference: the seeding and six single iterations (what train runs on a CPU)
+    whole, _ = toy.seed(toy.fresh())
+    for _ in range(6):
+        whole, _ = toy.step(whole)
+    config = dataclasses.replace(TOY, student_steps=6)
+    expert = experts.reach2d_expert()
+    _, stopped, rows = dagger.train(config, expert, RunConfig(run_dir=str(tmp_path), eval_every=3,
+                                                              checkpoint_every=0, max_iterations=4, **QUIET))
+    assert [r["iteration"] for r in rows] == [1, 2, 3, 4] and int(stopped.iteration) == 4
+    assert rows[-1]["expert_queries"] == rows[-1]["dataset_size"] == (S + 4) * E
+    assert rows[-1]["env_steps"] == (S + 4) * E and np.isfinite(rows[2]["eval_return"])
+    _, resumed, rows = dagger.train(config, expert, RunConfig(resume=str(tmp_path), **QUIET))
+    assert [r["iteration"] for r in rows] == [5, 6] and np.isfinite(rows[-1]["eval_return"])
+    _leaves_equal(whole, resumed)
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"student_loss", "expert_queries", "dataset_size", "student_fraction", "eval_return"} <= set(header)
+
+
+MESH = """
+import dataclasses, jax, numpy as np
+from vasa.dist import make_mesh
+from vasa.distill import dagger, experts
+from vasa.distill.augment import StrongAugConfig
+config = dagger.DAggerConfig(env="toy/reach2d", image_size=16, frame_stack=2, action_repeat=1, num_envs=8, expert_steps=4,
+                             dataset_size=64, batch_size=16, hidden_layers=(32,), safety_layers=(8,), feature_dim=16,
+                             augment=StrongAugConfig(ops=("none",)), safe=True, safety_tau=0.01)
+expert, mesh = experts.reach2d_expert(), make_mesh(2)
+state = dagger.init(config, expert, mesh=mesh)
+state, _ = dagger.make_seed(config, expert, mesh=mesh)(state)
+step = dagger.make_train_step(config, expert, mesh=mesh, chunk=3)
+state, metrics = step(state, 3)
+assert state.data.obs.addressable_shards[0].data.shape == (32, 16, 16, 6)  # each device its own ring
+counts = np.asarray(state.data.count)
+assert counts.sum() == int(state.queries) == int(metrics["expert_queries"][-1]) == int(metrics["dataset_size"][-1])
+assert counts.min() >= 4 * 4  # each device seeded its 4 envs for 4 steps
+for leaf in jax.tree.leaves(state.student):  # gradients averaged: identical replicas
+    shards = [np.asarray(s.data) for s in leaf.addressable_shards]
+    assert all(np.array_equal(shards[0], s) for s in shards[1:])
+print("OK", int(state.queries))
+"""
+
+
+@pytest.mark.slow
+def test_two_devices_split_envs_and_dataset(run_python):
+    assert "OK" in run_python(MESH, devices=2)

@@ -1,0 +1,521 @@
+"""Expert -> student distillation on the device: DAgger (SECANT's second stage) and SafeDAgger.
+
+SECANT (Fan et al., ICML 2021; dissertation algorithm 1, section 5.4.2) distils a trained
+expert into a pixel student that sees strongly augmented observations:
+
+1. roll out the expert to seed a dataset ``D``: ``expert_steps`` steps of every environment,
+   each observation stored with the expert's action on it (its label);
+2. per iteration, alternate **one** gradient step of the student on a batch ``o ~ D``,
+   ``L = mean_b ||pi_s(f(o_b)) - pi_e(o_b)||_2`` with ``f`` a strong augmentation
+   (:func:`vasa.distill.augment.strong_augment`, one operator per observation) and the label
+   ``pi_e(o)`` of the *unaugmented* observation, with **one** step of every environment under
+   the student's deterministic action, its observations labelled by the expert and added to
+   ``D``.
+
+The thesis writes the loss as the Frobenius norm; here it is the batch mean of each sample's
+L2 distance (``loss="l2"``, the per-sample analogue: every sample weighs the same whatever the
+batch size), or of its square (``loss="squared"``, plain regression).
+
+``data`` selects the thesis's ablation (table 5.3): ``"dagger"`` (the expert seeds, the student
+rolls out), ``"expert"`` (the expert also does every later rollout; the student only learns)
+and ``"student"`` (the seeding rollout too is the untrained student's). Every observation is
+labelled by the expert in all three.
+
+SafeDAgger (Zhang & Cho, AAAI 2017; ``safe=True``) adds a safety head to the student: a logit
+from the student's features (a small MLP on the stop-gradient projection, so it does not shape
+the policy's representation) for ``p = P(||pi_s(o) - pi_e(o)||^2 > safety_tau)``. At each step
+the student acts where ``p < 0.5`` and the expert acts where ``p >= 0.5``; only there is the
+expert queried and the observation labelled and added to ``D``. The head is trained by binary
+cross-entropy (weight ``safety_weight``) on the same dataset batches, the target being whether
+the student's *current* action on the *unaugmented* observation (the one the head judges when
+acting) is farther than ``safety_tau`` from the stored label. DAgger is the special case that
+always queries. ``queries`` counts the labels used, exactly: ``expert_steps * num_envs`` for the
+seeding plus the queried environments of every step. (On the device the expert network is run on
+all environments' observations and its output selected where queried; the diagnostic
+``action_error``, the student-expert distance on the current observations, uses those too and
+is not a query: nothing learns from it.)
+
+Everything lives in one jitted iteration on the mesh (``jax.shard_map`` over ``"data"``):
+environments (with their renderer) and the dataset are split over devices, each device samples
+``batch_size / devices`` from its own shard, and gradients are averaged with
+:func:`vasa.dist.pmean`; ``RunConfig.chunk`` iterations run per device call (on a CPU one, as
+off-policy pixel runs do: XLA:CPU's convolutions are slower inside a loop).
+
+Usage::
+
+    from vasa.distill import dagger, experts
+    expert = experts.expert_from_ppo(ppo_config, ppo_state)       # a privileged state expert
+    policy, state, rows = dagger.train(dagger.DAggerConfig(env=ppo_config.env), expert)
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from vasa.dist.mesh import DATA_AXIS, jit_sharded_step, make_mesh, pmean, psum
+from vasa.distill import dataset
+from vasa.distill.augment import NEEDS_BANK, StrongAugConfig, resize_bank, strong_augment
+from vasa.distill.distractors import DistractorConfig, make_bank
+from vasa.distill.experts import Expert, check_expert
+from vasa.envs import EnvId, EnvState, make, pixel_action_repeat
+from vasa.envs.randomize import SuiteName as Suite
+from vasa.envs.rollout import episode_returns
+from vasa.nn import MLP, ConvEncoder, Projection
+from vasa.run import RunConfig, chunk_plan, chunked_iterations, prepare_run, require
+from vasa.run.fields import NonNegFloat, PosFloat, PosInt, Seed, check_fields
+
+NAME = "dagger"
+
+
+@dataclass(frozen=True)
+class DAggerConfig:
+    """Distillation of an expert into a pixel student (SECANT's stage 2), DAgger or SafeDAgger."""
+
+    env: EnvId = "dmc/walker_walk"
+    """environment id (see vasa.envs.registered_ids()); the student sees its pixels"""
+    image_size: PosInt = 84
+    """rendered image height and width"""
+    frame_stack: PosInt = 3
+    """frames per observation"""
+    action_repeat: PosInt | None = None
+    """repeat each action this many task steps (None: PAD's, vasa.envs.pixel_action_repeat); must equal the expert's"""
+    episode_length: PosInt | None = None
+    """time limit in task steps (None: the task's own)"""
+    seed: Seed = 0
+    """random seed"""
+    train_appearance: Suite = "train"
+    """appearance suite the student trains under (color_easy etc.: the domain-randomisation baseline); evaluation
+    during training uses the same suite"""
+
+    num_envs: PosInt = 16
+    """parallel environments (global, split over devices)"""
+    expert_steps: PosInt = 250
+    """steps of every environment in the rollout that seeds the dataset (by the expert; data=student: the student)"""
+    student_steps: PosInt = 30_000
+    """gradient steps of the student = iterations (each also steps every environment once)"""
+    dataset_size: PosInt = 100_000
+    """dataset capacity in observations (global; a ring, oldest overwritten); bytes: H*W*3*frame_stack each"""
+    batch_size: PosInt = 128
+    """observations per gradient step (global, split over devices)"""
+    learning_rate: PosFloat = 1e-3
+    """Adam learning rate"""
+    loss: Literal["l2", "squared"] = "l2"
+    """imitation loss: batch mean of ||pi_s(f(o)) - pi_e(o)||_2 (SECANT) or of its square"""
+    data: Literal["dagger", "expert", "student"] = "dagger"
+    """who rolls out: dagger (expert seeds, then the student), expert (always), student (always)"""
+    safe: bool = False
+    """SafeDAgger: a safety head decides per step and env whether the expert acts and is queried"""
+    safety_tau: PosFloat = 0.0025
+    """SafeDAgger: a state is unsafe when ||pi_s(o) - pi_e(o)||^2 > this (Zhang & Cho: 0.0025)"""
+    safety_weight: NonNegFloat = 1.0
+    """weight of the safety head's binary cross-entropy"""
+
+    encoder: Literal["drq", "nature"] = "drq"
+    """student's pixel encoder (vasa.nn.ConvEncoder)"""
+    feature_dim: PosInt = 50
+    """encoder output size (Linear -> LayerNorm -> tanh)"""
+    hidden_layers: tuple[PosInt, ...] = (1024, 1024)
+    """student policy MLP hidden sizes"""
+    safety_layers: tuple[PosInt, ...] = (256,)
+    """safety head MLP hidden sizes"""
+    augment: StrongAugConfig = StrongAugConfig()
+    """strong augmentations of the student's batches (SECANT combo1 by default)"""
+    distractors: DistractorConfig = DistractorConfig()
+    """the image bank of mixup/cutmix (built once, resized to image_size if needed, kept in the state)"""
+
+    def resolved_action_repeat(self) -> int:
+        return int(self.action_repeat) if self.action_repeat is not None else pixel_action_repeat(self.env)
+
+    @property
+    def env_steps_per_iteration(self) -> int:
+        """Task steps per iteration, action repeats included."""
+        return self.num_envs * self.resolved_action_repeat()
+
+    def validate(self, num_devices: int = 1) -> None:
+        """Check every option before anything is compiled; messages name the field, the value
+        and what is allowed."""
+        def need(ok, field, allowed):
+            require(self, ok, field, allowed)
+
+        check_fields(self)
+        self.augment.validate()
+        self.distractors.validate()
+        for field in ("num_envs", "batch_size", "dataset_size"):
+            need(getattr(self, field) % num_devices == 0, field, f"it must be divisible by the {num_devices} devices")
+        need(self.dataset_size >= self.num_envs, "dataset_size",
+             f"it must hold at least one step of the num_envs={self.num_envs} environments")
+        need(not (self.safe and self.data == "expert"), "safe",
+             "with data='expert' the expert always acts; SafeDAgger needs data='dagger' or 'student'")
+        from vasa.nn.encoders import conv_output_size
+
+        try:
+            conv_output_size(self.encoder, self.image_size, self.image_size)
+        except ValueError as e:
+            need(False, "image_size", str(e))
+
+
+def make_env(config: DAggerConfig, evaluation: bool = False):
+    """The student's pixel environment under ``config.train_appearance`` (evaluation draws
+    other resets and looks)."""
+    return make(config.env, pixels=True, image_size=config.image_size, frame_stack=config.frame_stack,
+                action_repeat=config.resolved_action_repeat(), episode_length=config.episode_length,
+                appearance=config.train_appearance, appearance_seed=config.seed + (1_000 if evaluation else 0))
+
+
+# --------------------------------------------------------------------------- student
+
+
+class StudentNetwork(nn.Module):
+    """Pixels ``uint8 [..., H, W, C]`` -> (``tanh`` action ``[..., A]`` in (-1, 1), unsafe
+    logit ``[...]``): ConvEncoder -> Projection -> MLP policy; the safety MLP reads the
+    stop-gradient projection."""
+
+    action_size: int
+    encoder: str = "drq"
+    feature_dim: int = 50
+    hidden_layers: tuple = (1024, 1024)
+    safety_layers: tuple = (256,)
+
+    @nn.compact
+    def __call__(self, pixels):
+        features = Projection(self.feature_dim, name="proj")(ConvEncoder(self.encoder, name="encoder")(pixels))
+        u = MLP(self.hidden_layers, self.action_size, "relu", name="policy")(features)
+        logit = MLP(self.safety_layers, 1, "relu", name="safety")(jax.lax.stop_gradient(features))
+        return jnp.tanh(u), logit[..., 0]
+
+
+class Student:
+    """The student as pure functions: ``apply(params, pixels) -> (action, unsafe_logit)`` with
+    actions within the environment's bounds, and ``policy(params, obs) -> action``."""
+
+    def __init__(self, config: DAggerConfig, env):
+        spec = env.action_spec
+        self.net = StudentNetwork(spec.shape[0], config.encoder, config.feature_dim, tuple(config.hidden_layers),
+                                  tuple(config.safety_layers))
+        self.low, self.high = jnp.asarray(spec.low, jnp.float32), jnp.asarray(spec.high, jnp.float32)
+        self.example = np.zeros((1,) + tuple(env.observation_spec["pixels"].shape), np.uint8)
+
+    def init(self, key):
+        return self.net.init(key, self.example)
+
+    def apply(self, params, pixels):
+        squashed, logit = self.net.apply(params, pixels)
+        return self.low + (squashed + 1.0) * 0.5 * (self.high - self.low), logit
+
+    def policy(self, params, obs):
+        """Deterministic actions ``[..., A]`` for observations (a dict with ``"pixels"``, or pixels)."""
+        return self.apply(params, obs["pixels"] if isinstance(obs, dict) else obs)[0]
+
+
+def needs_expert(unsafe_logit: jax.Array) -> jax.Array:
+    """SafeDAgger's switch ``[E] bool``: the safety head says unsafe, ``sigmoid(logit) >= 0.5``."""
+    return unsafe_logit >= 0.0
+
+
+# --------------------------------------------------------------------------- state
+
+
+@struct.dataclass
+class DistillState:
+    """Everything a distillation run needs to continue exactly.
+
+    Attributes:
+      student: the student's parameters (replicated); opt: its Adam state.
+      expert: the expert's parameters (replicated, frozen).
+      bank: distractor images ``uint8 [N, H, W, 3]`` for mixup/cutmix (``None`` if unused).
+      data: :class:`~vasa.distill.dataset.Dataset`, sharded over ``"data"``.
+      env_state: ``EnvState`` with leading axis ``[num_envs]`` (sharded).
+      key: PRNG key ``uint32[2]``.
+      iteration: ``[] int32`` completed iterations (gradient steps); the seeding is not one.
+      queries: ``[] int32`` expert labels used so far (seeding included).
+      seeded: ``[] bool`` the seeding rollout is done.
+    """
+
+    student: Any
+    opt: Any
+    expert: Any
+    bank: Any
+    data: dataset.Dataset
+    env_state: EnvState
+    key: jax.Array
+    iteration: jax.Array
+    queries: jax.Array
+    seeded: jax.Array
+
+
+def state_specs(state: DistillState) -> DistillState:
+    """PartitionSpecs: the dataset and environment leaves split over ``"data"``, the rest replicated."""
+    specs = jax.tree.map(lambda _: P(), state)
+    split = lambda tree: jax.tree.map(lambda _: P(DATA_AXIS), tree)  # noqa: E731
+    return specs.replace(data=split(state.data), env_state=split(state.env_state))
+
+
+def _optimizer(config: DAggerConfig):
+    return optax.adam(config.learning_rate)
+
+
+@functools.lru_cache(maxsize=2)
+def _bank(config: DAggerConfig):
+    """The distractor bank the augmentation pool needs (``None`` without mixup/cutmix); built
+    once per config (init and the programs' specs share it)."""
+    if not NEEDS_BANK & set(config.augment.ops):
+        return None
+    bank = make_bank(config.distractors)
+    size = (config.image_size, config.image_size)
+    return bank if tuple(bank.shape[1:3]) == size else resize_bank(bank, size)
+
+
+def _build(config: DAggerConfig, env, student: Student, action_size: int, num_shards: int):
+    """``build(expert_params, bank) -> DistillState``: reset environments, an empty dataset."""
+    k_student, k_env, k_run = jax.random.split(jax.random.PRNGKey(config.seed), 3)
+    pixels = env.observation_spec["pixels"]
+
+    def build(expert_params, bank):
+        env_keys = jax.vmap(lambda i: jax.random.fold_in(k_env, i))(jnp.arange(config.num_envs))
+        params = student.init(k_student)
+        data = dataset.create(tuple(pixels.shape), pixels.dtype, action_size, config.dataset_size, num_shards)
+        zero = jnp.zeros((), jnp.int32)
+        return DistillState(student=params, opt=_optimizer(config).init(params), expert=expert_params, bank=bank,
+                            data=data, env_state=jax.vmap(env.reset)(env_keys), key=k_run, iteration=zero,
+                            queries=zero, seeded=jnp.zeros((), bool))
+
+    return build
+
+
+def _prepare(config: DAggerConfig, expert: Expert, env, mesh):
+    mesh = mesh or make_mesh()
+    config.validate(mesh.size)
+    env = env or make_env(config)
+    check_expert(expert, config.env, env, config.resolved_action_repeat())
+    return mesh, env
+
+
+def init(config: DAggerConfig, expert: Expert, env=None, mesh=None) -> DistillState:
+    """The initial state on ``mesh`` (validated config, expert checked against the env):
+    student parameters, reset environments, an empty dataset (seed it with :func:`make_seed`)."""
+    mesh, env = _prepare(config, expert, env, mesh)
+    build = _build(config, env, Student(config, env), expert.action_size, mesh.size)
+    bank = _bank(config)
+    shardings = jax.tree.map(lambda s: NamedSharding(mesh, s), state_specs(jax.eval_shape(build, expert.params, bank)))
+    return jax.jit(build, out_shardings=shardings)(expert.params, bank)
+
+
+# --------------------------------------------------------------------------- programs
+
+
+def _programs(config: DAggerConfig, expert: Expert, env, mesh):
+    """The shard_map bodies ``seed(state)`` and ``iteration(state)``, and the state's specs."""
+    D = mesh.size
+    local_batch = config.batch_size // D
+    student = Student(config, env)
+    tx = _optimizer(config)
+    tau = config.safety_tau
+
+    def env_step(state: DistillState, seeding: bool):
+        """One step of every local env: who acts, who is queried, the dataset, the counters."""
+        obs = state.env_state.obs
+        a_e = expert.act(state.expert, obs)
+        student_rolls = config.data == "student" if seeding else config.data != "expert"
+        if student_rolls or not seeding:  # (data=expert: for the action_error diagnostic only)
+            a_s, logit = student.apply(state.student, obs["pixels"])
+            error = psum(jnp.linalg.norm(a_s - a_e, axis=-1).sum(), DATA_AXIS) / config.num_envs
+        else:
+            a_s, error = a_e, jnp.asarray(jnp.nan, jnp.float32)
+        if config.safe and not seeding:
+            query = needs_expert(logit)
+            expert_acts = query
+        else:
+            query = jnp.ones(a_e.shape[:1], bool)
+            expert_acts = jnp.full(a_e.shape[:1], not student_rolls)
+        action = jnp.where(expert_acts[:, None], a_e, a_s)
+        data = dataset.add(state.data, obs["pixels"], a_e, query)
+        nxt = jax.vmap(env.step)(state.env_state, action)
+        sums = psum(jnp.stack([query.sum(), (~expert_acts).sum()]).astype(jnp.int32), DATA_AXIS)
+        ended = psum(jnp.stack([nxt.done.sum(), (nxt.info["final_return"] * nxt.done).sum()]), DATA_AXIS)
+        state = state.replace(data=data, env_state=nxt, queries=state.queries + sums[0])
+        return state, {"queried": sums[0], "student_fraction": sums[1] / config.num_envs,
+                       "action_error": error, "episodes": ended[0], "return_sum": ended[1]}
+
+    def distance(pred, target):
+        sq = jnp.sum((pred - target) ** 2, axis=-1)
+        if config.loss == "squared":
+            return sq
+        positive = sq > 0
+        return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)  # a zero gradient at 0
+
+    def loss_fn(params, augmented, clean, label):
+        if not config.safe:
+            action, _ = student.apply(params, augmented)
+            loss = jnp.mean(distance(action, label))
+            return loss, {"student_loss": loss}
+        action, logit = student.apply(params, jnp.concatenate([augmented, clean]))
+        b = augmented.shape[0]
+        policy_loss = jnp.mean(distance(action[:b], label))
+        unsafe = (jnp.sum((jax.lax.stop_gradient(action[b:]) - label) ** 2, axis=-1) > tau).astype(jnp.float32)
+        safety_loss = jnp.mean(optax.sigmoid_binary_cross_entropy(logit[b:], unsafe))
+        return policy_loss + config.safety_weight * safety_loss, {
+            "student_loss": policy_loss, "safety_loss": safety_loss, "batch_unsafe": unsafe.mean(),
+            "safety_accuracy": jnp.mean((logit[b:] >= 0) == (unsafe > 0))}
+
+    def learn(state: DistillState, key):
+        shard = jax.lax.axis_index(DATA_AXIS)
+        k_sample, k_aug = jax.random.split(jax.random.fold_in(key, shard))
+        clean, label = dataset.sample(state.data, k_sample, local_batch)
+        augmented = strong_augment(k_aug, clean, config.augment, state.bank)
+        grads, aux = jax.grad(loss_fn, has_aux=True)(state.student, augmented, clean, label)
+        grads, aux = pmean((grads, aux), DATA_AXIS)
+        updates, opt = tx.update(grads, state.opt, state.student)
+        return state.replace(student=optax.apply_updates(state.student, updates), opt=opt), aux
+
+    def summary(state, step_metrics):
+        n, total = step_metrics.pop("episodes"), step_metrics.pop("return_sum")
+        return {**step_metrics, "episodes": n, "episode_return": jnp.where(n > 0, total / jnp.maximum(n, 1), jnp.nan),
+                "expert_queries": state.queries, "dataset_size": psum(state.data.size(), DATA_AXIS)}
+
+    def seed(state: DistillState):
+        def body(s, _):
+            return env_step(s, seeding=True)
+
+        state, steps = jax.lax.scan(body, state, None, length=config.expert_steps)
+        metrics = {"episodes": steps["episodes"].sum(), "return_sum": steps["return_sum"].sum(),
+                   "action_error": steps["action_error"].mean()}
+        return state.replace(seeded=jnp.ones((), bool)), summary(state, metrics)
+
+    def iteration(state: DistillState):
+        key, k_learn = jax.random.split(state.key)
+        state, aux = learn(state, k_learn)
+        state, step_metrics = env_step(state, seeding=False)
+        step_metrics.pop("queried")
+        metrics = {**aux, **summary(state, step_metrics)}
+        return state.replace(key=key, iteration=state.iteration + 1), metrics
+
+    bank = _bank(config)
+    bank = None if bank is None else jax.ShapeDtypeStruct(bank.shape, bank.dtype)
+    abstract = jax.eval_shape(_build(config, env, student, expert.action_size, D), expert.params, bank)
+    return seed, iteration, state_specs(abstract)
+
+
+def _sharded(body, mesh, specs, chunk=None):
+    # check_vma=False: MJX's physics uses lax.cond with device-invariant constants (see ppo.py)
+    step = jax.shard_map(body, mesh=mesh, in_specs=(specs,), out_specs=(specs, P()), check_vma=False)
+    return jit_sharded_step(step, mesh, specs, chunk)
+
+
+def make_seed(config: DAggerConfig, expert: Expert, env=None, mesh=None):
+    """The jitted seeding rollout ``seed(state) -> (state, metrics)`` (state donated):
+    ``expert_steps`` steps of every environment, every observation labelled by the expert and
+    added to the dataset; the expert acts (the student with ``data="student"``)."""
+    mesh, env = _prepare(config, expert, env, mesh)
+    seed, _, specs = _programs(config, expert, env, mesh)
+    return _sharded(seed, mesh, specs)
+
+
+def make_train_step(config: DAggerConfig, expert: Expert, env=None, mesh=None, chunk: int | None = None):
+    """The jitted iteration ``step(state) -> (state, metrics)`` (input state donated): one
+    gradient step of the student, then one step of every environment (see the module
+    docstring). With ``chunk=K``: ``train_chunk(state, count)``, ``min(count, K)`` iterations
+    per device call, metrics stacked ``[K, ...]`` (:func:`vasa.dist.jit_sharded_step`).
+
+    Metrics (``[]``): ``student_loss``; with ``safe``, ``safety_loss``, ``batch_unsafe`` (the
+    fraction of the batch labelled unsafe) and ``safety_accuracy``; ``expert_queries``
+    (cumulative), ``dataset_size``, ``student_fraction`` (environments the student acted in
+    this step), ``action_error`` (mean ||pi_s(o) - pi_e(o)|| on this step's observations),
+    ``episodes`` and ``episode_return`` (of episodes ended this step, NaN if none).
+    """
+    mesh, env = _prepare(config, expert, env, mesh)
+    _, iteration, specs = _programs(config, expert, env, mesh)
+    return _sharded(iteration, mesh, specs, chunk)
+
+
+def make_evaluate(config: DAggerConfig, env, num_envs: int = 16):
+    """Jitted ``evaluate(student_params, key) -> [] float32``: the mean return of ``num_envs``
+    deterministic episodes of the student in ``env`` (e.g. ``make_env(config, evaluation=True)``)."""
+    student = Student(config, env)
+    return jax.jit(lambda params, key: episode_returns(env, lambda obs: student.policy(params, obs), key,
+                                                       num_envs).mean())
+
+
+# --------------------------------------------------------------------------- outer loop
+
+DEFAULT_RUN = RunConfig(eval_every=1000, checkpoint_every=5000, chunk=50)
+LOGGED = ("student_loss", "safety_loss", "batch_unsafe", "safety_accuracy", "expert_queries", "dataset_size",
+          "student_fraction", "action_error", "episodes", "episode_return")
+
+
+def train(config: DAggerConfig, expert: Expert, run: RunConfig = DEFAULT_RUN):
+    """Seed the dataset, then distil for ``student_steps`` iterations with logging (one
+    ``metrics.csv`` row per iteration, see :data:`LOGGED`; ``env_steps`` counts the seeding),
+    periodic deterministic evaluation of the student under the training appearance,
+    checkpoints of the whole :class:`DistillState` (student, optimiser, expert, dataset,
+    environments, key, counters) and ``run.resume`` bit-for-bit on CPU.
+
+    The expert is checked against the environment before anything is compiled or written. On
+    resume the checkpoint's expert parameters are used.
+
+    Returns ``(policy, state, rows)``: ``policy(obs) -> action`` (the student, deterministic),
+    the final state and the logged rows.
+    """
+    run.validate()
+    plan = prepare_run(config, run, NAME, defaults=DEFAULT_RUN, prefix=f"{NAME}-")
+    config, run = plan.config, plan.run
+    mesh = make_mesh(run.num_devices)
+    env = make_env(config)
+    _prepare(config, expert, env, mesh)
+    eval_env = make_env(config, evaluation=True)
+    student = Student(config, env)
+    names = tuple(n for n in LOGGED if config.safe or n not in ("safety_loss", "batch_unsafe", "safety_accuracy"))
+    seeding_steps = config.expert_steps * config.env_steps_per_iteration
+
+    with plan.open() as session:
+        start, state = session.restore(init(config, expert, env, mesh))
+        t0 = time.perf_counter()
+        if not bool(state.seeded):
+            state, _ = make_seed(config, expert, env, mesh)(state)
+        if jax.default_backend() == "cpu":
+            # XLA:CPU runs convolutions and their gradients about twice as slowly inside a loop
+            # (see vasa.algos.offpolicy): on CPU, one device call per iteration
+            chunk = 1
+            single = make_train_step(config, expert, env, mesh).lower(state).compile()
+
+            def step(s, count):  # metrics stacked [1, ...], as a chunk's are
+                s, metrics = single(s)
+                return s, jax.tree.map(lambda x: x[None], metrics)
+        else:
+            chunk = run.chunk
+            step = make_train_step(config, expert, env, mesh, chunk=chunk).lower(state, chunk).compile()
+        session.compile_s = time.perf_counter() - t0
+        evaluate = make_evaluate(config, eval_env, run.num_eval_envs)
+        total = config.student_steps
+        session.begin(total, start)
+        eval_key = jax.random.PRNGKey(config.seed + 10_000)
+        stop = total if run.max_iterations is None else min(total, start + run.max_iterations)
+        calls = chunk_plan(start, stop, chunk, (run.eval_every, run.checkpoint_every))
+        losses = [n for n in names if n.endswith("_loss")]
+        for state, it, values, dt in chunked_iterations(lambda s, n, _: step(s, n), state, start, calls):
+            session.check_finite(values, it, losses)
+            session.wall += dt
+            row = {"iteration": it, "env_steps": seeding_steps + it * config.env_steps_per_iteration,
+                   "wall_time": session.wall, "sps": config.env_steps_per_iteration / dt,
+                   **{k: values[k] for k in names}, "eval_return": float("nan")}
+            if it == total or (run.eval_every and it % run.eval_every == 0):
+                row["eval_return"] = float(evaluate(state.student, jax.random.fold_in(eval_key, it)))
+            session.log(row)
+            if it == stop or (run.checkpoint_every and it % run.checkpoint_every == 0):
+                session.save(it, state)
+    params = state.student
+    return (lambda obs: student.policy(params, obs)), state, session.rows
+
+
+__all__ = ["DAggerConfig", "DEFAULT_RUN", "DistillState", "LOGGED", "Student", "StudentNetwork", "init",
+           "make_env", "make_evaluate", "make_seed", "make_train_step", "needs_expert", "state_specs", "train"]

@@ -1,0 +1,93 @@
+"""The DAgger dataset: a flat on-device ring of labelled observations, sharded over ``"data"``.
+
+Each entry is a whole stacked observation ``uint8 [H, W, C*k]`` and the expert's action for
+it, ``float32 [A]`` (the label, computed once when the observation is added, on the
+*unaugmented* observation). Entries are added for any subset of the environments at each
+step, in environment order, and sampled uniformly.
+
+Why not :mod:`vasa.replay`: the replay buffer keeps one stream per environment, stores each
+frame once and rebuilds frame stacks from the slots behind a sample, which needs every
+environment to write every step. SafeDAgger adds only the observations on which the expert
+was queried, so a stream would have gaps where the stack's earlier frames were never
+written; a flat ring of whole stacks (``k`` times the bytes per observation) takes any
+subset at no extra cost. It also has no rewards, actions taken or successors to keep.
+
+Layout and sharding. Leaves are ``obs: [N, H, W, C]``, ``label: [N, A]`` and ``count: [S]``
+with ``S`` shards (devices). Inside ``jax.shard_map`` over ``"data"`` (all three split on
+their first axis) every function works on the local shard: each device adds its own
+environments' observations to its own ring of ``N / S`` entries and samples from it, as the
+replay buffer does. ``count`` holds the entries ever added to each shard (not capped), so
+the shard's ring position is ``count % (N / S)`` and it holds ``min(count, N / S)`` entries.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+@struct.dataclass
+class Dataset:
+    """Labelled observations (see the module docstring).
+
+    Attributes:
+      obs: ``uint8 [N, H, W, C]`` stacked observations (local shard: ``[N / S, ...]``).
+      label: ``float32 [N, A]`` the expert's action on each observation.
+      count: ``int32 [S]`` entries ever added per shard (local shard: ``[1]``).
+    """
+
+    obs: jax.Array
+    label: jax.Array
+    count: jax.Array
+
+    @property
+    def capacity(self) -> int:
+        """Entries this (local) ring holds."""
+        return self.obs.shape[0]
+
+    def size(self) -> jax.Array:
+        """``[] int32`` entries stored, summed over the shards present."""
+        per_shard = self.capacity // self.count.shape[0]
+        return jnp.sum(jnp.minimum(self.count, per_shard))
+
+
+def create(obs_shape: tuple, obs_dtype, action_size: int, capacity: int, num_shards: int = 1) -> Dataset:
+    """An empty dataset of ``capacity`` entries (global; ``capacity / num_shards`` per shard).
+
+    Raises:
+      ValueError: ``capacity`` is not a positive multiple of ``num_shards``.
+    """
+    if capacity < 1 or capacity % num_shards:
+        raise ValueError(f"capacity={capacity!r} is not allowed: it must be a positive multiple of the "
+                         f"{num_shards} shards.")
+    return Dataset(obs=jnp.zeros((capacity,) + tuple(obs_shape), obs_dtype),
+                   label=jnp.zeros((capacity, int(action_size)), jnp.float32),
+                   count=jnp.zeros((num_shards,), jnp.int32))
+
+
+def add(data: Dataset, obs: jax.Array, label: jax.Array, mask: jax.Array | None = None) -> Dataset:
+    """Append the observations ``obs: [E, ...]`` with their labels ``label: [E, A]`` where
+    ``mask: [E] bool`` (default: all), in order, to a single shard's ring (the local shard
+    inside ``shard_map``), overwriting the oldest entries once it is full. ``E`` must not
+    exceed the ring's capacity."""
+    e, n = obs.shape[0], data.capacity
+    if e > n:
+        raise ValueError(f"cannot add {e} observations at once to a ring of {n}")
+    mask = jnp.ones((e,), bool) if mask is None else mask.astype(bool)
+    rank = jnp.cumsum(mask.astype(jnp.int32)) - 1
+    where = jnp.where(mask, (data.count[0] + rank) % n, n)  # n is out of range: dropped
+    return data.replace(obs=data.obs.at[where].set(obs.astype(data.obs.dtype), mode="drop"),
+                        label=data.label.at[where].set(label.astype(jnp.float32), mode="drop"),
+                        count=data.count + jnp.sum(mask.astype(jnp.int32)))
+
+
+def sample(data: Dataset, key: jax.Array, batch_size: int) -> tuple[jax.Array, jax.Array]:
+    """``(obs [B, ...], label [B, A])`` drawn uniformly with replacement from a single shard's
+    stored entries (it must hold at least one)."""
+    stored = jnp.minimum(data.count[0], data.capacity)
+    index = jax.random.randint(key, (batch_size,), 0, jnp.maximum(stored, 1))
+    return data.obs[index], data.label[index]
+
+
+__all__ = ["Dataset", "add", "create", "sample"]
