@@ -19,6 +19,8 @@
 #   bash benchmarks/gpu_session.sh render           # renderer throughput (issue 3 targets)
 #   bash benchmarks/gpu_session.sh sac              # DrQ pixels to 750 + SAC vs Brax (long: alone)
 #   bash benchmarks/gpu_session.sh ppo              # PPO vs Brax incl. dmc/cheetah_run parity (long)
+#   bash benchmarks/gpu_session.sh augment          # SECANT Combo1 throughput vs NumPy (~2 min)
+#   bash benchmarks/gpu_session.sh secant           # SECANT zero-shot at 84x84, 3 seeds (long: alone)
 # Stages run in the order given; each writes <stage>*.json and <stage>.log under $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/vasa_out}
@@ -58,8 +60,14 @@ for stage in "$@"; do
     ppo)
       run ppo 580 python3 benchmarks/ppo_vs_brax.py --out "$OUT/ppo_vs_brax.json"
       ;;
+    augment)
+      run augment 240 python3 benchmarks/augment_throughput.py --per-op
+      ;;
+    secant)
+      run secant 580 python3 benchmarks/secant_zero_shot.py --image-size 84 --num-envs 64 --student-steps 5000 --out "$OUT/secant"
+      ;;
     *)
-      echo "unknown stage '$stage' (one of: shift render sac ppo)"; exit 2
+      echo "unknown stage '$stage' (one of: shift render sac ppo augment secant)"; exit 2
       ;;
   esac
 done

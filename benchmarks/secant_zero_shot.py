@@ -45,9 +45,11 @@ def main() -> None:
     p.add_argument("--env", default="dmc/cartpole_balance")
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--expert-env-steps", type=int, default=2_000_000)
+    p.add_argument("--expert-env-steps", type=int, default=4_000_000)
+    p.add_argument("--action-repeat", type=int, default=4,
+                   help="expert and students (4: the main PPO job's setting, expert ~960-995; PAD's is 8 for cartpole)")
     p.add_argument("--student-steps", type=int, default=2000)
-    p.add_argument("--expert-steps", type=int, default=125, help="seeding rollout per env (one episode at repeat 8)")
+    p.add_argument("--expert-steps", type=int, default=125, help="seeding rollout per env (half an episode at repeat 4)")
     p.add_argument("--num-envs", type=int, default=16)
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--out", default="runs/bench-secant")
@@ -66,10 +68,9 @@ def main() -> None:
     out = args.out
     os.makedirs(out, exist_ok=True)
     quiet = {"progress": False, "overwrite": args.overwrite}
-    repeat = 8 if "cartpole" in args.env else None
 
     # ---- the privileged expert
-    expert_config = ppo.PPOConfig(env=args.env, action_repeat=repeat or 4, total_env_steps=args.expert_env_steps)
+    expert_config = ppo.PPOConfig(env=args.env, action_repeat=args.action_repeat, total_env_steps=args.expert_env_steps)
     t = time.time()
     _, expert_state, expert_rows = ppo.train(expert_config, RunConfig(run_dir=f"{out}/expert", **quiet))
     expert = experts.expert_from_ppo(expert_config, expert_state)
