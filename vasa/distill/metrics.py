@@ -407,14 +407,7 @@ def embedding_plot(features_by_suite: Mapping[str, Any], path: str, method: str 
         raise ValueError("features_by_suite must be a non-empty dict {suite name: features [N, D]}")
     arrays = {}
     for name, f in features_by_suite.items():
-        f = np.asarray(f)
-        if f.ndim != 2 or len(f) == 0 or f.shape[1] == 0:
-            raise ValueError(f"features_by_suite[{name!r}] must be [N, D] with N, D >= 1, got shape {f.shape}")
-        if not (np.issubdtype(f.dtype, np.floating) or np.issubdtype(f.dtype, np.integer)):
-            raise TypeError(f"features_by_suite[{name!r}] must be numeric, got {f.dtype}")
-        if not np.all(np.isfinite(f)):
-            raise ValueError(f"features_by_suite[{name!r}] has NaN or infinite values")
-        arrays[str(name)] = f.astype(np.float64)
+        arrays[str(name)] = _embeddings(f"features_by_suite[{name!r}]", f)
     dims = {name: f.shape[1] for name, f in arrays.items()}
     if len(set(dims.values())) != 1:
         raise ValueError(f"all suites need the same feature size D, got {dims}")
@@ -450,9 +443,10 @@ def embedding_plot(features_by_suite: Mapping[str, Any], path: str, method: str 
 
 
 def _embeddings(name: str, x: Any) -> np.ndarray:
+    """``x`` as float64 ``[n, D]`` (n, D >= 1, finite, numeric), or an error naming ``name``."""
     x = np.asarray(x)
     if x.ndim != 2 or len(x) == 0 or x.shape[1] == 0:
-        raise ValueError(f"{name} must be embeddings [n, D] (time-ordered, n, D >= 1), got shape {x.shape}")
+        raise ValueError(f"{name} must be [N, D] with N, D >= 1, got shape {x.shape}")
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
         raise TypeError(f"{name} must be numeric, got {x.dtype}")
     if not np.all(np.isfinite(x)):
