@@ -395,7 +395,7 @@ def test_cycle_consistency_refuses_bad_inputs():
     u = np.zeros((5, 3))
     with pytest.raises(ValueError, match="same embedding size"):
         M.cycle_consistency(u, np.zeros((5, 4)))
-    with pytest.raises(ValueError, match=r"\[n, D\]"):
+    with pytest.raises(ValueError, match=r"\[N, D\]"):
         M.cycle_consistency(np.zeros(5), u)
     with pytest.raises(ValueError, match="NaN"):
         M.cycle_consistency(u, np.full((2, 3), np.nan))
