@@ -80,6 +80,16 @@ def test_an_interrupted_pipeline_resumes_bitwise(whole, tmp_path, capsys):
         np.testing.assert_array_equal(x, y)
 
 
+def test_an_existing_pipeline_is_refused_unless_overwritten(whole):
+    root, _ = whole
+    from vasa.run.rundir import RunDirectoryError
+
+    with pytest.raises(RunDirectoryError, match="already holds a SECANT run; continue it with --resume"):
+        secant.train(CONFIG, RunConfig(run_dir=root, progress=False))
+    with open(os.path.join(root, "stages.json")) as f:
+        assert "zero_shot" in json.load(f)
+
+
 def test_config_mismatches_fail_before_anything_runs(tmp_path):
     with pytest.raises(ValueError, match=r"SecantConfig\.ppo\.action_repeat=2 is not allowed: it must equal"):
         dataclasses.replace(CONFIG, ppo=dataclasses.replace(PPO, action_repeat=2)).validate()

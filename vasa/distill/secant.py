@@ -136,9 +136,10 @@ def load_expert(run_dir: str, step: int | None = None) -> experts.Expert:
 def _stage_run(run: RunConfig, default: RunConfig, stage_dir: str) -> RunConfig:
     """The run settings of one stage: the stage trainer's defaults, this invocation's
     per-invocation options, and ``--resume`` when the stage has started before."""
-    started = os.path.exists(os.path.join(stage_dir, "config.json"))
+    started = os.path.exists(os.path.join(stage_dir, "config.json")) and not run.overwrite
     return dataclasses.replace(default, run_dir=None if started else stage_dir, resume=stage_dir if started else None,
-                               progress=run.progress, num_devices=run.num_devices, max_iterations=run.max_iterations)
+                               overwrite=run.overwrite, progress=run.progress, num_devices=run.num_devices,
+                               max_iterations=run.max_iterations)
 
 
 def _root(config: SecantConfig, run: RunConfig) -> tuple[SecantConfig, str]:
@@ -150,9 +151,12 @@ def _root(config: SecantConfig, run: RunConfig) -> tuple[SecantConfig, str]:
             return _from_dict(json.load(f)), run.resume
     root = run.run_dir or os.path.join("runs", f"secant-{config.distill.env.replace('/', '-')}-"
                                                 f"{time.strftime('%Y%m%d-%H%M%S')}")
-    if os.path.exists(os.path.join(root, "secant.json")) and not run.overwrite:
-        raise RunDirectoryError(f"{root} already holds a SECANT run; continue it with --resume {root}, or choose "
-                                "another --run-dir.")
+    if os.path.exists(os.path.join(root, "secant.json")):
+        if not run.overwrite:
+            raise RunDirectoryError(f"{root} already holds a SECANT run; continue it with --resume {root}, pass "
+                                    "--run.overwrite to replace it (every stage), or choose another --run-dir.")
+        if os.path.exists(os.path.join(root, "stages.json")):
+            os.remove(os.path.join(root, "stages.json"))  # the stages' own directories are replaced as they run
     os.makedirs(root, exist_ok=True)
     with open(os.path.join(root, "secant.json"), "w") as f:
         json.dump(config_to_dict(config), f, indent=2, sort_keys=True)
