@@ -165,12 +165,15 @@ class DAggerConfig:
             need(False, "image_size", str(e))
 
 
-def make_env(config: DAggerConfig, evaluation: bool = False):
-    """The student's pixel environment under ``config.train_appearance`` (evaluation draws
-    other resets and looks)."""
+def make_env(config: DAggerConfig, evaluation: bool = False, appearance: str | None = None,
+             seed_offset: int | None = None):
+    """The student's pixel environment under ``appearance`` (default ``config.train_appearance``).
+    Appearance draws are seeded with ``config.seed + seed_offset`` (default: 0, or 1,000 for
+    ``evaluation``, so evaluation draws other resets and looks)."""
+    offset = (1_000 if evaluation else 0) if seed_offset is None else seed_offset
     return make(config.env, pixels=True, image_size=config.image_size, frame_stack=config.frame_stack,
                 action_repeat=config.resolved_action_repeat(), episode_length=config.episode_length,
-                appearance=config.train_appearance, appearance_seed=config.seed + (1_000 if evaluation else 0))
+                appearance=appearance or config.train_appearance, appearance_seed=config.seed + offset)
 
 
 # --------------------------------------------------------------------------- student

@@ -31,7 +31,6 @@ from typing import Annotated, Any, Literal
 from vasa.algos import offpolicy, ppo, sac
 from vasa.distill import dagger, experts
 from vasa.distill.zero_shot import SUITE_NAMES, make_suite_evaluator, summarize, write_table
-from vasa.envs import make
 from vasa.envs.randomize import SuiteName as Suite
 from vasa.run import Checkpointer, RunConfig, require
 from vasa.run.config import dataclass_from_dict
@@ -148,7 +147,7 @@ def _root(config: SecantConfig, run: RunConfig) -> tuple[SecantConfig, str]:
         if not os.path.exists(path):
             raise RunDirectoryError(f"cannot resume {run.resume}: it holds no secant.json (is it a SECANT run?).")
         with open(path) as f:
-            return _from_dict(json.load(f)), run.resume
+            return dataclass_from_dict(SecantConfig, json.load(f)), run.resume
     root = run.run_dir or os.path.join("runs", f"secant-{config.distill.env.replace('/', '-')}-"
                                                 f"{time.strftime('%Y%m%d-%H%M%S')}")
     if os.path.exists(os.path.join(root, "secant.json")):
@@ -161,12 +160,6 @@ def _root(config: SecantConfig, run: RunConfig) -> tuple[SecantConfig, str]:
     with open(os.path.join(root, "secant.json"), "w") as f:
         json.dump(config_to_dict(config), f, indent=2, sort_keys=True)
     return config, root
-
-
-def _from_dict(data: dict) -> SecantConfig:
-    nested = {"ppo": ppo.PPOConfig, "sac": sac.SACConfig, "distill": dagger.DAggerConfig}
-    fields = {k: dataclass_from_dict(nested[k], v) if k in nested else v for k, v in data.items()}
-    return dataclass_from_dict(SecantConfig, fields)
 
 
 def _done(root: str) -> dict:
@@ -189,9 +182,7 @@ def _finished(rows: list[dict], total: int) -> bool:
 
 def make_suite_env(config: dagger.DAggerConfig, suite: str, seed_offset: int = 2_000):
     """The student's pixel environment under an appearance suite (for zero-shot evaluation)."""
-    return make(config.env, pixels=True, image_size=config.image_size, frame_stack=config.frame_stack,
-                action_repeat=config.resolved_action_repeat(), episode_length=config.episode_length,
-                appearance=suite, appearance_seed=config.seed + seed_offset)
+    return dagger.make_env(config, appearance=suite, seed_offset=seed_offset)
 
 
 def zero_shot(config: SecantConfig, policies: dict[str, tuple[Any, list]]) -> list[dict]:
