@@ -253,13 +253,5 @@ def check_fields(config, name: str | None = None) -> None:
             check_fields(value, f"{name}.{f.name}")
 
 
-def choices(hint) -> tuple:
-    """The values of a ``Literal`` annotation (through ``Annotated``/``Optional``)."""
-    origin = typing.get_origin(hint)
-    if origin is Literal:
-        return typing.get_args(hint)
-    return tuple(c for a in typing.get_args(hint) for c in choices(a))
-
-
 __all__ = ["Check", "Length", "MissingPathError", "NonNegFloat", "NonNegInt", "PosFloat", "PosInt", "Range", "Seed", "UnitFloat",
-           "check_fields", "choices", "field_hints", "ordered_pair"]
+           "check_fields", "field_hints", "ordered_pair"]
