@@ -96,8 +96,26 @@ def test_dataset_ring_adds_masked_observations_in_order():
     np.testing.assert_array_equal(data.label[:, 0], [12, 13, 3, 10, 11])
     assert int(data.count[0]) == 7 and int(data.size()) == 5
     small = dataset.add(dataset.create((1,), jnp.uint8, 1, 8), obs[:2], obs[:2].astype(jnp.float32))
-    drawn, _ = jax.jit(dataset.sample, static_argnums=2)(small, jax.random.PRNGKey(0), 64)
+    drawn, _, _ = jax.jit(dataset.sample, static_argnums=2)(small, jax.random.PRNGKey(0), 64)
     assert set(np.asarray(drawn[:, 0]).tolist()) == {0, 1}  # only stored entries are drawn
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+@pytest.mark.parametrize("stored", [1, 2, 7, 10, 64])
+def test_holdout_split_draws_each_split_uniformly(stored, k):
+    slots = jax.jit(dataset.slots, static_argnums=(2, 3, 4))
+    key = jax.random.PRNGKey(stored * 10 + k)
+    held = np.asarray(slots(jnp.int32(stored), key, 4000, k, True))
+    train = np.asarray(slots(jnp.int32(stored), key, 4000, k, False))
+    expect_held = [i for i in range(stored) if i % k == 0]
+    expect_train = [i for i in range(stored) if i % k]
+    assert set(held.tolist()) == set(expect_held)  # every held-out slot, nothing else
+    if expect_train:
+        assert set(train.tolist()) == set(expect_train)
+        counts = np.bincount(train, minlength=stored)[expect_train]
+        assert counts.min() > 0.6 * counts.mean()  # uniform within the split (4000 draws)
+    everything = np.asarray(slots(jnp.int32(stored), key, 4000, 0, False))
+    assert set(everything.tolist()) == set(range(stored))
 
 
 def test_dagger_seeds_with_the_expert_then_adds_every_student_step(toy):
@@ -214,6 +232,25 @@ def test_safedagger_queries_the_expert_only_where_the_head_says_unsafe():
         np.testing.assert_allclose(state.env_state.obs["proprio"], _moved(before["proprio"], acted), atol=1e-5)
         assert float(metrics["student_fraction"]) == 1.0 - query.mean()
         assert np.isfinite(float(metrics["safety_loss"])) and 0.0 <= float(metrics["batch_unsafe"]) <= 1.0
+
+
+def test_safety_head_learns_on_the_held_out_split_only():
+    # labels equal the student's own actions on the training slots and are 1 away on the held-out
+    # ones: the policy loss must be 0 (it never sees a held-out slot) and every safety target
+    # unsafe (it sees nothing else)
+    config = dataclasses.replace(TOY, safe=True, learning_rate=1e-9, safety_holdout=3, loss="squared",
+                                 augment=StrongAugConfig(ops=("none",)))
+    p = _programs(config)
+    state, _ = p.seed(p.fresh())
+    stored = int(state.data.count[0])
+    own = np.asarray(p.student.policy(state.student, state.data.obs[:stored]))
+    held = (np.arange(stored) % 3 == 0)[:, None]
+    label = np.array(state.data.label)
+    label[:stored] = own + held * np.array([1.0, 0.0], np.float32)
+    data = state.data.replace(label=jax.device_put(jnp.asarray(label), state.data.label.sharding))
+    _, metrics = p.step(state.replace(data=data))
+    assert float(metrics["student_loss"]) < 1e-10
+    assert float(metrics["batch_unsafe"]) == 1.0
 
 
 def test_data_modes_choose_who_rolls_out(toy):

@@ -370,6 +370,24 @@ def make_train_step(config: PPOConfig, env=None, mesh=None, chunk: int | None = 
     ``learning_rate``, ``updates_skipped`` (fraction stopped by ``kl_early_stop``).
     """
     mesh = mesh or make_mesh()
+    iteration, specs = make_iteration(config, env, mesh)
+    # check_vma=False: MJX's physics uses lax.cond with device-invariant constants in one
+    # branch, which the varying-manual-axes checker rejects; our collectives are explicit.
+    step = jax.shard_map(iteration, mesh=mesh, in_specs=(specs,), out_specs=(specs, P()), check_vma=False)
+    seeded = config.num_seeds > 1
+    if seeded:
+        step = jax.vmap(step)
+        specs = specs.replace(env_state=jax.tree.map(lambda _: P(None, DATA_AXIS), specs.env_state))
+    return jit_sharded_step(step, mesh, specs, chunk)
+
+
+def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, TrainState]:
+    """One PPO iteration of a single-seed state as a ``jax.shard_map`` body over ``"data"``
+    (its collectives on that axis): ``(iteration(state) -> (state, metrics), specs)`` with the
+    state's PartitionSpecs. :func:`make_train_step` wraps it; SECANT-Parallel
+    (:func:`vasa.distill.experts.ppo_learner`) runs it inside the distillation's own body.
+    Metrics as :func:`make_train_step`'s."""
+    mesh = mesh or make_mesh()
     config.validate(mesh.size)
     env = env or make_env(config)
     nets = Networks(config, env.observation_spec.size, env.action_spec)
@@ -535,15 +553,8 @@ def make_train_step(config: PPOConfig, env=None, mesh=None, chunk: int | None = 
                                beta=beta, key=key, iteration=it, env_state=env_state)
         return new_state, metrics
 
-    seeded = config.num_seeds > 1
     abstract = jax.eval_shape(lambda: init_abstract(config, env, nets))
-    specs = state_specs(abstract, seeded=False)
-    # check_vma=False: MJX's physics uses lax.cond with device-invariant constants in one
-    # branch, which the varying-manual-axes checker rejects; our collectives are explicit.
-    step = jax.shard_map(iteration, mesh=mesh, in_specs=(specs,), out_specs=(specs, P()), check_vma=False)
-    if seeded:
-        step = jax.vmap(step)
-    return jit_sharded_step(step, mesh, state_specs(abstract, seeded), chunk)
+    return iteration, state_specs(abstract, seeded=False)
 
 
 def init_abstract(config: PPOConfig, env, nets: Networks) -> TrainState:
@@ -656,5 +667,5 @@ def steps_done(config: PPOConfig, iteration: int) -> int:
     return int(iteration) * config.env_steps_per_iteration
 
 
-__all__ = ["PPOConfig", "TrainState", "adapt_beta", "init", "make_train_step", "make_policy", "make_evaluate",
+__all__ = ["PPOConfig", "TrainState", "adapt_beta", "init", "make_iteration", "make_train_step", "make_policy", "make_evaluate",
            "make_env", "minibatch_group_size", "steps_done", "state_specs", "successor_values", "train"]

@@ -26,14 +26,26 @@ from the student's features (a small MLP on the stop-gradient projection, so it 
 the policy's representation) for ``p = P(||pi_s(o) - pi_e(o)||^2 > safety_tau)``. At each step
 the student acts where ``p < 0.5`` and the expert acts where ``p >= 0.5``; only there is the
 expert queried and the observation labelled and added to ``D``. The head is trained by binary
-cross-entropy (weight ``safety_weight``) on the same dataset batches, the target being whether
-the student's *current* action on the *unaugmented* observation (the one the head judges when
-acting) is farther than ``safety_tau`` from the stored label. DAgger is the special case that
-always queries. ``queries`` counts the labels used, exactly: ``expert_steps * num_envs`` for the
+cross-entropy (weight ``safety_weight``), the target being whether the student's *current*
+action on the *unaugmented* observation (the one the head judges when acting) is farther than
+``safety_tau`` from the stored label, on a held-out split of ``D`` (every ``safety_holdout``-th
+slot, Zhang & Cho's ``D_safe``) that the policy never trains on. Trained on the policy's own
+training data instead, the head sees only the small errors of fitted observations, soon
+declares every state safe and stops all queries (measured: after ~20 iterations, with the
+student still far from the expert). DAgger is the special case that always queries. ``queries`` counts the labels used, exactly: ``expert_steps * num_envs`` for the
 seeding plus the queried environments of every step. (On the device the expert network is run on
 all environments' observations and its output selected where queried; the diagnostic
 ``action_error``, the student-expert distance on the current observations, uses those too and
 is not a query: nothing learns from it.)
+
+SECANT-Parallel (``parallel=True``; dissertation table 5.4) distils from an expert that is still
+learning: an :class:`~vasa.distill.experts.Expert` with a learner
+(:func:`~vasa.distill.experts.ppo_learner`), whose whole RL train state lives in the
+distillation state. Its ``iterations`` RL iterations are spread evenly over the
+``student_steps`` (iteration ``i`` of the student runs ``floor((i+1)E/S) - floor(iE/S)`` of
+them, before its gradient step), inside the same program. The dataset also keeps each
+observation's expert input (the privileged state), and labels are recomputed by the *current*
+expert whenever a batch is sampled, so the student never learns from a stale expert.
 
 Everything lives in one jitted iteration on the mesh (``jax.shard_map`` over ``"data"``):
 environments (with their renderer) and the dataset are split over devices, each device samples
@@ -50,10 +62,11 @@ Usage::
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import flax.linen as nn
 import jax
@@ -73,7 +86,7 @@ from vasa.envs.randomize import SuiteName as Suite
 from vasa.envs.rollout import episode_returns
 from vasa.nn import MLP, ConvEncoder, Projection
 from vasa.run import RunConfig, chunk_plan, chunked_iterations, prepare_run, require
-from vasa.run.fields import NonNegFloat, PosFloat, PosInt, Seed, check_fields
+from vasa.run.fields import NonNegFloat, PosFloat, PosInt, Range, Seed, check_fields
 
 NAME = "dagger"
 
@@ -120,6 +133,11 @@ class DAggerConfig:
     """SafeDAgger: a state is unsafe when ||pi_s(o) - pi_e(o)||^2 > this (Zhang & Cho: 0.0025)"""
     safety_weight: NonNegFloat = 1.0
     """weight of the safety head's binary cross-entropy"""
+    safety_holdout: Annotated[int, Range(ge=2)] = 5
+    """SafeDAgger: every k-th dataset slot is held out (D_safe): the policy never trains on it, the safety head only on it"""
+    parallel: bool = False
+    """SECANT-Parallel: the expert keeps learning by RL during distillation (an expert with a learner,
+    experts.ppo_learner); labels are recomputed by the current expert when sampled"""
 
     encoder: Literal["drq", "nature"] = "drq"
     """student's pixel encoder (vasa.nn.ConvEncoder)"""
@@ -235,7 +253,8 @@ class DistillState:
 
     Attributes:
       student: the student's parameters (replicated); opt: its Adam state.
-      expert: the expert's parameters (replicated, frozen).
+      expert: the expert's parameters (replicated, frozen); with ``parallel``, its learner's
+        whole train state (sharded as the learner says).
       bank: distractor images ``uint8 [N, H, W, 3]`` for mixup/cutmix (``None`` if unused).
       data: :class:`~vasa.distill.dataset.Dataset`, sharded over ``"data"``.
       env_state: ``EnvState`` with leading axis ``[num_envs]`` (sharded).
@@ -257,11 +276,13 @@ class DistillState:
     seeded: jax.Array
 
 
-def state_specs(state: DistillState) -> DistillState:
-    """PartitionSpecs: the dataset and environment leaves split over ``"data"``, the rest replicated."""
+def state_specs(state: DistillState, expert_specs: Any = None) -> DistillState:
+    """PartitionSpecs: the dataset and environment leaves split over ``"data"``, the expert's
+    as ``expert_specs`` (default: replicated), the rest replicated."""
     specs = jax.tree.map(lambda _: P(), state)
     split = lambda tree: jax.tree.map(lambda _: P(DATA_AXIS), tree)  # noqa: E731
-    return specs.replace(data=split(state.data), env_state=split(state.env_state))
+    specs = specs.replace(data=split(state.data), env_state=split(state.env_state))
+    return specs if expert_specs is None else specs.replace(expert=expert_specs)
 
 
 def _optimizer(config: DAggerConfig):
@@ -279,15 +300,20 @@ def _bank(config: DAggerConfig):
     return bank if tuple(bank.shape[1:3]) == size else resize_bank(bank, size)
 
 
-def _build(config: DAggerConfig, env, student: Student, action_size: int, num_shards: int):
-    """``build(expert_params, bank) -> DistillState``: reset environments, an empty dataset."""
+def _build(config: DAggerConfig, env, student: Student, expert: Expert, num_shards: int):
+    """``build(expert_params, bank) -> DistillState``: reset environments, an empty dataset
+    (with the expert's own observation per entry when ``parallel`` relabels from it)."""
     k_student, k_env, k_run = jax.random.split(jax.random.PRNGKey(config.seed), 3)
     pixels = env.observation_spec["pixels"]
+    extra = None
+    if config.parallel and expert.reads != "pixels":
+        extra = jax.ShapeDtypeStruct(tuple(env.observation_spec[expert.reads].shape), jnp.float32)
 
     def build(expert_params, bank):
         env_keys = jax.vmap(lambda i: jax.random.fold_in(k_env, i))(jnp.arange(config.num_envs))
         params = student.init(k_student)
-        data = dataset.create(tuple(pixels.shape), pixels.dtype, action_size, config.dataset_size, num_shards)
+        data = dataset.create(tuple(pixels.shape), pixels.dtype, expert.action_size, config.dataset_size, num_shards,
+                              extra)
         zero = jnp.zeros((), jnp.int32)
         return DistillState(student=params, opt=_optimizer(config).init(params), expert=expert_params, bank=bank,
                             data=data, env_state=jax.vmap(env.reset)(env_keys), key=k_run, iteration=zero,
@@ -301,17 +327,47 @@ def _prepare(config: DAggerConfig, expert: Expert, env, mesh):
     config.validate(mesh.size)
     env = env or make_env(config)
     check_expert(expert, config.env, env, config.resolved_action_repeat())
+    if config.parallel and expert.learner is None:
+        raise ValueError(f"parallel=True is not allowed with the expert {expert.name!r}: it is frozen; SECANT-Parallel "
+                         "needs an expert that keeps learning (vasa.distill.experts.ppo_learner).")
+    if config.parallel and expert.learner.iterations * (config.student_steps + 1) >= 2**31:
+        raise ValueError(f"student_steps={config.student_steps!r} is not allowed with an expert of "
+                         f"{expert.learner.iterations} RL iterations: their product must stay below 2**31.")
     return mesh, env
+
+
+def _expert_state(config: DAggerConfig, expert: Expert, mesh):
+    """``(initial expert entry of the state, its specs or None)``: the frozen parameters, or
+    with ``parallel`` the learner's initial train state and its PartitionSpecs."""
+    if not config.parallel:
+        return expert.params, None
+    return expert.learner.init(mesh), expert.learner.make_body(mesh)[1]
 
 
 def init(config: DAggerConfig, expert: Expert, env=None, mesh=None) -> DistillState:
     """The initial state on ``mesh`` (validated config, expert checked against the env):
-    student parameters, reset environments, an empty dataset (seed it with :func:`make_seed`)."""
+    student parameters, reset environments, an empty dataset (seed it with :func:`make_seed`);
+    with ``parallel``, the expert learner's initial train state."""
     mesh, env = _prepare(config, expert, env, mesh)
-    build = _build(config, env, Student(config, env), expert.action_size, mesh.size)
+    build = _build(config, env, Student(config, env), expert, mesh.size)
     bank = _bank(config)
-    shardings = jax.tree.map(lambda s: NamedSharding(mesh, s), state_specs(jax.eval_shape(build, expert.params, bank)))
-    return jax.jit(build, out_shardings=shardings)(expert.params, bank)
+    expert_state, expert_specs = _expert_state(config, expert, mesh)
+    specs = state_specs(jax.eval_shape(build, expert_state, bank), expert_specs)
+    shardings = jax.tree.map(lambda s: NamedSharding(mesh, s), specs)
+    return jax.jit(build, out_shardings=shardings)(expert_state, bank)
+
+
+def expert_params(config: DAggerConfig, expert: Expert, state: DistillState):
+    """The expert's current :attr:`~vasa.distill.experts.Expert.act` parameters in ``state``."""
+    return expert.learner.params(state.expert) if config.parallel else state.expert
+
+
+def expert_iterations(config: DAggerConfig, expert: Expert, iteration):
+    """RL iterations of a learning expert done after ``iteration`` student iterations
+    (``floor(iteration * E / S)``; 0 for a frozen expert). Works on ints and int32 arrays."""
+    if not config.parallel:
+        return 0 * iteration
+    return iteration * expert.learner.iterations // config.student_steps
 
 
 # --------------------------------------------------------------------------- programs
@@ -324,11 +380,13 @@ def _programs(config: DAggerConfig, expert: Expert, env, mesh):
     student = Student(config, env)
     tx = _optimizer(config)
     tau = config.safety_tau
+    holdout = config.safety_holdout if config.safe else 0
+    learner_body = expert.learner.make_body(mesh)[0] if config.parallel else None
 
     def env_step(state: DistillState, seeding: bool):
         """One step of every local env: who acts, who is queried, the dataset, the counters."""
         obs = state.env_state.obs
-        a_e = expert.act(state.expert, obs)
+        a_e = expert.act(expert_params(config, expert, state), obs)
         student_rolls = config.data == "student" if seeding else config.data != "expert"
         if student_rolls or not seeding:  # (data=expert: for the action_error diagnostic only)
             a_s, logit = student.apply(state.student, obs["pixels"])
@@ -342,7 +400,8 @@ def _programs(config: DAggerConfig, expert: Expert, env, mesh):
             query = jnp.ones(a_e.shape[:1], bool)
             expert_acts = jnp.full(a_e.shape[:1], not student_rolls)
         action = jnp.where(expert_acts[:, None], a_e, a_s)
-        data = dataset.add(state.data, obs["pixels"], a_e, query)
+        extra = None if state.data.extra is None else obs[expert.reads]
+        data = dataset.add(state.data, obs["pixels"], a_e, query, extra)
         nxt = jax.vmap(env.step)(state.env_state, action)
         sums = psum(jnp.stack([query.sum(), (~expert_acts).sum()]).astype(jnp.int32), DATA_AXIS)
         ended = psum(jnp.stack([nxt.done.sum(), (nxt.info["final_return"] * nxt.done).sum()]), DATA_AXIS)
@@ -357,26 +416,36 @@ def _programs(config: DAggerConfig, expert: Expert, env, mesh):
         positive = sq > 0
         return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)  # a zero gradient at 0
 
-    def loss_fn(params, augmented, clean, label):
+    def loss_fn(params, augmented, label, held, held_label):
         if not config.safe:
             action, _ = student.apply(params, augmented)
             loss = jnp.mean(distance(action, label))
             return loss, {"student_loss": loss}
-        action, logit = student.apply(params, jnp.concatenate([augmented, clean]))
+        action, logit = student.apply(params, jnp.concatenate([augmented, held]))
         b = augmented.shape[0]
         policy_loss = jnp.mean(distance(action[:b], label))
-        unsafe = (jnp.sum((jax.lax.stop_gradient(action[b:]) - label) ** 2, axis=-1) > tau).astype(jnp.float32)
+        unsafe = (jnp.sum((jax.lax.stop_gradient(action[b:]) - held_label) ** 2, axis=-1) > tau).astype(jnp.float32)
         safety_loss = jnp.mean(optax.sigmoid_binary_cross_entropy(logit[b:], unsafe))
         return policy_loss + config.safety_weight * safety_loss, {
             "student_loss": policy_loss, "safety_loss": safety_loss, "batch_unsafe": unsafe.mean(),
             "safety_accuracy": jnp.mean((logit[b:] >= 0) == (unsafe > 0))}
 
+    def draw(state: DistillState, key, held_out: bool = False):
+        """A local batch ``(clean pixels, label)`` of one split; with ``parallel`` labelled by
+        the current expert."""
+        clean, label, extra = dataset.sample(state.data, key, local_batch, holdout, held_out)
+        if config.parallel:
+            label = expert.act(expert_params(config, expert, state),
+                               {"pixels": clean, **({} if extra is None else {expert.reads: extra})})
+        return clean, label
+
     def learn(state: DistillState, key):
         shard = jax.lax.axis_index(DATA_AXIS)
-        k_sample, k_aug = jax.random.split(jax.random.fold_in(key, shard))
-        clean, label = dataset.sample(state.data, k_sample, local_batch)
+        k_sample, k_aug, k_held = jax.random.split(jax.random.fold_in(key, shard), 3)
+        clean, label = draw(state, k_sample)
         augmented = strong_augment(k_aug, clean, config.augment, state.bank)
-        grads, aux = jax.grad(loss_fn, has_aux=True)(state.student, augmented, clean, label)
+        held, held_label = draw(state, k_held, held_out=True) if config.safe else (None, None)
+        grads, aux = jax.grad(loss_fn, has_aux=True)(state.student, augmented, label, held, held_label)
         grads, aux = pmean((grads, aux), DATA_AXIS)
         updates, opt = tx.update(grads, state.opt, state.student)
         return state.replace(student=optax.apply_updates(state.student, updates), opt=opt), aux
@@ -395,9 +464,26 @@ def _programs(config: DAggerConfig, expert: Expert, env, mesh):
                    "action_error": steps["action_error"].mean()}
         return state.replace(seeded=jnp.ones((), bool)), summary(state, metrics)
 
+    def expert_learns(state: DistillState):
+        """The learning expert's RL iterations due at this student iteration; its metrics
+        (``expert_return``: the mean return of its training episodes; NaN if none ran or ended)."""
+        due = (expert_iterations(config, expert, state.iteration + 1)
+               - expert_iterations(config, expert, state.iteration))
+        nan = jnp.asarray(jnp.nan, jnp.float32)
+
+        def body(_, carry):
+            expert_state, _ = carry
+            expert_state, metrics = learner_body(expert_state)
+            return expert_state, metrics["episode_return"].astype(jnp.float32)
+
+        expert_state, ret = jax.lax.fori_loop(0, due, body, (state.expert, nan))
+        return state.replace(expert=expert_state), {"expert_return": ret}
+
     def iteration(state: DistillState):
         key, k_learn = jax.random.split(state.key)
+        state, expert_metrics = expert_learns(state) if config.parallel else (state, {})
         state, aux = learn(state, k_learn)
+        aux = {**aux, **expert_metrics}
         state, step_metrics = env_step(state, seeding=False)
         step_metrics.pop("queried")
         metrics = {**aux, **summary(state, step_metrics)}
@@ -405,8 +491,16 @@ def _programs(config: DAggerConfig, expert: Expert, env, mesh):
 
     bank = _bank(config)
     bank = None if bank is None else jax.ShapeDtypeStruct(bank.shape, bank.dtype)
-    abstract = jax.eval_shape(_build(config, env, student, expert.action_size, D), expert.params, bank)
-    return seed, iteration, state_specs(abstract)
+    expert_state, expert_specs = _expert_state_abstract(config, expert, mesh)
+    abstract = jax.eval_shape(_build(config, env, student, expert, D), expert_state, bank)
+    return seed, iteration, state_specs(abstract, expert_specs)
+
+
+def _expert_state_abstract(config: DAggerConfig, expert: Expert, mesh):
+    """:func:`_expert_state` as shapes only (nothing computed)."""
+    if not config.parallel:
+        return expert.params, None
+    return jax.eval_shape(lambda: expert.learner.init(mesh)), expert.learner.make_body(mesh)[1]
 
 
 def _sharded(body, mesh, specs, chunk=None):
@@ -453,7 +547,8 @@ def make_evaluate(config: DAggerConfig, env, num_envs: int = 16):
 
 DEFAULT_RUN = RunConfig(eval_every=1000, checkpoint_every=5000, chunk=50)
 LOGGED = ("student_loss", "safety_loss", "batch_unsafe", "safety_accuracy", "expert_queries", "dataset_size",
-          "student_fraction", "action_error", "episodes", "episode_return")
+          "student_fraction", "action_error", "episodes", "episode_return", "expert_return")
+SAFE_ONLY = ("safety_loss", "batch_unsafe", "safety_accuracy")
 
 
 def train(config: DAggerConfig, expert: Expert, run: RunConfig = DEFAULT_RUN):
@@ -466,6 +561,11 @@ def train(config: DAggerConfig, expert: Expert, run: RunConfig = DEFAULT_RUN):
     The expert is checked against the environment before anything is compiled or written. On
     resume the checkpoint's expert parameters are used.
 
+    With ``parallel`` the rows also hold ``expert_return`` (its training episodes),
+    ``expert_iterations``, ``expert_env_steps`` and, at evaluations, ``expert_eval_return``
+    (deterministic, on the student's evaluation environment); the final expert is
+    :func:`final_expert`.
+
     Returns ``(policy, state, rows)``: ``policy(obs) -> action`` (the student, deterministic),
     the final state and the logged rows.
     """
@@ -477,8 +577,12 @@ def train(config: DAggerConfig, expert: Expert, run: RunConfig = DEFAULT_RUN):
     _prepare(config, expert, env, mesh)
     eval_env = make_env(config, evaluation=True)
     student = Student(config, env)
-    names = tuple(n for n in LOGGED if config.safe or n not in ("safety_loss", "batch_unsafe", "safety_accuracy"))
+    names = tuple(n for n in LOGGED if (config.safe or n not in SAFE_ONLY) and (config.parallel or n != "expert_return"))
     seeding_steps = config.expert_steps * config.env_steps_per_iteration
+    expert_steps = expert.learner.env_steps_per_iteration if config.parallel else 0
+    expert_act = jax.jit(lambda params, obs: expert.act(params, obs))
+    evaluate_expert = jax.jit(lambda params, key: episode_returns(eval_env, lambda obs: expert_act(params, obs), key,
+                                                                  run.num_eval_envs).mean())
 
     with plan.open() as session:
         start, state = session.restore(init(config, expert, env, mesh))
@@ -511,8 +615,15 @@ def train(config: DAggerConfig, expert: Expert, run: RunConfig = DEFAULT_RUN):
             row = {"iteration": it, "env_steps": seeding_steps + it * config.env_steps_per_iteration,
                    "wall_time": session.wall, "sps": config.env_steps_per_iteration / dt,
                    **{k: values[k] for k in names}, "eval_return": float("nan")}
+            if config.parallel:
+                row.update(expert_iterations=expert_iterations(config, expert, it),
+                           expert_env_steps=expert_iterations(config, expert, it) * expert_steps,
+                           expert_eval_return=float("nan"))
             if it == total or (run.eval_every and it % run.eval_every == 0):
-                row["eval_return"] = float(evaluate(state.student, jax.random.fold_in(eval_key, it)))
+                k = jax.random.fold_in(eval_key, it)
+                row["eval_return"] = float(evaluate(state.student, k))
+                if config.parallel:
+                    row["expert_eval_return"] = float(evaluate_expert(expert_params(config, expert, state), k))
             session.log(row)
             if it == stop or (run.checkpoint_every and it % run.checkpoint_every == 0):
                 session.save(it, state)
@@ -520,5 +631,15 @@ def train(config: DAggerConfig, expert: Expert, run: RunConfig = DEFAULT_RUN):
     return (lambda obs: student.policy(params, obs)), state, session.rows
 
 
-__all__ = ["DAggerConfig", "DEFAULT_RUN", "DistillState", "LOGGED", "Student", "StudentNetwork", "init",
-           "make_env", "make_evaluate", "make_seed", "make_train_step", "needs_expert", "state_specs", "train"]
+def final_expert(config: DAggerConfig, expert: Expert, state: DistillState) -> Expert:
+    """The expert as it is in ``state``: itself when frozen; with ``parallel``, a frozen
+    expert with the learner's current parameters (for evaluation or another distillation)."""
+    if not config.parallel:
+        return expert
+    return dataclasses.replace(expert, params=expert_params(config, expert, state), learner=None,
+                               name=expert.name.replace("learning ", "", 1))
+
+
+__all__ = ["DAggerConfig", "DEFAULT_RUN", "DistillState", "LOGGED", "SAFE_ONLY", "Student", "StudentNetwork",
+           "expert_iterations", "expert_params", "final_expert", "init", "make_env", "make_evaluate", "make_seed",
+           "make_train_step", "needs_expert", "state_specs", "train"]

@@ -12,6 +12,12 @@ was queried, so a stream would have gaps where the stack's earlier frames were n
 written; a flat ring of whole stacks (``k`` times the bytes per observation) takes any
 subset at no extra cost. It also has no rewards, actions taken or successors to keep.
 
+Optional pieces: ``extra`` keeps a second observation per entry (SECANT-Parallel stores the
+privileged expert's state observation there, so the labels can be recomputed by the current
+expert at sampling time), and ``holdout=k`` in :func:`sample` splits the ring by slot: every
+``k``-th slot (0, k, 2k, ...) is *held out* (SafeDAgger's ``D_safe``, which trains the safety
+head on observations the policy never fitted) and the rest is the training split.
+
 Layout and sharding. Leaves are ``obs: [N, H, W, C]``, ``label: [N, A]`` and ``count: [S]``
 with ``S`` shards (devices). Inside ``jax.shard_map`` over ``"data"`` (all three split on
 their first axis) every function works on the local shard: each device adds its own
@@ -21,6 +27,8 @@ the shard's ring position is ``count % (N / S)`` and it holds ``min(count, N / S
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -35,11 +43,13 @@ class Dataset:
       obs: ``uint8 [N, H, W, C]`` stacked observations (local shard: ``[N / S, ...]``).
       label: ``float32 [N, A]`` the expert's action on each observation.
       count: ``int32 [S]`` entries ever added per shard (local shard: ``[1]``).
+      extra: ``None``, or a second observation per entry ``[N, ...]`` (e.g. ``float32 [N, P]``).
     """
 
     obs: jax.Array
     label: jax.Array
     count: jax.Array
+    extra: Any = None
 
     @property
     def capacity(self) -> int:
@@ -52,8 +62,10 @@ class Dataset:
         return jnp.sum(jnp.minimum(self.count, per_shard))
 
 
-def create(obs_shape: tuple, obs_dtype, action_size: int, capacity: int, num_shards: int = 1) -> Dataset:
-    """An empty dataset of ``capacity`` entries (global; ``capacity / num_shards`` per shard).
+def create(obs_shape: tuple, obs_dtype, action_size: int, capacity: int, num_shards: int = 1,
+           extra: jax.ShapeDtypeStruct | None = None) -> Dataset:
+    """An empty dataset of ``capacity`` entries (global; ``capacity / num_shards`` per shard),
+    with an ``extra`` observation of that shape and dtype per entry if given.
 
     Raises:
       ValueError: ``capacity`` is not a positive multiple of ``num_shards``.
@@ -63,31 +75,52 @@ def create(obs_shape: tuple, obs_dtype, action_size: int, capacity: int, num_sha
                          f"{num_shards} shards.")
     return Dataset(obs=jnp.zeros((capacity,) + tuple(obs_shape), obs_dtype),
                    label=jnp.zeros((capacity, int(action_size)), jnp.float32),
-                   count=jnp.zeros((num_shards,), jnp.int32))
+                   count=jnp.zeros((num_shards,), jnp.int32),
+                   extra=None if extra is None else jnp.zeros((capacity,) + tuple(extra.shape), extra.dtype))
 
 
-def add(data: Dataset, obs: jax.Array, label: jax.Array, mask: jax.Array | None = None) -> Dataset:
-    """Append the observations ``obs: [E, ...]`` with their labels ``label: [E, A]`` where
-    ``mask: [E] bool`` (default: all), in order, to a single shard's ring (the local shard
-    inside ``shard_map``), overwriting the oldest entries once it is full. ``E`` must not
-    exceed the ring's capacity."""
+def add(data: Dataset, obs: jax.Array, label: jax.Array, mask: jax.Array | None = None,
+        extra: jax.Array | None = None) -> Dataset:
+    """Append the observations ``obs: [E, ...]`` with their labels ``label: [E, A]`` (and
+    ``extra: [E, ...]`` if the dataset keeps one) where ``mask: [E] bool`` (default: all), in
+    order, to a single shard's ring (the local shard inside ``shard_map``), overwriting the
+    oldest entries once it is full. ``E`` must not exceed the ring's capacity."""
     e, n = obs.shape[0], data.capacity
     if e > n:
         raise ValueError(f"cannot add {e} observations at once to a ring of {n}")
     mask = jnp.ones((e,), bool) if mask is None else mask.astype(bool)
     rank = jnp.cumsum(mask.astype(jnp.int32)) - 1
     where = jnp.where(mask, (data.count[0] + rank) % n, n)  # n is out of range: dropped
+    if (extra is None) != (data.extra is None):
+        raise ValueError("pass extra= exactly when the dataset was created with one")
+    if extra is not None:
+        data = data.replace(extra=data.extra.at[where].set(extra.astype(data.extra.dtype), mode="drop"))
     return data.replace(obs=data.obs.at[where].set(obs.astype(data.obs.dtype), mode="drop"),
                         label=data.label.at[where].set(label.astype(jnp.float32), mode="drop"),
                         count=data.count + jnp.sum(mask.astype(jnp.int32)))
 
 
-def sample(data: Dataset, key: jax.Array, batch_size: int) -> tuple[jax.Array, jax.Array]:
-    """``(obs [B, ...], label [B, A])`` drawn uniformly with replacement from a single shard's
-    stored entries (it must hold at least one)."""
+def slots(stored: jax.Array, key: jax.Array, batch_size: int, holdout: int = 0,
+          held_out: bool = False) -> jax.Array:
+    """``int32 [batch_size]`` slot indices drawn uniformly with replacement among the first
+    ``stored`` slots: all of them (``holdout=0``), or with ``holdout=k >= 2`` only the
+    held-out slots ``0, k, 2k, ...`` (``held_out=True``) or only the others."""
+    if not holdout:
+        return jax.random.randint(key, (batch_size,), 0, jnp.maximum(stored, 1))
+    held = (stored + holdout - 1) // holdout  # multiples of k below stored
+    if held_out:
+        return jax.random.randint(key, (batch_size,), 0, jnp.maximum(held, 1)) * holdout
+    j = jax.random.randint(key, (batch_size,), 0, jnp.maximum(stored - held, 1))
+    return j + j // (holdout - 1) + 1  # the j-th slot that is not a multiple of k
+
+
+def sample(data: Dataset, key: jax.Array, batch_size: int, holdout: int = 0, held_out: bool = False):
+    """``(obs [B, ...], label [B, A], extra [B, ...] or None)`` drawn uniformly with
+    replacement from a single shard's stored entries (it must hold at least one; with
+    ``holdout`` one of each split), from the split :func:`slots` describes."""
     stored = jnp.minimum(data.count[0], data.capacity)
-    index = jax.random.randint(key, (batch_size,), 0, jnp.maximum(stored, 1))
-    return data.obs[index], data.label[index]
+    index = slots(stored, key, batch_size, holdout, held_out)
+    return data.obs[index], data.label[index], None if data.extra is None else data.extra[index]
 
 
-__all__ = ["Dataset", "add", "create", "sample"]
+__all__ = ["Dataset", "add", "create", "sample", "slots"]

@@ -13,15 +13,42 @@ observations of the student's pixel environment (``obs = {"pixels": uint8 [E, H,
 :func:`check_expert` compares an expert with the environment a student will learn in (action
 size, action repeat, the observation it reads, the task it was trained on) and raises one
 ``ValueError`` listing every difference, before anything is compiled.
+
+SECANT-Parallel (``DAggerConfig.parallel``) distils from an expert that is still learning: an
+Expert with a :class:`Learner` (:func:`ppo_learner`) carries its RL algorithm's whole train
+state in the distillation state and runs its iterations inside the distillation's program.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
 import jax
 import jax.numpy as jnp
+
+
+@dataclass(frozen=True, eq=False)
+class Learner:
+    """How an expert keeps learning by RL while a student distils from it (SECANT-Parallel).
+
+    Attributes:
+      init: ``init(mesh) -> state``, the RL algorithm's initial train state placed on ``mesh``.
+      make_body: ``make_body(mesh) -> (body, specs)``: ``body(state) -> (state, metrics)`` is
+        one RL iteration written as a ``jax.shard_map`` body over ``"data"`` (its collectives
+        on that axis; metrics ``[]`` each, ``episode_return`` among them), ``specs`` the
+        state's PartitionSpecs.
+      params: ``params(state)``, the :attr:`Expert.act` parameters of a train state.
+      iterations: RL iterations of the algorithm's whole budget (spread over the student's steps).
+      env_steps_per_iteration: task steps (action repeats counted) of one RL iteration.
+    """
+
+    init: Callable[[Any], Any]
+    make_body: Callable[[Any], tuple[Callable, Any]]
+    params: Callable[[Any], Any]
+    iterations: int
+    env_steps_per_iteration: int
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,6 +65,8 @@ class Expert:
       env: the environment id it was trained on (``None``: not recorded, not checked).
       appearance: for pixel experts, the appearance suite it was trained under.
       name: for messages.
+      learner: ``None`` for a frozen expert; a :class:`Learner` if it can keep learning
+        (SECANT-Parallel), ``params`` then being its initial train state's.
     """
 
     act: Callable[[Any, Any], jax.Array]
@@ -49,6 +78,7 @@ class Expert:
     env: str | None = None
     appearance: str | None = None
     name: str = "expert"
+    learner: Learner | None = None
 
 
 def check_expert(expert: Expert, env_id: str, env, action_repeat: int) -> None:
@@ -109,6 +139,28 @@ def expert_from_ppo(config, state, seed: int | None = None, env=None) -> Expert:
                   action_repeat=int(env.steps_per_action), env=config.env, name=f"ppo {config.env}")
 
 
+def ppo_learner(config, env=None) -> Expert:
+    """An untrained privileged PPO expert that learns by PPO (``config``, single seed) while
+    the student distils from it: SECANT-Parallel's expert. Its ``learner`` runs
+    :func:`vasa.algos.ppo.make_iteration` in the distillation program; ``params`` are those of
+    the initial state (for :func:`check_expert` and shapes)."""
+    from vasa.algos import ppo
+
+    if config.num_seeds != 1:
+        raise ValueError(f"PPOConfig.num_seeds={config.num_seeds!r} is not allowed for a learning expert: "
+                         "SECANT-Parallel trains one expert (num_seeds=1).")
+    env = env or ppo.make_env(config)
+    params_of = lambda s: {"policy": s.params["policy"], "normalizer": s.normalizer}  # noqa: E731
+    learner = Learner(init=lambda mesh: ppo.init(config, env, mesh),
+                      make_body=lambda mesh: ppo.make_iteration(config, env, mesh),
+                      params=params_of, iterations=config.num_iterations,
+                      env_steps_per_iteration=config.env_steps_per_iteration)
+    initial = jax.eval_shape(lambda: ppo.init_abstract(config, env, ppo.Networks(
+        config, env.observation_spec.size, env.action_spec)))
+    expert = expert_from_ppo(config, params_of(initial), env=env)
+    return dataclasses.replace(expert, learner=learner, name=f"learning ppo {config.env}")
+
+
 def _expert_from_offpolicy(config, state, make_learner, algo: str, env=None) -> Expert:
     from vasa.algos import offpolicy
 
@@ -155,4 +207,5 @@ def reach2d_expert(gain: float = 2.5, action_repeat: int = 1) -> Expert:
                   action_repeat=int(action_repeat), env="toy/reach2d", name=f"linear gain {gain:g}")
 
 
-__all__ = ["Expert", "check_expert", "expert_from_ddpg", "expert_from_ppo", "expert_from_sac", "reach2d_expert"]
+__all__ = ["Expert", "Learner", "check_expert", "expert_from_ddpg", "expert_from_ppo", "expert_from_sac", "ppo_learner",
+           "reach2d_expert"]
