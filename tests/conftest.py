@@ -25,3 +25,19 @@ def run_python(tmp_path):
         return proc.stdout
 
     return run
+
+
+@pytest.fixture
+def compiles():
+    """``count[0]``: XLA compilations since the fixture was made (a ``[1]`` list)."""
+    import jax
+
+    count = [0]
+
+    def listener(event, *args, **kwargs):
+        if "backend_compile" in event or "compile_requests" in event:
+            count[0] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    jax.monitoring.register_event_listener(listener)
+    return count

@@ -284,19 +284,6 @@ def test_data_modes_choose_who_rolls_out(toy):
     assert np.abs(seeded.env_state.obs["proprio"]).max() > 0.5
 
 
-@pytest.fixture
-def compiles():
-    count = [0]
-
-    def listener(event, *args, **kwargs):
-        if "backend_compile" in event or "compile_requests" in event:
-            count[0] += 1
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    jax.monitoring.register_event_listener(listener)
-    return count
-
-
 def _ppo_pendulum_expert():
     from vasa.algos import ppo
     from vasa.nn import RunningStats
