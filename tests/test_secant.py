@@ -99,7 +99,27 @@ def test_config_mismatches_fail_before_anything_runs(tmp_path):
         dataclasses.replace(CONFIG, expert_run="/no/such").validate()
     with pytest.raises(ValueError, match=r"SecantConfig\.suites=\(\) is not allowed"):
         dataclasses.replace(CONFIG, suites=()).validate()
+    parallel = dataclasses.replace(CONFIG, distill=dataclasses.replace(DISTILL, parallel=True))
+    with pytest.raises(ValueError, match=r"SecantConfig\.expert='sac' is not allowed: SECANT-Parallel"):
+        dataclasses.replace(parallel, expert="sac").validate()
+    with pytest.raises(ValueError, match=r"SecantConfig\.expert_run='.*' is not allowed: SECANT-Parallel"):
+        dataclasses.replace(parallel, expert_run=str(tmp_path)).validate()
     assert not os.listdir(tmp_path)
+
+
+def test_secant_parallel_has_no_expert_stage(tmp_path):
+    config = dataclasses.replace(CONFIG, distill=dataclasses.replace(DISTILL, parallel=True, student_steps=8),
+                                 suites=("train",), eval_seeds=1)
+    root = str(tmp_path / "run")
+    _, rows = secant.train(config, RunConfig(run_dir=root, progress=False))
+    with open(os.path.join(root, "stages.json")) as f:
+        assert set(json.load(f)) == {"student", "zero_shot"}
+    assert not os.path.exists(os.path.join(root, "expert"))
+    # the expert evaluated is the one that learned: PPO's 4 iterations, spread over the 8 student steps
+    assert {r["policy"] for r in rows} == {"ppo toy/reach2d", "secant student"}
+    with open(os.path.join(root, "student", "metrics.csv")) as f:
+        log = list(csv.DictReader(f))
+    assert [int(r["expert_iterations"]) for r in log] == [0, 1, 1, 2, 2, 3, 3, 4]
 
 
 def test_zero_shot_table_layout(tmp_path):

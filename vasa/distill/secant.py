@@ -17,6 +17,10 @@ interrupted, bit-for-bit on CPU, and skips the finished ones.
 The expert is privileged by default: PPO on the task's own state (``obs["proprio"]``), which
 trains in minutes on a CPU and labels every observation exactly; ``expert="sac_pixels"`` is the
 thesis's expert, SAC from pixels with DrQ's weak augmentation (GPU-scale).
+
+SECANT-Parallel (``--distill.parallel``, table 5.4): there is no stage 1; the PPO expert
+(``ppo``'s config) starts untrained and learns during stage 2, inside the distillation program
+(:mod:`vasa.distill.dagger`), and stage 3 evaluates it as it ended.
 """
 
 from __future__ import annotations
@@ -83,6 +87,11 @@ class SecantConfig:
         task, before anything is compiled."""
         check_fields(self)
         self.distill.validate()
+        if self.distill.parallel:
+            require(self, self.expert == "ppo", "expert", "SECANT-Parallel (distill.parallel=True) trains a PPO expert "
+                    "alongside the student: expert='ppo'")
+            require(self, self.expert_run is None, "expert_run", "SECANT-Parallel trains its expert from scratch: "
+                    "leave expert_run unset")
         expert = self.expert_config()
         if expert is None:
             require(self, os.path.isdir(self.expert_run), "expert_run", "it must be an existing run directory")
@@ -218,8 +227,10 @@ def train(config: SecantConfig = SecantConfig(), run: RunConfig = RunConfig()):
     config, root = _root(config, run)
     done = _done(root)
 
-    # stage 1: the expert
-    if config.expert_run is not None:
+    # stage 1: the expert (SECANT-Parallel: none, it learns in stage 2)
+    if config.distill.parallel:
+        expert = experts.ppo_learner(config.ppo)
+    elif config.expert_run is not None:
         expert = load_expert(config.expert_run)
     elif "expert" in done:
         expert = load_expert(os.path.join(root, "expert"))
@@ -245,6 +256,7 @@ def train(config: SecantConfig = SecantConfig(), run: RunConfig = RunConfig()):
         print(f"SECANT stage 2 (student) stopped early; continue with --resume {root}")
         return None, None
     _mark(root, "student", iterations=config.distill.student_steps)
+    expert = dagger.final_expert(config.distill, expert, state)
 
     # stage 3: zero-shot evaluation of both
     student = dagger.Student(config.distill, dagger.make_env(config.distill))
