@@ -135,9 +135,9 @@ def test_dagger_seeds_with_the_expert_then_adds_every_student_step(toy):
         replay = step(replay, linear_expert_action(replay.obs["proprio"]))
     np.testing.assert_allclose(state.env_state.obs["proprio"], replay.obs["proprio"], atol=1e-6)
 
-    # each iteration: the student acts in every env (after its update), the expert labels all
+    # each iteration: the student acts in every env (before its update), the expert labels all
     for i in range(3):
-        before = _host(state.env_state.obs)
+        before, params = _host(state.env_state.obs), _copy(state.student)
         state, metrics = toy.step(state)
         n += E
         assert int(state.data.count.sum()) == int(state.queries) == int(metrics["dataset_size"]) == n
@@ -145,8 +145,9 @@ def test_dagger_seeds_with_the_expert_then_adds_every_student_step(toy):
         new = slice(n - E, n)
         np.testing.assert_array_equal(state.data.obs[new], before["pixels"])
         np.testing.assert_allclose(state.data.label[new], linear_expert_action(before["proprio"]), atol=1e-6)
-        a_s = np.asarray(toy.student.policy(state.student, before["pixels"]))
+        a_s = np.asarray(toy.student.policy(params, before["pixels"]))
         np.testing.assert_allclose(state.env_state.obs["proprio"], _moved(before["proprio"], a_s), atol=1e-5)
+        assert not np.array_equal(a_s, toy.student.policy(state.student, before["pixels"]))  # then it learned
         err = np.linalg.norm(a_s - linear_expert_action(before["proprio"]), axis=-1).mean()
         np.testing.assert_allclose(float(metrics["action_error"]), err, rtol=1e-4)
     assert int(state.iteration) == 3
@@ -211,11 +212,11 @@ def test_safedagger_queries_the_expert_only_where_the_head_says_unsafe():
     bias0 = float(_last_dense(state.student)["bias"][0])
     for bias, expected in ((bias0 - split, "mixed"), (1e3, E), (-1e3, 0)):
         state = _with_safety_bias(state, bias)
-        before = _host(state.env_state.obs)
+        before, params = _host(state.env_state.obs), _copy(state.student)
         count = int(state.data.count.sum())
         state, metrics = safe.step(state)
-        a_s, logit = (np.asarray(x) for x in safe.student.apply(state.student, before["pixels"]))
-        query = logit >= 0  # the head after this iteration's update judges this step's observations
+        a_s, logit = (np.asarray(x) for x in safe.student.apply(params, before["pixels"]))
+        query = logit >= 0  # the head before this iteration's update judges this step's observations
         if expected == "mixed":
             assert 0 < query.sum() < E, logit
         else:
@@ -248,7 +249,9 @@ def test_safety_head_learns_on_the_held_out_split_only():
     label = np.array(state.data.label)
     label[:stored] = own + held * np.array([1.0, 0.0], np.float32)
     data = state.data.replace(label=jax.device_put(jnp.asarray(label), state.data.label.sharding))
-    _, metrics = p.step(state.replace(data=data))
+    state = _with_safety_bias(state.replace(data=data), -1e3)  # all safe: the step adds nothing before learning
+    state, metrics = p.step(state)
+    assert int(state.data.count[0]) == stored
     assert float(metrics["student_loss"]) < 1e-10
     assert float(metrics["batch_unsafe"]) == 1.0
 
