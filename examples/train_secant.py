@@ -3,6 +3,7 @@ augmentations, and evaluate both zero-shot under the five appearance suites.
 
     python examples/train_secant.py                                  # dmc/cartpole_balance, privileged PPO expert, 32x32 student
     python examples/train_secant.py --distill.safe                   # SafeDAgger instead of DAgger
+    python examples/train_secant.py --distill.parallel               # SECANT-Parallel: the PPO expert learns meanwhile
     python examples/train_secant.py --distill.augment.ops crop       # the weak-augmentation student (ablation)
     python examples/train_secant.py --expert-run runs/<ppo or sac run>   # distil an expert you trained before
     python examples/train_secant.py --expert sac_pixels --distill.image-size 84   # the thesis's DrQ expert (GPU-scale)
