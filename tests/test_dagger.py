@@ -235,25 +235,31 @@ def test_safedagger_queries_the_expert_only_where_the_head_says_unsafe():
         assert np.isfinite(float(metrics["safety_loss"])) and 0.0 <= float(metrics["batch_unsafe"]) <= 1.0
 
 
-def test_safety_head_learns_on_the_held_out_split_only():
-    # labels equal the student's own actions on the training slots and are 1 away on the held-out
-    # ones: the policy loss must be 0 (it never sees a held-out slot) and every safety target
-    # unsafe (it sees nothing else)
+@pytest.mark.parametrize("fraction", [None, 0.25])
+def test_safety_head_learns_on_the_held_out_split_only(fraction):
+    # labels equal the student's own actions on the training slots and are 0.1-1 away on the held-out
+    # ones: the policy loss must be 0 (it never sees a held-out slot) and every safety target unsafe
+    # with the fixed tau (it sees nothing else); with safety_unsafe_fraction, that fraction of them
     config = dataclasses.replace(TOY, safe=True, learning_rate=1e-9, safety_holdout=3, loss="squared",
-                                 augment=StrongAugConfig(ops=("none",)))
+                                 augment=StrongAugConfig(ops=("none",)), safety_unsafe_fraction=fraction)
     p = _programs(config)
     state, _ = p.seed(p.fresh())
     stored = int(state.data.count[0])
     own = np.asarray(p.student.policy(state.student, state.data.obs[:stored]))
     held = (np.arange(stored) % 3 == 0)[:, None]
+    offset = np.linspace(0.1, 1.0, stored, dtype=np.float32)[:, None] * np.array([1.0, 0.0], np.float32)
     label = np.array(state.data.label)
-    label[:stored] = own + held * np.array([1.0, 0.0], np.float32)
+    label[:stored] = own + held * offset
     data = state.data.replace(label=jax.device_put(jnp.asarray(label), state.data.label.sharding))
     state = _with_safety_bias(state.replace(data=data), -1e3)  # all safe: the step adds nothing before learning
     state, metrics = p.step(state)
     assert int(state.data.count[0]) == stored
     assert float(metrics["student_loss"]) < 1e-10
-    assert float(metrics["batch_unsafe"]) == 1.0
+    if fraction is None:
+        assert float(metrics["batch_unsafe"]) == 1.0 and float(metrics["safety_tau"]) == np.float32(config.safety_tau)
+    else:  # 32 draws from 22 held-out slots: ties keep it near, not at, 25%
+        assert 0.1 <= float(metrics["batch_unsafe"]) <= 0.3
+        assert 0.1**2 <= float(metrics["safety_tau"]) <= 1.0
 
 
 def test_data_modes_choose_who_rolls_out(toy):

@@ -35,7 +35,12 @@ action on the *unaugmented* observation (the one the head judges when acting) is
 slot, Zhang & Cho's ``D_safe``) that the policy never trains on. Trained on the policy's own
 training data instead, the head sees only the small errors of fitted observations, soon
 declares every state safe and stops all queries (measured: after ~20 iterations, with the
-student still far from the expert). DAgger is the special case that always queries. ``queries`` counts the labels used, exactly: ``expert_steps * num_envs`` for the
+student still far from the expert). Zhang & Cho chose their fixed ``tau`` so that 20% of the
+initial samples were unsafe; ``safety_unsafe_fraction=f`` instead lets ``tau`` follow the
+student: at every step it is the ``1 - f`` quantile of the squared errors in the held-out batch
+(logged as ``safety_tau``), so the head learns to flag the fraction ``f`` of states where the
+student is worst, whatever the scale of the actions. DAgger is the special case that always
+queries. ``queries`` counts the labels used, exactly: ``expert_steps * num_envs`` for the
 seeding plus the queried environments of every step. (On the device the expert network is run on
 all environments' observations and its output selected where queried; the diagnostic
 ``action_error``, the student-expert distance on the current observations, uses those too and
@@ -136,6 +141,9 @@ class DAggerConfig:
     """SafeDAgger: a state is unsafe when ||pi_s(o) - pi_e(o)||^2 > this (Zhang & Cho: 0.0025)"""
     safety_weight: NonNegFloat = 1.0
     """weight of the safety head's binary cross-entropy"""
+    safety_unsafe_fraction: Annotated[float, Range(gt=0, lt=1)] | None = None
+    """SafeDAgger: if set, tau follows the student: the squared error this fraction of each held-out batch exceeds
+    (None: the fixed safety_tau)"""
     safety_holdout: Annotated[int, Range(ge=2)] = 5
     """SafeDAgger: every k-th dataset slot is held out (D_safe): the policy never trains on it, the safety head only on it"""
     parallel: bool = False
@@ -427,11 +435,15 @@ def _programs(config: DAggerConfig, expert: Expert, env, mesh):
         action, logit = student.apply(params, jnp.concatenate([augmented, held]))
         b = augmented.shape[0]
         policy_loss = jnp.mean(distance(action[:b], label))
-        unsafe = (jnp.sum((jax.lax.stop_gradient(action[b:]) - held_label) ** 2, axis=-1) > tau).astype(jnp.float32)
+        error = jnp.sum((jax.lax.stop_gradient(action[b:]) - held_label) ** 2, axis=-1)
+        threshold = tau if config.safety_unsafe_fraction is None else jnp.quantile(
+            error, 1.0 - config.safety_unsafe_fraction)
+        unsafe = (error > threshold).astype(jnp.float32)
         safety_loss = jnp.mean(optax.sigmoid_binary_cross_entropy(logit[b:], unsafe))
         return policy_loss + config.safety_weight * safety_loss, {
             "student_loss": policy_loss, "safety_loss": safety_loss, "batch_unsafe": unsafe.mean(),
-            "safety_accuracy": jnp.mean((logit[b:] >= 0) == (unsafe > 0))}
+            "safety_accuracy": jnp.mean((logit[b:] >= 0) == (unsafe > 0)),
+            "safety_tau": jnp.asarray(threshold, jnp.float32)}
 
     def draw(state: DistillState, key, held_out: bool = False):
         """A local batch ``(clean pixels, label)`` of one split; with ``parallel`` labelled by
@@ -531,7 +543,7 @@ def make_train_step(config: DAggerConfig, expert: Expert, env=None, mesh=None, c
     per device call, metrics stacked ``[K, ...]`` (:func:`vasa.dist.jit_sharded_step`).
 
     Metrics (``[]``): ``student_loss``; with ``safe``, ``safety_loss``, ``batch_unsafe`` (the
-    fraction of the batch labelled unsafe) and ``safety_accuracy``; ``expert_queries``
+    fraction of the held-out batch labelled unsafe), ``safety_accuracy`` and ``safety_tau``; ``expert_queries``
     (cumulative), ``dataset_size``, ``student_fraction`` (environments the student acted in
     this step), ``action_error`` (mean ||pi_s(o) - pi_e(o)|| on this step's observations),
     ``episodes`` and ``episode_return`` (of episodes ended this step, NaN if none).
@@ -552,9 +564,9 @@ def make_evaluate(config: DAggerConfig, env, num_envs: int = 16):
 # --------------------------------------------------------------------------- outer loop
 
 DEFAULT_RUN = RunConfig(eval_every=1000, checkpoint_every=5000, chunk=50)
-LOGGED = ("student_loss", "safety_loss", "batch_unsafe", "safety_accuracy", "expert_queries", "dataset_size",
+LOGGED = ("student_loss", "safety_loss", "batch_unsafe", "safety_accuracy", "safety_tau", "expert_queries", "dataset_size",
           "student_fraction", "action_error", "episodes", "episode_return", "expert_return")
-SAFE_ONLY = ("safety_loss", "batch_unsafe", "safety_accuracy")
+SAFE_ONLY = ("safety_loss", "batch_unsafe", "safety_accuracy", "safety_tau")
 
 
 def train(config: DAggerConfig, expert: Expert, run: RunConfig = DEFAULT_RUN):
