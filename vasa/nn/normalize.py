@@ -48,6 +48,20 @@ class RunningStats:
         m2 = self.m2 + sq + delta**2 * (self.count * n / count)
         return RunningStats(mean=mean, m2=m2, count=count)
 
+    def update_from_sums(self, n: jax.Array, s1: jax.Array, s2: jax.Array) -> "RunningStats":
+        """Merge a batch given by its moments about the current mean: ``n`` samples (``[]``),
+        ``s1 = sum(x - mean)`` and ``s2 = sum((x - mean)**2)`` (``[D]`` each; sums over every
+        device already taken). For batches accumulated step by step, e.g. with a mask, without
+        keeping the samples. ``n = 0`` leaves the statistics unchanged."""
+        safe_n = jnp.maximum(n, 1.0)
+        delta = s1 / safe_n  # batch mean minus the current mean
+        sq = s2 - s1 * delta  # the batch's sum of squared deviations from its own mean
+        count = self.count + n
+        frac = jnp.where(count > 0, n / jnp.maximum(count, 1.0), 0.0)
+        mean = self.mean + delta * frac
+        m2 = self.m2 + jnp.where(n > 0, jnp.maximum(sq, 0.0) + delta**2 * self.count * frac, 0.0)
+        return RunningStats(mean=mean, m2=m2, count=count)
+
     def normalize(self, x: jax.Array, clip: float = 10.0, eps: float = 1e-8) -> jax.Array:
         """``(x - mean) / sqrt(var + eps)``, clipped to ``[-clip, clip]``; same shape as ``x``."""
         return jnp.clip((x - self.mean) / jnp.sqrt(self.var + eps), -clip, clip)
