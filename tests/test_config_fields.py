@@ -212,6 +212,7 @@ def _load_example(name):
     ("train_sac", ["--init-temperature", "-inf"], "SACConfig.init_temperature=-inf"),
     ("train_ddpg", ["--sigma-max", "nan"], "DDPGConfig.sigma_max=nan"),
     ("train_rubiksnet", ["--temporal-lambda", "inf"], "VideoTrainConfig.temporal_lambda=inf"),
+    ("train_es", ["--noise-std", "nan"], "ESConfig.noise_std=nan"),
 ])
 def test_cli_refuses_nan_and_inf_before_compiling(script, args, field, tmp_path, compiles):
     import tyro
