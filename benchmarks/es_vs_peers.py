@@ -1,0 +1,236 @@
+"""vasa ES against evosax's OpenAI-ES and Brax's ES, side by side in one process.
+
+The three run OpenAI-ES on the same Brax task (MJX backend), with the same population, episode
+length, policy network (MLP, tanh output), noise std, Adam learning rate and centred-rank
+fitness shaping; observation normalisation, action noise and L2 are off, since the peers lack
+some of them. Per side: environment steps per second of the training iterations (compilation
+excluded; every member runs the whole episode, as all three implementations do) and the
+deterministic return of the final centre over 16 episodes, after the same number of
+iterations (equal environment steps).
+
+* evosax 0.3.x (``pip install evosax``): ``Open_ES`` supplies ask/tell; the rollout is what a
+  user would write around it: ``vmap`` over the population of a ``lax.scan`` episode of the
+  same vasa environment, jitted together with ask and tell. evosax minimises, so it gets
+  ``-fitness``.
+* Brax ``brax.training.agents.es.train``: its own loop and environment wrappers;
+  ``population_size`` there counts antithetic *pairs*. Its reported ``training/sps`` per epoch
+  is used (the first epoch, which compiles, is dropped).
+
+Then SURREAL's figure 3.6 in vasa's terms (``--scaling``): wall-clock time for vasa ES to reach
+a return threshold as the population grows, written as ``es_scaling.png``.
+
+    python benchmarks/es_vs_peers.py                                  # inverted_pendulum, population 256, 15 iterations
+    python benchmarks/es_vs_peers.py --scaling --populations 16 64 256 1024 --threshold 900
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/vasa/jax"))
+
+import numpy as np  # noqa: E402
+
+from benchmarks._common import vasa_revision  # noqa: E402
+
+
+def _config(args, population: int):
+    from vasa.algos import es
+
+    return es.ESConfig(env=f"brax/{args.task}", population=population, noise_std=args.sigma,
+                       learning_rate=args.lr, l2_coef=0.0, action_noise=0.0, normalize_observations=False,
+                       hidden_layers=tuple(args.hidden), episode_length=args.episode_length, action_repeat=1,
+                       fitness_shaping="centered_rank", total_env_steps=population * args.episode_length * 10_000)
+
+
+def run_vasa(args, population: int, iterations: int):
+    import jax
+
+    from vasa.algos import es
+
+    config = _config(args, population)
+    env = es.make_env(config)
+    state = es.init(config, env)
+    step = es.make_train_step(config, env).lower(state).compile()
+    state, _ = step(state)  # warm-up iteration (not timed)
+    jax.block_until_ready(state)
+    t = time.perf_counter()
+    for _ in range(iterations - 1):
+        state, metrics = step(state)
+    jax.block_until_ready(state)
+    dt = time.perf_counter() - t
+    ret = float(es.make_evaluate(config, 16, env)(state, jax.random.PRNGKey(7)))
+    return {"sps": config.env_steps_per_iteration(env) * (iterations - 1) / dt, "return": ret,
+            "seconds_per_iteration": dt / (iterations - 1)}
+
+
+def run_evosax(args, population: int, iterations: int):
+    import jax
+    import optax
+    from evosax.algorithms import Open_ES
+
+    from vasa.algos import es
+    from vasa.envs.rollout import episode_returns
+    from vasa.nn import RunningStats
+
+    config = _config(args, population)
+    env = es.make_env(config)
+    policy = es.Policy(config, env)
+    stats = RunningStats.create(policy.obs_size)  # unused statistics (normalisation off)
+    theta0 = policy.init(jax.random.PRNGKey(config.seed))
+    strategy = Open_ES(population_size=population, solution=theta0, use_antithetic_sampling=True,
+                       optimizer=optax.adam(args.lr), std_schedule=optax.constant_schedule(args.sigma))
+    params = strategy.default_params
+    T = args.episode_length
+
+    def fitness_of(thetas, key):
+        def one(theta, k):
+            return episode_returns(env, lambda obs: policy.act(theta, stats, obs), k, 1, steps=T)[0]
+
+        return jax.vmap(one)(thetas, jax.random.split(key, thetas.shape[0]))
+
+    @jax.jit
+    def generation(es_state, key):
+        k_ask, k_eval, k_tell = jax.random.split(key, 3)
+        population_, es_state = strategy.ask(k_ask, es_state, params)
+        fitness = fitness_of(population_, k_eval)
+        es_state, _ = strategy.tell(k_tell, population_, -fitness, es_state, params)  # evosax minimises
+        return es_state, fitness.mean()
+
+    es_state = strategy.init(jax.random.PRNGKey(1), theta0, params)
+    key = jax.random.PRNGKey(2)
+    # compile + warm-up, twice: the state's weak types change after the first call, which retraces once
+    es_state, _ = generation(es_state, key)
+    es_state, _ = generation(es_state, key)
+    jax.block_until_ready(es_state)
+    t = time.perf_counter()
+    for i in range(iterations - 2):  # the same number of generations as the other sides in all
+        es_state, _ = generation(es_state, jax.random.fold_in(key, i + 1))
+    jax.block_until_ready(es_state)
+    dt = time.perf_counter() - t
+    evaluate = jax.jit(lambda theta, k: episode_returns(env, lambda obs: policy.act(theta, stats, obs), k, 16).mean())
+    ret = float(evaluate(es_state.mean, jax.random.PRNGKey(7)))
+    return {"sps": population * T * (iterations - 2) / dt, "return": ret, "seconds_per_iteration": dt / (iterations - 2)}
+
+
+def run_brax(args, population: int, iterations: int):
+    import jax
+    from brax import envs as brax_envs
+    from brax.training.agents.es import networks as es_networks
+    from brax.training.agents.es import train as brax_es
+
+    env = brax_envs.get_environment(args.task, backend="mjx")
+    T = args.episode_length
+    per_epoch = population * T
+    sps, final = [], {}
+
+    def progress(step, metrics):
+        if "training/sps" in metrics:
+            sps.append(float(metrics["training/sps"]))
+        final.update(metrics)
+
+    factory = functools.partial(es_networks.make_es_networks, hidden_layer_sizes=tuple(args.hidden),
+                                activation=jax.nn.tanh)
+    brax_es.train(environment=env, num_timesteps=per_epoch * iterations, episode_length=T, action_repeat=1,
+                  population_size=population // 2, learning_rate=args.lr, perturbation_std=args.sigma,
+                  fitness_shaping=brax_es.FitnessShaping.CENTERED_RANK, normalize_observations=False, l2coeff=0.0,
+                  num_evals=iterations + 1, num_eval_envs=16, deterministic_eval=True, network_factory=factory,
+                  progress_fn=progress, seed=0)
+    timed = sps[1:] or sps
+    return {"sps": float(np.median(timed)), "return": float(final.get("eval/episode_reward", np.nan)),
+            "seconds_per_iteration": per_epoch / float(np.median(timed)), "epochs_timed": len(timed)}
+
+
+def scaling(args):
+    """Wall-clock time for vasa ES to reach ``--threshold`` (deterministic evaluation every
+    iteration), per population size."""
+    import jax
+
+    from vasa.algos import es
+
+    out = {}
+    for population in args.populations:
+        config = _config(args, population)
+        env = es.make_env(config)
+        state = es.init(config, env)
+        step = es.make_train_step(config, env).lower(state).compile()
+        evaluate = es.make_evaluate(config, 16, env)
+        evaluate(state, jax.random.PRNGKey(0)).block_until_ready()
+        wall, reached = 0.0, None
+        for it in range(1, args.max_iterations + 1):
+            t = time.perf_counter()
+            state, _ = step(state)
+            jax.block_until_ready(state)
+            wall += time.perf_counter() - t
+            ret = float(evaluate(state, jax.random.PRNGKey(it)))
+            if ret >= args.threshold:
+                reached = (it, wall, ret)
+                break
+        out[population] = {"iterations": reached[0] if reached else None, "seconds": reached[1] if reached else None,
+                           "env_steps": reached[0] * config.env_steps_per_iteration(env) if reached else None,
+                           "last_return": ret, "seconds_run": wall}
+        print(f"population {population}: {out[population]}", flush=True)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pops = [p for p in args.populations if out[p]["seconds"] is not None]
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
+    ax[0].plot(pops, [out[p]["seconds"] for p in pops], "o-")
+    ax[0].set(xscale="log", xlabel="population", ylabel=f"seconds to return {args.threshold:g}",
+              title=f"vasa ES, brax/{args.task}")
+    ax[1].plot(pops, [out[p]["iterations"] for p in pops], "o-")
+    ax[1].set(xscale="log", xlabel="population", ylabel="iterations to threshold")
+    fig.tight_layout()
+    fig.savefig(os.path.join(args.out, "es_scaling.png"), dpi=110)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", default="inverted_pendulum", help="a Brax task (brax.envs), run on MJX by all three")
+    p.add_argument("--population", type=int, default=256)
+    p.add_argument("--iterations", type=int, default=15)
+    p.add_argument("--episode-length", type=int, default=1000)
+    p.add_argument("--hidden", type=int, nargs="+", default=[32, 32])
+    p.add_argument("--sigma", type=float, default=0.05)
+    p.add_argument("--lr", type=float, default=0.03)
+    p.add_argument("--sides", nargs="+", default=["vasa", "evosax", "brax"])
+    p.add_argument("--scaling", action="store_true", help="also time-to-threshold against population size")
+    p.add_argument("--populations", type=int, nargs="+", default=[16, 64, 256, 1024])
+    p.add_argument("--threshold", type=float, default=900.0)
+    p.add_argument("--max-iterations", type=int, default=60)
+    p.add_argument("--out", default="runs/bench-es")
+    args = p.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+
+    import jax
+
+    runners = {"vasa": run_vasa, "evosax": run_evosax, "brax": run_brax}
+    results = {}
+    for side in args.sides:
+        results[side] = runners[side](args, args.population, args.iterations)
+        print(f"{side:>7s}: {results[side]['sps']:12,.0f} env steps/s, return {results[side]['return']:8.1f} after "
+              f"{args.iterations} iterations", flush=True)
+    for peer in [s for s in args.sides if s != "vasa"]:
+        if "vasa" in results:
+            print(f"vasa / {peer}: steps/s x{results['vasa']['sps'] / results[peer]['sps']:.2f}, return "
+                  f"{results['vasa']['return']:.1f} vs {results[peer]['return']:.1f}")
+    summary = {"revision": vasa_revision(), "device": jax.devices()[0].device_kind, "args": vars(args),
+               "results": results}
+    if args.scaling:
+        summary["scaling"] = scaling(args)
+    with open(os.path.join(args.out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2, default=float)
+    print(f"{args.out}/summary.json")
+
+
+if __name__ == "__main__":
+    main()
