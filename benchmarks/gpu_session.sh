@@ -12,7 +12,7 @@
 #     --platform manylinux2014_x86_64 -d .whl tyro==1.0.17 docstring-parser==0.18.0 typeguard==4.6.0 \
 #     mujoco==4.0.0 mujoco-core==4.0.0 mujoco-studio==4.0.0 mujoco-mjx==3.17.0 brax==0.14.2 \
 #     playground==0.2.0 glfw==2.11.0 pyopengl==3.1.10 trimesh==5.2.0 ml-collections==1.1.0 \
-#     jaxopt==0.8.5 mediapy==1.2.7 lxml==6.1.3 tensorboardx==2.6.5
+#     jaxopt==0.8.5 mediapy==1.2.7 lxml==6.1.3 tensorboardx==2.6.5 evosax==0.3.2 dotmap==1.3.30
 #
 # Usage (device tool: carry [".whl"], results come back from $OUT):
 #   bash benchmarks/gpu_session.sh shift            # Pallas kernel + block latency (~5 min)
@@ -21,6 +21,7 @@
 #   bash benchmarks/gpu_session.sh ppo              # PPO vs Brax incl. dmc/cheetah_run parity (long)
 #   bash benchmarks/gpu_session.sh augment          # SECANT Combo1 throughput vs NumPy (~2 min)
 #   bash benchmarks/gpu_session.sh secant           # SECANT zero-shot at 84x84, 3 seeds (long: alone)
+#   bash benchmarks/gpu_session.sh es               # ES vs evosax and Brax ES, population scaling (~8 min)
 # Stages run in the order given; each writes <stage>*.json and <stage>.log under $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/vasa_out}
@@ -66,8 +67,12 @@ for stage in "$@"; do
     secant)
       run secant 580 python3 benchmarks/secant_zero_shot.py --image-size 84 --num-envs 64 --student-steps 5000 --out "$OUT/secant"
       ;;
+    es)
+      run es 480 python3 benchmarks/es_vs_peers.py --population 1024 --iterations 20 --scaling \
+        --populations 64 256 1024 4096 --out "$OUT/es"
+      ;;
     *)
-      echo "unknown stage '$stage' (one of: shift render sac ppo augment secant)"; exit 2
+      echo "unknown stage '$stage' (one of: shift render sac ppo augment secant es)"; exit 2
       ;;
   esac
 done
