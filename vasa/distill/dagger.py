@@ -76,10 +76,8 @@ import time
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import struct
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -89,10 +87,10 @@ from vasa.distill import dataset
 from vasa.distill.augment import NEEDS_BANK, StrongAugConfig, resize_bank, strong_augment
 from vasa.distill.distractors import DistractorConfig, make_bank
 from vasa.distill.experts import Expert, check_expert
+from vasa.distill.student import Student, StudentNetwork, needs_expert
 from vasa.envs import EnvId, EnvState, make, pixel_action_repeat
 from vasa.envs.randomize import SuiteName as Suite
 from vasa.envs.rollout import episode_returns
-from vasa.nn import MLP, ConvEncoder, Projection
 from vasa.run import RunConfig, chunk_plan, chunked_iterations, prepare_run, require
 from vasa.run.fields import NonNegFloat, PosFloat, PosInt, Range, Seed, check_fields
 
@@ -145,7 +143,8 @@ class DAggerConfig:
     """SafeDAgger: if set, tau follows the student: the squared error this fraction of each held-out batch exceeds
     (None: the fixed safety_tau)"""
     safety_holdout: Annotated[int, Range(ge=2)] = 5
-    """SafeDAgger: every k-th dataset slot is held out (D_safe): the policy never trains on it, the safety head only on it"""
+    """SafeDAgger: every k-th dataset slot is held out (D_safe): the policy never trains on it, the safety head
+    only on it"""
     parallel: bool = False
     """SECANT-Parallel: the expert keeps learning by RL during distillation (an expert with a learner,
     experts.ppo_learner); labels are recomputed by the current expert when sampled"""
@@ -203,56 +202,6 @@ def make_env(config: DAggerConfig, evaluation: bool = False, appearance: str | N
     return make(config.env, pixels=True, image_size=config.image_size, frame_stack=config.frame_stack,
                 action_repeat=config.resolved_action_repeat(), episode_length=config.episode_length,
                 appearance=appearance or config.train_appearance, appearance_seed=config.seed + offset)
-
-
-# --------------------------------------------------------------------------- student
-
-
-class StudentNetwork(nn.Module):
-    """Pixels ``uint8 [..., H, W, C]`` -> (``tanh`` action ``[..., A]`` in (-1, 1), unsafe
-    logit ``[...]``): ConvEncoder -> Projection -> MLP policy; the safety MLP reads the
-    stop-gradient projection."""
-
-    action_size: int
-    encoder: str = "drq"
-    feature_dim: int = 50
-    hidden_layers: tuple = (1024, 1024)
-    safety_layers: tuple = (256,)
-
-    @nn.compact
-    def __call__(self, pixels):
-        features = Projection(self.feature_dim, name="proj")(ConvEncoder(self.encoder, name="encoder")(pixels))
-        u = MLP(self.hidden_layers, self.action_size, "relu", name="policy")(features)
-        logit = MLP(self.safety_layers, 1, "relu", name="safety")(jax.lax.stop_gradient(features))
-        return jnp.tanh(u), logit[..., 0]
-
-
-class Student:
-    """The student as pure functions: ``apply(params, pixels) -> (action, unsafe_logit)`` with
-    actions within the environment's bounds, and ``policy(params, obs) -> action``."""
-
-    def __init__(self, config: DAggerConfig, env):
-        spec = env.action_spec
-        self.net = StudentNetwork(spec.shape[0], config.encoder, config.feature_dim, tuple(config.hidden_layers),
-                                  tuple(config.safety_layers))
-        self.low, self.high = jnp.asarray(spec.low, jnp.float32), jnp.asarray(spec.high, jnp.float32)
-        self.example = np.zeros((1,) + tuple(env.observation_spec["pixels"].shape), np.uint8)
-
-    def init(self, key):
-        return self.net.init(key, self.example)
-
-    def apply(self, params, pixels):
-        squashed, logit = self.net.apply(params, pixels)
-        return self.low + (squashed + 1.0) * 0.5 * (self.high - self.low), logit
-
-    def policy(self, params, obs):
-        """Deterministic actions ``[..., A]`` for observations (a dict with ``"pixels"``, or pixels)."""
-        return self.apply(params, obs["pixels"] if isinstance(obs, dict) else obs)[0]
-
-
-def needs_expert(unsafe_logit: jax.Array) -> jax.Array:
-    """SafeDAgger's switch ``[E] bool``: the safety head says unsafe, ``sigmoid(logit) >= 0.5``."""
-    return unsafe_logit >= 0.0
 
 
 # --------------------------------------------------------------------------- state
@@ -564,8 +513,8 @@ def make_evaluate(config: DAggerConfig, env, num_envs: int = 16):
 # --------------------------------------------------------------------------- outer loop
 
 DEFAULT_RUN = RunConfig(eval_every=1000, checkpoint_every=5000, chunk=50)
-LOGGED = ("student_loss", "safety_loss", "batch_unsafe", "safety_accuracy", "safety_tau", "expert_queries", "dataset_size",
-          "student_fraction", "action_error", "episodes", "episode_return", "expert_return")
+LOGGED = ("student_loss", "safety_loss", "batch_unsafe", "safety_accuracy", "safety_tau", "expert_queries",
+          "dataset_size", "student_fraction", "action_error", "episodes", "episode_return", "expert_return")
 SAFE_ONLY = ("safety_loss", "batch_unsafe", "safety_accuracy", "safety_tau")
 
 
@@ -595,11 +544,11 @@ def train(config: DAggerConfig, expert: Expert, run: RunConfig = DEFAULT_RUN):
     _prepare(config, expert, env, mesh)
     eval_env = make_env(config, evaluation=True)
     student = Student(config, env)
-    names = tuple(n for n in LOGGED if (config.safe or n not in SAFE_ONLY) and (config.parallel or n != "expert_return"))
+    names = tuple(n for n in LOGGED
+                  if (config.safe or n not in SAFE_ONLY) and (config.parallel or n != "expert_return"))
     seeding_steps = config.expert_steps * config.env_steps_per_iteration
     expert_steps = expert.learner.env_steps_per_iteration if config.parallel else 0
-    expert_act = jax.jit(lambda params, obs: expert.act(params, obs))
-    evaluate_expert = jax.jit(lambda params, key: episode_returns(eval_env, lambda obs: expert_act(params, obs), key,
+    evaluate_expert = jax.jit(lambda params, key: episode_returns(eval_env, lambda obs: expert.act(params, obs), key,
                                                                   run.num_eval_envs).mean())
 
     with plan.open() as session:
