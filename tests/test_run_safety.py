@@ -448,7 +448,7 @@ def test_the_summary_names_the_last_finite_evaluation(tmp_path, capsys):
     assert "no evaluation yet" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("script,pixels", [("train_ppo", False), ("train_sac", True), ("train_ddpg", True),
+@pytest.mark.parametrize("script,pixels", [("train_ppo", True), ("train_sac", True), ("train_ddpg", True),
                                            ("train_rubiksnet", False), ("train_es", False)])
 def test_every_example_takes_the_same_boolean_flags(script, pixels, monkeypatch):
     spec = importlib.util.spec_from_file_location(f"example_{script}", os.path.join(ROOT, "examples", f"{script}.py"))

@@ -23,10 +23,8 @@ What SURREAL adds to PPO (Fan et al., CoRL 2018; dissertation section 2.5.1):
 from __future__ import annotations
 
 import functools
-import math
 import time
-from dataclasses import dataclass
-from typing import Annotated, Any, Callable, Literal
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -37,145 +35,12 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from vasa.algos.returns import gae_advantages
 from vasa.dist.mesh import DATA_AXIS, global_row_ids, jit_sharded_step, make_mesh, pmean, psum
-from vasa.envs import EnvId, EnvState, make
+from vasa.envs import EnvState, make
 from vasa.envs.rollout import episode_returns
-from vasa.nn import MLP, ActionDistribution, GaussianPolicyHead, RunningStats
-from vasa.run import RunConfig, chunk_plan, chunked_iterations, prepare_run, require
-from vasa.run.fields import NonNegFloat, PosFloat, PosInt, Range, Seed, UnitFloat, check_fields
-
-
-@dataclass(frozen=True)
-class PPOConfig:
-    """PPO hyperparameters. Defaults learn ``dmc/cartpole_balance`` on a 2-core CPU in minutes."""
-
-    env: EnvId = "dmc/cartpole_balance"
-    """environment id (see vasa.envs.registered_ids())"""
-    num_envs: PosInt = 128
-    """parallel environments (global, split over devices)"""
-    unroll_length: PosInt = 32
-    """environment steps per environment per iteration (the rollout horizon)"""
-    total_env_steps: PosInt = 4_000_000
-    """training length in environment steps (action repeats counted)"""
-    seed: Seed = 0
-    """random seed"""
-    num_seeds: PosInt = 1
-    """independent runs trained together with jax.vmap (seeds seed, seed+1, ...)"""
-    episode_length: PosInt | None = None
-    """time limit in task steps (None: the task's own, e.g. 1000 for DM Control)"""
-    action_repeat: PosInt | None = 4
-    """repeat each action this many task steps (None: the task's own)"""
-    reset_mode: Literal["fresh", "cached"] = "fresh"
-    """auto-reset draws a fresh initial state, or replays a cached one (Brax's behaviour)"""
-
-    # surrogate and SURREAL target network
-    surrogate: Literal["clip", "kl"] = "clip"
-    """policy objective: clipped ratio, or SURREAL's adaptive-KL penalty"""
-    clip_epsilon: PosFloat = 0.2
-    """ratio clip range for surrogate=clip"""
-    kl_target: PosFloat = 0.015
-    """target KL(ref || pi) for the adaptive penalty (SURREAL: 0.015)"""
-    beta_init: PosFloat = 1.0
-    """initial KL penalty coefficient"""
-    beta_min: PosFloat = 1.0 / 35.0
-    """lower bound of beta"""
-    beta_max: PosFloat = 35.0
-    """upper bound of beta"""
-    beta_factor: Annotated[float, Range(gt=1)] = 1.5
-    """beta is multiplied/divided by this when KL leaves [target/2, 2*target]"""
-    kl_hinge_coef: NonNegFloat = 250.0
-    """coefficient of the squared hinge on KL above 2*kl_target (surrogate=kl)"""
-    kl_early_stop: NonNegFloat = 0.0
-    """stop an iteration's updates once KL > this * kl_target (0 disables; SURREAL: 4)"""
-    target_update_interval: PosInt = 1
-    """iterations between refreshes of the reference (behaviour) policy; 1 = ordinary PPO"""
-
-    # returns
-    gamma: Annotated[float, Range(gt=0, le=1)] = 0.99
-    """discount"""
-    gae_lambda: UnitFloat = 0.95
-    """GAE lambda"""
-    reward_scaling: PosFloat = 1.0
-    """multiply rewards by this before learning (returns are logged unscaled)"""
-    normalize_observations: bool = True
-    """z-filter observations with running mean/variance"""
-    normalize_advantages: bool = True
-    """standardise advantages per minibatch"""
-    normalizer_first: bool = False
-    """merge each batch into the observation statistics before learning from it (Brax's
-    order) instead of after (vasa's default: the stored behaviour log-probs stay exact)"""
-
-    # optimisation
-    num_epochs: PosInt = 4
-    """passes over each iteration's batch"""
-    num_minibatches: PosInt = 8
-    """minibatches per epoch (global; each device takes its share)"""
-    learning_rate: PosFloat = 1e-3
-    """Adam learning rate"""
-    lr_schedule: Literal["constant", "linear", "cosine"] = "linear"
-    """learning-rate schedule over all gradient steps (linear/cosine decay to 0)"""
-    max_grad_norm: NonNegFloat = 0.5
-    """global gradient-norm clip (0 disables)"""
-    value_coef: NonNegFloat = 0.5
-    """weight of the value loss"""
-    clip_value: bool = False
-    """clip value predictions to +-clip_epsilon around the rollout's values"""
-    entropy_coef: NonNegFloat = 1e-3
-    """entropy bonus weight"""
-
-    # networks
-    policy_layers: tuple[PosInt, ...] = (64, 64)
-    """policy MLP hidden sizes"""
-    value_layers: tuple[PosInt, ...] = (64, 64)
-    """value MLP hidden sizes"""
-    activation: Literal["tanh", "relu", "swish", "elu", "gelu"] = "tanh"
-    """hidden activation"""
-    state_dependent_std: bool = False
-    """predict log-std from the observation (else one learned vector)"""
-    init_log_std: Annotated[float, Range(ge=-20, le=5)] = -0.5
-    """initial log standard deviation of the Gaussian policy (SURREAL: -1)"""
-    action_squash: Literal["tanh", "clip"] = "tanh"
-    """map Gaussian samples to the action bounds by tanh, or clip them"""
-
-    @property
-    def batch_size(self) -> int:
-        """Transitions per iteration: ``num_envs * unroll_length``."""
-        return self.num_envs * self.unroll_length
-
-    def validate(self, num_devices: int = 1) -> None:
-        """Raise ``ValueError`` naming the field, its value and what is allowed."""
-
-        def need(ok: bool, field: str, allowed: str):
-            require(self, ok, field, allowed)
-
-        check_fields(self)  # every field: type, finiteness, range, choice (its annotation)
-        need(self.num_envs % num_devices == 0, "num_envs",
-             f"it must be divisible by the number of devices ({num_devices})")
-        need(self.batch_size % self.num_minibatches == 0, "num_minibatches",
-             f"it must divide the batch num_envs * unroll_length = {self.batch_size}")
-        group = minibatch_group_size(self.unroll_length, self.num_minibatches)
-        need((self.num_envs // num_devices) % group == 0, "num_minibatches",
-             f"with unroll_length={self.unroll_length}, each device's environments "
-             f"(num_envs / devices = {self.num_envs // num_devices}) must be a multiple of "
-             f"{group} = num_minibatches / gcd(num_minibatches, unroll_length)")
-        need(self.beta_min <= self.beta_init <= self.beta_max, "beta_init",
-             f"it must lie in [beta_min, beta_max] = [{self.beta_min}, {self.beta_max}]")
-
-    @property
-    def num_iterations(self) -> int:
-        """Iterations needed to reach ``total_env_steps`` (rounded up)."""
-        return -(-self.total_env_steps // self.env_steps_per_iteration)
-
-    @property
-    def env_steps_per_iteration(self) -> int:
-        """Environment (task) steps per iteration, action repeats included."""
-        return self.batch_size * (self.action_repeat or 1)
-
-
-def minibatch_group_size(unroll_length: int, num_minibatches: int) -> int:
-    """Environments per shuffling group: the fewest whose ``unroll_length`` steps split into
-    ``num_minibatches`` equal parts. Shuffling inside fixed groups of *global* environment
-    ids makes minibatches identical whatever the number of devices."""
-    return num_minibatches // math.gcd(num_minibatches, unroll_length)
+from vasa.algos.ppo_config import PPOConfig, minibatch_group_size
+from vasa.algos.ppo_networks import Networks
+from vasa.nn import RunningStats
+from vasa.run import RunConfig, chunk_plan, chunked_iterations, prepare_run
 
 
 def adapt_beta(beta: jax.Array, kl: jax.Array, config: PPOConfig) -> jax.Array:
@@ -187,8 +52,14 @@ def adapt_beta(beta: jax.Array, kl: jax.Array, config: PPOConfig) -> jax.Array:
     return jnp.clip(beta, config.beta_min, config.beta_max)
 
 
-def make_env(config: PPOConfig, **overrides):
-    """The training environment of ``config`` (auto-resetting, with time limit and repeat)."""
+def make_env(config: PPOConfig, evaluation: bool = False, **overrides):
+    """The training environment of ``config`` (auto-resetting, with time limit and repeat);
+    with ``pixels``, rendered under ``train_appearance`` (``evaluation``: under
+    ``appearance``, with other appearance draws)."""
+    if config.pixels:
+        overrides = dict(pixels=True, image_size=config.image_size, frame_stack=config.frame_stack,
+                         appearance=config.appearance if evaluation else config.train_appearance,
+                         appearance_seed=config.seed + (1_000 if evaluation else 0), **overrides)
     return make(config.env, episode_length=config.episode_length, action_repeat=config.action_repeat,
                 reset_mode=config.reset_mode, **overrides)
 
@@ -236,27 +107,6 @@ class Transition:
     final_return: jax.Array
 
 
-class Networks:
-    """The policy and value networks of a config, as pure apply functions."""
-
-    def __init__(self, config: PPOConfig, obs_size: int, action_spec):
-        self.policy = GaussianPolicyHead(
-            layers=tuple(config.policy_layers), action_size=action_spec.shape[0], activation=config.activation,
-            state_dependent_std=config.state_dependent_std, init_log_std=config.init_log_std)
-        self.value = MLP(tuple(config.value_layers), 1, config.activation)
-        self.obs_size = obs_size
-        self.dist = ActionDistribution(jnp.asarray(action_spec.low, jnp.float32),
-                                       jnp.asarray(action_spec.high, jnp.float32), config.action_squash)
-
-    def init(self, key):
-        k1, k2 = jax.random.split(key)
-        dummy = jnp.zeros((1, self.obs_size))
-        return {"policy": self.policy.init(k1, dummy), "value": self.value.init(k2, dummy)}
-
-    def value_fn(self, params, obs):
-        return self.value.apply(params, obs)[..., 0]
-
-
 def _optimizer(config: PPOConfig) -> tuple[optax.GradientTransformation, optax.Schedule]:
     steps = config.num_iterations * config.num_epochs * config.num_minibatches
     lr = config.learning_rate
@@ -284,8 +134,8 @@ def init(config: PPOConfig, env=None, mesh=None) -> TrainState:
     mesh = mesh or make_mesh()
     config.validate(mesh.size)
     env = env or make_env(config)
-    obs_size = env.observation_spec.size
-    nets = Networks(config, obs_size, env.action_spec)
+    nets = Networks(config, env.observation_spec, env.action_spec)
+    obs_size = nets.obs_size
     tx, _ = _optimizer(config)
 
     def init_one(seed_key):
@@ -328,24 +178,27 @@ def successor_values(value_fn: Callable, tr: Transition) -> tuple[jax.Array, jax
     A terminated step's successor value is 0; GAE does not use it.
 
     Args:
-      value_fn: ``obs [N, D] -> values [N]`` (observation normalisation included).
-      tr: the unroll, time-major: ``obs``/``next_obs`` ``[T, E, D]``, ``done`` and
+      value_fn: ``obs [N, D] -> values [N]`` (observation normalisation included; ``obs``
+        may be a pytree of ``[N, ...]`` leaves, e.g. pixels and proprioception).
+      tr: the unroll, time-major: ``obs``/``next_obs`` ``[T, E, D]`` (or pytrees of
+        ``[T, E, ...]``), ``done`` and
         ``termination`` ``[T, E] float32``.
 
     Returns:
       ``(values, next_values)``, both ``[T, E] float32``.
     """
     T, E = tr.done.shape
-    flat = jnp.concatenate([tr.obs.reshape((T * E,) + tr.obs.shape[2:]), tr.next_obs[-1]])
+    flat = jax.tree.map(lambda o, last: jnp.concatenate([o.reshape((T * E,) + o.shape[2:]), last]),
+                        tr.obs, jax.tree.map(lambda x: x[-1], tr.next_obs))
     both = value_fn(flat)
     values, boot = both[: T * E].reshape(T, E), both[T * E:]
     truncated = (tr.done > 0) & (tr.termination == 0)
 
     def truncated_step(args):
         any_truncated, next_obs = args
-        return jax.lax.cond(any_truncated, value_fn, lambda o: jnp.zeros(o.shape[0], values.dtype), next_obs)
+        return jax.lax.cond(any_truncated, value_fn, lambda o: jnp.zeros(E, values.dtype), next_obs)
 
-    at_limit = jax.lax.map(truncated_step, (truncated[:-1].any(axis=1), tr.next_obs[:-1]))
+    at_limit = jax.lax.map(truncated_step, (truncated[:-1].any(axis=1), jax.tree.map(lambda x: x[:-1], tr.next_obs)))
     next_values = jnp.where(truncated[:-1], at_limit, values[1:])
     next_values = jnp.concatenate([next_values, boot[None]])
     return values, jnp.where(tr.termination > 0, 0.0, next_values)
@@ -390,7 +243,7 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
     mesh = mesh or make_mesh()
     config.validate(mesh.size)
     env = env or make_env(config)
-    nets = Networks(config, env.observation_spec.size, env.action_spec)
+    nets = Networks(config, env.observation_spec, env.action_spec)
     tx, schedule = _optimizer(config)
     dist = nets.dist
     T, M = config.unroll_length, config.num_minibatches
@@ -399,8 +252,12 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
     local_groups = local_envs // group
     per_group = group * T // M  # samples each group puts in each minibatch
 
-    def normalize(normalizer, obs):
-        return normalizer.normalize(obs) if config.normalize_observations else obs
+    normalize = nets.inputs
+
+    def _shift(key, pixels):
+        from vasa.distill.augment import random_shift
+
+        return random_shift(key, pixels, config.augment_pad)
 
     def rollout(state: TrainState, key):
         env_ids = global_row_ids(local_envs)
@@ -427,6 +284,8 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
     def loss_fn(params, mb, normalizer, beta):
         """The local minibatch loss (without the KL hinge, whose weight needs the global KL)."""
         obs = normalize(normalizer, mb["obs"])
+        if config.pixels and config.augment == "crop":  # DrQ's random shift of the update batch
+            obs = {**obs, "pixels": _shift(mb["aug_key"], obs["pixels"])}
         mean, log_std = nets.policy.apply(params["policy"], obs)
         log_prob = dist.log_prob(mb["raw_action"], mean, log_std)
         ratio = jnp.exp(log_prob - mb["log_prob"])
@@ -511,7 +370,7 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
         env_state, tr = rollout(state, k_roll)
         normalizer = state.normalizer
         if config.normalize_observations and config.normalizer_first:
-            normalizer = normalizer.update(tr.obs, axis_name=DATA_AXIS)
+            normalizer = normalizer.update(nets.stats_input(tr.obs), axis_name=DATA_AXIS)
             state = state.replace(normalizer=normalizer)
         values, next_values = successor_values(
             lambda obs: nets.value_fn(state.params["value"], normalize(state.normalizer, obs)), tr)
@@ -524,6 +383,8 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
             mbs = shuffle(data, k)
             if config.normalize_advantages:
                 mbs = advantage_stats(mbs)
+            if config.pixels and config.augment == "crop":
+                mbs["aug_key"] = jax.random.split(jax.random.fold_in(k, jax.lax.axis_index(DATA_AXIS) + 1), M)
             return jax.lax.scan(functools.partial(sgd_step, state), carry, mbs)
 
         carry = (state.params, state.opt_state, jnp.zeros((), bool))
@@ -535,7 +396,7 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
         ref_policy = jax.tree.map(lambda new, old: jnp.where(it % config.target_update_interval == 0, new, old),
                                   params["policy"], state.ref_policy)
         if config.normalize_observations and not config.normalizer_first:
-            normalizer = normalizer.update(tr.obs, axis_name=DATA_AXIS)
+            normalizer = normalizer.update(nets.stats_input(tr.obs), axis_name=DATA_AXIS)
 
         episodes = psum(tr.done.sum(), DATA_AXIS)
         return_sum, return_sq = psum(
@@ -574,19 +435,19 @@ def make_policy(config: PPOConfig, env=None, deterministic: bool = True):
     """Inference factory: ``policy(state_or_params, obs, key=None) -> action``.
 
     ``state_or_params`` is a single-seed :class:`TrainState` or a dict with ``"policy"`` and
-    ``"normalizer"``. ``obs``: ``[..., obs_size] float32``; returns actions ``[..., A]``
-    within the env's bounds (the Gaussian mean, squashed, when ``deterministic``).
+    ``"normalizer"``. ``obs``: ``[..., obs_size] float32`` (with ``pixels``, the pixel
+    environment's dict); returns actions ``[..., A]`` within the env's bounds (the Gaussian
+    mean, squashed, when ``deterministic``).
     """
     env = env or make_env(config)
-    nets = Networks(config, env.observation_spec.size, env.action_spec)
+    nets = Networks(config, env.observation_spec, env.action_spec)
 
     def policy(state_or_params, obs, key=None):
         if isinstance(state_or_params, TrainState):
             params, normalizer = state_or_params.params["policy"], state_or_params.normalizer
         else:
             params, normalizer = state_or_params["policy"], state_or_params["normalizer"]
-        x = normalizer.normalize(obs) if config.normalize_observations else obs
-        mean, log_std = nets.policy.apply(params, x)
+        mean, log_std = nets.policy.apply(params, nets.inputs(normalizer, obs))
         u = mean if deterministic else nets.dist.sample(key, mean, log_std)
         return nets.dist.to_action(u)
 
@@ -599,8 +460,9 @@ def make_evaluate(config: PPOConfig, num_envs: int = 16, env=None):
     Runs ``num_envs`` fresh episodes with the deterministic policy for one full episode
     (``episode_length / action_repeat`` steps) and returns the mean undiscounted return of
     each episode's first ending: ``[] float32``, or ``[num_seeds]`` for seeded states.
+    Default ``env``: the evaluation environment (with ``pixels``, under ``appearance``).
     """
-    env = env or make_env(config)
+    env = env or make_env(config, evaluation=True)
     policy = make_policy(config, env)
 
     def evaluate_one(state: TrainState, key):
@@ -638,7 +500,7 @@ def train(config: PPOConfig, run: RunConfig = RunConfig()) -> tuple[Callable, Tr
     with plan.open() as session:
         start, state = session.restore(init(config, env, mesh))
         step = make_train_step(config, env, mesh, chunk=run.chunk)
-        evaluate = make_evaluate(config, run.num_eval_envs, env)
+        evaluate = make_evaluate(config, run.num_eval_envs, make_env(config, evaluation=True) if config.pixels else env)
         total = config.num_iterations
         t0 = time.perf_counter()
         compiled = step.lower(state, run.chunk).compile()

@@ -123,6 +123,9 @@ def expert_from_ppo(config, state, seed: int | None = None, env=None) -> Expert:
     """
     from vasa.algos import ppo
 
+    if config.pixels:
+        raise ValueError(f"PPOConfig.pixels=True is not allowed for an expert (yet): distil a state PPO run, or a "
+                         f"pixel SAC run ({config.env}).")
     env = env or ppo.make_env(config)
     policy = ppo.make_policy(config, env)
     if isinstance(state, ppo.TrainState):

@@ -1,0 +1,116 @@
+"""PPO's policy and value networks: MLPs on the state vector, or a convolutional encoder on
+rendered pixels (SURREAL's Nature-style or DrQ's, :class:`vasa.nn.ConvEncoder`) followed by a
+projection, with the proprioceptive (task-state) vector optionally concatenated.
+
+In pixel mode the policy and the value function each have their own encoder (so the value
+loss does not shape the policy's features, and the reference policy of SURREAL's target
+network is the whole policy network). The observation z-filter applies to the proprioceptive
+part only; pixels enter as ``uint8`` and are scaled inside the encoder.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from vasa.nn import MLP, ActionDistribution, ConvEncoder, GaussianPolicyHead, Projection, RunningStats
+
+
+class PixelTrunk(nn.Module):
+    """``{"pixels": uint8 [..., H, W, C], "proprio"?: [..., P]}`` -> features ``[..., F (+ P)]``."""
+
+    encoder: str = "nature"
+    feature_dim: int = 50
+
+    @nn.compact
+    def __call__(self, obs):
+        h = Projection(self.feature_dim, name="proj")(ConvEncoder(self.encoder, name="encoder")(obs["pixels"]))
+        return jnp.concatenate([h, obs["proprio"]], axis=-1) if "proprio" in obs else h
+
+
+class PixelPolicy(nn.Module):
+    """:class:`PixelTrunk` -> :class:`vasa.nn.GaussianPolicyHead`: ``(mean, log_std)``."""
+
+    head: GaussianPolicyHead
+    encoder: str = "nature"
+    feature_dim: int = 50
+
+    @nn.compact
+    def __call__(self, obs):
+        return self.head(PixelTrunk(self.encoder, self.feature_dim, name="trunk")(obs))
+
+
+class PixelValue(nn.Module):
+    """:class:`PixelTrunk` -> MLP -> ``[..., 1]``."""
+
+    head: MLP
+    encoder: str = "nature"
+    feature_dim: int = 50
+
+    @nn.compact
+    def __call__(self, obs):
+        return self.head(PixelTrunk(self.encoder, self.feature_dim, name="trunk")(obs))
+
+
+class Networks:
+    """The policy and value networks of a :class:`~vasa.algos.ppo.PPOConfig` as pure apply
+    functions.
+
+    ``observation``: the environment's observation spec (an ``ArraySpec``, or with
+    ``config.pixels`` a dict with ``"pixels"`` and ``"proprio"``), or the state size as an int.
+    ``obs_size`` is what the z-filter sees: the state size, or the proprioceptive size.
+    """
+
+    def __init__(self, config, observation: Any, action_spec):
+        self.pixels = bool(getattr(config, "pixels", False))
+        self.proprio = self.pixels and bool(getattr(config, "proprio", False))
+        self.normalize_observations = config.normalize_observations
+        head = GaussianPolicyHead(layers=tuple(config.policy_layers), action_size=action_spec.shape[0],
+                                  activation=config.activation, state_dependent_std=config.state_dependent_std,
+                                  init_log_std=config.init_log_std)
+        value = MLP(tuple(config.value_layers), 1, config.activation)
+        if self.pixels:
+            self.pixel_shape = tuple(observation["pixels"].shape)
+            self.obs_size = int(observation["proprio"].size)
+            self.policy = PixelPolicy(head, config.encoder, config.feature_dim)
+            self.value = PixelValue(value, config.encoder, config.feature_dim)
+        else:
+            self.obs_size = int(observation) if isinstance(observation, int) else int(observation.size)
+            self.policy, self.value = head, value
+        self.dist = ActionDistribution(jnp.asarray(action_spec.low, jnp.float32),
+                                       jnp.asarray(action_spec.high, jnp.float32), config.action_squash)
+
+    def example(self):
+        """A batch of one zero observation as the networks take it."""
+        if not self.pixels:
+            return jnp.zeros((1, self.obs_size))
+        x = {"pixels": jnp.zeros((1,) + self.pixel_shape, jnp.uint8)}
+        return {**x, "proprio": jnp.zeros((1, self.obs_size))} if self.proprio else x
+
+    def init(self, key):
+        k1, k2 = jax.random.split(key)
+        dummy = self.example()
+        return {"policy": self.policy.init(k1, dummy), "value": self.value.init(k2, dummy)}
+
+    def inputs(self, normalizer: RunningStats, obs):
+        """The networks' input for environment observations ``obs`` (batched or not): the
+        z-filtered state; or the pixels with the z-filtered proprioception if used."""
+        if not self.pixels:
+            return normalizer.normalize(obs) if self.normalize_observations else obs
+        if not self.proprio:
+            return {"pixels": obs["pixels"]}
+        p = obs["proprio"]
+        return {"pixels": obs["pixels"], "proprio": normalizer.normalize(p) if self.normalize_observations else p}
+
+    def stats_input(self, obs):
+        """What the z-filter's statistics are merged from: the state, or the proprioception."""
+        return obs["proprio"] if self.pixels else obs
+
+    def value_fn(self, params, inputs):
+        return self.value.apply(params, inputs)[..., 0]
+
+
+__all__ = ["Networks", "PixelPolicy", "PixelTrunk", "PixelValue"]
