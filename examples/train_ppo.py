@@ -4,6 +4,7 @@
     python examples/train_ppo.py --env brax/hopper --num-envs 2048 --total-env-steps 50_000_000
     python examples/train_ppo.py --surrogate kl --target-update-interval 4   # SURREAL's variant
     python examples/train_ppo.py --num-seeds 4         # four seeds at once with jax.vmap
+    python examples/train_ppo.py --pixels --image-size 64 --augment crop   # PPO from pixels (Nature-style encoder)
     python examples/train_ppo.py --resume runs/<dir>   # continue a run from its newest intact checkpoint
     python examples/train_ppo.py --resume runs/<dir> --resume-step 100   # ... from checkpoint 100
     python examples/train_ppo.py --run-dir runs/x --overwrite   # replace the run in runs/x deliberately
