@@ -39,6 +39,7 @@ def main() -> None:
     p.add_argument("--augment", default="none", choices=["none", "crop"])
     p.add_argument("--out", default="runs/bench-ppo-pixels")
     args = p.parse_args()
+    revision = vasa_revision()  # of the code this run loads (later commits do not change it)
 
     import jax
 
@@ -60,7 +61,7 @@ def main() -> None:
     print(f"pixels / state: steps/s x{results['pixels']['sps'] / results['state']['sps']:.3f}, return "
           f"{results['pixels']['return']:.1f} vs {results['state']['return']:.1f}")
     with open(os.path.join(args.out, "summary.json"), "w") as f:
-        json.dump({"revision": vasa_revision(), "device": jax.devices()[0].device_kind, "args": vars(args),
+        json.dump({"revision": revision, "device": jax.devices()[0].device_kind, "args": vars(args),
                    "results": results}, f, indent=2)
 
 

@@ -61,6 +61,7 @@ def main() -> None:
     p.add_argument("--out", default="runs/bench-secant")
     p.add_argument("--overwrite", action="store_true")
     args = p.parse_args()
+    revision = vasa_revision()  # of the code this run loads (later commits do not change it)
 
     import jax
 
@@ -141,7 +142,7 @@ def main() -> None:
     for k, ok in checks.items():
         print(f"{'PASS' if ok else 'FAIL'}  {k}")
     print(f"DAgger queries {dag[0]:.0f} -> return {dag[1]:.1f}; SafeDAgger queries {safe[0]:.0f} -> {safe[1]:.1f}")
-    summary = {"revision": vasa_revision(), "device": jax.devices()[0].device_kind, "args": vars(args),
+    summary = {"revision": revision, "device": jax.devices()[0].device_kind, "args": vars(args),
                "expert_seconds": expert_s, "eval_seconds": eval_s, "run_seconds": timings,
                "total_seconds": time.time() - t_start, "rows": rows, "checks": checks,
                "dagger": dag, "safedagger": safe, "csv": csv_path, "png": png_path}
