@@ -10,8 +10,8 @@ iterations (equal environment steps).
 
 * evosax 0.3.x (``pip install evosax``): ``Open_ES`` supplies ask/tell; the rollout is what a
   user would write around it: ``vmap`` over the population of a ``lax.scan`` episode of the
-  same vasa environment, jitted together with ask and tell. evosax minimises, so it gets
-  ``-fitness``.
+  same vasa environment as vasa's members use (no auto-reset, steps after the end masked),
+  jitted together with ask and tell. evosax minimises, so it gets ``-fitness``.
 * Brax ``brax.training.agents.es.train``: its own loop and environment wrappers;
   ``population_size`` there counts antithetic *pairs*. Its reported ``training/sps`` per epoch
   is used (the first epoch, which compiles, is dropped).
@@ -57,7 +57,7 @@ def run_vasa(args, population: int, iterations: int):
     config = _config(args, population)
     env = es.make_env(config)
     state = es.init(config, env)
-    step = es.make_train_step(config, env).lower(state).compile()
+    step = es.make_train_step(config, es.make_env(config, training=True)).lower(state).compile()
     state, _ = step(state)  # warm-up iteration (not timed)
     jax.block_until_ready(state)
     t = time.perf_counter()
@@ -79,8 +79,11 @@ def run_evosax(args, population: int, iterations: int):
     from vasa.envs.rollout import episode_returns
     from vasa.nn import RunningStats
 
+    import jax.numpy as jnp
+
     config = _config(args, population)
     env = es.make_env(config)
+    rollout_env = es.make_env(config, training=True)  # the same episodes vasa's members run: no auto-reset
     policy = es.Policy(config, env)
     stats = RunningStats.create(policy.obs_size)  # unused statistics (normalisation off)
     theta0 = policy.init(jax.random.PRNGKey(config.seed))
@@ -91,7 +94,13 @@ def run_evosax(args, population: int, iterations: int):
 
     def fitness_of(thetas, key):
         def one(theta, k):
-            return episode_returns(env, lambda obs: policy.act(theta, stats, obs), k, 1, steps=T)[0]
+            def body(carry, _):
+                s, total, alive = carry
+                s = rollout_env.step(s, policy.act(theta, stats, s.obs))
+                return (s, total + jnp.where(alive > 0, s.reward, 0.0), jnp.where(s.done > 0, 0.0, alive)), None
+
+            (_, total, _), _ = jax.lax.scan(body, (rollout_env.reset(k), 0.0, 1.0), None, length=T)
+            return total
 
         return jax.vmap(one)(thetas, jax.random.split(key, thetas.shape[0]))
 

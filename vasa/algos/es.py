@@ -124,9 +124,13 @@ class ESConfig:
         return -(-self.total_env_steps // self.env_steps_per_iteration(env))
 
 
-def make_env(config: ESConfig):
-    """The state environment of ``config`` (auto-resetting, with time limit and repeat)."""
-    return make(config.env, episode_length=config.episode_length, action_repeat=config.action_repeat)
+def make_env(config: ESConfig, training: bool = False):
+    """The state environment of ``config`` (with time limit and repeat; auto-resetting for
+    evaluation). ``training``: without auto-reset, as the members' rollouts use it: each runs
+    its episodes to the time limit with the steps after an episode's end masked, so a reset
+    computed at every step (MJX: a forward pass) would be wasted."""
+    return make(config.env, episode_length=config.episode_length, action_repeat=config.action_repeat,
+                auto_reset=not training)
 
 
 # --------------------------------------------------------------------------- policy
@@ -276,7 +280,7 @@ def make_train_step(config: ESConfig, env=None, mesh=None, chunk: int | None = N
     """
     mesh = mesh or make_mesh()
     config.validate(mesh.size)
-    env = env or make_env(config)
+    env = env or make_env(config, training=True)
     policy = Policy(config, env)
     tx = _optimizer(config)
     S, pop, R = mesh.size, config.population, config.rollouts_per_member
@@ -304,10 +308,11 @@ def make_train_step(config: ESConfig, env=None, mesh=None, chunk: int | None = N
         def body(carry, t):
             s, total, alive, steps, (n, s1, s2) = carry
             w = (alive * weight)[:, None]
-            dev = s.obs - normalizer.mean
+            dev = jnp.where(w > 0, s.obs - normalizer.mean, 0.0)  # where, not *: a finished episode may hold NaN
             sums = (n + w.sum(), s1 + (w * dev).sum(0), s2 + (w * dev**2).sum(0))
             s = jax.vmap(env.step)(s, act(member_thetas, s.obs, config.action_noise * draw(k_act, t)))
-            return (s, total + alive * s.reward, alive * (1.0 - s.done), steps + alive, sums), None
+            total = total + jnp.where(alive > 0, s.reward, 0.0)
+            return (s, total, jnp.where(s.done > 0, 0.0, alive), steps + alive, sums), None
 
         zeros, obs0 = jnp.zeros(local * R), jnp.zeros(policy.obs_size)
         carry = (env_state, zeros, zeros + 1.0, zeros, (jnp.zeros(()), obs0, obs0))
@@ -394,14 +399,15 @@ def train(config: ESConfig, run: RunConfig = DEFAULT_RUN):
     config, run = plan.config, plan.run
     mesh = make_mesh(run.num_devices)
     config.validate(mesh.size)
-    env = make_env(config)
+    env = make_env(config)  # evaluation; the members' rollouts use make_env(config, training=True)
     per_iteration = config.env_steps_per_iteration(env)
     total = config.num_iterations(env)
 
     with plan.open() as session:
         start, state = session.restore(init(config, env, mesh))
         t0 = time.perf_counter()
-        step = make_train_step(config, env, mesh, chunk=run.chunk).lower(state, run.chunk).compile()
+        step = make_train_step(config, make_env(config, training=True), mesh, chunk=run.chunk).lower(
+            state, run.chunk).compile()
         session.compile_s = time.perf_counter() - t0
         evaluate = make_evaluate(config, run.num_eval_envs, env)
         session.begin(total, start)
