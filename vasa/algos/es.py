@@ -302,17 +302,20 @@ def make_train_step(config: ESConfig, env=None, mesh=None, chunk: int | None = N
         env_state = jax.vmap(env.reset)(k_reset)
         member_thetas = jnp.repeat(thetas, R, axis=0)  # [local * R, n]
         weight = jnp.repeat(counted, R).astype(jnp.float32)
-        act = jax.vmap(lambda th, o, z: policy.act(th, normalizer, o, z))
+        noisy = config.action_noise > 0
+        act = jax.vmap(lambda th, o, z: policy.act(th, normalizer, o, z), (0, 0, 0 if noisy else None))
         draw = jax.vmap(lambda k, t: jax.random.normal(jax.random.fold_in(k, t), (policy.output_size,)), (0, None))
 
         def body(carry, t):
             s, total, alive, steps, (n, s1, s2) = carry
-            w = (alive * weight)[:, None]
-            dev = jnp.where(w > 0, s.obs - normalizer.mean, 0.0)  # where, not *: a finished episode may hold NaN
-            sums = (n + w.sum(), s1 + (w * dev).sum(0), s2 + (w * dev**2).sum(0))
-            s = jax.vmap(env.step)(s, act(member_thetas, s.obs, config.action_noise * draw(k_act, t)))
+            if config.normalize_observations:
+                w = (alive * weight)[:, None]
+                dev = jnp.where(w > 0, s.obs - normalizer.mean, 0.0)  # where, not *: a finished episode may hold NaN
+                n, s1, s2 = n + w.sum(), s1 + (w * dev).sum(0), s2 + (w * dev**2).sum(0)
+            noise = config.action_noise * draw(k_act, t) if noisy else None
+            s = jax.vmap(env.step)(s, act(member_thetas, s.obs, noise))
             total = total + jnp.where(alive > 0, s.reward, 0.0)
-            return (s, total, jnp.where(s.done > 0, 0.0, alive), steps + alive, sums), None
+            return (s, total, jnp.where(s.done > 0, 0.0, alive), steps + alive, (n, s1, s2)), None
 
         zeros, obs0 = jnp.zeros(local * R), jnp.zeros(policy.obs_size)
         carry = (env_state, zeros, zeros + 1.0, zeros, (jnp.zeros(()), obs0, obs0))
