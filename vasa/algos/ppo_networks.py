@@ -31,22 +31,11 @@ class PixelTrunk(nn.Module):
         return jnp.concatenate([h, obs["proprio"]], axis=-1) if "proprio" in obs else h
 
 
-class PixelPolicy(nn.Module):
-    """:class:`PixelTrunk` -> :class:`vasa.nn.GaussianPolicyHead`: ``(mean, log_std)``."""
+class PixelNetwork(nn.Module):
+    """:class:`PixelTrunk` -> ``head``: the policy (a :class:`vasa.nn.GaussianPolicyHead`,
+    giving ``(mean, log_std)``) or the value function (an MLP to ``[..., 1]``)."""
 
-    head: GaussianPolicyHead
-    encoder: str = "nature"
-    feature_dim: int = 50
-
-    @nn.compact
-    def __call__(self, obs):
-        return self.head(PixelTrunk(self.encoder, self.feature_dim, name="trunk")(obs))
-
-
-class PixelValue(nn.Module):
-    """:class:`PixelTrunk` -> MLP -> ``[..., 1]``."""
-
-    head: MLP
+    head: nn.Module
     encoder: str = "nature"
     feature_dim: int = 50
 
@@ -75,8 +64,8 @@ class Networks:
         if self.pixels:
             self.pixel_shape = tuple(observation["pixels"].shape)
             self.obs_size = int(observation["proprio"].size)
-            self.policy = PixelPolicy(head, config.encoder, config.feature_dim)
-            self.value = PixelValue(value, config.encoder, config.feature_dim)
+            self.policy = PixelNetwork(head, config.encoder, config.feature_dim)
+            self.value = PixelNetwork(value, config.encoder, config.feature_dim)
         else:
             self.obs_size = int(observation) if isinstance(observation, int) else int(observation.size)
             self.policy, self.value = head, value
@@ -113,4 +102,4 @@ class Networks:
         return self.value.apply(params, inputs)[..., 0]
 
 
-__all__ = ["Networks", "PixelPolicy", "PixelTrunk", "PixelValue"]
+__all__ = ["Networks", "PixelNetwork", "PixelTrunk"]
