@@ -18,6 +18,13 @@ What SURREAL adds to PPO (Fan et al., CoRL 2018; dissertation section 2.5.1):
   ``kl_target / 2``, and kept inside ``[beta_min, beta_max]``; the clipped-ratio surrogate is
   the alternative (``surrogate="clip"``);
 * the **z-filter**: running mean/variance observation normalisation kept in the TrainState.
+
+With ``core="lstm"`` (or ``"gru"``) the policy and the value function are recurrent
+(:class:`~vasa.algos.ppo_networks.RecurrentNetwork`): the cores' states live in the
+TrainState (``core``, one row per environment, sharded like the environments), are zeroed
+exactly where episodes start inside the rollout's ``scan``, and minibatches are whole
+environment sequences replayed from their stored initial states
+(:mod:`vasa.algos.ppo_recurrent`).
 """
 
 from __future__ import annotations
@@ -34,11 +41,13 @@ from flax import struct
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from vasa.algos.returns import gae_advantages
-from vasa.dist.mesh import DATA_AXIS, global_row_ids, jit_sharded_step, make_mesh, pmean, psum
+from vasa.dist.mesh import DATA_AXIS, jit_sharded_step, make_mesh, pmean, psum
 from vasa.envs import EnvState, make
 from vasa.envs.rollout import episode_returns
 from vasa.algos.ppo_config import PPOConfig, minibatch_group_size
 from vasa.algos.ppo_networks import Networks
+from vasa.algos.ppo_recurrent import recurrent_values, sequence_minibatches
+from vasa.algos.ppo_rollout import Transition, make_rollout, successor_values
 from vasa.nn import RunningStats
 from vasa.run import RunConfig, chunk_plan, chunked_iterations, prepare_run
 
@@ -81,6 +90,10 @@ class TrainState:
       key: PRNG key ``uint32[2]``.
       iteration: ``[] int32`` completed iterations.
       env_state: ``EnvState`` with leading axis ``[num_envs]`` (sharded over ``"data"``).
+      core: with a recurrent ``core``, ``{"policy": carry, "value": carry, "start": bool
+        [num_envs]}``: the cores' states after the last step taken (reset by ``start``, set
+        where that step ended an episode, before the next step reads them); sharded like
+        ``env_state``. ``None`` for feed-forward networks.
     """
 
     params: Any
@@ -91,20 +104,7 @@ class TrainState:
     key: jax.Array
     iteration: jax.Array
     env_state: EnvState
-
-
-@struct.dataclass
-class Transition:
-    obs: jax.Array
-    raw_action: jax.Array
-    log_prob: jax.Array
-    mean: jax.Array
-    log_std: jax.Array
-    reward: jax.Array
-    done: jax.Array
-    termination: jax.Array
-    next_obs: jax.Array
-    final_return: jax.Array
+    core: Any = None
 
 
 def _optimizer(config: PPOConfig) -> tuple[optax.GradientTransformation, optax.Schedule]:
@@ -145,7 +145,8 @@ def init(config: PPOConfig, env=None, mesh=None) -> TrainState:
         return TrainState(
             params=params, ref_policy=params["policy"], opt_state=tx.init(params),
             normalizer=RunningStats.create(obs_size), beta=jnp.asarray(config.beta_init, jnp.float32),
-            key=k_run, iteration=jnp.zeros((), jnp.int32), env_state=jax.vmap(env.reset)(env_keys))
+            key=k_run, iteration=jnp.zeros((), jnp.int32), env_state=jax.vmap(env.reset)(env_keys),
+            core=initial_core(nets, config.num_envs))
 
     seeded = config.num_seeds > 1
     fn = jax.vmap(init_one) if seeded else init_one
@@ -155,53 +156,25 @@ def init(config: PPOConfig, env=None, mesh=None) -> TrainState:
     return jax.jit(fn, out_shardings=shardings)(keys)
 
 
+def initial_core(nets: Networks, num_envs: int):
+    """A recurrent TrainState's ``core`` before the first step (zero states, every
+    environment starting an episode); ``None`` for feed-forward networks."""
+    if not nets.recurrent:
+        return None
+    return {**nets.zero_carry(num_envs), "start": jnp.ones((num_envs,), bool)}
+
+
 def state_specs(state: TrainState, seeded: bool) -> TrainState:
-    """PartitionSpecs of a TrainState: env leaves split over ``"data"`` on their env axis,
-    everything else replicated. ``seeded`` skips a leading seed axis."""
+    """PartitionSpecs of a TrainState: env leaves (and recurrent states) split over
+    ``"data"`` on their env axis, everything else replicated. ``seeded`` skips a leading
+    seed axis."""
     env_spec = P(None, DATA_AXIS) if seeded else P(DATA_AXIS)
     specs = jax.tree.map(lambda _: P(), state)
-    return specs.replace(env_state=jax.tree.map(lambda _: env_spec, state.env_state))
+    return specs.replace(env_state=jax.tree.map(lambda _: env_spec, state.env_state),
+                         core=jax.tree.map(lambda _: env_spec, state.core))
 
 
 # --------------------------------------------------------------------------- iteration
-
-
-def successor_values(value_fn: Callable, tr: Transition) -> tuple[jax.Array, jax.Array]:
-    """``V(s_t)`` and ``V(s'_t)`` of an unroll with ``T * E + E`` value rows, not ``2 T E``.
-
-    The successor of step ``t`` is step ``t + 1``'s observation while the episode goes on,
-    so its value is re-used; the unroll's last step is bootstrapped from its true next
-    observation; a truncated step (time limit, ``done`` without ``termination``) needs the
-    value of the episode's last observation (``tr.next_obs``, kept before auto-reset), which
-    is computed only for the steps where some environment was truncated (a ``lax.cond`` per
-    step; under ``vmap`` over seeds both branches run, which costs what ``2 T E`` rows do).
-    A terminated step's successor value is 0; GAE does not use it.
-
-    Args:
-      value_fn: ``obs [N, D] -> values [N]`` (observation normalisation included; ``obs``
-        may be a pytree of ``[N, ...]`` leaves, e.g. pixels and proprioception).
-      tr: the unroll, time-major: ``obs``/``next_obs`` ``[T, E, D]`` (or pytrees of
-        ``[T, E, ...]``), ``done`` and
-        ``termination`` ``[T, E] float32``.
-
-    Returns:
-      ``(values, next_values)``, both ``[T, E] float32``.
-    """
-    T, E = tr.done.shape
-    flat = jax.tree.map(lambda o, last: jnp.concatenate([o.reshape((T * E,) + o.shape[2:]), last]),
-                        tr.obs, jax.tree.map(lambda x: x[-1], tr.next_obs))
-    both = value_fn(flat)
-    values, boot = both[: T * E].reshape(T, E), both[T * E:]
-    truncated = (tr.done > 0) & (tr.termination == 0)
-
-    def truncated_step(args):
-        any_truncated, next_obs = args
-        return jax.lax.cond(any_truncated, value_fn, lambda o: jnp.zeros(E, values.dtype), next_obs)
-
-    at_limit = jax.lax.map(truncated_step, (truncated[:-1].any(axis=1), jax.tree.map(lambda x: x[:-1], tr.next_obs)))
-    next_values = jnp.where(truncated[:-1], at_limit, values[1:])
-    next_values = jnp.concatenate([next_values, boot[None]])
-    return values, jnp.where(tr.termination > 0, 0.0, next_values)
 
 
 def make_train_step(config: PPOConfig, env=None, mesh=None, chunk: int | None = None) -> Callable:
@@ -230,7 +203,8 @@ def make_train_step(config: PPOConfig, env=None, mesh=None, chunk: int | None = 
     seeded = config.num_seeds > 1
     if seeded:
         step = jax.vmap(step)
-        specs = specs.replace(env_state=jax.tree.map(lambda _: P(None, DATA_AXIS), specs.env_state))
+        specs = specs.replace(env_state=jax.tree.map(lambda _: P(None, DATA_AXIS), specs.env_state),
+                              core=jax.tree.map(lambda _: P(None, DATA_AXIS), specs.core))
     return jit_sharded_step(step, mesh, specs, chunk)
 
 
@@ -253,28 +227,30 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
     per_group = group * T // M  # samples each group puts in each minibatch
 
     normalize = nets.inputs
+    recurrent = nets.recurrent
 
     def _shift(key, pixels):
         from vasa.distill.augment import random_shift
 
-        return random_shift(key, pixels, config.augment_pad)
+        lead, image = pixels.shape[:-3], pixels.shape[-3:]
+        return random_shift(key, pixels.reshape((-1,) + image), config.augment_pad).reshape(lead + image)
 
-    def rollout(state: TrainState, key):
-        env_ids = global_row_ids(local_envs)
+    def one_step(x):
+        return jax.tree.map(lambda a: a[None], x)
 
-        def env_step(env_state, t):
-            obs = env_state.obs
-            mean, log_std = nets.policy.apply(state.ref_policy, normalize(state.normalizer, obs))
-            keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(key, t), env_ids)
-            u = jax.vmap(dist.sample)(keys, mean, log_std)
-            nxt = jax.vmap(env.step)(env_state, dist.to_action(u))
-            tr = Transition(
-                obs=obs, raw_action=u, log_prob=dist.log_prob(u, mean, log_std), mean=mean, log_std=log_std,
-                reward=nxt.reward * config.reward_scaling, done=nxt.done, termination=nxt.termination,
-                next_obs=nxt.info["final_obs"], final_return=nxt.info["final_return"])
-            return nxt, tr
+    rollout = make_rollout(config, env, nets, local_envs)
 
-        return jax.lax.scan(env_step, state.env_state, jnp.arange(T))
+    def policy_out(params, mb, inputs):
+        """``(mean, log_std)`` of the policy ``params`` on a minibatch (whole sequences,
+        replayed from their initial states, when recurrent)."""
+        if recurrent:
+            return nets.policy_seq(params, mb["carry"]["policy"], inputs, mb["start"])[1]
+        return nets.policy.apply(params, inputs)
+
+    def value_out(params, mb, inputs):
+        if recurrent:
+            return nets.value_seq(params, mb["carry"]["value"], inputs, mb["start"])[1]
+        return nets.value_fn(params, inputs)
 
     # Collectives: one all-reduce per minibatch (gradients, loss terms and the KL together)
     # plus two per epoch (advantage statistics). On a multi-device mesh each collective is a
@@ -286,7 +262,7 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
         obs = normalize(normalizer, mb["obs"])
         if config.pixels and config.augment == "crop":  # DrQ's random shift of the update batch
             obs = {**obs, "pixels": _shift(mb["aug_key"], obs["pixels"])}
-        mean, log_std = nets.policy.apply(params["policy"], obs)
+        mean, log_std = policy_out(params["policy"], mb, obs)
         log_prob = dist.log_prob(mb["raw_action"], mean, log_std)
         ratio = jnp.exp(log_prob - mb["log_prob"])
         adv = mb["advantage"]
@@ -298,7 +274,7 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
             policy_loss = -jnp.minimum(ratio * adv, clipped * adv).mean()
         else:
             policy_loss = -(ratio * adv).mean() + beta * kl
-        value = nets.value_fn(params["value"], obs)
+        value = value_out(params["value"], mb, obs)
         err = (value - mb["return"]) ** 2
         if config.clip_value:
             clipped_v = mb["value"] + jnp.clip(value - mb["value"], -config.clip_epsilon, config.clip_epsilon)
@@ -313,7 +289,7 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
                           kl=jax.lax.stop_gradient(kl), clip_fraction=clip_frac)
 
     def kl_fn(policy_params, mb, normalizer):
-        mean, log_std = nets.policy.apply(policy_params, normalize(normalizer, mb["obs"]))
+        mean, log_std = policy_out(policy_params, mb, normalize(normalizer, mb["obs"]))
         return dist.kl(mb["mean"], mb["log_std"], mean, log_std).mean()
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -346,7 +322,7 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
 
     def advantage_stats(mbs):
         """Mean and std of each (all-device) minibatch's advantages, ``[M]`` each."""
-        adv = mbs["advantage"]
+        adv = mbs["advantage"].reshape(M, -1)
         mu = pmean(adv.mean(axis=1), DATA_AXIS)
         var = pmean(jnp.mean((adv - mu[:, None]) ** 2, axis=1), DATA_AXIS)
         return {**mbs, "adv_mean": mu, "adv_std": jnp.sqrt(var)}
@@ -367,20 +343,38 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
 
     def iteration(state: TrainState):
         key, k_roll, k_learn = jax.random.split(state.key, 3)
-        env_state, tr = rollout(state, k_roll)
+        env_state, policy_carry, starts, tr = rollout(state, k_roll)
         normalizer = state.normalizer
         if config.normalize_observations and config.normalizer_first:
             normalizer = normalizer.update(nets.stats_input(tr.obs), axis_name=DATA_AXIS)
             state = state.replace(normalizer=normalizer)
-        values, next_values = successor_values(
-            lambda obs: nets.value_fn(state.params["value"], normalize(state.normalizer, obs)), tr)
+        core = None
+        if recurrent:
+            def value_step(c, obs, s):
+                c, v = nets.value_seq(state.params["value"], c, one_step(normalize(state.normalizer, obs)), s[None])
+                return c, v[0]
+
+            values, next_values, value_carry = recurrent_values(
+                value_step, state.core["value"], tr.obs, tr.next_obs, tr.start, tr.done, tr.termination)
+            core = {"policy": policy_carry, "value": value_carry, "start": starts}
+        else:
+            values, next_values = successor_values(
+                lambda obs: nets.value_fn(state.params["value"], normalize(state.normalizer, obs)), tr)
         advantages, returns = gae_advantages(tr.reward, values, next_values, tr.termination, tr.done,
                                              config.gamma, config.gae_lambda)
         data = dict(obs=tr.obs, raw_action=tr.raw_action, log_prob=tr.log_prob, mean=tr.mean,
                     log_std=tr.log_std, advantage=advantages, value=values, **{"return": returns})
+        if recurrent:
+            data["start"] = tr.start
 
         def epoch(carry, k):
-            mbs = shuffle(data, k)
+            if recurrent:  # whole sequences, each with its cores' states at the unroll's start
+                first_group = jax.lax.axis_index(DATA_AXIS) * (local_envs // M)
+                mbs, carries = sequence_minibatches(data, {"policy": state.core["policy"],
+                                                           "value": state.core["value"]}, k, M, first_group)
+                mbs["carry"] = carries
+            else:
+                mbs = shuffle(data, k)
             if config.normalize_advantages:
                 mbs = advantage_stats(mbs)
             if config.pixels and config.augment == "crop":
@@ -411,7 +405,7 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
             episode_return_std=jnp.sqrt(jnp.maximum(return_sq / count - return_mean**2, 0.0)),
             learning_rate=jnp.asarray(schedule(grad_steps), jnp.float32))
         new_state = TrainState(params=params, ref_policy=ref_policy, opt_state=opt_state, normalizer=normalizer,
-                               beta=beta, key=key, iteration=it, env_state=env_state)
+                               beta=beta, key=key, iteration=it, env_state=env_state, core=core)
         return new_state, metrics
 
     abstract = jax.eval_shape(lambda: init_abstract(config, env, nets))
@@ -425,7 +419,8 @@ def init_abstract(config: PPOConfig, env, nets: Networks) -> TrainState:
     env_state = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(0), config.num_envs))
     return TrainState(params=params, ref_policy=params["policy"], opt_state=tx.init(params),
                       normalizer=RunningStats.create(nets.obs_size), beta=jnp.zeros(()),
-                      key=jax.random.PRNGKey(0), iteration=jnp.zeros((), jnp.int32), env_state=env_state)
+                      key=jax.random.PRNGKey(0), iteration=jnp.zeros((), jnp.int32), env_state=env_state,
+                      core=initial_core(nets, config.num_envs))
 
 
 # --------------------------------------------------------------------------- inference
@@ -438,19 +433,37 @@ def make_policy(config: PPOConfig, env=None, deterministic: bool = True):
     ``"normalizer"``. ``obs``: ``[..., obs_size] float32`` (with ``pixels``, the pixel
     environment's dict); returns actions ``[..., A]`` within the env's bounds (the Gaussian
     mean, squashed, when ``deterministic``).
+
+    With a recurrent ``core`` the policy carries its memory:
+    ``policy(state_or_params, obs, carry, key=None, start=None) -> (action, carry)`` for a
+    batch ``obs [B, ...]``; ``carry`` starts as ``policy.zero_carry(B)`` and ``start [B]
+    bool`` (optional) marks the rows whose episode begins at ``obs``, zeroing their memory.
     """
     env = env or make_env(config)
     nets = Networks(config, env.observation_spec, env.action_spec)
 
-    def policy(state_or_params, obs, key=None):
+    def unpack(state_or_params):
         if isinstance(state_or_params, TrainState):
-            params, normalizer = state_or_params.params["policy"], state_or_params.normalizer
-        else:
-            params, normalizer = state_or_params["policy"], state_or_params["normalizer"]
-        mean, log_std = nets.policy.apply(params, nets.inputs(normalizer, obs))
-        u = mean if deterministic else nets.dist.sample(key, mean, log_std)
-        return nets.dist.to_action(u)
+            return state_or_params.params["policy"], state_or_params.normalizer
+        return state_or_params["policy"], state_or_params["normalizer"]
 
+    def act(key, mean, log_std):
+        return nets.dist.to_action(mean if deterministic else nets.dist.sample(key, mean, log_std))
+
+    def policy(state_or_params, obs, key=None):
+        params, normalizer = unpack(state_or_params)
+        return act(key, *nets.policy.apply(params, nets.inputs(normalizer, obs)))
+
+    def recurrent_policy(state_or_params, obs, carry, key=None, start=None):
+        params, normalizer = unpack(state_or_params)
+        inputs = jax.tree.map(lambda x: x[None], nets.inputs(normalizer, obs))
+        start = jnp.zeros(jax.tree.leaves(carry)[0].shape[:1], bool) if start is None else start
+        carry, (mean, log_std) = nets.policy_seq(params, carry, inputs, start[None])
+        return act(key, mean[0], log_std[0]), carry
+
+    if nets.recurrent:
+        recurrent_policy.zero_carry = nets.policy.zero_carry
+        return recurrent_policy
     return policy
 
 
@@ -466,6 +479,9 @@ def make_evaluate(config: PPOConfig, num_envs: int = 16, env=None):
     policy = make_policy(config, env)
 
     def evaluate_one(state: TrainState, key):
+        if config.core != "none":  # memory from zero; only each environment's first episode counts
+            return episode_returns(env, lambda obs, carry: policy(state, obs, carry), key, num_envs,
+                                   carry=policy.zero_carry(num_envs)).mean()
         return episode_returns(env, lambda obs: policy(state, obs), key, num_envs).mean()
 
     evaluate = jax.vmap(evaluate_one, (0, None)) if config.num_seeds > 1 else evaluate_one
@@ -529,5 +545,5 @@ def steps_done(config: PPOConfig, iteration: int) -> int:
     return int(iteration) * config.env_steps_per_iteration
 
 
-__all__ = ["PPOConfig", "TrainState", "adapt_beta", "init", "make_iteration", "make_train_step", "make_policy", "make_evaluate",
+__all__ = ["PPOConfig", "TrainState", "adapt_beta", "Transition", "init", "initial_core", "make_iteration", "make_rollout", "make_train_step", "make_policy", "make_evaluate",
            "make_env", "minibatch_group_size", "steps_done", "state_specs", "successor_values", "train"]

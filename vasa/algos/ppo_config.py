@@ -104,6 +104,13 @@ class PPOConfig:
     action_squash: Literal["tanh", "clip"] = "tanh"
     """map Gaussian samples to the action bounds by tanh, or clip them"""
 
+    # memory
+    core: Literal["none", "lstm", "gru"] = "none"
+    """recurrent core between the trunk (state, or pixel encoder) and the heads (SURREAL: lstm);
+    minibatches are then whole environment sequences, back-propagated through the unroll"""
+    core_size: PosInt = 100
+    """units of the recurrent core (SURREAL: 100)"""
+
     # pixels
     pixels: bool = False
     """learn from pixels rendered by vasa's camera ({"pixels": uint8, "proprio"}) through a conv encoder"""
@@ -147,6 +154,13 @@ class PPOConfig:
              f"with unroll_length={self.unroll_length}, each device's environments "
              f"(num_envs / devices = {self.num_envs // num_devices}) must be a multiple of "
              f"{group} = num_minibatches / gcd(num_minibatches, unroll_length)")
+        if self.core != "none":
+            need((self.num_envs // num_devices) % self.num_minibatches == 0, "num_minibatches",
+                 f"with core={self.core!r} minibatches are whole environment sequences: each device's "
+                 f"environments (num_envs / devices = {self.num_envs // num_devices}) must split into "
+                 f"num_minibatches equal parts")
+        need(self.core != "none" or self.core_size == 100, "core_size",
+             "it applies to a recurrent core: set core='lstm' or 'gru'")
         need(self.beta_min <= self.beta_init <= self.beta_max, "beta_init",
              f"it must lie in [beta_min, beta_max] = [{self.beta_min}, {self.beta_max}]")
         if self.pixels:

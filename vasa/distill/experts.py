@@ -126,6 +126,10 @@ def expert_from_ppo(config, state, seed: int | None = None, env=None) -> Expert:
     if config.pixels:
         raise ValueError(f"PPOConfig.pixels=True is not allowed for an expert (yet): distil a state PPO run, or a "
                          f"pixel SAC run ({config.env}).")
+    if config.core != "none":
+        raise ValueError(f"PPOConfig.core={config.core!r} is not allowed for an expert (yet): DAgger queries the "
+                         f"expert on single observations, without its memory; distil a feed-forward PPO run "
+                         f"({config.env}).")
     env = env or ppo.make_env(config)
     policy = ppo.make_policy(config, env)
     if isinstance(state, ppo.TrainState):

@@ -1,7 +1,8 @@
 """Environments behind one protocol: ``vasa.envs.make("dmc/cartpole_balance")``.
 
 Ids: ``toy/pendulum`` and ``toy/reach2d`` (pure JAX, compile in about a second; reach2d also
-renders itself, for pixel tests), ``brax/<name>`` (Brax
+renders itself, for pixel tests), ``toy/cue_memory`` (a cue shown only at the first step:
+solvable only with memory, for recurrent policies), ``brax/<name>`` (Brax
 locomotion on MJX) and ``dmc/<task>`` (DM Control Suite from MuJoCo Playground, ``impl="jax"``).
 """
 
@@ -33,6 +34,7 @@ def pixel_action_repeat(env_id: str) -> int:
 
 register("toy/pendulum", "vasa.envs.tasks.pendulum:pendulum")
 register("toy/reach2d", "vasa.envs.tasks.reach2d:reach2d")
+register("toy/cue_memory", "vasa.envs.tasks.cue_memory:cue_memory")
 for _name in BRAX_ENVS:
     register(f"brax/{_name}", "vasa.envs.tasks.foreign:brax_env", name=_name)
 for _task in DMC_TASKS:

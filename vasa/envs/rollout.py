@@ -8,18 +8,22 @@ import jax
 import jax.numpy as jnp
 
 
-def episode_returns(env, policy: Callable[[Any], jax.Array], key: jax.Array, num_envs: int,
-                    steps: int | None = None) -> jax.Array:
+def episode_returns(env, policy: Callable[..., Any], key: jax.Array, num_envs: int,
+                    steps: int | None = None, carry: Any = None) -> jax.Array:
     """Undiscounted return of the first episode of each of ``num_envs`` environments.
 
     Args:
       env: a (batched with ``vmap`` here) vasa environment; auto-reset is harmless, since
         rewards after an environment's first ``done`` are not counted.
       policy: ``policy(obs) -> actions [num_envs, A]`` for batched observations (pure; close
-        over parameters).
+        over parameters); with ``carry``, a policy with memory:
+        ``policy(obs, carry) -> (actions, carry)``.
       key: PRNG key for the resets (``jax.random.split(key, num_envs)``).
       steps: agent steps to run (default: one full episode, ``ceil(episode_length /
         action_repeat)`` from the :class:`~vasa.envs.wrappers.EpisodeLimit` inside ``env``).
+      carry: the memory's initial state (e.g. zero LSTM states), threaded through the
+        episode; it is not reset, since steps after an environment's first ``done`` do not
+        count.
 
     Returns:
       ``float32 [num_envs]``. Pure and jit-able (a ``lax.scan``), vmappable over keys.
@@ -28,11 +32,15 @@ def episode_returns(env, policy: Callable[[Any], jax.Array], key: jax.Array, num
         steps = -(-int(env.episode_length) // int(getattr(env, "steps_per_action", 1)))
     state = jax.vmap(env.reset)(jax.random.split(key, num_envs))
 
-    def body(carry, _):
-        s, total, alive = carry
-        s = jax.vmap(env.step)(s, policy(s.obs))
-        return (s, total + alive * s.reward, alive * (1.0 - s.done)), None
+    def body(loop, _):
+        s, total, alive, memory = loop
+        if carry is None:
+            action = policy(s.obs)
+        else:
+            action, memory = policy(s.obs, memory)
+        s = jax.vmap(env.step)(s, action)
+        return (s, total + alive * s.reward, alive * (1.0 - s.done), memory), None
 
     ones = jnp.ones(num_envs)
-    (_, total, _), _ = jax.lax.scan(body, (state, 0.0 * ones, ones), None, length=steps)
+    (_, total, _, _), _ = jax.lax.scan(body, (state, 0.0 * ones, ones, carry), None, length=steps)
     return total
