@@ -8,7 +8,9 @@ sqrt(2) and biases zero, as in DrQ. ``Projection`` (Dense -> LayerNorm -> tanh) 
 conv features to a small latent, and ``DoubleQ`` holds ``num_critics`` independent Q MLPs over
 ``concat(features, action)``.
 
-Features are flattened in (height, width, channel) order.
+Features are flattened in (height, width, channel) order. The convolutions are
+:class:`vasa.nn.conv.Conv2D` (Flax's parameters; a gradient that stays fast inside
+``lax.scan`` on the CPU).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vasa.nn.conv import Conv2D
 from vasa.nn.mlp import ACTIVATIONS, MLP
 
 # kind -> ((filters, kernel size, stride), ...), all VALID padding, ReLU after each layer
@@ -95,15 +98,8 @@ class ConvEncoder(nn.Module):
             x = pixels.astype(jnp.float32)
         x = x.reshape(-1, h, w, c)
         for i, (filters, k, s) in enumerate(spec):
-            x = nn.Conv(
-                filters,
-                (k, k),
-                strides=(s, s),
-                padding="VALID",
-                kernel_init=nn.initializers.orthogonal(math.sqrt(2.0)),
-                bias_init=nn.initializers.zeros,
-                name=f"conv{i}",
-            )(x)
+            x = Conv2D(filters, k, s, kernel_init=nn.initializers.orthogonal(math.sqrt(2.0)),
+                       bias_init=nn.initializers.zeros, name=f"conv{i}")(x)
             x = nn.relu(x)
         return x.reshape(*lead, size)
 
