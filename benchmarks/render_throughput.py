@@ -7,8 +7,15 @@ random-action ``env.step`` calls under ``vmap``; camera and geom poses refreshed
 that same batch, on the same device:
 
 * ``vasa RGB``: ``jit(vmap(Renderer.render))``, model camera 0, the model's default
-  appearance, ``uint8 [H, W, 3]``, no shadows. Frames/s and rays/s (one primary ray per
-  pixel, so rays/s = frames/s * H * W).
+  appearance, ``uint8 [H, W, 3]``, with the pixel environments' default quality
+  (``PixelObservation``: ``shading="mujoco"``, no shadows, no reflections, one ray per
+  pixel). Frames/s and rays/s (one primary ray per pixel, so rays/s = frames/s * H * W).
+* ``quality variants`` (``--variants``): the same RGB render at each quality setting, in
+  the same run, so the cost of each shading term reads as a ratio to ``fast`` (the camera's
+  original one-light Lambert model): ``mujoco`` (MuJoCo's lighting: headlight, model
+  lights, specular, emission, skybox), ``+shadows`` (a shadow ray per shadow-casting
+  light), ``+reflections`` (one mirror bounce on the reflective floor), ``+ss2`` (2x2
+  supersampling; rays/s still counts one ray per pixel).
 * ``vasa cast``: ``jit(vmap(camera_rays + Renderer.cast))`` returning distance and geom id
   only (XLA drops the normals and hit points nobody reads): the fair counterpart of
 * ``mjx.ray``: ``mujoco.mjx.ray`` (one ray per call) vmapped over the same H*W camera rays
@@ -60,6 +67,8 @@ from vasa.envs import make_raw
 from vasa.envs.render import Renderer, refresh_kinematics
 
 SceneId = Literal["dmc/cartpole_swingup", "dmc/walker_walk"]
+VARIANTS = ("fast", "mujoco", "mujoco+shadows", "mujoco+reflections", "mujoco+ss2", "mujoco+shadows+reflections+ss2")
+DEFAULT_QUALITY = dict(shading="mujoco")  # PixelObservation's default
 GPU_NUM_ENVS = (1, 64, 1024, 4096)
 CPU_NUM_ENVS = (1, 16, 64, 256)
 GEOM_GROUPS = (0, 1, 2)  # MuJoCo's default visible groups, the renderer's default
@@ -84,6 +93,9 @@ class Args:
     """random-action env steps after reset, to make the batch's states distinct"""
     peer_max_envs: int | None = None
     """largest batch mjx.ray is run at (None: all); larger batches read 'skipped'"""
+    variants: tuple[str, ...] = VARIANTS
+    """quality settings timed side by side: 'fast' or 'mujoco', plus any of '+shadows', '+reflections', '+ss2'
+    (none: skip)"""
     mjx_render: bool = True
     """also time MJX's Warp batch renderer when warp-lang is installed"""
     quick: bool = False
@@ -126,6 +138,17 @@ def failure(e: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------- one scene
+
+
+def quality(variant: str) -> dict:
+    """Renderer keyword arguments of a quality variant such as ``"mujoco+shadows+ss2"``."""
+    shading, *terms = variant.split("+")
+    allowed = {"shadows": ("shadows", True), "reflections": ("reflections", True), "ss2": ("supersample", 2)}
+    bad = [t for t in terms if t not in allowed]
+    if shading not in ("fast", "mujoco") or bad:
+        raise ValueError(f"variants entry {variant!r} is not allowed: 'fast' or 'mujoco' followed by any of "
+                         f"{['+' + k for k in allowed]}.")
+    return dict(shading=shading, **dict(allowed[t] for t in terms))
 
 
 def warp_available() -> str | None:
@@ -183,6 +206,14 @@ def run_batch(env, renderer: Renderer, step: Callable, state, data, args: Args, 
     res, rgb = measure(render, data, repeats=args.repeats)
     assert rgb.shape == (num_envs, args.height, args.width, 3) and rgb.dtype == jnp.uint8, (rgb.shape, rgb.dtype)
     out["vasa_rgb"] = throughput(res, num_envs, pixels)
+
+    # the same render at each quality setting
+    out["variants"] = {}
+    for variant in args.variants:
+        r = Renderer(env.mj_model, args.width, args.height, geom_groups=GEOM_GROUPS, **quality(variant))
+        fn = jax.jit(jax.vmap(lambda d, r=r: r.render(d, CAMERA, outputs=("rgb",))["rgb"]))
+        res, _ = measure(fn, data, repeats=args.repeats)
+        out["variants"][variant] = throughput(res, num_envs, pixels)
 
     # vasa: cast only (distance + geom id), the counterpart of mjx.ray
     def cast_one(d):
@@ -253,7 +284,7 @@ def mjx_render_batch(env, warp_model, state, num_envs: int, args: Args) -> dict:
 
 def run_scene(scene: str, num_envs: tuple[int, ...], args: Args, warp_ok: str | None) -> dict:
     env = make_raw(scene)
-    renderer = Renderer(env.mj_model, args.width, args.height, geom_groups=GEOM_GROUPS, shadows=False)
+    renderer = Renderer(env.mj_model, args.width, args.height, geom_groups=GEOM_GROUPS, **DEFAULT_QUALITY)
     inner = env.env
     nan = float("nan")
     info = dict(scene=scene, ngeom=int(env.mj_model.ngeom), n_substeps=int(getattr(inner, "n_substeps", 1)),
@@ -341,6 +372,19 @@ def print_report(results: list[dict], args: Args, device: str) -> None:
              for res in results for r in res["rows"] if "geom_id_agreement" in r["mjx_ray"]]
     if agree:
         print("geom-id agreement vasa cast vs mjx.ray (fraction of pixels): " + ", ".join(agree))
+    if any(r.get("variants") for res in results for r in res["rows"]):
+        print(f"\nQuality variants, {args.width}x{args.height} RGB (rays/s count one ray per pixel; ratio: frames/s "
+              "over fast's, same batch)")
+        print(f"{'scene':<10}{'envs':>6}  {'variant':<34}{'fps':>9}{'rays/s':>10}{'ratio':>7}")
+        for res in results:
+            short = res["info"]["scene"].split("/")[-1].split("_")[0]
+            for r in res["rows"]:
+                v = r["variants"]
+                base = v.get("fast", {}).get("frames_per_s")
+                for name, x in v.items():
+                    ratio = f"{x['frames_per_s'] / base:.2f}" if base else "n/a"
+                    print(f"{short:<10}{r['num_envs']:>6}  {name:<34}{_si(x['frames_per_s']):>9}"
+                          f"{_si(x['rays_per_s']):>10}{ratio:>7}")
     comp = [f"{res['info']['scene'].split('/')[-1]}@{r['num_envs']}: cast {r['vasa_cast']['compile_s']:.1f}, "
             f"mjx.ray {r['mjx_ray']['compile_s']:.1f}" if "compile_s" in r["mjx_ray"] else
             f"{res['info']['scene'].split('/')[-1]}@{r['num_envs']}: cast {r['vasa_cast']['compile_s']:.1f}"
@@ -375,6 +419,8 @@ def main(args: Args) -> None:
     for field, ok, allowed in checks:
         if not ok:
             raise ValueError(f"{field}={getattr(args, field)!r} is not allowed: it must be {allowed}.")
+    for variant in args.variants:
+        quality(variant)
     args = dataclasses.replace(args, num_envs=tuple(num_envs))
     dev = jax.devices()[0]
     device = (f"{jax.device_count()} x {dev.platform}:{dev.device_kind}, {os.cpu_count()} CPU cores, "

@@ -58,6 +58,7 @@ def make(
     appearance_seed: int = 0,
     video=None,
     shadows: bool = False,
+    shading: str = "mujoco",
     dynamics=None,
     **kwargs,
 ) -> Env:
@@ -84,7 +85,8 @@ def make(
         ``video_hard``) or an :class:`~vasa.envs.randomize.AppearanceRandomization`.
       camera: model camera name or id. image_size: ``S`` or ``(height, width)``.
       frame_stack, channels (``rgb``/``grey``/``rgbd``), redraw (``episode``/``never``),
-      appearance_seed, shadows: see :class:`PixelObservation`.
+      appearance_seed, shadows, shading (``mujoco``: MuJoCo's lighting; ``fast``: one
+      light): see :class:`PixelObservation`.
       video: background frames for the video suites: a path (see
         :func:`~vasa.envs.randomize.load_video`), a list of paths, or a ``uint8`` array
         ``[F, h, w, 3]``/``[V, F, h, w, 3]``; default: procedural moving backgrounds.
@@ -115,7 +117,8 @@ def make(
     env = EpisodeLimit(env, episode_length or task.default_episode_length, steps_per_action=repeat)
     if pixels and hasattr(task, "render_rgb"):  # a pure-JAX task that draws itself (toy/reach2d)
         height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        own = dict(appearance=(appearance, "train"), channels=(channels, "rgb"), video=(video, None), shadows=(shadows, False))
+        own = dict(appearance=(appearance, "train"), channels=(channels, "rgb"), video=(video, None), shadows=(shadows, False),
+                   shading=(shading, "mujoco"))
         for name, (value, only) in own.items():
             if not (value is only or (isinstance(value, str) and value == only)):
                 raise ValueError(f"{name}={value!r} is not allowed for {env_id}: it renders itself, with one look "
@@ -129,7 +132,7 @@ def make(
             video = load_video(video, (height, width)) if isinstance(video, (str, os.PathLike)) else load_videos(video, (height, width))
         env = PixelObservation(env, width=width, height=height, camera=camera, channels=channels,
                                frame_stack=frame_stack, appearance=appearance, redraw=redraw,
-                               seed=appearance_seed, video=video, shadows=shadows)
+                               seed=appearance_seed, video=video, shadows=shadows, shading=shading)
     if auto_reset:
         env = AutoReset(env, mode=reset_mode)
     return env

@@ -9,7 +9,9 @@ ids match MuJoCo's C ray caster ``mj_ray`` (tested to 1e-4 m).
 Cost: ``rays x geoms`` closed-form tests for primitives, plus ``rays x triangles``
 Moeller-Trumbore tests for meshes (brute force, no acceleration structure: a 1,000-triangle
 mesh costs about as much as 150 primitives, so prefer primitive collision geoms or low-poly
-visual meshes). Shadow rays (optional) cast a second ray per pixel.
+visual meshes). Optional terms cast more: a shadow ray per pixel and shadow-casting light,
+a mirrored ray per pixel for reflections, ``s^2`` rays per pixel for supersampling; the
+``mujoco`` lighting itself costs little over ``fast`` (``benchmarks/render_throughput.py``).
 
 Conventions (MuJoCo's):
   * a camera looks along its local ``-z`` with ``+y`` up and ``+x`` right; ``fovy`` is the
@@ -22,10 +24,21 @@ Conventions (MuJoCo's):
     positive, as in ``mj_ray``; rays starting inside a solid report its exit point.
 
 Which geoms are drawn: those in the visible geom groups (default 0, 1, 2, MuJoCo's default
-visualisation) whose colour (material colour if the geom has a material) is not fully
-transparent: ``mj_ray`` with the same ``geomgroup`` mask sees exactly the same geoms.
+visualisation) that are not fully transparent. The camera follows MuJoCo's renderer
+(``visibility="renderer"``): a geom is hidden when its *effective* rgba has alpha 0 (the
+geom's rgba, or its material's when the geom has a material and its own rgba is left at
+MuJoCo's default), so images and segmentation match ``mujoco.Renderer``'s. LiDAR
+(:class:`Lidar`) keeps ``mj_ray``'s rule (``visibility="mj_ray"``: the material's alpha when
+the geom has a material, else the geom's): a range sensor should see what MuJoCo's own
+ray-cast sensors (rangefinders, ``mj_ray``) see, and the two rules differ only for a geom
+with a material whose own rgba is set to alpha 0 (or the reverse). Partly transparent geoms
+are drawn opaque.
 
-Appearance is data: :class:`Appearance` is a pytree of per-geom colours and textures, light,
+The look: textures, skybox and the two lighting models (``shading="fast"`` or
+``"mujoco"``, which reproduces MuJoCo's OpenGL renderer: headlight, every model light,
+specular, emission, shadows, one mirror bounce for reflective floors, supersampling) live in
+:mod:`vasa.envs.render_textures` and :mod:`vasa.envs.render_shading`. Appearance is data:
+:class:`Appearance` is a pytree of per-geom colours, textures and material terms, lights,
 background and camera jitter, so each of thousands of vmapped environments can draw its own
 (see :mod:`vasa.envs.randomize`).
 """
@@ -43,6 +56,8 @@ import mujoco
 import numpy as np
 from flax import struct
 
+from vasa.envs.render_shading import ModelLights, light_terms, rotation_between
+from vasa.envs.render_textures import MipTextures, cell_noise, plane_uv_maps, skybox_faces, skybox_lookup, texture_image
 from vasa.run.fields import NonNegFloat, PosFloat, PosInt, Range, check_fields, ordered_pair
 
 # geom types (mujoco.mjtGeom)
@@ -58,7 +73,9 @@ TEX_NONE, TEX_CHECKER, TEX_GRID, TEX_NOISE, TEX_MODEL, TEX_BACKGROUND = 0, 1, 2,
 TEXTURE_KINDS = {"none": TEX_NONE, "checker": TEX_CHECKER, "grid": TEX_GRID, "noise": TEX_NOISE,
                  "model": TEX_MODEL, "background": TEX_BACKGROUND}
 # background kinds (Appearance.background)
-BG_GRADIENT, BG_WAVES, BG_VIDEO = 0, 1, 2
+BG_GRADIENT, BG_WAVES, BG_VIDEO, BG_SKYBOX = 0, 1, 2, 3
+SHADING = ("fast", "mujoco")
+VISIBILITY = ("renderer", "mj_ray")
 
 OUTPUTS = ("rgb", "depth", "distance", "geom_id", "body_id", "normals")
 _FAR = 1e10  # larger than any scene; "no hit" is reported as inf
@@ -96,17 +113,31 @@ def look_at(pos, target, up=(0.0, 0.0, 1.0), fovy: float = 45.0) -> Camera:
 class Appearance:
     """Everything about how a scene looks, as arrays (G = number of geoms in the model).
 
-    geom_rgb: ``[G, 3] float32`` in [0, 1], base colour per geom.
+    geom_rgb: ``[G, 3] float32`` in [0, 1], base colour per geom (for a geom drawn with the
+      model's texture: the texture's main colour times MuJoCo's tint; moving it moves the
+      tint by as much, which recolours every texel without zeroing any channel).
     geom_rgb2: ``[G, 3] float32``, second colour of procedural textures.
     geom_texture: ``[G] int32``, one of :data:`TEXTURE_KINDS` (``model`` samples the
       model's own 2D texture; ``background`` shows the background through the geom, as
       DMControl-GB's video_hard does with the floor; depth and segmentation still see it).
     geom_texture_scale: ``[G] float32``, procedural texture cell size in metres.
     geom_texture_seed: ``[G] float32``, offsets the noise texture.
-    light_dir: ``[3] float32``, direction the directional light travels (world).
-    light_intensity: ``[] float32`` diffuse strength; ambient: ``[] float32``.
+    geom_specular, geom_shininess, geom_emission, geom_reflectance: ``[G] float32``,
+      MuJoCo's material terms (``shading="mujoco"``; reflectance also needs the renderer's
+      ``reflections``).
+    light_dir: ``[3] float32``. ``fast``: the direction the one directional light travels
+      (world). ``mujoco``: the first model light's direction at ``qpos0``; moving it
+      rotates every model light's direction by the same rotation.
+    light_intensity, ambient: ``[] float32``. ``fast``: diffuse and ambient strength.
+      ``mujoco``: multipliers (default 1) of every light's diffuse and specular, and of
+      its ambient colour.
+    headlight: ``[3, 3] float32``, MuJoCo's headlight ambient, diffuse and specular rows
+      (``mujoco``; follows the camera).
+    light_ambient, light_diffuse, light_specular: ``[K, 3] float32``, colours of the
+      model's K drawn lights (``mujoco``).
     background: ``[] int32``: 0 vertical gradient ``bg_bottom -> bg_top`` (by ray
-      elevation), 1 procedural moving waves, 2 frames of the renderer's video.
+      elevation), 1 procedural moving waves, 2 frames of the renderer's video, 3 the
+      model's skybox (by ray direction; the default when the model has one).
     bg_top, bg_bottom: ``[3] float32`` gradient colours.
     wave_rgb ``[3, 3]``, wave_freq ``[3, 2]``, wave_speed ``[3]``, wave_phase ``[3]``:
       three travelling colour waves over screen coordinates (background 1).
@@ -120,9 +151,17 @@ class Appearance:
     geom_texture: jax.Array
     geom_texture_scale: jax.Array
     geom_texture_seed: jax.Array
+    geom_specular: jax.Array
+    geom_shininess: jax.Array
+    geom_emission: jax.Array
+    geom_reflectance: jax.Array
     light_dir: jax.Array
     light_intensity: jax.Array
     ambient: jax.Array
+    headlight: jax.Array
+    light_ambient: jax.Array
+    light_diffuse: jax.Array
+    light_specular: jax.Array
     background: jax.Array
     bg_top: jax.Array
     bg_bottom: jax.Array
@@ -159,7 +198,8 @@ def _get(data, name: str) -> jax.Array:
 
 
 def data_dict(data, fields: Sequence[str] = ("geom_xpos", "geom_xmat", "cam_xpos", "cam_xmat", "site_xpos",
-                                              "site_xmat", "xpos", "xmat")) -> dict[str, np.ndarray]:
+                                              "site_xmat", "xpos", "xmat", "light_xpos", "light_xdir")
+              ) -> dict[str, np.ndarray]:
     """The pose fields of a ``mujoco.MjData`` as a dict of arrays, which every sensor here
     accepts in place of an ``mjx.Data`` (for scenes MJX cannot simulate)."""
     return {f: np.asarray(getattr(data, f), np.float32) for f in fields}
@@ -314,26 +354,6 @@ def _rotation(rotvec):
     return jnp.eye(3) + jnp.sin(theta) * kx + (1.0 - jnp.cos(theta)) * (kx @ kx)
 
 
-def _hash(cell, seed):
-    """Deterministic hash of integer lattice cells ``[..., 3]`` (float32 holding integers)
-    and a float seed ``[...]`` -> ``[...]`` in [0, 1): integer mixing (cheap on every
-    backend, unlike the classic ``fract(sin(x) * 43758)``)."""
-    c = cell.astype(jnp.int32).astype(jnp.uint32)
-    h = (c[..., 0] * jnp.uint32(73856093)) ^ (c[..., 1] * jnp.uint32(19349663)) ^ (c[..., 2] * jnp.uint32(83492791))
-    h = h ^ jax.lax.bitcast_convert_type(seed.astype(jnp.float32), jnp.uint32)
-    h = (h ^ (h >> 16)) * jnp.uint32(0x7FEB352D)
-    h = (h ^ (h >> 15)) * jnp.uint32(0x846CA68B)
-    h = h ^ (h >> 16)
-    return (h >> 8).astype(jnp.float32) * (1.0 / (1 << 24))
-
-
-def _cell_noise(p, seed):
-    """Two-octave cell noise at points ``p [..., 3]`` -> ``[...]`` in [0, 1): a random
-    value per unit cell blended with one per half cell (two hashes per point; smooth
-    trilinear value noise would cost eight)."""
-    return 0.65 * _hash(jnp.floor(p), seed) + 0.35 * _hash(jnp.floor(2.0 * p) + 1e4, seed)
-
-
 # ----------------------------------------------------------------------------------------
 # the renderer
 # ----------------------------------------------------------------------------------------
@@ -346,7 +366,21 @@ class Renderer:
       mj_model: the ``mujoco.MjModel`` (for an env: ``env.mj_model``).
       width, height: image size in pixels (> 0).
       geom_groups: geom groups drawn (MuJoCo shows 0, 1, 2 by default).
-      shadows: cast a shadow ray per lit pixel (doubles the casting cost).
+      shading: ``"fast"`` (one directional light: ambient + Lambert; the default here, and
+        what closed-form checks use) or ``"mujoco"`` (MuJoCo's OpenGL lighting: headlight,
+        the model's lights, specular, emission; see :mod:`vasa.envs.render_shading`; the
+        pixel environments' default, :class:`~vasa.envs.wrappers.PixelObservation`).
+      shadows: cast a shadow ray per pixel (``fast``: from the one light; ``mujoco``: from
+        each light with ``castshadow``, as MuJoCo draws shadows by default). One more cast
+        per shadow light.
+      reflections: ``mujoco`` only: one mirror bounce on the model's reflective plane
+        (material ``reflectance`` > 0; MuJoCo reflects the first such plane or box top),
+        added to its colour as MuJoCo's renderer does. One more cast.
+      supersample: rays per pixel side (1: one ray through each pixel centre; 2: a 2x2
+        grid, averaged, like MuJoCo's 4x multisampling). RGB costs ``supersample ** 2``
+        times more; depth and ids still come from the pixel centres.
+      visibility: ``"renderer"`` (hide geoms whose effective rgba alpha is 0, as
+        ``mujoco.Renderer``) or ``"mj_ray"`` (material alpha first, as ``mj_ray``; LiDAR).
       skip_unsupported: geoms the renderer cannot draw (height fields, SDFs) raise a
         ``ValueError`` naming them; with ``True`` they are left out with a single warning
         that names them instead.
@@ -358,25 +392,35 @@ class Renderer:
     """
 
     def __init__(self, mj_model: mujoco.MjModel, width: int = 84, height: int = 84, *,
-                 geom_groups: Sequence[int] = (0, 1, 2), shadows: bool = False,
+                 geom_groups: Sequence[int] = (0, 1, 2), shading: str = "fast", shadows: bool = False,
+                 reflections: bool = False, supersample: int = 1, visibility: str = "renderer",
                  skip_unsupported: bool = False, video: np.ndarray | None = None):
-        for field, value in (("width", width), ("height", height)):
-            if not isinstance(value, (int, np.integer)) or value <= 0:
-                raise ValueError(f"Renderer {field}={value!r} is not allowed: image sizes must be positive integers.")
+        for field, value in (("width", width), ("height", height), ("supersample", supersample)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"Renderer {field}={value!r} is not allowed: it must be a positive integer.")
+        for field, value, allowed in (("shading", shading, SHADING), ("visibility", visibility, VISIBILITY)):
+            if value not in allowed:
+                raise ValueError(f"Renderer {field}={value!r} is not allowed: choose one of {allowed}.")
+        if reflections and shading != "mujoco":
+            raise ValueError("Renderer reflections=True is not allowed with shading='fast': reflections are "
+                             "part of shading='mujoco'.")
         self.model = mj_model
         self.width, self.height = int(width), int(height)
-        self.shadows = bool(shadows)
+        self.shading, self.shadows, self.reflections = shading, bool(shadows), bool(reflections)
+        self.supersample, self.visibility = int(supersample), visibility
         m = mj_model
 
+        # the colour MuJoCo draws: the material's, unless the geom sets its own rgba
         rgba = m.geom_rgba.copy()
         has_mat = m.geom_matid >= 0
-        default_rgba = np.all(np.isclose(m.geom_rgba, [0.5, 0.5, 0.5, 1.0]), axis=1)
+        default_rgba = np.all(m.geom_rgba == np.float32([0.5, 0.5, 0.5, 1.0]), axis=1)
         use_mat = has_mat & default_rgba
         rgba[use_mat] = m.mat_rgba[m.geom_matid[use_mat]]
-        # what mj_ray ignores: transparent geoms (its test uses the material colour when a
-        # geom has a material), and geom groups outside the mask
-        mat_alpha = m.mat_rgba[np.maximum(m.geom_matid, 0), 3] if m.nmat else np.zeros(m.ngeom)
-        alpha = np.where(has_mat, mat_alpha, m.geom_rgba[:, 3])
+        if visibility == "renderer":
+            alpha = rgba[:, 3]
+        else:  # mj_ray: the material's alpha whenever the geom has a material
+            mat_alpha = m.mat_rgba[np.maximum(m.geom_matid, 0), 3] if m.nmat else np.zeros(m.ngeom)
+            alpha = np.where(has_mat, mat_alpha, m.geom_rgba[:, 3])
         visible = (alpha > 0) & np.isin(m.geom_group, np.asarray(geom_groups))
         supported = np.isin(m.geom_type, PRIMITIVES + (MESH,))
         bad = [i for i in range(m.ngeom) if visible[i] and not supported[i]]
@@ -414,29 +458,36 @@ class Renderer:
         self._tri_owner = np.concatenate(owner).astype(np.int32) if owner else np.zeros(0, np.int32)
         self._cand_geom = jnp.asarray(np.concatenate([self._prim_order, self._tri_owner]), jnp.int32)
 
-        # the model's own look: colours, 2D material textures, skybox, first light
-        self._base_rgb = np.clip(rgba[:, :3], 0, 1).astype(np.float32)
+        # the model's own look: colours, material terms, 2D textures, skybox, lights
+        self._rgb = np.clip(rgba[:, :3], 0, 1).astype(np.float32)  # MuJoCo's colour (a texture's tint)
+        self._base_rgb = self._rgb.copy()
         self._base_rgb2 = self._base_rgb * 0.6
         self._base_cell = np.full(m.ngeom, 0.25, np.float32)
+        mat = np.maximum(m.geom_matid, 0)
+        pick = lambda field, default: np.where(has_mat, getattr(m, field)[mat] if m.nmat else default,  # noqa: E731
+                                               default).astype(np.float32)
+        self._material = {k: pick(f"mat_{k}", d) for k, d in
+                          (("specular", 0.5), ("shininess", 0.5), ("emission", 0.0), ("reflectance", 0.0))}
+        # MuJoCo mirrors only the first opaque reflective plane or box (its top face)
+        reflective = [g for g in range(m.ngeom) if visible[g] and m.geom_type[g] in (PLANE, BOX)
+                      and self._material["reflectance"][g] > 0 and rgba[g, 3] >= 0.995]
+        self._mirror = np.zeros(m.ngeom, bool)
+        self._mirror[reflective[:1]] = True
+        self._lights = ModelLights(m)
         self._init_textures(m)
         self._init_video(video)
 
     # -- model appearance ---------------------------------------------------------------
 
-    def _texture_image(self, m, tid) -> np.ndarray:
-        w, h, c = int(m.tex_width[tid]), int(m.tex_height[tid]), int(m.tex_nchannel[tid])
-        img = m.tex_data[m.tex_adr[tid]:m.tex_adr[tid] + w * h * c].reshape(h, w, c)
-        if c == 1:
-            img = np.repeat(img, 3, axis=-1)
-        return img[..., :3].astype(np.float32) / 255.0
+    def _pixel_angle(self, fovy: float) -> float:
+        """Angle in radians spanned by one ray's share of a pixel at the image centre."""
+        return 2.0 * math.tan(math.radians(fovy) / 2) / self.height / self.supersample
 
-    def _init_textures(self, m, size: int = 128):
+    def _init_textures(self, m):
         mat_tex = m.mat_texid if m.mat_texid.ndim == 2 else m.mat_texid[:, None]
         role_rgb = int(mujoco.mjtTextureRole.mjTEXROLE_RGB) if mat_tex.shape[1] > 1 else 0
-        images, geom_img = [], np.full(m.ngeom, -1, np.int32)
-        repeat = np.ones((m.ngeom, 2), np.float32)
-        uniform = np.zeros(m.ngeom, bool)
-        cache = {}
+        images, geom_img, cache = [], np.full(m.ngeom, -1, np.int32), {}
+        textured, materials = [], []
         for g in range(m.ngeom):
             mid = m.geom_matid[g]
             if mid < 0 or not self.drawn[g]:
@@ -444,46 +495,53 @@ class Renderer:
             tid = mat_tex[mid, role_rgb]
             if tid < 0 or m.tex_type[tid] != int(mujoco.mjtTexture.mjTEXTURE_2D):
                 continue
-            if (tid, mid) not in cache:  # one image per (texture, material tint)
-                img = self._texture_image(m, tid)
-                rows = (np.arange(size) * img.shape[0] // size)
-                cols = (np.arange(size) * img.shape[1] // size)
-                cache[tid, mid] = len(images)
-                images.append(img[rows][:, cols] * np.clip(m.mat_rgba[mid, :3], 0, 1))
-            geom_img[g] = cache[tid, mid]
-            repeat[g] = m.mat_texrepeat[mid]
-            uniform[g] = bool(m.mat_texuniform[mid])
-            # the texture's two main colours (a checker's two cells) become the geom's
+            if tid not in cache:
+                cache[tid] = len(images)
+                images.append(texture_image(m, tid))
+            geom_img[g] = cache[tid]
+            textured.append(g)
+            materials.append(mid)
+            # the texture's two main colours (a checker's two cells), tinted, become the geom's
             # colours, so recolouring (randomisation) starts from the look of the model
-            img = images[cache[tid, mid]]
-            self._base_rgb[g] = img[size // 4, size // 4]
-            self._base_rgb2[g] = img[size // 4, 3 * size // 4]
-            self._base_cell[g] = (0.5 if uniform[g] else m.geom_size[g, 0]) / max(float(repeat[g, 0]), 1e-6)
-        self._tex_images = jnp.asarray(np.stack(images) if images else np.zeros((1, 1, 1, 3), np.float32))
+            img = images[cache[tid]]
+            h, w = img.shape[:2]
+            self._base_rgb[g] = img[h // 4, w // 4] * self._rgb[g]
+            self._base_rgb2[g] = img[h // 4, 3 * w // 4] * self._rgb[g]
+            rep = max(float(m.mat_texrepeat[mid, 0]), 1e-6)
+            self._base_cell[g] = (1.0 if m.mat_texuniform[mid] else m.geom_size[g, 0]) / rep
+        self._tex = MipTextures(images)
         self._geom_img = jnp.asarray(geom_img)
-        self._tex_repeat = jnp.asarray(repeat)
-        self._tex_uniform = jnp.asarray(uniform)
+        self._uv_maps = jnp.asarray(plane_uv_maps(m, np.asarray(textured, int), np.asarray(materials, int)))
+        # texels per metre along u and v at full size, for the mipmap level of a ray
+        density = np.zeros(m.ngeom, np.float32)
+        maps = np.asarray(self._uv_maps)
+        for g in textured:
+            th, tw = self._tex.base_size[geom_img[g]]
+            density[g] = max(abs(maps[g, 0]) * tw, abs(maps[g, 2]) * th)
+        self._tex_density = jnp.asarray(density)
+        self._tint = jnp.asarray(self._rgb)
         self.has_model_texture = geom_img >= 0
 
-        # background: the skybox's zenith and nadir colours (a vertical gradient between
-        # them approximates MuJoCo's gradient skybox); otherwise MuJoCo's default black
-        top, bottom = np.zeros(3, np.float32), np.zeros(3, np.float32)
-        sky = [t for t in range(m.ntex) if m.tex_type[t] == int(mujoco.mjtTexture.mjTEXTURE_SKYBOX)]
-        if sky:
-            img = self._texture_image(m, sky[0])
-            w = img.shape[1]
-            if img.shape[0] == 6 * w:  # six faces stacked: +x -x +y -y +z -z
-                top, bottom = img[4 * w + w // 2, w // 2], img[5 * w + w // 2, w // 2]
-            else:
-                top, bottom = img[0].mean(0), img[-1].mean(0)
-        self._sky = (top.astype(np.float32), bottom.astype(np.float32))
+        # background: the skybox, box-filtered to the camera's pixel size; its zenith and
+        # nadir colours seed the gradient background that colour suites recolour
+        fovy = float(np.max(m.cam_fovy)) if m.ncam else 45.0
+        faces = skybox_faces(m, self._pixel_angle(fovy))
+        self._skybox = None if faces is None else jnp.asarray(faces)
+        if faces is None:
+            top = bottom = np.zeros(3, np.float32)  # MuJoCo's default: black
+        else:
+            c = faces.shape[1] // 2
+            top, bottom = faces[2, c, c], faces[3, c, c]
+        self._sky = (np.asarray(top, np.float32), np.asarray(bottom, np.float32))
         light = np.array([0.0, 0.0, -1.0], np.float32)
-        if m.nlight:
+        if self._lights.count:
+            light = self._lights.dir0[0] / max(np.linalg.norm(self._lights.dir0[0]), 1e-9)
+        elif m.nlight:
             d = mujoco.MjData(m)
             mujoco.mj_forward(m, d)
             light = d.light_xdir[0].astype(np.float32)
             light /= max(np.linalg.norm(light), 1e-9)
-        self._light = light
+        self._light = light.astype(np.float32)
 
     def _init_video(self, video):
         if video is None:
@@ -499,19 +557,29 @@ class Renderer:
 
     def default_appearance(self) -> Appearance:
         """The model's own look (DMControl-GB's ``train`` appearance): geom/material
-        colours, the model's 2D textures, its skybox gradient and its first light."""
+        colours and terms, the model's 2D textures, its skybox and its lights."""
         g = self.ngeom
         f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+        mujoco_shading = self.shading == "mujoco"
+        lights = self._lights
         return Appearance(
             geom_rgb=f(self._base_rgb),
             geom_rgb2=f(self._base_rgb2),
             geom_texture=jnp.where(jnp.asarray(self.has_model_texture), TEX_MODEL, TEX_NONE).astype(jnp.int32),
             geom_texture_scale=f(self._base_cell),
             geom_texture_seed=jnp.zeros((g,), jnp.float32),
+            geom_specular=f(self._material["specular"]),
+            geom_shininess=f(self._material["shininess"]),
+            geom_emission=f(self._material["emission"]),
+            geom_reflectance=f(self._material["reflectance"]),
             light_dir=f(self._light),
-            light_intensity=f(0.7),
-            ambient=f(0.35),
-            background=jnp.asarray(BG_GRADIENT, jnp.int32),
+            light_intensity=f(1.0 if mujoco_shading else 0.7),
+            ambient=f(1.0 if mujoco_shading else 0.35),
+            headlight=f(lights.headlight),
+            light_ambient=f(lights.ambient),
+            light_diffuse=f(lights.diffuse),
+            light_specular=f(lights.specular),
+            background=jnp.asarray(BG_GRADIENT if self._skybox is None else BG_SKYBOX, jnp.int32),
             bg_top=f(self._sky[0]),
             bg_bottom=f(self._sky[1]),
             wave_rgb=f(np.tile(self._sky[0], (3, 1))),
@@ -550,17 +618,19 @@ class Renderer:
         mat = _get(data, "cam_xmat").reshape(-1, 3, 3)[cid]
         return Camera(pos=pos, mat=mat, fovy=jnp.asarray(self.model.cam_fovy[cid], jnp.float32))
 
-    def camera_rays(self, camera: Camera, appearance: Appearance | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """World ray origins ``[H*W, 3]``, unit directions ``[H*W, 3]`` (row-major pixels,
-        row 0 at the top) and the camera's forward axis ``[3]``, with the appearance's
-        camera jitter applied."""
+    def camera_rays(self, camera: Camera, appearance: Appearance | None = None, *,
+                    supersample: int = 1) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """World ray origins ``[N, 3]``, unit directions ``[N, 3]`` and the camera's forward
+        axis ``[3]``, with the appearance's camera jitter applied. ``supersample = 1``: one
+        ray through each pixel centre, ``N = H*W`` row-major (row 0 at the top); ``s > 1``:
+        an ``s x s`` grid of rays in each pixel, row-major over the ``sH x sW`` grid."""
         pos, mat, fovy = camera.pos, camera.mat, camera.fovy
         if appearance is not None:
             mat = mat @ _rotation(appearance.cam_rot_offset)
             pos = pos + mat @ appearance.cam_pos_offset
             fovy = fovy + appearance.fovy_offset
         half = jnp.tan(jnp.deg2rad(fovy) / 2)
-        h, w = self.height, self.width
+        h, w = self.height * supersample, self.width * supersample
         y = (1.0 - 2.0 * (jnp.arange(h, dtype=jnp.float32) + 0.5) / h) * half
         x = (2.0 * (jnp.arange(w, dtype=jnp.float32) + 0.5) / w - 1.0) * half * (w / h)
         yy, xx = jnp.meshgrid(y, x, indexing="ij")
@@ -638,9 +708,9 @@ class Renderer:
 
     # -- shading ------------------------------------------------------------------------
 
-    def _background(self, app: Appearance, dirs: jax.Array, t: jax.Array) -> jax.Array:
-        """Background colour ``[H*W, 3]`` for the camera's rays ``dirs`` at frame ``t``."""
-        h, w = self.height, self.width
+    def _background(self, app: Appearance, dirs: jax.Array, t: jax.Array, h: int, w: int) -> jax.Array:
+        """Background colour ``[h*w, 3]`` for the camera's rays ``dirs`` (an ``h x w`` grid)
+        at frame ``t``."""
         s = 0.5 + 0.5 * dirs[:, 2:3]
         grad = app.bg_bottom + (app.bg_top - app.bg_bottom) * s
         v, u = jnp.meshgrid(jnp.linspace(0.0, 1.0, h), jnp.linspace(0.0, 1.0, w), indexing="ij")
@@ -656,10 +726,22 @@ class Renderer:
             cols = jnp.arange(w) * vw // w
             img = frame[rows][:, cols].reshape(-1, 3).astype(jnp.float32) / 255.0
             out = jnp.where(app.background == BG_VIDEO, img, out)
+        if self._skybox is not None:
+            out = jnp.where(app.background == BG_SKYBOX, skybox_lookup(self._skybox, dirs), out)
         return out
 
-    def _albedo(self, app: Appearance, geom: jax.Array, local: jax.Array) -> jax.Array:
-        """Surface colour ``[R, 3]`` of hit ``geom [R]`` at local point ``local [R, 3]``."""
+    def _surface(self, app: Appearance, hits: Hits, dirs: jax.Array, travelled: jax.Array,
+                 pixel_angle: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Material colour ``[R, 3]`` and texel ``[R, 3]`` of the hits (the lit colour is
+        ``light(colour) * texel``, as OpenGL's ``GL_MODULATE``).
+
+        Procedural textures give the colour and a texel of 1. The model's 2D texture gives
+        MuJoCo's colour (material or geom rgba: the texture's tint) and the texel, sampled
+        with a mipmap level from the ray's footprint (``travelled + distance`` metres from
+        the eye, ``pixel_angle`` radians a ray). Recolouring a model-textured geom (moving
+        ``geom_rgb`` away from the texture's main colour) moves the tint by the same amount.
+        """
+        geom, local = hits.geom_id, hits.local
         g = jnp.maximum(geom, 0)
         c1, c2 = app.geom_rgb[g], app.geom_rgb2[g]
         kind = app.geom_texture[g]
@@ -670,19 +752,120 @@ class Renderer:
         checker = jnp.mod(jnp.sum(cell, -1), 2.0) > 0.5
         frac = q - cell
         line = jnp.any((frac < 0.08) & jnp.where(is_plane, jnp.array([True, True, False]), True), -1)
-        noise = _cell_noise(q * 2.0, app.geom_texture_seed[g])[:, None]
-        # the model's 2D texture, mapped as MuJoCo maps it on planes
-        rep = self._tex_repeat[g]
-        size = jnp.maximum(self._geom_size[g][:, :2], 1e-6)
-        uv = jnp.where(self._tex_uniform[g][:, None], local[:, :2] * rep, (local[:, :2] / (2 * size) + 0.5) * rep)
-        th, tw = self._tex_images.shape[1:3]
-        col = jnp.floor((uv[:, 0] - jnp.floor(uv[:, 0])) * tw).astype(jnp.int32)
-        row = jnp.floor((1.0 - (uv[:, 1] - jnp.floor(uv[:, 1]))) * th).astype(jnp.int32)
-        tex = self._tex_images[jnp.maximum(self._geom_img[g], 0), jnp.clip(row, 0, th - 1), jnp.clip(col, 0, tw - 1)]
-        tex = tex * c1 / jnp.maximum(jnp.asarray(self._base_rgb)[g], 1e-3)  # recolouring tints the image
-        return jnp.select(
-            [kind[:, None] == TEX_CHECKER, kind[:, None] == TEX_GRID, kind[:, None] == TEX_NOISE, kind[:, None] == TEX_MODEL],
-            [jnp.where(checker[:, None], c1, c2), jnp.where(line[:, None], c2, c1), c1 + (c2 - c1) * noise, tex], c1)
+        noise = cell_noise(q * 2.0, app.geom_texture_seed[g])[:, None]
+        colour = jnp.select(
+            [kind[:, None] == TEX_CHECKER, kind[:, None] == TEX_GRID, kind[:, None] == TEX_NOISE],
+            [jnp.where(checker[:, None], c1, c2), jnp.where(line[:, None], c2, c1), c1 + (c2 - c1) * noise], c1)
+        if not self.has_model_texture.any():
+            return colour, jnp.ones_like(colour)
+        # the model's texture, mapped as MuJoCo maps it on planes (other shapes: the same
+        # map of their local x, y)
+        maps = self._uv_maps[g]
+        u = maps[:, 0] * local[:, 0] + maps[:, 1]
+        v = maps[:, 2] * local[:, 1] + maps[:, 3]
+        cos = jnp.abs(jnp.sum(dirs * hits.normal, -1))
+        footprint = (travelled + jnp.where(jnp.isfinite(hits.distance), hits.distance, 0.0)) * pixel_angle
+        level = jnp.log2(jnp.maximum(footprint / jnp.maximum(cos, 0.05) * self._tex_density[g], 1.0))
+        texel = self._tex.sample(jnp.maximum(self._geom_img[g], 0), u, v, level)
+        model = (kind == TEX_MODEL)[:, None]
+        tint = self._tint[g] + (c1 - jnp.asarray(self._base_rgb)[g])
+        return jnp.where(model, tint, colour), jnp.where(model, texel, 1.0)
+
+    def _visible_from(self, data, points, normals, light_pos, light_dir, directional: bool) -> jax.Array:
+        """``[R] bool``: nothing lies between each point and the light (a shadow ray)."""
+        start = points + normals * 1e-4
+        if directional:
+            return ~jnp.isfinite(self.cast(data, start, jnp.broadcast_to(-light_dir, start.shape)).distance)
+        to = light_pos - start
+        dist = jnp.linalg.norm(to, axis=-1)
+        return self.cast(data, start, to / jnp.maximum(dist, _EPS)[:, None]).distance >= dist
+
+    def _scene_lights(self, data, app: Appearance, cam_pos: jax.Array, cam_forward: jax.Array) -> dict:
+        """MuJoCo's lights in this frame: the headlight, then the model's drawn lights."""
+        ml = self._lights
+        pos, direction = ml.poses(data)
+        if ml.count:  # Appearance.light_dir turns every model light by one rotation
+            a = jnp.asarray(self._light)
+            b = app.light_dir / jnp.maximum(jnp.linalg.norm(app.light_dir), _EPS)
+            direction = direction @ rotation_between(a, b).T
+        cat = lambda head, rest: jnp.concatenate([jnp.asarray(head, jnp.float32)[None], jnp.asarray(rest, jnp.float32)])  # noqa: E731
+        return dict(
+            pos=cat(cam_pos, pos), dir=cat(cam_forward, direction),
+            directional=np.concatenate([[True], ml.directional]),
+            attenuation=cat([1.0, 0.0, 0.0], ml.attenuation), cos_cutoff=cat(-1.0, ml.cos_cutoff),
+            exponent=cat(0.0, ml.exponent),
+            ambient=cat(app.headlight[0], app.light_ambient) * app.ambient,
+            diffuse=cat(app.headlight[1], app.light_diffuse) * app.light_intensity,
+            specular=cat(app.headlight[2], app.light_specular) * app.light_intensity,
+            castshadow=np.concatenate([[False], ml.castshadow]))
+
+    def _shade_mujoco(self, data, app: Appearance, lights: dict, hits: Hits, dirs: jax.Array, colour: jax.Array,
+                      texel: jax.Array, shadow_passes: bool = True) -> jax.Array:
+        """MuJoCo's fixed-function lighting of the hits (see :mod:`vasa.envs.render_shading`):
+        ``[R, 3]``: the main pass plus one pass per shadow-casting light (clipped on its
+        own, as MuJoCo blends it on; with the renderer's ``shadows`` a shadow ray decides
+        where the pass applies, else it applies everywhere). ``shadow_passes=False``: every
+        light in one pass, as MuJoCo lights its mirror image."""
+        g = jnp.maximum(hits.geom_id, 0)
+        coloured, specular = light_terms(
+            hits.point, hits.normal, -dirs, lights["pos"], lights["dir"], jnp.asarray(lights["directional"]),
+            lights["attenuation"], lights["cos_cutoff"], lights["exponent"], lights["ambient"], lights["diffuse"],
+            lights["specular"], 128.0 * app.geom_shininess[g])
+        per_light = coloured * colour[:, None] + specular * app.geom_specular[g][:, None, None]  # [R, K, 3]
+        passes = lights["castshadow"] & shadow_passes
+        main = colour * (app.geom_emission[g][:, None] + self._lights.global_ambient)
+        main = main + jnp.sum(per_light[:, np.nonzero(~passes)[0]], 1)
+        out = jnp.clip(main, 0.0, 1.0) * texel
+        for k in np.nonzero(passes)[0]:
+            term = jnp.clip(per_light[:, k], 0.0, 1.0) * texel
+            if self.shadows:
+                lit = self._visible_from(data, hits.point, hits.normal, lights["pos"][k], lights["dir"][k],
+                                         bool(lights["directional"][k]))
+                term = jnp.where(lit[:, None], term, 0.0)
+            out = out + term
+        return out
+
+    def _reflection(self, data, app: Appearance, lights: dict, hits: Hits, dirs: jax.Array,
+                    pixel_angle: jax.Array) -> jax.Array:
+        """What MuJoCo's mirror pass adds to the reflective plane's pixels ``[R, 3]``: the
+        scene seen along the mirrored ray, lit without shadows, its colour (and emission)
+        scaled by the plane's reflectance; black where the mirrored ray meets nothing."""
+        _, gmat = _poses(data)
+        g = jnp.maximum(hits.geom_id, 0)
+        up = gmat[g][:, :, 2]  # the plane's normal (a box's top face)
+        on = (hits.geom_id >= 0) & jnp.asarray(self._mirror)[g] & (jnp.sum(hits.normal * up, -1) > 0.99)
+        on &= app.geom_texture[g] != TEX_BACKGROUND
+        rdir = dirs - 2.0 * jnp.sum(dirs * up, -1, keepdims=True) * up
+        second = self.cast(data, hits.point + up * 1e-4, rdir)
+        colour, texel = self._surface(app, second, rdir, hits.distance, pixel_angle)
+        colour = colour * app.geom_reflectance[g][:, None]
+        shade = self._shade_mujoco(data, app, lights, second, rdir, colour, texel, shadow_passes=False)
+        seen = on & (second.geom_id >= 0) & (app.geom_texture[jnp.maximum(second.geom_id, 0)] != TEX_BACKGROUND)
+        return jnp.where(seen[:, None], shade, 0.0)
+
+    def _colour(self, data, app: Appearance, cam: Camera, t: jax.Array, origins, dirs, forward, hits: Hits,
+                supersample: int) -> jax.Array:
+        """Linear RGB ``[N, 3]`` in [0, 1] of the rays (an ``sH x sW`` grid)."""
+        h, w = self.height * supersample, self.width * supersample
+        hit = hits.geom_id >= 0
+        fovy = cam.fovy + app.fovy_offset
+        pixel_angle = 2.0 * jnp.tan(jnp.deg2rad(fovy) / 2) / h
+        bg = self._background(app, dirs, t, h, w)
+        colour, texel = self._surface(app, hits, dirs, jnp.zeros_like(hits.distance), pixel_angle)
+        if self.shading == "fast":
+            light = app.light_dir / jnp.maximum(jnp.linalg.norm(app.light_dir), _EPS)
+            lambert = jnp.maximum(jnp.sum(hits.normal * -light, -1), 0.0)
+            if self.shadows:
+                lambert = jnp.where(self._visible_from(data, hits.point, hits.normal, None, light, True), lambert, 0.0)
+            shade = app.ambient + app.light_intensity * lambert
+            lit = jnp.clip(colour, 0.0, 1.0) * texel * shade[:, None]
+        else:
+            lights = self._scene_lights(data, app, origins[0], forward)
+            lit = self._shade_mujoco(data, app, lights, hits, dirs, colour, texel)
+            if self.reflections and self._mirror.any():
+                lit = lit + self._reflection(data, app, lights, hits, dirs, pixel_angle)
+        see_through = app.geom_texture[jnp.maximum(hits.geom_id, 0)] == TEX_BACKGROUND
+        return jnp.clip(jnp.where((hit & ~see_through)[:, None], lit, bg), 0.0, 1.0)
 
     def render(self, data, camera: Camera | str | int = 0, appearance: Appearance | None = None, *,
                t: jax.Array | int = 0, outputs: Sequence[str] = ("rgb",)) -> dict[str, jax.Array]:
@@ -696,6 +879,7 @@ class Renderer:
             metres along the optical axis, inf for background), ``"distance"`` (metres
             along each ray), ``"geom_id"``/``"body_id"`` (``int32 [H, W]``, -1 for
             background), ``"normals"`` (``float32 [H, W, 3]`` world, zero for background).
+            All but ``rgb`` come from the ray through each pixel's centre.
 
         Returns:
           ``{name: image}`` for the requested outputs.
@@ -705,25 +889,23 @@ class Renderer:
             raise ValueError(f"outputs={tuple(outputs)!r} is not allowed: {unknown} unknown; choose from {OUTPUTS}.")
         app = self.default_appearance() if appearance is None else appearance
         cam = camera if isinstance(camera, Camera) else self.model_camera(data, camera)
+        h, w, s = self.height, self.width, self.supersample
+        geometry = [o for o in outputs if o != "rgb"]
         origins, dirs, forward = self.camera_rays(cam, app)
-        hits = self.cast(data, origins, dirs)
-        h, w = self.height, self.width
-        hit = hits.geom_id >= 0
+        hits = self.cast(data, origins, dirs) if (geometry or s == 1) else None
         out = {}
         if "rgb" in outputs:
             t = jnp.asarray(t, jnp.int32)
-            bg = self._background(app, dirs, t)
-            albedo = self._albedo(app, hits.geom_id, hits.local)
-            light = app.light_dir / jnp.maximum(jnp.linalg.norm(app.light_dir), _EPS)
-            lambert = jnp.maximum(jnp.sum(hits.normal * -light, -1), 0.0)
-            if self.shadows:
-                start = hits.point + hits.normal * 1e-4
-                blocked = jnp.isfinite(self.cast(data, start, jnp.broadcast_to(-light, start.shape)).distance)
-                lambert = jnp.where(blocked, 0.0, lambert)
-            shade = app.ambient + app.light_intensity * lambert
-            see_through = app.geom_texture[jnp.maximum(hits.geom_id, 0)] == TEX_BACKGROUND
-            color = jnp.where((hit & ~see_through)[:, None], albedo * shade[:, None], bg)
-            out["rgb"] = jnp.round(jnp.clip(color, 0.0, 1.0) * 255.0).astype(jnp.uint8).reshape(h, w, 3)
+            if s == 1:
+                colour = self._colour(data, app, cam, t, origins, dirs, forward, hits, 1)
+            else:
+                o_s, d_s, _ = self.camera_rays(cam, app, supersample=s)
+                colour = self._colour(data, app, cam, t, o_s, d_s, forward, self.cast(data, o_s, d_s), s)
+                colour = colour.reshape(h, s, w, s, 3).mean((1, 3))
+            out["rgb"] = jnp.round(colour * 255.0).astype(jnp.uint8).reshape(h, w, 3)
+        if not geometry:
+            return out
+        hit = hits.geom_id >= 0
         if "depth" in outputs:
             out["depth"] = (hits.distance * (dirs @ forward)).reshape(h, w)
         if "distance" in outputs:
@@ -804,7 +986,10 @@ class Lidar:
     ``[beams, num_rays]`` for a fan, in metres. Rays are cast in the sensor frame
     (x forward, y left, z up), rotated by the mount's orientation. Geoms of
     ``exclude_bodies`` (default: the mount's body) are invisible to it, like ``mj_ray``'s
-    ``bodyexclude``.
+    ``bodyexclude``. Transparency follows ``mj_ray`` (a geom with a material is seen when
+    the material is not fully transparent, whatever the geom's own rgba), as MuJoCo's
+    range sensors do; the camera follows the renderer instead (see the module docstring).
+    A ``renderer`` passed in brings its own rule (make it with ``visibility="mj_ray"``).
     """
 
     def __init__(self, mj_model, config: LidarConfig = LidarConfig(), *, site: str | None = None,
@@ -812,7 +997,7 @@ class Lidar:
                  renderer: Renderer | None = None):
         config.validate()
         self.config = config
-        self.renderer = renderer or Renderer(mj_model, 1, 1)
+        self.renderer = renderer or Renderer(mj_model, 1, 1, visibility="mj_ray")
         m = mj_model
         self.site = self.body = None
         if site is not None:

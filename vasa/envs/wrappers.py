@@ -196,13 +196,24 @@ class PixelObservation(Wrapper):
     ``"cached"`` mode, ``"episode"`` instead keeps each env's first look). The drawn look is
     ``info["appearance"]``; ``info["frame"]`` counts frames for moving backgrounds.
 
+    Quality: ``shading="mujoco"`` (default) lights the scene as MuJoCo's OpenGL renderer
+    does (headlight, the model's lights, specular), so the ``train`` look is the look of the
+    published DM Control pixel benchmarks (within a few levels of 255 per channel of
+    ``mujoco.Renderer``); ``"fast"`` is the original one-light model. ``shadows``,
+    ``reflections`` and ``supersample`` add MuJoCo's shadows, floor reflections and
+    antialiasing (shadow and mirror rays, ``supersample ** 2`` rays per pixel); they are off
+    by default, as together they bring the difference to MuJoCo down by only about 1 level
+    (of 255) while shadows or reflections cost 1.2-2x and 2x2 supersampling 3-5x the frame
+    time on a CPU (``benchmarks/render_throughput.py``).
+
     Cost note: under :class:`AutoReset` in ``"fresh"`` mode, ``reset`` (and so one render)
     is evaluated at every batched step; ``"cached"`` avoids that second render.
     """
 
     def __init__(self, env, *, width: int = 84, height: int = 84, camera: str | int = 0, channels: str = "rgb",
                  frame_stack: int = 3, appearance="train", redraw: str = "episode", seed: int = 0,
-                 video=None, shadows: bool = False, depth_max: float = 6.0):
+                 video=None, shadows: bool = False, depth_max: float = 6.0, shading: str = "mujoco",
+                 reflections: bool = False, supersample: int = 1):
         from vasa.envs.randomize import AppearanceSampler, mjx_model_holder
         from vasa.envs.render import Renderer
 
@@ -218,7 +229,8 @@ class PixelObservation(Wrapper):
         holder, attr = mjx_model_holder(env)
         self._model_holder = (holder, attr)
         mj_model = self.unwrapped.mj_model
-        self.renderer = Renderer(mj_model, width, height, shadows=shadows, video=video)
+        self.renderer = Renderer(mj_model, width, height, shading=shading, shadows=shadows, reflections=reflections,
+                                 supersample=supersample, video=video)
         self.renderer.camera_id(camera)  # unknown cameras fail here, listing the model's
         self.camera = camera
         self.channels = channels
