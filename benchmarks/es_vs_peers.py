@@ -10,7 +10,7 @@ iterations (equal environment steps).
 
 * evosax 0.3.x (``pip install evosax``): ``Open_ES`` supplies ask/tell; the rollout is what a
   user would write around it: ``vmap`` over the population of a ``lax.scan`` episode of the
-  same vasa environment as vasa's members use (no auto-reset, steps after the end masked),
+  same vasa environment as vasa's members use (cached auto-reset, steps after the end masked),
   jitted together with ask and tell. evosax minimises, so it gets ``-fitness``.
 * Brax ``brax.training.agents.es.train``: its own loop and environment wrappers;
   ``population_size`` there counts antithetic *pairs*. Its reported ``training/sps`` per epoch
@@ -83,7 +83,7 @@ def run_evosax(args, population: int, iterations: int):
 
     config = _config(args, population)
     env = es.make_env(config)
-    rollout_env = es.make_env(config, training=True)  # the same episodes vasa's members run: no auto-reset
+    rollout_env = es.make_env(config, training=True)  # the same episodes vasa's members run (cached reset, tail masked)
     policy = es.Policy(config, env)
     stats = RunningStats.create(policy.obs_size)  # unused statistics (normalisation off)
     theta0 = policy.init(jax.random.PRNGKey(config.seed))

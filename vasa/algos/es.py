@@ -125,12 +125,20 @@ class ESConfig:
 
 
 def make_env(config: ESConfig, training: bool = False):
-    """The state environment of ``config`` (with time limit and repeat; auto-resetting for
-    evaluation). ``training``: without auto-reset, as the members' rollouts use it: each runs
-    its episodes to the time limit with the steps after an episode's end masked, so a reset
-    computed at every step (MJX: a forward pass) would be wasted."""
+    """The state environment of ``config`` (with time limit and repeat; auto-resetting).
+
+    ``training``: the environment the members' rollouts use. Each member runs its episodes
+    to the time limit with the steps after an episode's end masked, so what those steps
+    simulate does not matter, but what it costs does: without any reset a fallen body keeps
+    pressing on its joint limits and contacts, which makes MJX's constraint solver iterate
+    longer (on ``brax/inverted_pendulum``, 256 environments: ~43K steps/s against ~70K with a
+    cached reset, measured side by side on the 2-core CPU); a fresh reset at every step costs
+    a forward pass. So training rollouts auto-reset to the episode's cached first state
+    (``reset_mode="cached"``, Brax's behaviour, as Brax's ES does), which keeps the masked
+    tail cheap without changing any counted reward or observation.
+    """
     return make(config.env, episode_length=config.episode_length, action_repeat=config.action_repeat,
-                auto_reset=not training)
+                auto_reset=True, reset_mode="cached" if training else "fresh")
 
 
 # --------------------------------------------------------------------------- policy
