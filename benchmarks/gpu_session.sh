@@ -22,7 +22,7 @@
 #   bash benchmarks/gpu_session.sh augment          # SECANT Combo1 throughput vs NumPy (~2 min)
 #   bash benchmarks/gpu_session.sh secant           # SECANT zero-shot at 84x84, 3 seeds (long: alone)
 #   bash benchmarks/gpu_session.sh es               # ES vs evosax and Brax ES, population scaling (~8 min)
-#   bash benchmarks/gpu_session.sh pixppo           # PPO from 64x64 pixels vs PPO from the state (~6 min)
+#   bash benchmarks/gpu_session.sh pixppo           # PPO from 64x64 pixels (FF, LSTM) vs Brax vision PPO and state PPO (~8 min)
 # Stages run in the order given; each writes <stage>*.json and <stage>.log under $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/vasa_out}
@@ -73,7 +73,7 @@ for stage in "$@"; do
         --populations 64 256 1024 4096 --out "$OUT/es"
       ;;
     pixppo)
-      run pixppo 480 python3 benchmarks/ppo_pixels.py --image-size 64 --env-steps 4000000 --num-envs 256 \
+      run pixppo 480 python3 benchmarks/ppo_pixels.py --image-size 64 --env-steps 2000000 --num-envs 256 \
         --encoder nature --out "$OUT/pixppo"
       ;;
     *)
