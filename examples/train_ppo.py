@@ -9,10 +9,12 @@
     python examples/train_ppo.py --resume runs/<dir> --resume-step 100   # ... from checkpoint 100
     python examples/train_ppo.py --run-dir runs/x --overwrite   # replace the run in runs/x deliberately
     python examples/train_ppo.py --no-progress         # no progress bar
+    vasa launch local --processes 2 -- python examples/train_ppo.py --env toy/pendulum   # two connected processes
 
 Writes a run directory with config.json, metrics.csv, checkpoints/ and learning_curve.png; --resume
 continues with the run's saved config and run settings (settings given on the command line
-override them, with a note).
+override them, with a note). Started by `vasa launch`, it joins the other processes first
+(vasa.dist.initialize); process 0 writes the run directory.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/
 
 import tyro
 
+import vasa.dist
 from vasa.algos import ppo
 from vasa.run import RunConfig
 
@@ -46,4 +49,7 @@ def parse(argv: list[str] | None = None) -> Args:
 
 
 if __name__ == "__main__":
-    main(parse())
+    args = parse()
+    if vasa.dist.launched():  # started by `vasa launch`: join the other processes before JAX starts
+        vasa.dist.initialize()
+    main(args)

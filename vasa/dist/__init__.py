@@ -1,5 +1,28 @@
-"""Device meshes and ``shard_map`` helpers (one ``"data"`` axis)."""
+"""Device meshes and ``shard_map`` helpers (one ``"data"`` axis), many processes through
+``jax.distributed`` (:func:`initialize`), and ``vasa launch`` (:mod:`vasa.dist.launch`).
 
-from vasa.dist.mesh import DATA_AXIS, global_row_ids, jit_sharded_step, make_mesh, pmean, psum
+Names load on first use (PEP 562), so ``vasa launch`` starts its processes without importing JAX.
+"""
 
-__all__ = ["DATA_AXIS", "global_row_ids", "jit_sharded_step", "make_mesh", "pmean", "psum"]
+import importlib
+
+_WHERE = {
+    "DATA_AXIS": "mesh", "global_row_ids": "mesh", "jit_sharded_step": "mesh", "make_mesh": "mesh",
+    "pmean": "mesh", "psum": "mesh",
+    "barrier": "distributed", "initialize": "distributed", "is_primary": "distributed", "launched": "distributed",
+    "summary": "distributed",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'vasa.dist' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"vasa.dist.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))

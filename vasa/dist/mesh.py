@@ -18,13 +18,21 @@ DATA_AXIS = "data"
 def make_mesh(num_devices: int | None = None) -> Mesh:
     """A mesh over the first ``num_devices`` devices (default: all) with axis ``"data"``.
 
+    After ``jax.distributed`` initialisation (:func:`vasa.dist.initialize`) ``jax.devices()``
+    lists every process's devices, process by process, so the default mesh spans all of them
+    and rows ``[p * n / P, (p + 1) * n / P)`` of an array split over ``"data"`` live in process ``p``.
+
     Raises:
-      ValueError: ``num_devices`` is < 1 or more than ``jax.device_count()``.
+      ValueError: ``num_devices`` is < 1 or more than ``jax.device_count()``, or, with more
+        than one process, not all global devices (every process must hold part of the mesh).
     """
     devices = jax.devices()
     n = len(devices) if num_devices is None else int(num_devices)
     if not 1 <= n <= len(devices):
         raise ValueError(f"num_devices={num_devices!r} is not allowed: choose 1..{len(devices)} (jax.device_count()).")
+    if jax.process_count() > 1 and n != len(devices):
+        raise ValueError(f"num_devices={num_devices!r} is not allowed with {jax.process_count()} processes: the mesh "
+                         f"must span all {len(devices)} global devices (leave it unset).")
     return Mesh(np.asarray(devices[:n]), (DATA_AXIS,))
 
 

@@ -6,6 +6,11 @@ renames it when complete, so a crash mid-save never touches the previous checkpo
 ``keep`` are kept. Once a save is complete its files get SHA-256 sums (see
 :mod:`vasa.run.integrity`), checked before every restore. Saves are synchronous: a save that
 fails raises here (the manager is closed first) instead of leaving orbax threads waiting.
+
+With several processes (``jax.distributed``) every process calls :meth:`Checkpointer.save`
+and :meth:`Checkpointer.restore` together: orbax writes each process's shards and process 0
+the metadata (and here the SHA-256 sums); a restore reads each process's shards into the
+target's shardings.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from vasa.dist.distributed import barrier
 from vasa.run.integrity import IntegrityError, check_step_dir, write_checksums
 
 PARTIAL = ".orbax-checkpoint-tmp"  # orbax's suffix of a save in progress
@@ -74,7 +80,8 @@ class Checkpointer:
         try:
             self._open().save(int(step), args=self._ocp.args.Composite(**args), force=True)
             self._open().wait_until_finished()
-            write_checksums(self.path(step))
+            if jax.process_index() == 0:
+                write_checksums(self.path(step))
         except Exception as e:
             self.close()
             raise CheckpointError(f"could not write checkpoint {self.path(step)}: {type(e).__name__}: "
@@ -176,13 +183,17 @@ class Checkpointer:
         return names
 
     def move(self, step: int, destination: str) -> str:
-        """Move checkpoint ``step`` to ``destination/<step>`` (out of this run's checkpoints)."""
-        os.makedirs(destination, exist_ok=True)
+        """Move checkpoint ``step`` to ``destination/<step>`` (out of this run's checkpoints).
+        With several processes all call it together and process 0 moves the files."""
+        barrier("vasa.run: before moving a checkpoint")
         target = os.path.join(destination, str(int(step)))
         suffix = 1
         while os.path.exists(target):
             target, suffix = os.path.join(destination, f"{int(step)}.{suffix}"), suffix + 1
-        shutil.move(self.path(step), target)
+        if jax.process_index() == 0:
+            os.makedirs(destination, exist_ok=True)
+            shutil.move(self.path(step), target)
+        barrier("vasa.run: checkpoint moved")
         self._checked.pop(int(step), None)
         self._open().reload()
         return target

@@ -32,6 +32,9 @@ The rules:
   own saves never meet an old step directory. A run stopped before its first checkpoint starts
   over from its saved config. The config in ``config.json`` must equal the checkpoint's.
 * Partial saves left by a killed run are removed when a run starts or resumes.
+* With several processes (:func:`vasa.dist.initialize`) every process opens the session and
+  checkpoints its part of the state (orbax), and process 0 alone writes the directory's other
+  files (``config.json``, ``metrics.csv``, checksums, the learning curve, the progress bar).
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ import time
 from collections.abc import Mapping
 from typing import Any, Self
 
+import jax
+import numpy as np
+
+from vasa.dist.distributed import barrier, is_primary
 from vasa.run.checkpoint import Checkpointer, CheckpointError, CorruptCheckpointError
 from vasa.run.config import RunConfig, dataclass_from_dict
 from vasa.run.logger import RunLogger, check_finite, config_to_dict, finish_run
@@ -211,10 +218,17 @@ def _write_json(path: str, data: dict) -> None:
 class RunSession:
     """An open run directory: restore, log, check, checkpoint; closing it (the ``with``
     block's end, also on an error) closes the checkpointer and the logger, draws the learning
-    curve and prints a summary line. Trainers set ``compile_s`` and add to ``wall``."""
+    curve and prints a summary line. Trainers set ``compile_s`` and add to ``wall``.
+
+    With several processes every process opens it at the same point of the program; process
+    0 (``primary``) writes the files, the others keep their rows in memory only."""
 
     def __init__(self, plan: RunPlan):
-        _check_writable(plan.run_dir)
+        # every process has judged the directory (prepare_run) before process 0 changes it
+        barrier("vasa.run: directory checked")
+        self.primary = is_primary()
+        if self.primary:
+            _check_writable(plan.run_dir)
         self.plan, self.config, self.run, self.run_dir = plan, plan.config, plan.run, plan.run_dir
         self.saved_config = {plan.key: config_to_dict(plan.config), "run": config_to_dict(plan.run)}
         self.logger: RunLogger | None = None
@@ -222,7 +236,7 @@ class RunSession:
         self.compile_s, self.wall = 0.0, 0.0
         self.last_checkpoint: int | None = None  # the newest good checkpoint of this run
         self._step: int | None = None  # the checkpoint to restore
-        if plan.replaces:
+        if plan.replaces and self.primary:
             for name in RUN_FILES:
                 path = os.path.join(plan.run_dir, name)
                 if os.path.isdir(path):
@@ -230,14 +244,17 @@ class RunSession:
                 elif os.path.exists(path):
                     os.remove(path)
             print(f"--overwrite: replaced the run in {plan.run_dir} (deleted its {', '.join(plan.replaces)})")
+        barrier("vasa.run: directory ready")
         self.checkpointer = Checkpointer(plan.run_dir, keep=plan.run.keep_checkpoints)
         try:
-            for name in self.checkpointer.remove_partial_saves():
-                print(f"removed the partial checkpoint {os.path.join(self.checkpointer.directory, name)} "
-                      "(a save that never completed: the run was killed while saving)")
-            if plan.resuming:
+            if self.primary:
+                for name in self.checkpointer.remove_partial_saves():
+                    print(f"removed the partial checkpoint {os.path.join(self.checkpointer.directory, name)} "
+                          "(a save that never completed: the run was killed while saving)")
+            if plan.resuming:  # every process makes the same choice (process 0 moves the files)
                 self._choose()
-            _write_json(os.path.join(plan.run_dir, "config.json"), self.saved_config)
+            if self.primary:
+                _write_json(os.path.join(plan.run_dir, "config.json"), self.saved_config)
         except BaseException:
             self.checkpointer.close()
             raise
@@ -343,15 +360,22 @@ class RunSession:
 
     def begin(self, total: int, start: int, curve: Mapping[str, Any] | None = None) -> None:
         """Start logging (after compiling): metrics.csv continues after ``start``."""
-        self.logger = RunLogger(self.run_dir, total, start, self.run.progress, curve=curve)
-        self.wall = self.logger.last_value("wall_time") if start else 0.0
+        if self.primary:
+            self.logger = RunLogger(self.run_dir, total, start, self.run.progress, curve=curve)
+            self.wall = self.logger.last_value("wall_time") if start else 0.0
+        if start and jax.process_count() > 1:  # process 0 read it from metrics.csv (all take part)
+            from jax.experimental import multihost_utils
+
+            wall = float(multihost_utils.broadcast_one_to_all(np.float32(self.wall)))
+            self.wall = self.wall if self.primary else wall
 
     def check_finite(self, metrics: Mapping[str, float], iteration: int, names=None) -> None:
         check_finite(metrics, iteration, names, checkpoint=self.last_checkpoint,
                      checkpoint_dir=self.checkpointer.directory)
 
     def log(self, row: dict) -> None:
-        self.logger.log(row)
+        if self.logger is not None:
+            self.logger.log(row)
         self.rows.append(row)
 
     def save(self, iteration: int, state: Any) -> None:
