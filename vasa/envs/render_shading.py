@@ -1,4 +1,7 @@
-"""Lighting for the ray-cast camera (:mod:`vasa.envs.render`).
+"""Lighting for the ray-cast camera (:mod:`vasa.envs.render`): the model's lights
+(:class:`ModelLights`), the lights of one frame (:func:`scene_lights`: the headlight, then
+the model's), MuJoCo's lighting of surface points by them (:func:`light_terms`) and its
+passes, shadows included, over the hits of a frame (:func:`shade_mujoco`).
 
 Two models:
 
@@ -33,6 +36,8 @@ import jax
 import jax.numpy as jnp
 import mujoco
 import numpy as np
+
+from vasa.envs.render_geometry import Hits
 
 _EPS = 1e-12
 SPOT, DIRECTIONAL = int(mujoco.mjtLightType.mjLIGHT_SPOT), int(mujoco.mjtLightType.mjLIGHT_DIRECTIONAL)
@@ -85,6 +90,29 @@ def rotation_between(a: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.eye(3) + vx + (vx @ vx) / jnp.maximum(1.0 + c, 1e-6)
 
 
+def scene_lights(ml: ModelLights, light0: np.ndarray, data, app, cam_pos: jax.Array, cam_forward: jax.Array) -> dict:
+    """MuJoCo's lights in this frame: the headlight (at ``cam_pos``, along ``cam_forward``),
+    then the model's drawn lights ``ml`` at their poses in ``data``, as arrays ``[1 + K, ...]``
+    for :func:`light_terms`, their colours scaled by ``app`` (a
+    :class:`vasa.envs.render.Appearance`). ``light0 [3]``: the unit direction of the first
+    model light at ``qpos0``, which ``app.light_dir`` replaces."""
+    pos, direction = ml.poses(data)
+    if ml.count:  # Appearance.light_dir turns every model light by one rotation
+        a = jnp.asarray(light0)
+        b = app.light_dir / jnp.maximum(jnp.linalg.norm(app.light_dir), _EPS)
+        direction = direction @ rotation_between(a, b).T
+    cat = lambda head, rest: jnp.concatenate([jnp.asarray(head, jnp.float32)[None], jnp.asarray(rest, jnp.float32)])  # noqa: E731
+    return dict(
+        pos=cat(cam_pos, pos), dir=cat(cam_forward, direction),
+        directional=np.concatenate([[True], ml.directional]),
+        attenuation=cat([1.0, 0.0, 0.0], ml.attenuation), cos_cutoff=cat(-1.0, ml.cos_cutoff),
+        exponent=cat(0.0, ml.exponent),
+        ambient=cat(app.headlight[0], app.light_ambient) * app.ambient,
+        diffuse=cat(app.headlight[1], app.light_diffuse) * app.light_intensity,
+        specular=cat(app.headlight[2], app.light_specular) * app.light_intensity,
+        castshadow=np.concatenate([[False], ml.castshadow]))
+
+
 def light_terms(points, normals, to_eye, light_pos, light_dir, directional, attenuation, cos_cutoff, exponent,
                 ambient, diffuse, specular, shininess):
     """Fixed-function OpenGL lighting of ``R`` surface points by ``K`` lights.
@@ -118,3 +146,31 @@ def light_terms(points, normals, to_eye, light_pos, light_dir, directional, atte
     spec = jnp.where((n_l > 0) & (shininess[:, None] <= 0), 1.0, spec)
     coloured = scale * (ambient[None] + jnp.maximum(n_l, 0.0)[..., None] * diffuse[None])
     return coloured, scale * spec[..., None] * specular[None]
+
+
+def shade_mujoco(app, lights: dict, hits: Hits, dirs: jax.Array, colour: jax.Array, texel: jax.Array,
+                 global_ambient: float, *, shadow=None, shadow_passes: bool = True) -> jax.Array:
+    """MuJoCo's fixed-function lighting of the hits ``[R, 3]`` seen along ``dirs``, of
+    material ``colour`` and ``texel [R, 3]``, by the frame's ``lights``
+    (:func:`scene_lights`), with the material terms of ``app`` (a
+    :class:`vasa.envs.render.Appearance`): the main pass plus one pass per shadow-casting
+    light (clipped on its own, as MuJoCo blends it on). ``shadow(k) -> [R] bool``
+    (optional; the renderer's ``shadows``): where light ``k`` reaches the hits (a shadow
+    ray), where its pass applies; without it the pass applies everywhere.
+    ``shadow_passes=False``: every light in one pass, as MuJoCo lights its mirror image."""
+    g = jnp.maximum(hits.geom_id, 0)
+    coloured, specular = light_terms(
+        hits.point, hits.normal, -dirs, lights["pos"], lights["dir"], jnp.asarray(lights["directional"]),
+        lights["attenuation"], lights["cos_cutoff"], lights["exponent"], lights["ambient"], lights["diffuse"],
+        lights["specular"], 128.0 * app.geom_shininess[g])
+    per_light = coloured * colour[:, None] + specular * app.geom_specular[g][:, None, None]  # [R, K, 3]
+    passes = lights["castshadow"] & shadow_passes
+    main = colour * (app.geom_emission[g][:, None] + global_ambient)
+    main = main + jnp.sum(per_light[:, np.nonzero(~passes)[0]], 1)
+    out = jnp.clip(main, 0.0, 1.0) * texel
+    for k in np.nonzero(passes)[0]:
+        term = jnp.clip(per_light[:, k], 0.0, 1.0) * texel
+        if shadow is not None:
+            term = jnp.where(shadow(k)[:, None], term, 0.0)
+        out = out + term
+    return out

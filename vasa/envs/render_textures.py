@@ -1,6 +1,8 @@
 """Textures for the ray-cast camera (:mod:`vasa.envs.render`): the model's 2D textures as
 MuJoCo maps them on planes (with mipmaps), its skybox looked up by ray direction, and the
-procedural textures (checker, grid, noise) that appearance randomisation draws.
+procedural textures (checker, grid, noise) that appearance randomisation draws; with them,
+the colour of a surface before lighting (:class:`GeomTextures`, per geom texture kind
+:data:`TEXTURE_KINDS`) and of the background (:func:`background`, kinds ``BG_*``).
 
 MuJoCo's conventions, as its OpenGL renderer (``src/render/classic``) applies them and as
 checked pixel by pixel against ``mujoco.Renderer``:
@@ -27,6 +29,15 @@ import jax
 import jax.numpy as jnp
 import mujoco
 import numpy as np
+
+from vasa.envs.render_geometry import PLANE, Hits
+
+# texture kinds, per geom (Appearance.geom_texture)
+TEX_NONE, TEX_CHECKER, TEX_GRID, TEX_NOISE, TEX_MODEL, TEX_BACKGROUND = 0, 1, 2, 3, 4, 5
+TEXTURE_KINDS = {"none": TEX_NONE, "checker": TEX_CHECKER, "grid": TEX_GRID, "noise": TEX_NOISE,
+                 "model": TEX_MODEL, "background": TEX_BACKGROUND}
+# background kinds (Appearance.background)
+BG_GRADIENT, BG_WAVES, BG_VIDEO, BG_SKYBOX = 0, 1, 2, 3
 
 
 def texture_image(m: mujoco.MjModel, tid: int) -> np.ndarray:
@@ -128,6 +139,108 @@ def plane_uv_maps(m: mujoco.MjModel, geoms: np.ndarray, materials: np.ndarray) -
 
 
 # ----------------------------------------------------------------------------------------
+# a model's geoms: texture tables and surface colour
+# ----------------------------------------------------------------------------------------
+
+
+class GeomTextures:
+    """The textures of a model's drawn geoms, and the colour of ray hits before lighting.
+
+    Built from the model ``m``, its drawn geoms ``drawn [G] bool`` and MuJoCo's colour per
+    geom ``rgb [G, 3]`` (the material's or the geom's rgba: a texture's tint). The model's
+    own look, as numpy arrays: ``base_rgb``, ``base_rgb2 [G, 3]`` the two colours of each
+    geom (``rgb`` and ``0.6 rgb``; for a geom drawn with the model's 2D texture, the
+    texture's two main colours, tinted), ``base_cell [G]`` the procedural cell size in
+    metres, ``has_model_texture [G] bool`` the geoms drawn with the model's 2D texture.
+    """
+
+    def __init__(self, m: mujoco.MjModel, drawn: np.ndarray, rgb: np.ndarray):
+        self._geom_type = jnp.asarray(m.geom_type, jnp.int32)
+        self.base_rgb = rgb.copy()
+        self.base_rgb2 = self.base_rgb * 0.6
+        self.base_cell = np.full(m.ngeom, 0.25, np.float32)
+        mat_tex = m.mat_texid if m.mat_texid.ndim == 2 else m.mat_texid[:, None]
+        role_rgb = int(mujoco.mjtTextureRole.mjTEXROLE_RGB) if mat_tex.shape[1] > 1 else 0
+        images, geom_img, cache = [], np.full(m.ngeom, -1, np.int32), {}
+        textured, materials = [], []
+        for g in range(m.ngeom):
+            mid = m.geom_matid[g]
+            if mid < 0 or not drawn[g]:
+                continue
+            tid = mat_tex[mid, role_rgb]
+            if tid < 0 or m.tex_type[tid] != int(mujoco.mjtTexture.mjTEXTURE_2D):
+                continue
+            if tid not in cache:
+                cache[tid] = len(images)
+                images.append(texture_image(m, tid))
+            geom_img[g] = cache[tid]
+            textured.append(g)
+            materials.append(mid)
+            # the texture's two main colours (a checker's two cells), tinted, become the geom's
+            # colours, so recolouring (randomisation) starts from the look of the model
+            img = images[cache[tid]]
+            h, w = img.shape[:2]
+            self.base_rgb[g] = img[h // 4, w // 4] * rgb[g]
+            self.base_rgb2[g] = img[h // 4, 3 * w // 4] * rgb[g]
+            rep = max(float(m.mat_texrepeat[mid, 0]), 1e-6)
+            self.base_cell[g] = (1.0 if m.mat_texuniform[mid] else m.geom_size[g, 0]) / rep
+        self._tex = MipTextures(images)
+        self._geom_img = jnp.asarray(geom_img)
+        self._uv_maps = jnp.asarray(plane_uv_maps(m, np.asarray(textured, int), np.asarray(materials, int)))
+        # texels per metre along u and v at full size, for the mipmap level of a ray
+        density = np.zeros(m.ngeom, np.float32)
+        maps = np.asarray(self._uv_maps)
+        for g in textured:
+            th, tw = self._tex.base_size[geom_img[g]]
+            density[g] = max(abs(maps[g, 0]) * tw, abs(maps[g, 2]) * th)
+        self._tex_density = jnp.asarray(density)
+        self._tint = jnp.asarray(rgb)
+        self.has_model_texture = geom_img >= 0
+
+    def surface(self, app, hits: Hits, dirs: jax.Array, travelled: jax.Array,
+                pixel_angle: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Material colour ``[R, 3]`` and texel ``[R, 3]`` of the hits (the lit colour is
+        ``light(colour) * texel``, as OpenGL's ``GL_MODULATE``).
+
+        Procedural textures give the colour and a texel of 1. The model's 2D texture gives
+        MuJoCo's colour (material or geom rgba: the texture's tint) and the texel, sampled
+        with a mipmap level from the ray's footprint (``travelled + distance`` metres from
+        the eye, ``pixel_angle`` radians a ray). Recolouring a model-textured geom (moving
+        ``geom_rgb`` away from the texture's main colour) moves the tint by the same amount.
+        ``app`` is the :class:`vasa.envs.render.Appearance` drawn.
+        """
+        geom, local = hits.geom_id, hits.local
+        g = jnp.maximum(geom, 0)
+        c1, c2 = app.geom_rgb[g], app.geom_rgb2[g]
+        kind = app.geom_texture[g]
+        scale = jnp.maximum(app.geom_texture_scale[g], 1e-6)[:, None]
+        is_plane = (self._geom_type[g] == PLANE)[:, None]
+        q = jnp.where(is_plane, local * jnp.array([1.0, 1.0, 0.0]), local) / scale
+        cell = jnp.floor(q)
+        checker = jnp.mod(jnp.sum(cell, -1), 2.0) > 0.5
+        frac = q - cell
+        line = jnp.any((frac < 0.08) & jnp.where(is_plane, jnp.array([True, True, False]), True), -1)
+        noise = cell_noise(q * 2.0, app.geom_texture_seed[g])[:, None]
+        colour = jnp.select(
+            [kind[:, None] == TEX_CHECKER, kind[:, None] == TEX_GRID, kind[:, None] == TEX_NOISE],
+            [jnp.where(checker[:, None], c1, c2), jnp.where(line[:, None], c2, c1), c1 + (c2 - c1) * noise], c1)
+        if not self.has_model_texture.any():
+            return colour, jnp.ones_like(colour)
+        # the model's texture, mapped as MuJoCo maps it on planes (other shapes: the same
+        # map of their local x, y)
+        maps = self._uv_maps[g]
+        u = maps[:, 0] * local[:, 0] + maps[:, 1]
+        v = maps[:, 2] * local[:, 1] + maps[:, 3]
+        cos = jnp.abs(jnp.sum(dirs * hits.normal, -1))
+        footprint = (travelled + jnp.where(jnp.isfinite(hits.distance), hits.distance, 0.0)) * pixel_angle
+        level = jnp.log2(jnp.maximum(footprint / jnp.maximum(cos, 0.05) * self._tex_density[g], 1.0))
+        texel = self._tex.sample(jnp.maximum(self._geom_img[g], 0), u, v, level)
+        model = (kind == TEX_MODEL)[:, None]
+        tint = self._tint[g] + (c1 - jnp.asarray(self.base_rgb)[g])
+        return jnp.where(model, tint, colour), jnp.where(model, texel, 1.0)
+
+
+# ----------------------------------------------------------------------------------------
 # skybox
 # ----------------------------------------------------------------------------------------
 
@@ -166,6 +279,37 @@ def skybox_lookup(faces: jax.Array, dirs: jax.Array) -> jax.Array:
     col = jnp.clip(jnp.floor((sc / ma + 1.0) * 0.5 * n).astype(jnp.int32), 0, n - 1)
     row = jnp.clip(jnp.floor((tc / ma + 1.0) * 0.5 * n).astype(jnp.int32), 0, n - 1)
     return faces[face, row, col]
+
+
+# ----------------------------------------------------------------------------------------
+# backgrounds
+# ----------------------------------------------------------------------------------------
+
+
+def background(app, dirs: jax.Array, t: jax.Array, h: int, w: int, *, video: jax.Array | None = None,
+               skybox: jax.Array | None = None) -> jax.Array:
+    """Background colour ``[h*w, 3]`` for the camera's rays ``dirs`` (an ``h x w`` grid)
+    at frame ``t``, of the kind ``app.background`` (``app``: a
+    :class:`vasa.envs.render.Appearance`): a vertical gradient, moving waves, a frame of
+    ``video [V, F, h, w, 3] uint8`` or the ``skybox`` cube map (:func:`skybox_faces`)."""
+    s = 0.5 + 0.5 * dirs[:, 2:3]
+    grad = app.bg_bottom + (app.bg_top - app.bg_bottom) * s
+    v, u = jnp.meshgrid(jnp.linspace(0.0, 1.0, h), jnp.linspace(0.0, 1.0, w), indexing="ij")
+    uv = jnp.stack([u.reshape(-1), v.reshape(-1)], -1)  # [H*W, 2]
+    phase = uv @ app.wave_freq.T * (2 * jnp.pi) + app.wave_speed * t + app.wave_phase  # [P, 3]
+    waves = (0.5 + 0.5 * jnp.sin(phase)) @ app.wave_rgb / 1.5
+    out = jnp.where(app.background == BG_WAVES, jnp.clip(waves, 0, 1), grad)
+    if video is not None:
+        vid = video[jnp.clip(app.video_index, 0, video.shape[0] - 1)]
+        f, vh, vw = vid.shape[:3]
+        frame = vid[(app.video_offset + t) % f]
+        rows = jnp.arange(h) * vh // h
+        cols = jnp.arange(w) * vw // w
+        img = frame[rows][:, cols].reshape(-1, 3).astype(jnp.float32) / 255.0
+        out = jnp.where(app.background == BG_VIDEO, img, out)
+    if skybox is not None:
+        out = jnp.where(app.background == BG_SKYBOX, skybox_lookup(skybox, dirs), out)
+    return out
 
 
 # ----------------------------------------------------------------------------------------
