@@ -20,6 +20,7 @@ Then SURREAL's figure 3.6 in vasa's terms (``--scaling``): wall-clock time for v
 a return threshold as the population grows, written as ``es_scaling.png``.
 
     python benchmarks/es_vs_peers.py                                  # inverted_pendulum, population 256, 15 iterations
+    python benchmarks/es_vs_peers.py --seeds 3 --iterations 12        # three seeds per side, interleaved
     python benchmarks/es_vs_peers.py --scaling --populations 16 64 256 1024 --threshold 900
 """
 
@@ -40,21 +41,21 @@ import numpy as np  # noqa: E402
 from benchmarks._common import vasa_revision  # noqa: E402
 
 
-def _config(args, population: int):
+def _config(args, population: int, seed: int = 0):
     from vasa.algos import es
 
     return es.ESConfig(env=f"brax/{args.task}", population=population, noise_std=args.sigma,
                        learning_rate=args.lr, l2_coef=0.0, action_noise=0.0, normalize_observations=False,
                        hidden_layers=tuple(args.hidden), episode_length=args.episode_length, action_repeat=1,
-                       fitness_shaping="centered_rank", total_env_steps=population * args.episode_length * 10_000)
+                       fitness_shaping="centered_rank", total_env_steps=population * args.episode_length * 10_000, seed=seed)
 
 
-def run_vasa(args, population: int, iterations: int):
+def run_vasa(args, population: int, iterations: int, seed: int = 0):
     import jax
 
     from vasa.algos import es
 
-    config = _config(args, population)
+    config = _config(args, population, seed)
     env = es.make_env(config)
     state = es.init(config, env)
     step = es.make_train_step(config, es.make_env(config, training=True)).lower(state).compile()
@@ -70,7 +71,7 @@ def run_vasa(args, population: int, iterations: int):
             "seconds_per_iteration": dt / (iterations - 1)}
 
 
-def run_evosax(args, population: int, iterations: int):
+def run_evosax(args, population: int, iterations: int, seed: int = 0):
     import jax
     import optax
     from evosax.algorithms import Open_ES
@@ -81,7 +82,7 @@ def run_evosax(args, population: int, iterations: int):
 
     import jax.numpy as jnp
 
-    config = _config(args, population)
+    config = _config(args, population, seed)
     env = es.make_env(config)
     rollout_env = es.make_env(config, training=True)  # the same episodes vasa's members run (cached reset, tail masked)
     policy = es.Policy(config, env)
@@ -112,8 +113,8 @@ def run_evosax(args, population: int, iterations: int):
         es_state, _ = strategy.tell(k_tell, population_, -fitness, es_state, params)  # evosax minimises
         return es_state, fitness.mean()
 
-    es_state = strategy.init(jax.random.PRNGKey(1), theta0, params)
-    key = jax.random.PRNGKey(2)
+    es_state = strategy.init(jax.random.PRNGKey(1 + 1000 * seed), theta0, params)
+    key = jax.random.PRNGKey(2 + 1000 * seed)
     # compile + warm-up, twice: the state's weak types change after the first call, which retraces once
     es_state, _ = generation(es_state, key)
     es_state, _ = generation(es_state, key)
@@ -128,7 +129,7 @@ def run_evosax(args, population: int, iterations: int):
     return {"sps": population * T * (iterations - 2) / dt, "return": ret, "seconds_per_iteration": dt / (iterations - 2)}
 
 
-def run_brax(args, population: int, iterations: int):
+def run_brax(args, population: int, iterations: int, seed: int = 0):
     import jax
     from brax import envs as brax_envs
     from brax.training.agents.es import networks as es_networks
@@ -150,7 +151,7 @@ def run_brax(args, population: int, iterations: int):
                   population_size=population // 2, learning_rate=args.lr, perturbation_std=args.sigma,
                   fitness_shaping=brax_es.FitnessShaping.CENTERED_RANK, normalize_observations=False, l2coeff=0.0,
                   num_evals=iterations + 1, num_eval_envs=16, deterministic_eval=True, network_factory=factory,
-                  progress_fn=progress, seed=0)
+                  progress_fn=progress, seed=seed)
     timed = sps[1:] or sps
     return {"sps": float(np.median(timed)), "return": float(final.get("eval/episode_reward", np.nan)),
             "seconds_per_iteration": per_epoch / float(np.median(timed)), "epochs_timed": len(timed)}
@@ -211,6 +212,7 @@ def main() -> None:
     p.add_argument("--hidden", type=int, nargs="+", default=[32, 32])
     p.add_argument("--sigma", type=float, default=0.05)
     p.add_argument("--lr", type=float, default=0.03)
+    p.add_argument("--seeds", type=int, default=1, help="seeds per side (median steps/s, mean +- std return)")
     p.add_argument("--sides", nargs="+", default=["vasa", "evosax", "brax"])
     p.add_argument("--scaling", action="store_true", help="also time-to-threshold against population size")
     p.add_argument("--populations", type=int, nargs="+", default=[16, 64, 256, 1024])
@@ -223,11 +225,20 @@ def main() -> None:
     import jax
 
     runners = {"vasa": run_vasa, "evosax": run_evosax, "brax": run_brax}
-    results = {}
-    for side in args.sides:
-        results[side] = runners[side](args, args.population, args.iterations)
-        print(f"{side:>7s}: {results[side]['sps']:12,.0f} env steps/s, return {results[side]['return']:8.1f} after "
-              f"{args.iterations} iterations", flush=True)
+    runs = {side: [] for side in args.sides}
+    for seed in range(args.seeds):  # sides interleaved per seed: a busy CPU slows all of them alike
+        for side in args.sides:
+            r = runners[side](args, args.population, args.iterations, seed)
+            runs[side].append(r)
+            print(f"{side:>7s} seed {seed}: {r['sps']:12,.0f} env steps/s, return {r['return']:8.1f} after "
+                  f"{args.iterations} iterations", flush=True)
+    results = {side: {"sps": float(np.median([r["sps"] for r in rs])),
+                      "return": float(np.mean([r["return"] for r in rs])),
+                      "return_std": float(np.std([r["return"] for r in rs])), "per_seed": rs}
+               for side, rs in runs.items()}
+    for side, r in results.items():
+        print(f"{side:>7s}: median {r['sps']:12,.0f} env steps/s, return {r['return']:.1f} +- {r['return_std']:.1f} "
+              f"over {args.seeds} seed(s)")
     for peer in [s for s in args.sides if s != "vasa"]:
         if "vasa" in results:
             print(f"vasa / {peer}: steps/s x{results['vasa']['sps'] / results[peer]['sps']:.2f}, return "

@@ -171,8 +171,13 @@ class Policy:
     def act(self, theta, normalizer: RunningStats, obs, noise=None):
         """Actions ``[..., A]`` for observations ``[..., obs_size]`` (``noise`` of the
         network output's shape perturbs the output before squashing or argmax)."""
+        return self.act_with(self.unravel(theta), normalizer, obs, noise)
+
+    def act_with(self, params, normalizer: RunningStats, obs, noise=None):
+        """:meth:`act` with the network's parameter pytree (``unravel(theta)``) instead of
+        the flat ``theta``: rollouts unravel each member once, not once per step."""
         x = normalizer.normalize(obs, clip=OBS_CLIP) if self.config.normalize_observations else obs
-        u = self.net.apply(self.unravel(theta), x)
+        u = self.net.apply(params, x)
         if noise is not None:
             u = u + noise
         if self.bins is None:
@@ -308,10 +313,10 @@ def make_train_step(config: ESConfig, env=None, mesh=None, chunk: int | None = N
         keys = jax.vmap(lambda k: jax.random.split(k, R))(keys).reshape(local * R, -1)
         k_reset, k_act = jax.vmap(jax.random.split, out_axes=1)(keys)
         env_state = jax.vmap(env.reset)(k_reset)
-        member_thetas = jnp.repeat(thetas, R, axis=0)  # [local * R, n]
+        member_params = jax.vmap(policy.unravel)(jnp.repeat(thetas, R, axis=0))  # leaves [local * R, ...]
         weight = jnp.repeat(counted, R).astype(jnp.float32)
         noisy = config.action_noise > 0
-        act = jax.vmap(lambda th, o, z: policy.act(th, normalizer, o, z), (0, 0, 0 if noisy else None))
+        act = jax.vmap(lambda prm, o, z: policy.act_with(prm, normalizer, o, z), (0, 0, 0 if noisy else None))
         draw = jax.vmap(lambda k, t: jax.random.normal(jax.random.fold_in(k, t), (policy.output_size,)), (0, None))
 
         def body(carry, t):
@@ -321,7 +326,7 @@ def make_train_step(config: ESConfig, env=None, mesh=None, chunk: int | None = N
                 dev = jnp.where(w > 0, s.obs - normalizer.mean, 0.0)  # where, not *: a finished episode may hold NaN
                 n, s1, s2 = n + w.sum(), s1 + (w * dev).sum(0), s2 + (w * dev**2).sum(0)
             noise = config.action_noise * draw(k_act, t) if noisy else None
-            s = jax.vmap(env.step)(s, act(member_thetas, s.obs, noise))
+            s = jax.vmap(env.step)(s, act(member_params, s.obs, noise))
             total = total + jnp.where(alive > 0, s.reward, 0.0)
             return (s, total, jnp.where(s.done > 0, 0.0, alive), steps + alive, (n, s1, s2)), None
 
