@@ -10,7 +10,8 @@
 
 Writes a run directory with config.json, metrics.csv, checkpoints/ (replay buffer included)
 and learning_curve.png. Training always sees --train-appearance (default: the original look);
-evaluation uses --appearance.
+evaluation uses --appearance. Started by `vasa launch` (or srun, mpirun, a Kubernetes Indexed
+Job) it joins the other processes first (vasa.dist.initialize_if_launched); process 0 writes the run directory.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/
 
 import tyro
 
+import vasa.dist
 from vasa.algos import ddpg, offpolicy
 from vasa.run import RunConfig
 
@@ -43,4 +45,7 @@ def parse(argv: list[str] | None = None) -> Args:
 
 
 if __name__ == "__main__":
-    main(parse())
+    args = parse()
+    # started by `vasa launch`, srun, mpirun or a Kubernetes Indexed Job: join the other processes before JAX starts
+    vasa.dist.initialize_if_launched()
+    main(args)

@@ -50,6 +50,6 @@ def parse(argv: list[str] | None = None) -> Args:
 
 if __name__ == "__main__":
     args = parse()
-    if vasa.dist.launched():  # started by `vasa launch`: join the other processes before JAX starts
-        vasa.dist.initialize()
+    # started by `vasa launch`, srun, mpirun or a Kubernetes Indexed Job: join the other processes before JAX starts
+    vasa.dist.initialize_if_launched()
     main(args)

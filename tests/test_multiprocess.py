@@ -1,6 +1,7 @@
 """Many processes on this one machine, connected by ``vasa.dist.initialize`` over localhost
-(gloo CPU collectives): PPO as two processes with one CPU device each equals one process with
-two devices (including a two-process checkpoint and resume); a killed process makes its peer
+(gloo CPU collectives): PPO (and, marked slow, SAC) as two processes with one CPU device each
+equals one process with two devices (including a two-process checkpoint and resume; a slow
+test resumes a two-process checkpoint in one process); a killed process makes its peer
 fail quickly instead of hanging; ``vasa launch local`` prefixes output and stops the rest when
 one process fails.
 
@@ -21,28 +22,51 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CONFIG = ("ppo.PPOConfig(env='toy/pendulum', num_envs=32, unroll_length=16, num_minibatches=8, num_epochs=2, "
           "action_repeat=1, total_env_steps=32 * 16 * {iters}, policy_layers=(32, 32), value_layers=(32, 32))")
+# SAC: 4 warm-up iterations (random actions) then 8 learning ones of 4 updates each
+SAC_CONFIG = ("sac.SACConfig(env='toy/pendulum', num_envs=4, batch_size=32, learning_starts=16, replay_ratio=1.0, "
+              "buffer_size=256, hidden_layers=(32, 32), total_env_steps=4 * 8, action_repeat=1)")
 
+# PPO (4 iterations) and/or SAC (12) (argv[3]: "ppo", "sac" or "ppo,sac") into <root>/ppo and
+# <root>/sac; "first" stops halfway (PPO after 2, SAC after 6, each with a checkpoint there),
+# "resume" continues
 TRAIN = f"""
-import os, sys
+import dataclasses, os, sys
 import vasa.dist
-if vasa.dist.launched():
-    vasa.dist.initialize(heartbeat_timeout_s=10, shutdown_timeout_s=10)
+vasa.dist.initialize_if_launched(heartbeat_timeout_s=10, shutdown_timeout_s=10)
 import jax, numpy as np
-from vasa.algos import ppo
+from jax.experimental import multihost_utils
+from vasa.algos import offpolicy, ppo, sac
 from vasa.run import RunConfig
 
-run_dir, mode = sys.argv[1], sys.argv[2]
+root, mode, algos = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
 config = {CONFIG.format(iters=4)}
-if mode == "resume":
-    run = RunConfig(resume=run_dir, progress=False)
+if "ppo" not in algos:
+    pass
+elif mode == "resume":
+    run = RunConfig(resume=os.path.join(root, "ppo"), progress=False)
 else:  # checkpoints at 2 and 4; "first" stops after 2
-    run = RunConfig(run_dir=run_dir, progress=False, eval_every=0, checkpoint_every=2, chunk=2,
+    run = RunConfig(run_dir=os.path.join(root, "ppo"), progress=False, eval_every=0, checkpoint_every=2, chunk=2,
                     max_iterations=2 if mode == "first" else None)
-_, state, rows = ppo.train(config, run)
-# replicated over the mesh: every process holds the whole parameters
-leaves = [np.asarray(x.addressable_data(0)) for x in jax.tree.leaves((state.params, state.normalizer, state.beta))]
-np.savez(os.path.join(run_dir, f"params{{jax.process_index()}}.npz"), *leaves)
-print("trained to iteration", rows[-1]["iteration"], "on", jax.device_count(), "devices")
+if "ppo" in algos:
+    _, state, rows = ppo.train(config, run)
+    # replicated over the mesh: every process holds the whole parameters
+    leaves = [np.asarray(x.addressable_data(0)) for x in jax.tree.leaves((state.params, state.normalizer, state.beta))]
+    np.savez(os.path.join(root, "ppo", f"params{{jax.process_index()}}.npz"), *leaves)
+    print("trained to iteration", rows[-1]["iteration"], "on", jax.device_count(), "devices")
+
+config = {SAC_CONFIG}
+if "sac" not in algos:
+    sys.exit(0)
+elif mode == "resume":
+    run = dataclasses.replace(offpolicy.DEFAULT_RUN, resume=os.path.join(root, "sac"), progress=False)
+else:
+    run = dataclasses.replace(offpolicy.DEFAULT_RUN, run_dir=os.path.join(root, "sac"), progress=False, eval_every=0,
+                              checkpoint_every=6, chunk=3, num_eval_envs=4, max_iterations=6 if mode == "first" else None)
+_, state, rows = sac.train(config, run)
+# the whole state, gathered (the replay buffer and the environments are split over the processes)
+gather = (lambda x: multihost_utils.process_allgather(x, tiled=True)) if jax.process_count() > 1 else (lambda x: x)
+np.savez(os.path.join(root, "sac", f"state{{jax.process_index()}}.npz"), *[np.asarray(gather(x)) for x in jax.tree.leaves(state)])
+print("SAC trained to iteration", rows[-1]["iteration"], "on", jax.device_count(), "devices")
 """
 
 # all-reduces over both processes until killed, printing each round (a dead peer is the
@@ -73,11 +97,11 @@ def _env(devices: int = 1) -> dict:
     return env
 
 
-def _run(args, cwd, devices=1, timeout=240) -> subprocess.CompletedProcess:
+def _run(args, cwd, devices=1, timeout=300) -> subprocess.CompletedProcess:
     return subprocess.run(args, capture_output=True, text=True, env=_env(devices), cwd=cwd, timeout=timeout)
 
 
-def _launch(n, command, cwd, timeout=240) -> subprocess.CompletedProcess:
+def _launch(n, command, cwd, timeout=300) -> subprocess.CompletedProcess:
     return _run([sys.executable, "-m", "vasa", "launch", "local", "--processes", str(n), "--", *command], cwd, timeout=timeout)
 
 
@@ -91,44 +115,91 @@ def _rows(run_dir):
         return list(csv.DictReader(f))
 
 
+FILES = {"ppo": ("params", 10), "sac": ("state", 40)}  # what TRAIN saves, and at least how many arrays
+STOPS = {"ppo": (2, 4), "sac": (6, 12)}  # the checkpoint of "first", the last iteration
+
+
+def _same_state(algo, reference_dir, other_dir, processes=2):
+    """PPO's replicated parameters or SAC's whole state (gathered) equal, bitwise, in every process."""
+    name, at_least = FILES[algo]
+    reference = np.load(os.path.join(reference_dir, algo, f"{name}0.npz"))
+    for p in range(processes):
+        got = np.load(os.path.join(other_dir, algo, f"{name}{p}.npz"))
+        assert len(got.files) == len(reference.files) > at_least
+        for k in reference.files:
+            np.testing.assert_array_equal(got[k], reference[k], err_msg=f"{algo}, process {p}, leaf {k}")
+
+
+def _two_processes_equal_one(tmp_path, algo):
+    """One process with two devices trains straight through; two processes train to a
+    checkpoint halfway, then a two-process resume finishes: the final states are equal."""
+    (tmp_path / "train.py").write_text(TRAIN)
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    half, last = STOPS[algo]
+    done = "SAC trained" if algo == "sac" else "trained"
+    out = _ok(_run([sys.executable, "train.py", one, "full", algo], tmp_path, devices=2))
+    assert f"{done} to iteration {last} on 2 devices" in out
+
+    out = _ok(_launch(2, [sys.executable, "train.py", two, "first", algo], tmp_path))
+    for i in range(2):
+        assert f"[{i}] vasa.dist: process {i} of 2, 1 local device(s), 2 global (cpu)" in out, out
+        assert f"[{i}] {done} to iteration {half} on 2 devices" in out, out
+    assert sorted(os.listdir(os.path.join(two, algo, "checkpoints"))) == [str(half)]
+    state_dir = os.path.join(two, algo, "checkpoints", str(half), "state")
+    assert {"ocdbt.process_0", "ocdbt.process_1"} <= set(os.listdir(state_dir)), os.listdir(state_dir)
+    out = _ok(_launch(2, [sys.executable, "train.py", two, "resume", algo], tmp_path))
+    for i in range(2):
+        assert f"[{i}] resuming {two}/{algo} from checkpoint {half} (its SHA-256 sums match)" in out, out
+        assert f"[{i}] {done} to iteration {last} on 2 devices" in out, out
+    assert out.count("run directory:") == 1 and "[0] run directory:" in out  # process 0 alone reports
+    assert "note:" not in out  # the same layout as saved
+
+    _same_state(algo, one, two)
+    # one writer: every iteration exactly once, the same learning metrics
+    rows_one, rows_two = _rows(os.path.join(one, algo)), _rows(os.path.join(two, algo))
+    assert [r["iteration"] for r in rows_two] == [str(i) for i in range(1, last + 1)]
+    for a, b in zip(rows_one, rows_two):
+        for k in ("loss", "policy_loss", "value_loss", "kl", "grad_norm", "critic_loss", "eval_return", "env_steps"):
+            assert a.get(k) == b.get(k), (k, a, b)
+    assert os.path.exists(os.path.join(two, algo, "learning_curve.png"))
+
+
 def test_two_processes_equal_one_process_with_two_devices(tmp_path):
-    """Bitwise: with two participants an all-reduce adds the same two numbers whether XLA's
-    in-process CPU collective or gloo across processes does it (float addition is
+    """PPO, bitwise: with two participants an all-reduce adds the same two numbers whether
+    XLA's in-process CPU collective or gloo across processes does it (float addition is
     commutative), and every other operation runs the same program on the same rows. (With
     more than two participants gloo's reduction order may differ from XLA's, and equality
     would hold to float32 rounding, ~1e-6 relative, instead.)"""
+    _two_processes_equal_one(tmp_path, "ppo")
+
+
+@pytest.mark.slow
+def test_sac_two_processes_equal_one_process_with_two_devices(tmp_path):
+    """SAC, bitwise, the whole state (replay buffer and environments, split over the
+    processes, included): as for PPO, and SAC's replay sampling is keyed by the device index,
+    the same in both layouts. (~4 min on the shared 2-core CPU: SAC's compile dominates.)"""
+    _two_processes_equal_one(tmp_path, "sac")
+
+
+@pytest.mark.slow
+def test_resume_two_process_checkpoint_in_one_process(tmp_path):
+    """Another number of processes than saved: orbax reshards (every array keeps its global
+    shape), so a SAC checkpoint written by 2 processes x 1 device resumes in 1 process x 2
+    devices and ends bitwise where the uninterrupted run ends; with 1 device it resumes too,
+    with a note that results then differ from the 2-device run."""
+    import shutil
+
     (tmp_path / "train.py").write_text(TRAIN)
-    one, two = str(tmp_path / "one"), str(tmp_path / "two")
-    out = _ok(_run([sys.executable, "train.py", one, "full"], tmp_path, devices=2))
-    assert "trained to iteration 4 on 2 devices" in out
-
-    # two processes: 2 iterations and a checkpoint, then a two-process resume to 4
-    out = _ok(_launch(2, [sys.executable, "train.py", two, "first"], tmp_path))
-    for i in range(2):
-        assert f"[{i}] vasa.dist: process {i} of 2, 1 local device(s), 2 global (cpu)" in out, out
-        assert f"[{i}] trained to iteration 2 on 2 devices" in out, out
-    assert sorted(os.listdir(os.path.join(two, "checkpoints"))) == ["2"]
-    state_dir = os.path.join(two, "checkpoints", "2", "state")
-    assert {"ocdbt.process_0", "ocdbt.process_1"} <= set(os.listdir(state_dir)), os.listdir(state_dir)
-    out = _ok(_launch(2, [sys.executable, "train.py", two, "resume"], tmp_path))
-    for i in range(2):
-        assert f"[{i}] resuming {two} from checkpoint 2 (its SHA-256 sums match)" in out, out
-        assert f"[{i}] trained to iteration 4 on 2 devices" in out, out
-    assert out.count("run directory:") == 1 and "[0] run directory:" in out  # process 0 alone reports
-
-    reference = np.load(os.path.join(one, "params0.npz"))
-    for p in range(2):
-        got = np.load(os.path.join(two, f"params{p}.npz"))
-        assert len(got.files) == len(reference.files) > 10
-        for k in reference.files:
-            np.testing.assert_array_equal(got[k], reference[k], err_msg=f"process {p}, leaf {k}")
-    # one writer: every iteration exactly once, the same learning metrics
-    rows_one, rows_two = _rows(one), _rows(two)
-    assert [r["iteration"] for r in rows_two] == ["1", "2", "3", "4"]
-    for a, b in zip(rows_one, rows_two):
-        for k in ("loss", "policy_loss", "value_loss", "kl", "grad_norm", "eval_return", "env_steps"):
-            assert a[k] == b[k], (k, a, b)
-    assert os.path.exists(os.path.join(two, "learning_curve.png"))
+    one, two, moved = (str(tmp_path / n) for n in ("one", "two", "moved"))
+    _ok(_run([sys.executable, "train.py", one, "full", "sac"], tmp_path, devices=2))
+    _ok(_launch(2, [sys.executable, "train.py", two, "first", "sac"], tmp_path))
+    shutil.copytree(two, moved)
+    out = _ok(_run([sys.executable, "train.py", moved, "resume", "sac"], tmp_path, devices=2))
+    assert "saved by 2 process(es) with 2 device(s); resuming with 1 process(es) and 2 device(s)" in out, out
+    assert "the device count is the same, so the run continues exactly" in out
+    _same_state("sac", one, moved, processes=1)
+    out = _ok(_run([sys.executable, "train.py", two, "resume", "sac"], tmp_path, devices=1))
+    assert "resuming with 1 process(es) and 1 device(s)" in out and "not bitwise" in out, out
 
 
 def test_killed_process_fails_its_peer(tmp_path):

@@ -1,5 +1,6 @@
 """Device meshes and ``shard_map`` helpers (one ``"data"`` axis), many processes through
-``jax.distributed`` (:func:`initialize`), and ``vasa launch`` (:mod:`vasa.dist.launch`).
+``jax.distributed`` (:func:`initialize`, :func:`initialize_if_launched`, :func:`cluster_environment`),
+and ``vasa launch local | slurm | mpi | k8s`` (:mod:`vasa.dist.launch`, :mod:`vasa.dist.launchers`).
 
 Names load on first use (PEP 562), so ``vasa launch`` starts its processes without importing JAX.
 """
@@ -9,7 +10,8 @@ import importlib
 _WHERE = {
     "DATA_AXIS": "mesh", "global_row_ids": "mesh", "jit_sharded_step": "mesh", "make_mesh": "mesh",
     "pmean": "mesh", "psum": "mesh",
-    "barrier": "distributed", "initialize": "distributed", "is_primary": "distributed", "launched": "distributed",
+    "barrier": "distributed", "cluster_environment": "distributed", "initialize": "distributed",
+    "initialize_if_launched": "distributed", "is_primary": "distributed", "launched": "distributed",
     "summary": "distributed",
 }
 

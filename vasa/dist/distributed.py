@@ -13,7 +13,12 @@ Where the coordinator address and the process's rank come from, in order:
 2. ``VASA_COORDINATOR``, ``VASA_NUM_PROCESSES``, ``VASA_PROCESS_ID`` (set by
    ``vasa launch local``);
 3. JAX's own cluster detection (SLURM, Open MPI, Kubernetes Indexed Jobs / JobSets, ...,
-   see ``jax._src.clusters``), which also reads ``JAX_COORDINATOR_ADDRESS``.
+   see ``jax._src.clusters``), which also reads ``JAX_COORDINATOR_ADDRESS``: with no
+   arguments and no ``VASA_*`` variables :func:`initialize` calls
+   ``jax.distributed.initialize()`` with none either. :func:`cluster_environment` tells
+   whether any of these started the process, and :func:`initialize_if_launched` (what the
+   example scripts call) initialises only then. ``vasa launch slurm|mpi|k8s``
+   (:mod:`vasa.dist.launchers`) writes the job files that start the processes.
 """
 
 from __future__ import annotations
@@ -29,6 +34,51 @@ ENV_PROCESS_ID = "VASA_PROCESS_ID"
 def launched() -> bool:
     """Whether this process was started by ``vasa launch`` (``VASA_COORDINATOR`` is set)."""
     return bool(os.environ.get(ENV_COORDINATOR))
+
+
+def cluster_environment() -> str | None:
+    """Which multi-process environment started this process, read from its environment
+    variables alone (no network, no import of JAX's backends):
+
+    * ``"vasa"``: ``vasa launch local`` (``VASA_COORDINATOR``);
+    * ``"slurm"``: a SLURM job step with more than one task (``srun``: ``SLURM_JOB_ID``,
+      ``SLURM_STEP_NODELIST``, ``SLURM_NTASKS`` > 1, ``SLURM_PROCID``, ``SLURM_LOCALID``, the
+      variables JAX's ``SlurmCluster`` reads);
+    * ``"ompi"``: Open MPI's ``mpirun`` with more than one rank (``OMPI_MCA_orte_hnp_uri``,
+      ``OMPI_COMM_WORLD_SIZE`` > 1: JAX's ``OmpiCluster``);
+    * ``"k8s"``: a pod of a Kubernetes Indexed Job (``KUBERNETES_SERVICE_HOST`` and
+      ``JOB_COMPLETION_INDEX``: JAX's ``K8sCluster``, which also needs the ``kubernetes`` package);
+    * ``None``: a plain single process.
+
+    A one-task SLURM step or a one-rank ``mpirun`` is a plain process (``None``).
+    """
+    env = os.environ
+    if env.get(ENV_COORDINATOR):
+        return "vasa"
+    if all(k in env for k in ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID",
+                              "SLURM_LOCALID")) and _int_or(env["SLURM_NTASKS"], 1) > 1:
+        return "slurm"
+    if "OMPI_MCA_orte_hnp_uri" in env and _int_or(env.get("OMPI_COMM_WORLD_SIZE", "1"), 1) > 1:
+        return "ompi"
+    if "KUBERNETES_SERVICE_HOST" in env and "JOB_COMPLETION_INDEX" in env:
+        return "k8s"
+    return None
+
+
+def initialize_if_launched(**kwargs) -> str | None:
+    """:func:`initialize` when :func:`cluster_environment` finds one (``vasa launch``, SLURM,
+    Open MPI, a Kubernetes Indexed Job), else nothing; the trainers' scripts call it first.
+    Returns the summary line, or ``None`` for a plain single process."""
+    if cluster_environment() is None:
+        return None
+    return initialize(**kwargs)
+
+
+def _int_or(value: str, default: int) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        return default
 
 
 def initialize(coordinator_address: str | None = None, num_processes: int | None = None,

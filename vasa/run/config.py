@@ -43,6 +43,11 @@ class RunConfig:
     metrics, the progress bar and the NaN check update after each call, and calls end at
     evaluations, checkpoints and the end of the off-policy warm-up. 1: one iteration per
     call. (Off-policy pixel runs on a CPU always make one call per iteration.)"""
+    heartbeat_every: PosInt = 30
+    """seconds between rewrites of the run directory's heartbeat.json (from a background thread of
+    process 0): `vasa runs list` reports a run whose heartbeat is 3 periods (at least 10 s) old as crashed"""
+    tensorboard: bool = False
+    """also write every logged metric as TensorBoard event files under <run_dir>/tensorboard (needs tensorboardX)"""
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field, its value and what is allowed."""
@@ -51,6 +56,11 @@ class RunConfig:
                 "it needs --resume <run directory> (or None)")
         require(self, not (self.overwrite and self.resume), "overwrite",
                 "it cannot be combined with --resume (resuming continues a run; overwriting replaces it)")
+        if self.tensorboard:
+            import importlib.util
+
+            require(self, importlib.util.find_spec("tensorboardX") is not None, "tensorboard",
+                    "True needs the tensorboardX package (pip install tensorboardX), which is not installed")
 
 
 def require(config, ok: bool, field: str, allowed: str) -> None:

@@ -35,6 +35,10 @@ The rules:
 * With several processes (:func:`vasa.dist.initialize`) every process opens the session and
   checkpoints its part of the state (orbax), and process 0 alone writes the directory's other
   files (``config.json``, ``metrics.csv``, checksums, the learning curve, the progress bar).
+* While the session is open process 0 keeps ``heartbeat.json`` fresh, and writes
+  ``finished.json`` when it closes normally and ``command.json`` (how the run was started) when
+  it begins; ``vasa runs`` (:mod:`vasa.run.manager`) reads them (:mod:`vasa.run.status`).
+  ``RunConfig.tensorboard`` adds TensorBoard event files of the logged rows.
 """
 
 from __future__ import annotations
@@ -50,15 +54,25 @@ from typing import Any, Self
 import jax
 import numpy as np
 
-from vasa.dist.distributed import barrier, is_primary
+from vasa.dist.distributed import barrier, cluster_environment, is_primary
 from vasa.run.checkpoint import Checkpointer, CheckpointError, CorruptCheckpointError
 from vasa.run.config import RunConfig, dataclass_from_dict
 from vasa.run.logger import RunLogger, check_finite, config_to_dict, finish_run
+from vasa.run.status import (
+    COMMAND,
+    FINISHED,
+    Heartbeat,
+    TensorBoardLog,
+    layout_note,
+    write_command,
+    write_finished,
+)
 
 # RunConfig fields that belong to one invocation, never restored from a saved run
 PER_INVOCATION = ("run_dir", "resume", "resume_step", "max_iterations", "num_devices", "progress", "overwrite")
 # what a run writes into its directory (removed by --overwrite)
-RUN_FILES = ("config.json", "metrics.csv", "checkpoints", "learning_curve.png", "superseded", "damaged")
+RUN_FILES = ("config.json", "metrics.csv", "checkpoints", "learning_curve.png", "superseded", "damaged",
+             "heartbeat.json", "finished.json", "command.json", "tensorboard")
 
 
 class RunDirectoryError(ValueError):
@@ -236,6 +250,10 @@ class RunSession:
         self.compile_s, self.wall = 0.0, 0.0
         self.last_checkpoint: int | None = None  # the newest good checkpoint of this run
         self._step: int | None = None  # the checkpoint to restore
+        self.heartbeat: Heartbeat | None = None  # (process 0)
+        self.tensorboard: TensorBoardLog | None = None
+        self.total: int | None = None
+        self.iteration: int | None = None  # the last logged
         if plan.replaces and self.primary:
             for name in RUN_FILES:
                 path = os.path.join(plan.run_dir, name)
@@ -255,9 +273,27 @@ class RunSession:
                 self._choose()
             if self.primary:
                 _write_json(os.path.join(plan.run_dir, "config.json"), self.saved_config)
+                self._start_status()
         except BaseException:
             self.checkpointer.close()
             raise
+
+    def _start_status(self) -> None:
+        """(process 0) command.json, the heartbeat, the TensorBoard writer; a finished.json of
+        an earlier invocation no longer holds once the run continues."""
+        run_dir = self.run_dir
+        finished = os.path.join(run_dir, FINISHED)
+        if os.path.exists(finished):
+            os.remove(finished)
+        devices = self.run.num_devices or jax.device_count()  # the data mesh's size
+        if self.plan.resuming:
+            note = layout_note(run_dir, jax.process_count(), devices)
+            if note:
+                print(note)
+        if not self.plan.resuming or not os.path.exists(os.path.join(run_dir, COMMAND)):
+            write_command(run_dir, jax.process_count(), devices, cluster_environment())
+        self.heartbeat = Heartbeat(run_dir, self.run.heartbeat_every, jax.process_count())
+        self.tensorboard = TensorBoardLog(run_dir) if self.run.tensorboard else None
 
     # ------------------------------------------------------------------ choosing the checkpoint
 
@@ -360,6 +396,9 @@ class RunSession:
 
     def begin(self, total: int, start: int, curve: Mapping[str, Any] | None = None) -> None:
         """Start logging (after compiling): metrics.csv continues after ``start``."""
+        self.total, self.iteration = int(total), int(start)
+        if self.heartbeat is not None:
+            self.heartbeat.beat(total=self.total, iteration=self.iteration)
         if self.primary:
             self.logger = RunLogger(self.run_dir, total, start, self.run.progress, curve=curve)
             self.wall = self.logger.last_value("wall_time") if start else 0.0
@@ -376,6 +415,12 @@ class RunSession:
     def log(self, row: dict) -> None:
         if self.logger is not None:
             self.logger.log(row)
+            if self.tensorboard is not None:
+                self.tensorboard.log(row)
+        if "iteration" in row:
+            self.iteration = int(row["iteration"])
+            if self.heartbeat is not None:
+                self.heartbeat.update(iteration=self.iteration)  # written by the heartbeat's thread
         self.rows.append(row)
 
     def save(self, iteration: int, state: Any) -> None:
@@ -385,5 +430,13 @@ class RunSession:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
-        finish_run(self.logger, self.checkpointer, self.rows, self.run_dir, self.compile_s, self.wall)
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            finish_run(self.logger, self.checkpointer, self.rows, self.run_dir, self.compile_s, self.wall)
+        finally:
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+            if self.heartbeat is not None:
+                if exc is None:
+                    write_finished(self.run_dir, self.iteration, self.total)
+                self.heartbeat.close(error=exc)
