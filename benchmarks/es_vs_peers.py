@@ -59,16 +59,25 @@ def run_vasa(args, population: int, iterations: int, seed: int = 0):
     env = es.make_env(config)
     state = es.init(config, env)
     step = es.make_train_step(config, es.make_env(config, training=True)).lower(state).compile()
-    state, _ = step(state)  # warm-up iteration (not timed)
+    state, warm = step(state)  # warm-up iteration (not timed)
     jax.block_until_ready(state)
     t = time.perf_counter()
-    for _ in range(iterations - 1):
-        state, metrics = step(state)
+    done = 1
+    if args.budget == "iterations":
+        for _ in range(iterations - 1):
+            state, metrics = step(state)
+            done += 1
+    else:  # Brax's accounting: stop when the alive steps (episode_steps per member) reach the budget
+        alive = float(warm["episode_steps"]) * population  # the warm-up iteration counts
+        while alive < iterations * population * args.episode_length and done < args.max_iterations:
+            state, metrics = step(state)
+            alive += float(metrics["episode_steps"]) * population
+            done += 1
     jax.block_until_ready(state)
     dt = time.perf_counter() - t
     ret = float(es.make_evaluate(config, 16, env)(state, jax.random.PRNGKey(7)))
-    return {"sps": config.env_steps_per_iteration(env) * (iterations - 1) / dt, "return": ret,
-            "seconds_per_iteration": dt / (iterations - 1)}
+    return {"sps": config.env_steps_per_iteration(env) * (done - 1) / dt, "return": ret,
+            "seconds_per_iteration": dt / (done - 1), "iterations_run": done}
 
 
 def run_evosax(args, population: int, iterations: int, seed: int = 0):
@@ -153,8 +162,13 @@ def run_brax(args, population: int, iterations: int, seed: int = 0):
                   num_evals=iterations + 1, num_eval_envs=16, deterministic_eval=True, network_factory=factory,
                   progress_fn=progress, seed=seed)
     timed = sps[1:] or sps
+    # Brax's loop runs until the *alive* steps (masked steps after an episode's end not
+    # counted) reach num_timesteps, so while members fall early it runs many more epochs
+    # than ``iterations``; its count, from its own clock: walltime / seconds per epoch.
+    epochs = float(final.get("training/walltime", np.nan)) * float(np.median(sps)) / per_epoch
     return {"sps": float(np.median(timed)), "return": float(final.get("eval/episode_reward", np.nan)),
-            "seconds_per_iteration": per_epoch / float(np.median(timed)), "epochs_timed": len(timed)}
+            "seconds_per_iteration": per_epoch / float(np.median(timed)), "epochs_timed": len(timed),
+            "epochs_run_estimate": epochs}
 
 
 def scaling(args):
@@ -213,6 +227,9 @@ def main() -> None:
     p.add_argument("--sigma", type=float, default=0.05)
     p.add_argument("--lr", type=float, default=0.03)
     p.add_argument("--seeds", type=int, default=1, help="seeds per side (median steps/s, mean +- std return)")
+    p.add_argument("--budget", choices=["iterations", "alive"], default="iterations",
+                   help="vasa runs --iterations iterations, or (alive) until its alive steps reach "
+                        "iterations x population x episode length, as Brax's loop counts (at most --max-iterations)")
     p.add_argument("--sides", nargs="+", default=["vasa", "evosax", "brax"])
     p.add_argument("--scaling", action="store_true", help="also time-to-threshold against population size")
     p.add_argument("--populations", type=int, nargs="+", default=[16, 64, 256, 1024])
@@ -230,8 +247,9 @@ def main() -> None:
         for side in args.sides:
             r = runners[side](args, args.population, args.iterations, seed)
             runs[side].append(r)
+            ran = f" (Brax's loop ran about {r['epochs_run_estimate']:.0f})" if "epochs_run_estimate" in r else ""
             print(f"{side:>7s} seed {seed}: {r['sps']:12,.0f} env steps/s, return {r['return']:8.1f} after "
-                  f"{args.iterations} iterations", flush=True)
+                  f"{args.iterations} iterations{ran}", flush=True)
     results = {side: {"sps": float(np.median([r["sps"] for r in rs])),
                       "return": float(np.mean([r["return"] for r in rs])),
                       "return_std": float(np.std([r["return"] for r in rs])), "per_seed": rs}
