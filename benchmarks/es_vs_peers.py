@@ -200,21 +200,31 @@ def scaling(args):
                            "env_steps": reached[0] * config.env_steps_per_iteration(env) if reached else None,
                            "last_return": ret, "seconds_run": wall}
         print(f"population {population}: {out[population]}", flush=True)
+    plot_scaling(out, args.threshold, args.task, os.path.join(args.out, "es_scaling.png"))
+    return out
+
+
+def plot_scaling(out: dict, threshold: float, task: str, path: str) -> None:
+    """Seconds and iterations to ``threshold`` against population (``out`` as :func:`scaling`
+    returns it, or as ``summary.json`` stores it), written to ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pops = [p for p in args.populations if out[p]["seconds"] is not None]
+    pops = sorted(int(p) for p in out if out[p]["seconds"] is not None)
+    row = {int(p): v for p, v in out.items()}
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
-    ax[0].plot(pops, [out[p]["seconds"] for p in pops], "o-")
-    ax[0].set(xscale="log", xlabel="population", ylabel=f"seconds to return {args.threshold:g}",
-              title=f"vasa ES, brax/{args.task}")
-    ax[1].plot(pops, [out[p]["iterations"] for p in pops], "o-")
-    ax[1].set(xscale="log", xlabel="population", ylabel="iterations to threshold")
+    ax[0].plot(pops, [row[p]["seconds"] for p in pops], "o-")
+    ax[0].set(xlabel="population", ylabel=f"seconds to return {threshold:g}", title=f"vasa ES, brax/{task}")
+    ax[1].plot(pops, [row[p]["iterations"] for p in pops], "o-")
+    ax[1].set(xlabel="population", ylabel="iterations to threshold")
+    for a in ax:
+        a.set_xscale("log", base=2)
+        a.set_xticks(pops, [str(p) for p in pops])
+        a.minorticks_off()
     fig.tight_layout()
-    fig.savefig(os.path.join(args.out, "es_scaling.png"), dpi=110)
-    return out
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
