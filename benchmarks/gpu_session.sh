@@ -76,8 +76,14 @@ for stage in "$@"; do
       run pixppo 480 python3 benchmarks/ppo_pixels.py --image-size 64 --env-steps 2000000 --num-envs 256 \
         --encoder nature --out "$OUT/pixppo"
       ;;
+    nav)
+      run nav 420 python3 benchmarks/navigation_throughput.py --envs 256 1024 4096 --horizon 20
+      ;;
+    robo)
+      run robo 420 python3 benchmarks/manipulation_throughput.py --envs 256 1024 4096
+      ;;
     *)
-      echo "unknown stage '$stage' (one of: shift render sac ppo augment secant es pixppo)"; exit 2
+      echo "unknown stage '$stage' (one of: shift render sac ppo augment secant es pixppo nav robo)"; exit 2
       ;;
   esac
 done

@@ -110,7 +110,7 @@ def output_text(output) -> str:
 
 def test_there_are_notebooks():
     names = {p.stem for p in NOTEBOOKS}
-    assert {"quickstart_ppo", "pixels_and_sensors", "sac_from_pixels", "rubiksnet", "secant"} <= names, names
+    assert {"quickstart_ppo", "pixels_and_sensors", "sac_from_pixels", "rubiksnet", "secant", "navigation"} <= names, names
 
 
 @pytest.fixture(scope="module")

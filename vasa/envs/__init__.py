@@ -29,12 +29,18 @@ SECANT_TASKS = ("cheetah_run", "ball_in_cup_catch", "cartpole_swingup", "cartpol
 
 def pixel_action_repeat(env_id: str) -> int:
     """PAD's action repeat for a ``dmc/<domain>_<task>`` id (4 for other ids)."""
+    if env_id.startswith("robo/"):  # robosuite's protocol: one action per 20 Hz control step
+        return 1
     domain = env_id.split("/", 1)[-1].split("_", 1)[0]
     return PIXEL_ACTION_REPEAT.get(domain, 4)
 
 register("toy/pendulum", "vasa.envs.tasks.pendulum:pendulum")
 register("toy/reach2d", "vasa.envs.tasks.reach2d:reach2d")
 register("toy/cue_memory", "vasa.envs.tasks.cue_memory:cue_memory")
+register("nav/pointgoal", "vasa.envs.tasks.navigation.pointgoal:pointgoal")
+register("nav/interactive_pointgoal", "vasa.envs.tasks.navigation.pointgoal:interactive_pointgoal")
+register("robo/lift", "vasa.envs.tasks.manipulation.lift:lift")
+register("robo/door", "vasa.envs.tasks.manipulation.door:door")
 for _name in BRAX_ENVS:
     register(f"brax/{_name}", "vasa.envs.tasks.foreign:brax_env", name=_name)
 for _task in DMC_TASKS:

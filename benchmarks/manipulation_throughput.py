@@ -1,0 +1,81 @@
+"""Steps per second of ``robo/lift`` and ``robo/door`` (osc_pose, state observations) on this machine.
+
+One jitted program runs ``steps`` control steps of ``num_envs`` vmapped environments under
+``lax.scan`` with uniform random actions in [-1, 1] (as the robosuite figure was taken), through
+:func:`vasa.envs.make`'s standard wrappers (episode limit 500, auto-reset in ``fresh`` mode,
+so a reset is evaluated every step as in training). One control step is 20 Hz, i.e. 10
+physics sub-steps of 5 ms.
+
+robosuite cannot be installed next to vasa's mujoco 4.x (robosuite 1.5.2 needs mujoco 3.3.7;
+``../shared/REFERENCE.md``), so the peer figures are the ones recorded on this 2-core CPU in
+its own virtual environment (2026-12-01; Panda, OSC_POSE, state observations, random actions,
+one process): Lift 177 steps/s, Door 258 steps/s. The printed ratio is against those.
+
+    python benchmarks/manipulation_throughput.py [--num-envs 256 1024] [--steps 100] [--tasks lift door]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+# before JAX starts its backend: MJX kinematics of the 9-deep arm needs XLA:CPU's legacy
+# fusion (see vasa.envs.tasks.manipulation; 200x slower without on this CPU)
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_fusion_emitters=false").strip()
+
+import jax  # noqa: E402
+
+ROBOSUITE_STEPS_PER_S = {"lift": 177.0, "door": 258.0}
+
+
+def measure(task: str, num_envs: int, steps: int, repeats: int = 2) -> tuple[float, float]:
+    """``(compile seconds, steps/s)`` of ``num_envs`` envs for ``steps`` control steps (best of ``repeats``)."""
+    import vasa.envs
+
+    env = vasa.envs.make(f"robo/{task}")
+    size = env.action_spec.shape[0]
+
+    @jax.jit
+    def run(key):
+        state = jax.vmap(env.reset)(jax.random.split(key, num_envs))
+
+        def body(carry, _):
+            s, k = carry
+            k, sub = jax.random.split(k)
+            a = jax.random.uniform(sub, (num_envs, size), minval=-1.0, maxval=1.0)
+            s = jax.vmap(env.step)(s, a)
+            return (s, k), s.reward.mean()
+
+        (state, _), rewards = jax.lax.scan(body, (state, key), None, length=steps)
+        return rewards.sum() + state.obs.sum()
+
+    t0 = time.perf_counter()
+    run(jax.random.PRNGKey(0)).block_until_ready()
+    compile_s = time.perf_counter() - t0
+    best = 0.0
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        run(jax.random.PRNGKey(r + 1)).block_until_ready()
+        best = max(best, num_envs * steps / (time.perf_counter() - t0))
+    return compile_s, best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--num-envs", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--tasks", nargs="+", default=["lift", "door"], choices=sorted(ROBOSUITE_STEPS_PER_S))
+    args = parser.parse_args()
+    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, jax {jax.__version__}, {jax.devices()[0].platform}; "
+          "robosuite figures recorded 2026-12-01 on this CPU in a separate venv (mujoco 3.3.7), not run here")
+    print(f"{'task':6s} {'envs':>6s} {'compile s':>10s} {'steps/s':>10s} {'robosuite':>10s} {'ratio':>7s}")
+    for task in args.tasks:
+        for n in args.num_envs:
+            compile_s, sps = measure(task, n, args.steps)
+            peer = ROBOSUITE_STEPS_PER_S[task]
+            print(f"{task:6s} {n:6d} {compile_s:10.1f} {sps:10.0f} {peer:10.0f} {sps / peer:6.1f}x", flush=True)
+
+
+if __name__ == "__main__":
+    main()

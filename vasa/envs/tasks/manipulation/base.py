@@ -1,0 +1,212 @@
+"""Shared machinery of the single-arm table-top tasks (``robo/*``): scene compilation, the
+control loop (one policy action per control step, torques recomputed at every physics
+sub-step), proprioception and the reward wrapper (sparse or staged, scaled).
+
+Physics step: ``timestep = 0.005`` s, 10 sub-steps per 20 Hz control step, MuJoCo's
+``implicitfast`` integrator (the joint damping and the finger servos' damping are
+integrated implicitly), Newton solver (6 iterations), pyramidal cones. Why 5 ms: contact
+softness is bounded below by the step (a contact's time constant must be >= 2 steps), and
+a held object creeps out of a soft grasp at a speed proportional to that softness. With
+the finger pads' stiff contact parameters (time constant 0.01 s, impedance 0.99-0.999) a
+grasped cube creeps ~1 mm per second at 2.5, 5 and 10 ms alike in MuJoCo C, and the scripted
+lift/door succeed at all three; 5 ms is kept as the middle ground (robosuite uses 2 ms) with a
+margin for MJX's float32 and the constraint count. ``timestep=0.01`` halves the cost.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+from mujoco import mjx
+
+from vasa.envs.core import ArraySpec, EnvState
+from vasa.envs.scenes import robots, table
+from vasa.envs.tasks.manipulation import control as ctl
+
+ROBOT_BASE = (-0.56, 0.0, 0.912)  # robosuite: 0.16 m behind a 0.8 m table's edge, on its mount
+DEFAULT_TIMESTEP = 0.005
+INIT_NOISE = 0.02  # robosuite: joint noise N(0, 0.02^2) rad around the rest posture
+
+
+def _check_choice(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not allowed: choose from {tuple(allowed)}.")
+
+
+def _check_number(name, value, low, high=None, integer=False):
+    ok = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float, np.number))
+    ok = ok and not isinstance(value, bool) and np.isfinite(value) and value >= low and (high is None or value <= high)
+    if not ok:
+        kind = "an integer" if integer else "a number"
+        span = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name}={value!r} is not allowed: it must be {kind} {span}.")
+
+
+def mat_to_quat(mat: jax.Array) -> jax.Array:
+    """``[3, 3]`` rotation matrix -> ``[4]`` unit quaternion (w, x, y, z), w >= 0 (branch-free)."""
+    m = mat
+    w = jnp.sqrt(jnp.maximum(0.0, 1.0 + m[0, 0] + m[1, 1] + m[2, 2])) / 2
+    x = jnp.sqrt(jnp.maximum(0.0, 1.0 + m[0, 0] - m[1, 1] - m[2, 2])) / 2
+    y = jnp.sqrt(jnp.maximum(0.0, 1.0 - m[0, 0] + m[1, 1] - m[2, 2])) / 2
+    z = jnp.sqrt(jnp.maximum(0.0, 1.0 - m[0, 0] - m[1, 1] + m[2, 2])) / 2
+    x = jnp.copysign(x, m[2, 1] - m[1, 2])
+    y = jnp.copysign(y, m[0, 2] - m[2, 0])
+    z = jnp.copysign(z, m[1, 0] - m[0, 1])
+    q = jnp.stack([w, x, y, z])
+    return q / jnp.linalg.norm(q)
+
+
+def touching(d, geoms_a, geoms_b) -> jax.Array:
+    """``[] bool``: an active contact (distance <= 0) between any of ``geoms_a`` and any of ``geoms_b``."""
+    con = d._impl.contact
+    a = jnp.asarray(np.atleast_1d(geoms_a))
+    b = jnp.asarray(np.atleast_1d(geoms_b))
+    g1, g2 = con.geom1[:, None], con.geom2[:, None]
+    in_a1, in_a2 = jnp.any(g1 == a[None], axis=1), jnp.any(g2 == a[None], axis=1)
+    in_b1, in_b2 = jnp.any(g1 == b[None], axis=1), jnp.any(g2 == b[None], axis=1)
+    return jnp.any(((in_a1 & in_b2) | (in_a2 & in_b1)) & (con.dist <= 0.0))
+
+
+class ArmTask:
+    """A Panda-like arm at a table; subclasses add objects, observations, reward and success.
+
+    Subclasses implement ``_build_objects(spec, rng)``, ``_init_objects(key, data) -> (data,
+    params)``, ``_object_obs(data) -> [K]``, ``_reward(data, params) -> (shaped, success)`` and
+    may override ``_model_for(params)`` for per-environment physical parameters.
+
+    ``obs``: ``[32 + K] float32``: joint cos ``[7]``, sin ``[7]``, velocities ``[7]``, grasp
+    site position ``[3]`` and quaternion ``[4]`` (w, x, y, z), finger positions ``[2]`` and
+    velocities ``[2]``; then the task's object state ``[K]``.
+    """
+
+    default_episode_length = 500
+    default_action_repeat = 1
+    proprio_size = 32
+
+    def __init__(self, control: str = "osc_pose", *, reward_shaping: bool = True, reward_scale: float | None = 1.0,
+                 control_freq: float = 20.0, timestep: float = DEFAULT_TIMESTEP, seed: int = 0):
+        ctl.check_control(control)
+        _check_choice("reward_shaping", reward_shaping, (True, False))
+        if reward_scale is not None:
+            _check_number("reward_scale", reward_scale, 0.0)
+        _check_number("control_freq", control_freq, 1.0, 500.0)
+        _check_number("timestep", timestep, 1e-4, 0.02)
+        substeps = round(1.0 / (control_freq * timestep))
+        if substeps < 1 or abs(substeps * timestep * control_freq - 1.0) > 1e-6:
+            raise ValueError(f"timestep={timestep!r} is not allowed with control_freq={control_freq!r}: "
+                             "1 / (control_freq * timestep) must be a whole number of sub-steps.")
+        self.control = control
+        self.reward_shaping = bool(reward_shaping)
+        self.reward_scale = reward_scale
+        self.substeps = int(substeps)
+        self.seed = int(seed)
+        rng = np.random.default_rng(self.seed)
+        spec = table.new_spec(timestep)
+        table.add_table(spec)
+        names = robots.add_arm(spec, "robot0_", base_pos=ROBOT_BASE, actuation="torque")
+        self.names = {**names, **self._build_objects(spec, rng)}
+        self.spec = spec
+        self.mj_model = spec.compile()
+        self.arm = ctl.Arm.from_model(self.mj_model, names)
+        self._mjx_model = mjx.put_model(self.mj_model, impl="jax")
+        self._data0 = mjx.make_data(self.mj_model, impl="jax")
+        self.pads = np.array([[self.mj_model.geom(n).id for n in side] for side in names["pads"]])  # [2 fingers, 2]
+        self._setup()
+
+    # ------------------------------------------------------------------ subclass hooks
+    def _build_objects(self, spec, rng) -> dict:
+        raise NotImplementedError
+
+    def _setup(self) -> None:
+        """Look up object indices in ``self.mj_model`` (after compilation)."""
+
+    def _init_objects(self, key, data):
+        raise NotImplementedError
+
+    def _object_obs(self, data, params) -> jax.Array:
+        raise NotImplementedError
+
+    def _reward(self, data, params) -> tuple[jax.Array, jax.Array]:
+        raise NotImplementedError
+
+    def _model_for(self, params):
+        return self._mjx_model
+
+    max_reward = 1.0
+
+    # ------------------------------------------------------------------ protocol
+    @property
+    def mjx_model(self):
+        return self._mjx_model
+
+    @property
+    def action_spec(self) -> ArraySpec:
+        n = ctl.action_size(self.control)
+        return ArraySpec((n,), jnp.float32, low=-jnp.ones(n), high=jnp.ones(n))
+
+    @property
+    def observation_spec(self) -> ArraySpec:
+        return ArraySpec((self.proprio_size + self.object_obs_size,), jnp.float32)
+
+    @property
+    def dt(self) -> float:
+        return float(self.mj_model.opt.timestep) * self.substeps
+
+    def proprio(self, d) -> jax.Array:
+        """``[32] float32`` proprioception (see the class docstring)."""
+        arm = self.arm
+        q = d.qpos[arm.qpos]
+        pos = d.site_xpos[arm.site]
+        quat = mat_to_quat(d.site_xmat[arm.site].reshape(3, 3))
+        return jnp.concatenate([jnp.cos(q), jnp.sin(q), d.qvel[arm.dof], pos, quat, d.qpos[arm.finger_qpos],
+                                d.qvel[arm.finger_dof]]).astype(jnp.float32)
+
+    def observe(self, d, params) -> jax.Array:
+        return jnp.concatenate([self.proprio(d), self._object_obs(d, params).astype(jnp.float32)])
+
+    def grasping(self, d, geoms) -> jax.Array:
+        """``[] bool``: both finger pads touch one of ``geoms`` (robosuite's ``_check_grasp``)."""
+        return touching(d, self.pads[0], geoms) & touching(d, self.pads[1], geoms)
+
+    def reward_and_success(self, d, params) -> tuple[jax.Array, jax.Array]:
+        """``([] float32 reward, [] float32 success)``: sparse or staged, scaled by
+        ``reward_scale / max_reward`` (robosuite's normalisation) unless ``reward_scale`` is None."""
+        shaped, success = self._reward(d, params)
+        sparse = jnp.where(success, self.max_reward, 0.0)
+        reward = jnp.where(success, self.max_reward, shaped) if self.reward_shaping else sparse
+        if self.reward_scale is not None:
+            reward = reward * (self.reward_scale / self.max_reward)
+        return reward.astype(jnp.float32), success.astype(jnp.float32)
+
+    def reset(self, key: jax.Array) -> EnvState:
+        k_arm, k_obj = jax.random.split(key)
+        d = self._data0
+        qpos = d.qpos.at[self.arm.qpos].set(jnp.asarray(robots.HOME_QPOS) +
+                                            INIT_NOISE * jax.random.normal(k_arm, (7,)))
+        qpos = qpos.at[self.arm.finger_qpos].set(robots.FINGER_TRAVEL)
+        ctrl = d.ctrl.at[self.arm.grip_act].set(robots.FINGER_TRAVEL)
+        d = d.replace(qpos=qpos, ctrl=ctrl)
+        d, params = self._init_objects(k_obj, d)
+        m = self._model_for(params)
+        d = mjx.forward(m, d)
+        reward, success = self.reward_and_success(d, params)
+        zero = jnp.zeros((), jnp.float32)
+        return EnvState(physics=d, obs=self.observe(d, params), reward=zero, done=zero, truncation=zero,
+                        info={"object": params}, metrics={"success": success})
+
+    def step(self, state: EnvState, action: jax.Array) -> EnvState:
+        params = state.info["object"]
+        m = self._model_for(params)
+        d = state.physics
+        goal = ctl.set_goal(self.control, self.arm, m, d, action)
+
+        def substep(d, _):
+            d = ctl.apply(self.control, self.arm, m, d, goal)
+            return mjx.step(m, d), None
+
+        d, _ = jax.lax.scan(substep, d, None, length=self.substeps)
+        reward, success = self.reward_and_success(d, params)
+        return state.replace(physics=d, obs=self.observe(d, params), reward=reward,
+                             done=jnp.zeros((), jnp.float32), metrics={**state.metrics, "success": success})
