@@ -64,8 +64,10 @@ def assert_matches_mj_ray(dist, ids, normals, dirs, mj_dist, mj_ids, mj_normals,
     hit = keep & (mj_ids >= 0)
     assert hit.mean() >= min_hit_fraction, f"only {hit.mean():.0%} of the rays hit a geom"
     assert np.all(np.isinf(dist[keep & (mj_ids < 0)]))
-    err = np.abs(dist[hit] - mj_dist[hit])
-    assert err.max() < DIST_TOL, f"distance error {err.max():.2e} m (mj_ray {mj_dist[hit][err.argmax()]:.4f} m)"
+    # float32 against mj_ray's float64: 0.1 mm, plus 1e-5 relative for far hits (a plane
+    # 189 m away came out 1 mm off with XLA:CPU's legacy fusion, which tests/conftest.py selects)
+    err = np.abs(dist[hit] - mj_dist[hit]) - 1e-5 * mj_dist[hit]
+    assert err.max() < DIST_TOL, f"distance error {err.max():.2e} m beyond 1e-5 relative (mj_ray {mj_dist[hit][err.argmax()]:.4f} m)"
     # normals: unit, facing the ray's origin, and the same as mj_ray's (up to orientation)
     n = normals[hit]
     np.testing.assert_allclose(np.linalg.norm(n, axis=-1), 1.0, atol=1e-5)

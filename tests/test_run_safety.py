@@ -17,6 +17,7 @@ import threading
 import jax
 import numpy as np
 import pytest
+from conftest import xla_flags
 
 from test_distributed_and_resume import ROOT, TINY, NanAfter, _tiny_config
 from test_offpolicy import SAC_TINY
@@ -74,7 +75,7 @@ def _flip_byte(path, at=100):
 
 
 def _subprocess(code, tmp_path, timeout):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(1))
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
                           timeout=timeout, check=False)
 
@@ -284,7 +285,7 @@ async def paused(self):
 atomicity.AtomicRenameTemporaryPath.finalize = paused
 ppo.train({CONFIG_SRC}, RunConfig(run_dir={run_dir!r}, **{RUN!r}))
 """
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(1))
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env=env, cwd=tmp_path)
     guard = threading.Timer(120, proc.kill)
