@@ -86,6 +86,17 @@ def _ok(proc) -> str:
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return proc.stdout
 
+def _check_show(done, dead, script: str, tmp_path) -> None:
+    """``vasa runs show`` of a finished run (4 of 4 iterations, checkpoints 2 and 4, started by
+    ``script``) and of a crashed one."""
+    out = _ok(_vasa(["show", done], tmp_path))
+    assert "status:    finished (iteration 4 of 4)" in out, out
+    assert '"env": "toy/pendulum"' in out and "last metrics (iteration 4" in out and "eval_return" in out, out
+    assert "checkpoints: 2, 4" in out and script in out
+    out = _ok(_vasa(["show", dead], tmp_path))
+    assert "status:    crashed (no heartbeat for" in out, out
+
+
 
 def _rows(run_dir) -> int:
     path = os.path.join(run_dir, "metrics.csv")
@@ -132,11 +143,7 @@ def test_list_show_compare_resume_toy(tmp_path):
         hang.kill()
         hang.wait()
 
-    out = _ok(_vasa(["show", done], tmp_path))
-    assert "status:    finished (iteration 4 of 4)" in out, out
-    assert '"env": "toy/pendulum"' in out and "last metrics (iteration 4" in out and "eval_return" in out, out
-    assert "checkpoints: 2, 4" in out and "toy.py" in out
-    assert "status:    crashed (no heartbeat for" in _ok(_vasa(["show", dead], tmp_path))
+    _check_show(done, dead, "toy.py", tmp_path)
 
     png = tmp_path / "curves.png"
     _ok(_vasa(["compare", live, dead, done, "-o", str(png)], tmp_path))
@@ -192,12 +199,7 @@ def test_list_show_compare_resume_ppo(tmp_path):
                 p.kill()
                 p.wait()
 
-    out = _ok(_vasa(["show", done], tmp_path))
-    assert "status:    finished (iteration 4 of 4)" in out, out
-    assert '"env": "toy/pendulum"' in out and "last metrics (iteration 4" in out and "eval_return" in out, out
-    assert "checkpoints: 2, 4" in out and "train.py" in out
-    out = _ok(_vasa(["show", dead], tmp_path))
-    assert "status:    crashed (no heartbeat for" in out, out
+    _check_show(done, dead, "train.py", tmp_path)
 
     png = tmp_path / "curves.png"
     out = _ok(_vasa(["compare", live, dead, done, "-o", str(png)], tmp_path))
