@@ -96,6 +96,20 @@ def _check_show(done, dead, script: str, tmp_path) -> None:
     out = _ok(_vasa(["show", dead], tmp_path))
     assert "status:    crashed (no heartbeat for" in out, out
 
+def _check_compare_and_tensorboard(live, dead, done, tmp_path) -> None:
+    """``vasa runs compare`` writes a PNG, never overwrites one, refuses an unknown metric; the
+    finished run wrote TensorBoard event files of the same metrics."""
+    png = tmp_path / "curves.png"
+    _ok(_vasa(["compare", live, dead, done, "-o", str(png)], tmp_path))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    proc = _vasa(["compare", done, "-o", str(png)], tmp_path)
+    assert proc.returncode == 2 and "already exists" in proc.stderr  # never overwritten without --force
+    proc = _vasa(["compare", done, "-o", str(tmp_path / "x.png"), "--metric", "nope"], tmp_path)
+    assert proc.returncode == 2 and "--metric='nope' is not allowed" in proc.stderr
+    events = [f for f in os.listdir(os.path.join(done, "tensorboard")) if f.startswith("events.out.tfevents")]
+    assert events and all(b"eval_return" in open(os.path.join(done, "tensorboard", f), "rb").read() for f in events)
+
+
 
 
 def _rows(run_dir) -> int:
@@ -145,15 +159,7 @@ def test_list_show_compare_resume_toy(tmp_path):
 
     _check_show(done, dead, "toy.py", tmp_path)
 
-    png = tmp_path / "curves.png"
-    _ok(_vasa(["compare", live, dead, done, "-o", str(png)], tmp_path))
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
-    proc = _vasa(["compare", done, "-o", str(png)], tmp_path)
-    assert proc.returncode == 2 and "already exists" in proc.stderr  # never overwritten without --force
-    proc = _vasa(["compare", done, "-o", str(tmp_path / "x.png"), "--metric", "nope"], tmp_path)
-    assert proc.returncode == 2 and "--metric='nope' is not allowed" in proc.stderr
-    events = [f for f in os.listdir(os.path.join(done, "tensorboard")) if f.startswith("events.out.tfevents")]
-    assert events and all(b"eval_return" in open(os.path.join(done, "tensorboard", f), "rb").read() for f in events)
+    _check_compare_and_tensorboard(live, dead, done, tmp_path)
 
 
 @pytest.mark.slow
@@ -201,17 +207,7 @@ def test_list_show_compare_resume_ppo(tmp_path):
 
     _check_show(done, dead, "train.py", tmp_path)
 
-    png = tmp_path / "curves.png"
-    out = _ok(_vasa(["compare", live, dead, done, "-o", str(png)], tmp_path))
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
-    proc = _vasa(["compare", done, "-o", str(png)], tmp_path)
-    assert proc.returncode == 2 and "already exists" in proc.stderr  # never overwritten without --force
-    proc = _vasa(["compare", done, "-o", str(tmp_path / "x.png"), "--metric", "nope"], tmp_path)
-    assert proc.returncode == 2 and "--metric='nope' is not allowed" in proc.stderr
-
-    # TensorBoard event files of the same metrics
-    events = [f for f in os.listdir(os.path.join(done, "tensorboard")) if f.startswith("events.out.tfevents")]
-    assert events and all(b"eval_return" in open(os.path.join(done, "tensorboard", f), "rb").read() for f in events)
+    _check_compare_and_tensorboard(live, dead, done, tmp_path)
 
 
 def test_status_rules(tmp_path):

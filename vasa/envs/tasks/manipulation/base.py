@@ -15,6 +15,8 @@ margin for MJX's float32 and the constraint count. ``timestep=0.01`` halves the 
 
 from __future__ import annotations
 
+import abc
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -68,7 +70,7 @@ def touching(d, geoms_a, geoms_b) -> jax.Array:
     return jnp.any(((in_a1 & in_b2) | (in_a2 & in_b1)) & (con.dist <= 0.0))
 
 
-class ArmTask:
+class ArmTask(abc.ABC):
     """A Panda-like arm at a table; subclasses add objects, observations, reward and success.
 
     Subclasses implement ``_build_objects(spec, rng)``, ``_init_objects(key, data) -> (data,
@@ -115,20 +117,25 @@ class ArmTask:
         self._setup()
 
     # ------------------------------------------------------------------ subclass hooks
+    @abc.abstractmethod
     def _build_objects(self, spec, rng) -> dict:
-        raise NotImplementedError
+        """Add the task's objects to ``spec`` (``rng``: the scene's NumPy generator); return
+        their names for :meth:`_setup`."""
 
     def _setup(self) -> None:
         """Look up object indices in ``self.mj_model`` (after compilation)."""
 
+    @abc.abstractmethod
     def _init_objects(self, key, data):
-        raise NotImplementedError
+        """Draw this environment's object state at reset: ``(data, params)``."""
 
+    @abc.abstractmethod
     def _object_obs(self, data, params) -> jax.Array:
-        raise NotImplementedError
+        """``float32 [K]`` object-state observation."""
 
+    @abc.abstractmethod
     def _reward(self, data, params) -> tuple[jax.Array, jax.Array]:
-        raise NotImplementedError
+        """``(reward [], success [])`` float32 of the state ``data``."""
 
     def _model_for(self, params):
         return self._mjx_model
