@@ -1,9 +1,9 @@
 """Many processes on this one machine, connected by ``vasa.dist.initialize`` over localhost
-(gloo CPU collectives): PPO (and, marked slow, SAC) as two processes with one CPU device each
-equals one process with two devices (including a two-process checkpoint and resume; a slow
-test resumes a two-process checkpoint in one process); a killed process makes its peer
-fail quickly instead of hanging; ``vasa launch local`` prefixes output and stops the rest when
-one process fails.
+(gloo CPU collectives): PPO and ES (and, marked slow, recurrent PPO, SAC, DDPG and DAgger) as
+two processes with one CPU device each equal one process with two devices (including a
+two-process checkpoint and resume; a slow test resumes a two-process checkpoint in one
+process); a killed process makes its peer fail quickly instead of hanging; ``vasa launch
+local`` prefixes output and stops the rest when one process fails.
 
 Every process runs under a subprocess timeout, so a hang fails the test instead of stalling the suite.
 """
@@ -20,53 +20,62 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-CONFIG = ("ppo.PPOConfig(env='toy/pendulum', num_envs=32, unroll_length=16, num_minibatches=8, num_epochs=2, "
-          "action_repeat=1, total_env_steps=32 * 16 * {iters}, policy_layers=(32, 32), value_layers=(32, 32))")
-# SAC: 4 warm-up iterations (random actions) then 8 learning ones of 4 updates each
-SAC_CONFIG = ("sac.SACConfig(env='toy/pendulum', num_envs=4, batch_size=32, learning_starts=16, replay_ratio=1.0, "
-              "buffer_size=256, hidden_layers=(32, 32), total_env_steps=4 * 8, action_repeat=1)")
+CONFIGS = {
+    "ppo": "ppo.PPOConfig(env='toy/pendulum', num_envs=32, unroll_length=16, num_minibatches=8, num_epochs=2, "
+           "action_repeat=1, total_env_steps=32 * 16 * 4, policy_layers=(32, 32), value_layers=(32, 32))",
+    # recurrent PPO: hidden states carried across iterations, sequences split over the devices
+    "ppo_lstm": "ppo.PPOConfig(env='toy/pendulum', num_envs=32, unroll_length=16, num_minibatches=8, num_epochs=2, "
+                "action_repeat=1, total_env_steps=32 * 16 * 4, policy_layers=(32, 32), value_layers=(32, 32), "
+                "core='lstm', core_size=16)",
+    # SAC and DDPG: 4 warm-up iterations (random actions) then 8 learning ones of 4 updates each
+    "sac": "sac.SACConfig(env='toy/pendulum', num_envs=4, batch_size=32, learning_starts=16, replay_ratio=1.0, "
+           "buffer_size=256, hidden_layers=(32, 32), total_env_steps=4 * 8, action_repeat=1)",
+    "ddpg": "ddpg.DDPGConfig(env='toy/pendulum', num_envs=4, batch_size=32, learning_starts=16, replay_ratio=1.0, "
+            "buffer_size=256, hidden_layers=(32, 32), total_env_steps=4 * 8, action_repeat=1)",
+    # DAgger on the toy pixel task with its known linear expert: 8 seeding steps, then 8 iterations
+    "dagger": "dagger.DAggerConfig(env='toy/reach2d', image_size=16, frame_stack=2, action_repeat=1, num_envs=8, "
+              "expert_steps=8, student_steps=8, dataset_size=256, batch_size=16, hidden_layers=(32, 32), "
+              "safety_layers=(16,), feature_dim=16, distractors=DistractorConfig(sources=('shapes',), "
+              "num_images=16, image_size=(16, 16)))",
+    # ES: 8 members (4 per device, antithetic pairs), 40-step episodes, 4 iterations
+    "es": "es.ESConfig(env='toy/pendulum', population=8, episode_length=40, hidden_layers=(16, 16), "
+          "total_env_steps=8 * 40 * 4, action_repeat=1)",
+}
+STOPS = {"ppo": (2, 4), "ppo_lstm": (2, 4), "sac": (6, 12), "ddpg": (6, 12), "dagger": (4, 8), "es": (2, 4)}  # the checkpoint of "first", the last iteration
 
-# PPO (4 iterations) and/or SAC (12) (argv[3]: "ppo", "sac" or "ppo,sac") into <root>/ppo and
-# <root>/sac; "first" stops halfway (PPO after 2, SAC after 6, each with a checkpoint there),
-# "resume" continues
+# trains each algorithm of argv[3] ("ppo", "sac,ddpg", ...) into <root>/<algo>; "first" stops
+# at the halfway checkpoint, "resume" continues; saves the final state to <algo>/state<i>.npz
 TRAIN = f"""
 import dataclasses, os, sys
 import vasa.dist
 vasa.dist.initialize_if_launched(heartbeat_timeout_s=10, shutdown_timeout_s=10)
 import jax, numpy as np
 from jax.experimental import multihost_utils
-from vasa.algos import offpolicy, ppo, sac
+from vasa.algos import ddpg, es, offpolicy, ppo, sac
+from vasa.distill import dagger, experts
+from vasa.distill.distractors import DistractorConfig
 from vasa.run import RunConfig
 
 root, mode, algos = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
-config = {CONFIG.format(iters=4)}
-if "ppo" not in algos:
-    pass
-elif mode == "resume":
-    run = RunConfig(resume=os.path.join(root, "ppo"), progress=False)
-else:  # checkpoints at 2 and 4; "first" stops after 2
-    run = RunConfig(run_dir=os.path.join(root, "ppo"), progress=False, eval_every=0, checkpoint_every=2, chunk=2,
-                    max_iterations=2 if mode == "first" else None)
-if "ppo" in algos:
-    _, state, rows = ppo.train(config, run)
-    # replicated over the mesh: every process holds the whole parameters
-    leaves = [np.asarray(x.addressable_data(0)) for x in jax.tree.leaves((state.params, state.normalizer, state.beta))]
-    np.savez(os.path.join(root, "ppo", f"params{{jax.process_index()}}.npz"), *leaves)
-    print("trained to iteration", rows[-1]["iteration"], "on", jax.device_count(), "devices")
-
-config = {SAC_CONFIG}
-if "sac" not in algos:
-    sys.exit(0)
-elif mode == "resume":
-    run = dataclasses.replace(offpolicy.DEFAULT_RUN, resume=os.path.join(root, "sac"), progress=False)
-else:
-    run = dataclasses.replace(offpolicy.DEFAULT_RUN, run_dir=os.path.join(root, "sac"), progress=False, eval_every=0,
-                              checkpoint_every=6, chunk=3, num_eval_envs=4, max_iterations=6 if mode == "first" else None)
-_, state, rows = sac.train(config, run)
-# the whole state, gathered (the replay buffer and the environments are split over the processes)
-gather = (lambda x: multihost_utils.process_allgather(x, tiled=True)) if jax.process_count() > 1 else (lambda x: x)
-np.savez(os.path.join(root, "sac", f"state{{jax.process_index()}}.npz"), *[np.asarray(gather(x)) for x in jax.tree.leaves(state)])
-print("SAC trained to iteration", rows[-1]["iteration"], "on", jax.device_count(), "devices")
+configs = {{{", ".join(f"{k!r}: {v}" for k, v in CONFIGS.items())}}}
+stops = {STOPS!r}
+for algo in algos:
+    module = dict(ppo=ppo, ppo_lstm=ppo, sac=sac, ddpg=ddpg, dagger=dagger, es=es)[algo]
+    base = getattr(module, "DEFAULT_RUN", offpolicy.DEFAULT_RUN) if module is not ppo else RunConfig()
+    half, last = stops[algo]
+    if mode == "resume":
+        run = dataclasses.replace(base, resume=os.path.join(root, algo), progress=False)
+    else:  # checkpoints at half and last; "first" stops at half
+        run = dataclasses.replace(base, run_dir=os.path.join(root, algo), progress=False, eval_every=0,
+                                  checkpoint_every=half, chunk=half if half <= 2 else half // 2, num_eval_envs=4,
+                                  max_iterations=half if mode == "first" else None)
+    expert = (experts.reach2d_expert(),) if module is dagger else ()
+    _, state, rows = module.train(configs[algo], *expert, run)
+    # the whole state, gathered (environments and replay buffers are split over the processes)
+    gather = (lambda x: multihost_utils.process_allgather(x, tiled=True)) if jax.process_count() > 1 else (lambda x: x)
+    leaves = [np.asarray(gather(x)) for x in jax.tree.leaves(state)]
+    np.savez(os.path.join(root, algo, f"state{{jax.process_index()}}.npz"), *leaves)
+    print(algo, "trained to iteration", rows[-1]["iteration"], "on", jax.device_count(), "devices")
 """
 
 # all-reduces over both processes until killed, printing each round (a dead peer is the
@@ -115,17 +124,15 @@ def _rows(run_dir):
         return list(csv.DictReader(f))
 
 
-FILES = {"ppo": ("params", 10), "sac": ("state", 40)}  # what TRAIN saves, and at least how many arrays
-STOPS = {"ppo": (2, 4), "sac": (6, 12)}  # the checkpoint of "first", the last iteration
+AT_LEAST = {"ppo": 10, "ppo_lstm": 10, "sac": 40, "ddpg": 40, "dagger": 20, "es": 8}  # at least this many arrays in a saved state
 
 
 def _same_state(algo, reference_dir, other_dir, processes=2):
-    """PPO's replicated parameters or SAC's whole state (gathered) equal, bitwise, in every process."""
-    name, at_least = FILES[algo]
-    reference = np.load(os.path.join(reference_dir, algo, f"{name}0.npz"))
+    """The whole final state (gathered where split) equal, bitwise, in every process."""
+    reference = np.load(os.path.join(reference_dir, algo, "state0.npz"))
     for p in range(processes):
-        got = np.load(os.path.join(other_dir, algo, f"{name}{p}.npz"))
-        assert len(got.files) == len(reference.files) > at_least
+        got = np.load(os.path.join(other_dir, algo, f"state{p}.npz"))
+        assert len(got.files) == len(reference.files) > AT_LEAST[algo]
         for k in reference.files:
             np.testing.assert_array_equal(got[k], reference[k], err_msg=f"{algo}, process {p}, leaf {k}")
 
@@ -136,7 +143,7 @@ def _two_processes_equal_one(tmp_path, algo):
     (tmp_path / "train.py").write_text(TRAIN)
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     half, last = STOPS[algo]
-    done = "SAC trained" if algo == "sac" else "trained"
+    done = f"{algo} trained"
     out = _ok(_run([sys.executable, "train.py", one, "full", algo], tmp_path, devices=2))
     assert f"{done} to iteration {last} on 2 devices" in out
 
@@ -159,26 +166,27 @@ def _two_processes_equal_one(tmp_path, algo):
     rows_one, rows_two = _rows(os.path.join(one, algo)), _rows(os.path.join(two, algo))
     assert [r["iteration"] for r in rows_two] == [str(i) for i in range(1, last + 1)]
     for a, b in zip(rows_one, rows_two):
-        for k in ("loss", "policy_loss", "value_loss", "kl", "grad_norm", "critic_loss", "eval_return", "env_steps"):
+        for k in ("loss", "policy_loss", "value_loss", "kl", "grad_norm", "critic_loss", "fitness_mean", "student_loss",
+                  "expert_queries", "eval_return", "env_steps"):
             assert a.get(k) == b.get(k), (k, a, b)
     assert os.path.exists(os.path.join(two, algo, "learning_curve.png"))
 
 
-def test_two_processes_equal_one_process_with_two_devices(tmp_path):
-    """PPO, bitwise: with two participants an all-reduce adds the same two numbers whether
-    XLA's in-process CPU collective or gloo across processes does it (float addition is
-    commutative), and every other operation runs the same program on the same rows. (With
-    more than two participants gloo's reduction order may differ from XLA's, and equality
-    would hold to float32 rounding, ~1e-6 relative, instead.)"""
-    _two_processes_equal_one(tmp_path, "ppo")
-
-
-@pytest.mark.slow
-def test_sac_two_processes_equal_one_process_with_two_devices(tmp_path):
-    """SAC, bitwise, the whole state (replay buffer and environments, split over the
-    processes, included): as for PPO, and SAC's replay sampling is keyed by the device index,
-    the same in both layouts. (~4 min on the shared 2-core CPU: SAC's compile dominates.)"""
-    _two_processes_equal_one(tmp_path, "sac")
+@pytest.mark.parametrize("algo", ["ppo", "es", pytest.param("ppo_lstm", marks=pytest.mark.slow),
+                                  pytest.param("sac", marks=pytest.mark.slow),
+                                  pytest.param("ddpg", marks=pytest.mark.slow),
+                                  pytest.param("dagger", marks=pytest.mark.slow)])
+def test_two_processes_equal_one_process_with_two_devices(tmp_path, algo):
+    """Bitwise, the whole final state: with two participants an all-reduce adds the same two
+    numbers whether XLA's in-process CPU collective or gloo across processes does it (float
+    addition is commutative), and every other operation runs the same program on the same
+    rows. (With more than two participants gloo's reduction order may differ from XLA's, and
+    equality would hold to float32 rounding, ~1e-6 relative, instead.) ES gathers only its
+    members' fitness; SAC's and DDPG's replay sampling is keyed by the device index, the same
+    in both layouts, and their replay buffers and environments are split over the processes.
+    DAgger's dataset is split likewise. (Recurrent PPO, DAgger ~1.5 min, SAC and DDPG ~4 min each on the shared 2-core CPU, their compile
+    dominates: slow.)"""
+    _two_processes_equal_one(tmp_path, algo)
 
 
 @pytest.mark.slow
