@@ -39,12 +39,37 @@ register("toy/reach2d", "vasa.envs.tasks.reach2d:reach2d")
 register("toy/cue_memory", "vasa.envs.tasks.cue_memory:cue_memory")
 register("nav/pointgoal", "vasa.envs.tasks.navigation.pointgoal:pointgoal")
 register("nav/interactive_pointgoal", "vasa.envs.tasks.navigation.pointgoal:interactive_pointgoal")
+register("nav/objectnav", "vasa.envs.tasks.navigation.objectnav:objectnav")
 register("robo/lift", "vasa.envs.tasks.manipulation.lift:lift")
 register("robo/door", "vasa.envs.tasks.manipulation.door:door")
 for _name in BRAX_ENVS:
     register(f"brax/{_name}", "vasa.envs.tasks.foreign:brax_env", name=_name)
 for _task in DMC_TASKS:
     register(f"dmc/{_task}", "vasa.envs.tasks.foreign:dmc_env", task=_task)
+
+
+def check_image_size(image_size, field: str = "image_size") -> tuple[int, int]:
+    """``(height, width)`` of an image size ``S`` or ``(height, width)``; raises ``ValueError``
+    naming ``field`` unless every side is an integer in [1, 1024]."""
+    import numpy as np
+
+    def side(v):
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 1 <= v <= 1024
+
+    hw = (image_size, image_size) if isinstance(image_size, (int, np.integer)) else image_size
+    if not (isinstance(hw, (tuple, list)) and len(hw) == 2 and all(side(v) for v in hw)):
+        raise ValueError(f"{field}={image_size!r} is not allowed: it must be an integer in [1, 1024] or a "
+                         "(height, width) tuple of them.")
+    return int(hw[0]), int(hw[1])
+
+
+def _owns_camera(env_id: str) -> bool:
+    """Whether ``env_id``'s builder renders its own camera images (takes ``image_size``)."""
+    import inspect
+
+    from vasa.envs.core import _REGISTRY, _resolve
+
+    return "image_size" in inspect.signature(_resolve(_REGISTRY[env_id][0])).parameters
 
 
 def make(
@@ -57,7 +82,7 @@ def make(
     pixels: bool = False,
     appearance="train",
     camera: str | int = 0,
-    image_size: int | tuple[int, int] = 84,
+    image_size: int | tuple[int, int] | None = None,
     frame_stack: int = 3,
     channels: str = "rgb",
     redraw: str = "episode",
@@ -89,7 +114,10 @@ def make(
         follows PAD (cartpole 8, finger 2, others 4).
       appearance: a suite name (``train``, ``color_easy``, ``color_hard``, ``video_easy``,
         ``video_hard``) or an :class:`~vasa.envs.randomize.AppearanceRandomization`.
-      camera: model camera name or id. image_size: ``S`` or ``(height, width)``.
+      camera: model camera name or id. image_size: ``S`` or ``(height, width)``, each in
+        [1, 1024] (default 84 for the pixel wrapper); tasks with their own cameras (builders
+        taking ``image_size``, the ``nav/*`` tasks) receive it too, whenever it is given or
+        ``pixels=True``.
       frame_stack, channels (``rgb``/``grey``/``rgbd``), redraw (``episode``/``never``),
       appearance_seed, shadows, shading (``mujoco``: MuJoCo's lighting; ``fast``: one
       light): see :class:`PixelObservation`.
@@ -112,6 +140,9 @@ def make(
         raise ValueError(f"episode_length={episode_length!r} is not allowed: it must be an integer >= 1.")
     if reset_mode not in ("fresh", "cached"):
         raise ValueError(f"reset_mode={reset_mode!r} is not allowed: choose 'fresh' or 'cached'.")
+    hw = check_image_size(84 if image_size is None else image_size)
+    if (pixels or image_size is not None) and _owns_camera(env_id):
+        kwargs = {**kwargs, "image_size": hw}
     task = make_raw(env_id, **kwargs)
     if dynamics is not None:
         from vasa.envs.randomize import RandomizedDynamics
@@ -122,7 +153,7 @@ def make(
     env = ActionRepeat(task, repeat)
     env = EpisodeLimit(env, episode_length or task.default_episode_length, steps_per_action=repeat)
     if pixels and hasattr(task, "render_rgb"):  # a pure-JAX task that draws itself (toy/reach2d)
-        height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        height, width = hw
         own = dict(appearance=(appearance, "train"), channels=(channels, "rgb"), video=(video, None), shadows=(shadows, False),
                    shading=(shading, "mujoco"))
         for name, (value, only) in own.items():
@@ -131,7 +162,7 @@ def make(
                                  f"({name}={only!r} only).")
         env = RenderedObservation(env, width=width, height=height, frame_stack=frame_stack)
     elif pixels:
-        height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        height, width = hw
         if isinstance(video, (str, os.PathLike)) or (isinstance(video, (list, tuple)) and video and isinstance(video[0], (str, os.PathLike))):
             from vasa.envs.randomize import load_video, load_videos
 

@@ -62,6 +62,9 @@ class ApartmentConfig:
     furniture_per_room, lamps, pushables: slots per family (a layout may park some furniture).
     robot_radius: the robot's collision radius (map inflation). resolution: map cell (m).
     family_seed: draws cell sizes and furniture sizes (one compiled model per family seed).
+    hinged_doors: put a door leaf on a vertical hinge in every door opening (interactive
+      objects: the robot pushes them open; :func:`door_hinge`). Maps and geodesic distances
+      ignore them, as they ignore pushable boxes.
     """
 
     rows: Annotated[int, Range(ge=1, le=4)] = 2
@@ -78,6 +81,7 @@ class ApartmentConfig:
     robot_radius: Annotated[float, Range(gt=0.05, le=0.4)] = 0.18
     resolution: Annotated[float, Range(ge=0.02, le=0.5)] = 0.1
     family_seed: Annotated[int, Range(ge=0)] = 0
+    hinged_doors: bool = False
 
     def validate(self) -> ApartmentConfig:
         """Raise ``ValueError`` naming the field, its value and what is allowed."""
@@ -224,7 +228,9 @@ class Layout:
     ``mocap_quat [M, 4]`` (in the family model's mocap order), pushables' start
     ``push_pos [P, 3]``, the maps ``occupied``/``free`` ``bool [H, W]`` (row = y, col = x,
     cell ``(i, j)`` centred at ``origin + ((j + .5) res, (i + .5) res)``), ``origin [2]``,
-    the lamps' positions ``lamp_pos [K, 2]`` and the seed."""
+    the lamps' positions ``lamp_pos [K, 2]``, the seed, and with hinged doors the door
+    bodies' positions ``door_pos [E, 3]`` (:func:`door_positions`: a model field, ``body_pos``,
+    as MJX does not carry a mocap body's pose over to its children)."""
 
     seed: int
     edge_state: np.ndarray
@@ -235,6 +241,7 @@ class Layout:
     free: np.ndarray
     origin: np.ndarray
     lamp_pos: np.ndarray
+    door_pos: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 3)))
 
 
 def _yaw_quat(yaw: float) -> np.ndarray:
@@ -338,6 +345,19 @@ def door_probes(fam: Family, edge) -> np.ndarray:
     return np.stack([c, c + 0.45 * normal, c - 0.45 * normal])
 
 
+DOOR_CLEARANCE, DOOR_HALF_THICKNESS, DOOR_HEIGHT = 0.03, 0.02, 2.0
+
+
+def door_hinge(fam: Family, edge) -> tuple[np.ndarray, np.ndarray, float]:
+    """The hinged door of an edge's opening: the hinge's floor point ``[2]`` (one end of the
+    opening), the unit direction ``[2]`` along the closed leaf, and the leaf's length (m):
+    the opening's width less ``DOOR_CLEARANCE`` at each end."""
+    c = _edge_segments(fam, edge)[2][0][:2]
+    along = np.array([0.0, 1.0]) if edge[0] == 0 else np.array([1.0, 0.0])
+    d = fam.config.door_width
+    return c - along * d / 2, along, d - 2 * DOOR_CLEARANCE
+
+
 def _doors_clear(fam, edge_state, free, origin) -> bool:
     res = fam.config.resolution
     for e, s in zip(fam.edges, edge_state):
@@ -421,7 +441,7 @@ def generate_layout(fam: Family, seed: int) -> Layout:
         push.append(np.array([p[0], p[1], 0.15]))
     pos, quat = _mocap_poses(fam, state, furn_pose, lamp_pose)
     return Layout(int(seed), state, pos, quat, np.array(push).reshape(-1, 3), occupied, free, origin,
-                  np.array(lamp_pose, np.float64).reshape(-1, 2))
+                  np.array(lamp_pose, np.float64).reshape(-1, 2), door_positions(fam, state))
 
 
 def _mocap_poses(fam, edge_state, furn_pose, lamp_pose):
@@ -439,3 +459,15 @@ def _mocap_poses(fam, edge_state, furn_pose, lamp_pose):
         pos.append(np.array([p[0], p[1], 0.0]))
         quat.append(_yaw_quat(0.0))
     return np.array(pos, np.float64), np.array(quat, np.float64)
+
+
+def door_positions(fam: Family, edge_state) -> np.ndarray:
+    """``[E, 3]`` where each edge's hinged door body stands: its hinge on the floor where
+    the edge is a door, parked at ``PARK_Z`` elsewhere (``[0, 3]`` without hinged doors)."""
+    if not fam.config.hinged_doors:
+        return np.zeros((0, 3))
+    out = []
+    for e, s in zip(fam.edges, edge_state):
+        hinge = door_hinge(fam, e)[0]
+        out.append([hinge[0], hinge[1], 0.0 if s == DOOR else PARK_Z])
+    return np.array(out, np.float64)

@@ -34,6 +34,9 @@ import numpy as np
 
 from vasa.envs.scenes.apartment import (
     ARMREST_QUAT,
+    DOOR_CLEARANCE,
+    DOOR_HALF_THICKNESS,
+    DOOR_HEIGHT,
     FLOOR,
     PARK_Z,
     PUSHABLE,
@@ -41,6 +44,7 @@ from vasa.envs.scenes.apartment import (
     STATIC,
     Family,
     _edge_segments,
+    door_hinge,
     furniture_geoms,
     lamp_geoms,
 )
@@ -55,6 +59,7 @@ HEAD_HEIGHT, LIDAR_HEIGHT = 0.6, 0.25
 PUSH_SIZE, PUSH_MASS = 0.15, 2.0
 SERVO_TC = 0.01  # velocity servo time constant (s)
 SOLVER_ITERATIONS = 2
+DOOR_MASS, DOOR_DAMPING = 5.0, 2.0  # a light interior door leaf (kg) and its hinge damping (N m s / rad)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,6 +176,8 @@ def build_spec(fam: Family, look: Look | None = None) -> mujoco.MjSpec:
         b = wb.add_body(name=f"lamp{l_i}", mocap=True, pos=[0, 0, PARK_Z])
         for kind, p, s, collide in lamp_geoms(fam.lamp_size):
             _static(b, kind, p, s, look.lamp, name=f"lamp{l_i}_{kind}{'' if collide else '_shade'}", collide=collide)
+    if cfg.hinged_doors:
+        add_doors(wb, fam, look)
     for p_i in range(cfg.pushables):
         b = wb.add_body(name=f"pushable{p_i}", pos=[0, 0, PUSH_SIZE])
         b.add_freejoint(name=f"pushable{p_i}")
@@ -179,6 +186,26 @@ def build_spec(fam: Family, look: Look | None = None) -> mujoco.MjSpec:
                    friction=[0.4, 0.005, 0.0001])
     add_robot(spec)
     return spec
+
+
+def add_doors(wb, fam: Family, look: Look) -> None:
+    """One hinged door per edge of the family: a body ``door<e>`` at the hinge (parked at
+    ``PARK_Z``; a layout's ``door_pos`` goes into ``body_pos``, on the floor where the edge is
+    a door) carrying a leaf on a vertical hinge (``door<e>``, +-90 degrees, damped, closed at
+    0) that only the robot touches (``contype=PUSHABLE, conaffinity=0``), so the robot pushes
+    it open either way."""
+    colour = tuple(0.6 * c for c in look.wall[:3]) + (1.0,)
+    for e_i, e in enumerate(fam.edges):
+        hinge, along, length = door_hinge(fam, e)
+        leaf = wb.add_body(name=f"door{e_i}", pos=[float(hinge[0]), float(hinge[1]), PARK_Z])
+        leaf.add_joint(name=f"door{e_i}", type=mujoco.mjtJoint.mjJNT_HINGE, axis=[0, 0, 1], range=[-90.0, 90.0],
+                       limited=mujoco.mjtLimited.mjLIMITED_TRUE, damping=DOOR_DAMPING)  # range in degrees (MjSpec)
+        off = DOOR_CLEARANCE + length / 2  # the leaf's centre from the hinge: the opening's centre when closed
+        centre = [float(along[0] * off), float(along[1] * off), DOOR_HEIGHT / 2 + 0.01]
+        half = [length / 2, DOOR_HALF_THICKNESS, DOOR_HEIGHT / 2] if along[0] else [DOOR_HALF_THICKNESS, length / 2,
+                                                                                   DOOR_HEIGHT / 2]
+        leaf.add_geom(name=f"door{e_i}", type=mujoco.mjtGeom.mjGEOM_BOX, size=half, pos=centre, mass=DOOR_MASS,
+                      rgba=list(colour), contype=PUSHABLE, conaffinity=0, friction=[0.3, 0.005, 0.0001])
 
 
 def drive_targets(theta, action):

@@ -68,15 +68,22 @@ def evaluate(env: PointGoalNav, policy: Callable, key: jax.Array, num_episodes: 
         raise ValueError(f"num_episodes={num_episodes!r} is not allowed: it must be an integer >= 1.")
     steps = int(max_steps or env.default_episode_length)
     out = _run(env, policy, int(num_episodes), steps)(key)
+    out.pop("trace")
     res = {k: np.asarray(v) for k, v in out.items()}
     res["summary"] = {k: (float(v.mean()), float(v.std())) for k, v in res.items()}
     return res
 
 
-def _run(env, policy, n, steps):
-    def run(key):
+def _run(env, policy, n, steps, reset=None):
+    """``run(key, *args)``: ``n`` episodes of ``steps`` steps, each frozen once it ends.
+    ``reset(key, *args)`` starts one (default ``env.reset``). Returns per-episode arrays
+    ``[n]`` and per-step traces ``"trace": {"reward", "live", "success"[, "fraction", "count"]}``
+    ``[steps, n]`` (``live``: 1 while the episode had not ended before that step)."""
+    reset = env.reset if reset is None else reset
+
+    def run(key, *args):
         k_reset, k_act = jax.random.split(key)
-        state = jax.vmap(env.reset)(jax.random.split(k_reset, n))
+        state = jax.vmap(lambda k: reset(k, *args))(jax.random.split(k_reset, n))
         zero = jnp.zeros(n)
         carry0 = (state, zero, zero, zero, zero, zero)
 
@@ -87,16 +94,19 @@ def _run(env, policy, n, steps):
             live = 1.0 - ended
             ret = ret + live * nxt.reward
             succ = jnp.maximum(succ, live * nxt.metrics["success"])
-            spl = spl + live * nxt.metrics["spl"]
+            spl = spl + live * nxt.metrics.get("spl", zero)
             length = length + live
             keep = ended > 0
             state = jax.tree.map(lambda a, b: jnp.where(keep.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), state, nxt)
             ended = jnp.maximum(ended, nxt.done)
-            return (state, ended, ret, succ, spl, length), None
+            trace = {"reward": nxt.reward, "live": live, "success": nxt.metrics["success"],
+                     **{k: nxt.metrics[k] for k in ("fraction", "count") if k in nxt.metrics}}
+            return (state, ended, ret, succ, spl, length), trace
 
-        (state, _, ret, succ, spl, length), _ = jax.lax.scan(body, carry0, jax.random.split(k_act, steps))
+        (state, _, ret, succ, spl, length), trace = jax.lax.scan(body, carry0, jax.random.split(k_act, steps))
         return {"success": succ, "spl": spl, "return": ret, "length": length,
-                "collisions": state.info["collisions"], "shortest": state.info["shortest"]}
+                "collisions": state.info["collisions"], "shortest": state.info.get("shortest", jnp.full(n, jnp.nan)),
+                "trace": trace}
 
     return jax.jit(run)
 

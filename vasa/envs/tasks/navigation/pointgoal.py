@@ -60,13 +60,10 @@ GOAL_RANGE = (1.0, 10.0)
 
 
 def _check_image_size(image_size):
-    hw = (image_size, image_size) if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool) else image_size
-    ok = (isinstance(hw, tuple) and len(hw) == 2 and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-                                                         and 1 <= v <= 1024 for v in hw))
-    if not ok:
-        raise ValueError(f"image_size={image_size!r} is not allowed: it must be an integer in [1, 1024] or a "
-                         "(height, width) tuple of them.")
-    return int(hw[0]), int(hw[1])
+    """``(height, width)``; ``ValueError`` naming ``image_size`` (:func:`vasa.envs.check_image_size`)."""
+    from vasa.envs import check_image_size
+
+    return check_image_size(image_size)
 
 
 class PointGoalNav:
@@ -341,15 +338,16 @@ class PointGoalNav:
                              done=success, truncation=jnp.zeros_like(success), info=new_info, metrics=metrics)
 
 
-def pointgoal(**kwargs) -> PointGoalNav:
-    """``nav/pointgoal``: PointGoal among static furniture (see :class:`PointGoalNav`)."""
-    return PointGoalNav(**kwargs)
+def pointgoal(image_size=64, **kwargs) -> PointGoalNav:
+    """``nav/pointgoal``: PointGoal among static furniture (see :class:`PointGoalNav`;
+    ``image_size`` sizes its own depth/RGB camera, and :func:`vasa.envs.make` passes its own)."""
+    return PointGoalNav(image_size=image_size, **kwargs)
 
 
-def interactive_pointgoal(pushables: int = 3, **kwargs) -> PointGoalNav:
+def interactive_pointgoal(pushables: int = 3, image_size=64, **kwargs) -> PointGoalNav:
     """``nav/interactive_pointgoal``: PointGoal with ``pushables`` free boxes (2 kg each) in
     the rooms; the map ignores them (they can be pushed aside), ``metrics["effort"]`` is the
     displaced mass x distance."""
     if not isinstance(pushables, (int, np.integer)) or not 1 <= pushables <= 8:
         raise ValueError(f"pushables={pushables!r} is not allowed: it must be an integer in [1, 8].")
-    return PointGoalNav(pushables=int(pushables), **kwargs)
+    return PointGoalNav(pushables=int(pushables), image_size=image_size, **kwargs)
