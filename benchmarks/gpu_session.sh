@@ -80,7 +80,7 @@ for stage in "$@"; do
       run nav 420 python3 benchmarks/navigation_throughput.py --envs 256 1024 4096 --horizon 20
       ;;
     robo)
-      run robo 420 python3 benchmarks/manipulation_throughput.py --envs 256 1024 4096
+      run robo 420 bash -c "python3 benchmarks/manipulation_throughput.py --num-envs 256 1024 4096 --tasks lift door stack two_arm_lift && python3 benchmarks/manipulation_throughput.py --num-envs 256 1024 --tasks lift door --pixels"
       ;;
     *)
       echo "unknown stage '$stage' (one of: shift render sac ppo augment secant es pixppo nav robo)"; exit 2

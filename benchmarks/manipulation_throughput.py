@@ -1,4 +1,5 @@
-"""Steps per second of ``robo/lift`` and ``robo/door`` (osc_pose, state observations) on this machine.
+"""Steps per second of the ``robo/*`` tasks (osc_pose; state observations, or 84x84 pixels with
+``--pixels``) on this machine.
 
 One jitted program runs ``steps`` control steps of ``num_envs`` vmapped environments under
 ``lax.scan`` with uniform random actions in [-1, 1] (as the robosuite figure was taken), through
@@ -12,6 +13,9 @@ its own virtual environment (2026-12-01; Panda, OSC_POSE, state observations, ra
 one process): Lift 177 steps/s, Door 258 steps/s. The printed ratio is against those.
 
     python benchmarks/manipulation_throughput.py [--num-envs 256 1024] [--steps 100] [--tasks lift door]
+    python benchmarks/manipulation_throughput.py --tasks stack pick_place nut_assembly two_arm_lift --pixels
+
+Tasks without a recorded robosuite figure print ``-`` as peer and ratio.
 """
 
 from __future__ import annotations
@@ -27,13 +31,16 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_fus
 import jax  # noqa: E402
 
 ROBOSUITE_STEPS_PER_S = {"lift": 177.0, "door": 258.0}
+TASKS = ("lift", "door", "stack", "pick_place", "nut_assembly", "two_arm_lift", "two_arm_peg_in_hole")
 
 
-def measure(task: str, num_envs: int, steps: int, repeats: int = 2) -> tuple[float, float]:
-    """``(compile seconds, steps/s)`` of ``num_envs`` envs for ``steps`` control steps (best of ``repeats``)."""
+def measure(task: str, num_envs: int, steps: int, repeats: int = 2, pixels: bool = False) -> tuple[float, float]:
+    """``(compile seconds, steps/s)`` of ``num_envs`` envs for ``steps`` control steps (best of
+    ``repeats``); with ``pixels``, 84x84 RGB from ``agentview`` (frame stack 3) every step."""
     import vasa.envs
 
-    env = vasa.envs.make(f"robo/{task}")
+    extra = dict(pixels=True, image_size=84, camera="agentview") if pixels else {}
+    env = vasa.envs.make(f"robo/{task}", **extra)
     size = env.action_spec.shape[0]
 
     @jax.jit
@@ -48,7 +55,7 @@ def measure(task: str, num_envs: int, steps: int, repeats: int = 2) -> tuple[flo
             return (s, k), s.reward.mean()
 
         (state, _), rewards = jax.lax.scan(body, (state, key), None, length=steps)
-        return rewards.sum() + state.obs.sum()
+        return rewards.sum() + sum(x.astype(jax.numpy.float32).sum() for x in jax.tree.leaves(state.obs))
 
     t0 = time.perf_counter()
     run(jax.random.PRNGKey(0)).block_until_ready()
@@ -65,16 +72,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--num-envs", type=int, nargs="+", default=[256, 1024])
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--tasks", nargs="+", default=["lift", "door"], choices=sorted(ROBOSUITE_STEPS_PER_S))
+    parser.add_argument("--tasks", nargs="+", default=["lift", "door"], choices=TASKS)
+    parser.add_argument("--pixels", action="store_true", help="observe 84x84 agentview pixels (rendered every step)")
     args = parser.parse_args()
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, jax {jax.__version__}, {jax.devices()[0].platform}; "
           "robosuite figures recorded 2026-12-01 on this CPU in a separate venv (mujoco 3.3.7), not run here")
-    print(f"{'task':6s} {'envs':>6s} {'compile s':>10s} {'steps/s':>10s} {'robosuite':>10s} {'ratio':>7s}")
+    obs = "pixels 84x84" if args.pixels else "state"
+    print(f"{'task':20s} {'obs':>12s} {'envs':>6s} {'compile s':>10s} {'steps/s':>10s} {'robosuite':>10s} {'ratio':>7s}")
     for task in args.tasks:
         for n in args.num_envs:
-            compile_s, sps = measure(task, n, args.steps)
-            peer = ROBOSUITE_STEPS_PER_S[task]
-            print(f"{task:6s} {n:6d} {compile_s:10.1f} {sps:10.0f} {peer:10.0f} {sps / peer:6.1f}x", flush=True)
+            compile_s, sps = measure(task, n, args.steps, pixels=args.pixels)
+            peer = ROBOSUITE_STEPS_PER_S.get(task) if not args.pixels else None
+            ratio = f"{sps / peer:6.1f}x" if peer else "      -"
+            print(f"{task:20s} {obs:>12s} {n:6d} {compile_s:10.1f} {sps:10.0f} {peer or '-':>10} {ratio}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Many processes on this one machine, connected by ``vasa.dist.initialize`` over localhost
-(gloo CPU collectives): PPO and ES (and, marked slow, recurrent PPO, SAC, DDPG and DAgger) as
+(gloo CPU collectives): PPO (and, marked slow, ES, recurrent PPO, SAC, DDPG and DAgger) as
 two processes with one CPU device each equal one process with two devices (including a
 two-process checkpoint and resume; a slow test resumes a two-process checkpoint in one
 process); a killed process makes its peer fail quickly instead of hanging; ``vasa launch
@@ -172,7 +172,8 @@ def _two_processes_equal_one(tmp_path, algo):
     assert os.path.exists(os.path.join(two, algo, "learning_curve.png"))
 
 
-@pytest.mark.parametrize("algo", ["ppo", "es", pytest.param("ppo_lstm", marks=pytest.mark.slow),
+@pytest.mark.parametrize("algo", ["ppo", pytest.param("es", marks=pytest.mark.slow),
+                                  pytest.param("ppo_lstm", marks=pytest.mark.slow),
                                   pytest.param("sac", marks=pytest.mark.slow),
                                   pytest.param("ddpg", marks=pytest.mark.slow),
                                   pytest.param("dagger", marks=pytest.mark.slow)])
@@ -184,7 +185,7 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path, algo):
     equality would hold to float32 rounding, ~1e-6 relative, instead.) ES gathers only its
     members' fitness; SAC's and DDPG's replay sampling is keyed by the device index, the same
     in both layouts, and their replay buffers and environments are split over the processes.
-    DAgger's dataset is split likewise. (Recurrent PPO, DAgger ~1.5 min, SAC and DDPG ~4 min each on the shared 2-core CPU, their compile
+    DAgger's dataset is split likewise. (ES ~45 s, recurrent PPO, DAgger ~1.5 min, SAC and DDPG ~4 min each on the shared 2-core CPU, their compile
     dominates: slow.)"""
     _two_processes_equal_one(tmp_path, algo)
 

@@ -32,9 +32,9 @@ from vasa import replay
 from vasa.dist.mesh import DATA_AXIS, global_row_ids, jit_sharded_step, make_mesh, psum
 from vasa.envs import EnvId, EnvState, make
 from vasa.envs.rollout import episode_returns
-from vasa.envs.randomize import SuiteName
+from vasa.envs.randomize import SuiteName, appearance_problem
 from vasa.run import RunConfig, chunk_plan, chunked_iterations, prepare_run, require
-from vasa.run.fields import NonNegInt, PosFloat, PosInt, Range, Seed, check_fields
+from vasa.run.fields import NonNegInt, PosFloat, PosInt, Range, Seed, UnitFloat, check_fields
 
 
 Suite = SuiteName  # (kept under its old name)
@@ -51,7 +51,8 @@ class OffPolicyConfig:
     train_appearance: Suite = "train"
     """appearance suite while training (pixels only)"""
     appearance: Suite = "train"
-    """appearance suite for evaluation: train, color_easy, color_hard, video_easy, video_hard"""
+    """appearance suite for evaluation: train, color_easy, color_hard, video_easy, video_hard (robo/*: easy, hard,
+    extreme and their _heldout variants)"""
     image_size: PosInt = 84
     """rendered image height and width (pixels only)"""
     frame_stack: PosInt = 3
@@ -94,6 +95,14 @@ class OffPolicyConfig:
     """pixel augmentation of replayed obs and next obs: crop (DrQ random shift by augment_pad), conv (NetRand random 3x3 conv, one per transition), none"""
     augment_pad: NonNegInt = 4
     """DrQ random shift (augment=crop): replicate-pad this many pixels and crop back (0 disables)"""
+
+    # SURREAL's demonstration curriculum (vasa.envs.curriculum), training environment only
+    demo_path: str | None = None
+    """demonstrations .npz (vasa.envs.demos, examples/record_demos.py) to start training episodes from"""
+    demo_ratio: UnitFloat = 0.5
+    """probability that a training episode starts from a demonstration state (needs demo_path)"""
+    demo_curriculum: Literal["uniform", "forward", "reverse"] = "uniform"
+    """which demonstration states: any (uniform), a growing window at their start (forward) or end (reverse)"""
 
     @property
     def updates_per_iteration(self) -> int:
@@ -148,6 +157,12 @@ class OffPolicyConfig:
             from vasa.nn.encoders import conv_output_size
 
             conv_output_size(self.encoder, self.image_size, self.image_size)
+        for name in ("train_appearance", "appearance"):  # table-top levels: robo/* only; held-out: evaluation only
+            problem = appearance_problem(self.env, getattr(self, name), training=name == "train_appearance")
+            need(problem is None, name, problem or "")
+        from vasa.envs.curriculum import check_demo_fields
+
+        check_demo_fields(self)  # demo_path exists and loads for env; demo_ratio/demo_curriculum need it
 
 
 def make_env(config: OffPolicyConfig, evaluation: bool = False):
@@ -158,6 +173,8 @@ def make_env(config: OffPolicyConfig, evaluation: bool = False):
         kwargs.update(pixels=True, image_size=config.image_size, frame_stack=config.frame_stack,
                       appearance=config.appearance if evaluation else config.train_appearance,
                       appearance_seed=config.seed + (1_000 if evaluation else 0))
+    if config.demo_path is not None and not evaluation:  # demonstration starts: training only
+        kwargs.update(demos=config.demo_path, demo_ratio=config.demo_ratio, demo_curriculum=config.demo_curriculum)
     return make(config.env, **kwargs)
 
 

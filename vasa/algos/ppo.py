@@ -69,6 +69,9 @@ def make_env(config: PPOConfig, evaluation: bool = False, **overrides):
         overrides = dict(pixels=True, image_size=config.image_size, frame_stack=config.frame_stack,
                          appearance=config.appearance if evaluation else config.train_appearance,
                          appearance_seed=config.seed + (1_000 if evaluation else 0), **overrides)
+    if config.demo_path is not None and not evaluation:  # demonstration starts: training only
+        overrides = dict(demos=config.demo_path, demo_ratio=config.demo_ratio,
+                         demo_curriculum=config.demo_curriculum, **overrides)
     return make(config.env, episode_length=config.episode_length, action_repeat=config.action_repeat,
                 reset_mode=config.reset_mode, **overrides)
 
@@ -516,7 +519,7 @@ def train(config: PPOConfig, run: RunConfig = RunConfig()) -> tuple[Callable, Tr
     with plan.open() as session:
         start, state = session.restore(init(config, env, mesh))
         step = make_train_step(config, env, mesh, chunk=run.chunk)
-        evaluate = make_evaluate(config, run.num_eval_envs, make_env(config, evaluation=True) if config.pixels else env)
+        evaluate = make_evaluate(config, run.num_eval_envs, make_env(config, evaluation=True) if config.pixels or config.demo_path else env)
         total = config.num_iterations
         t0 = time.perf_counter()
         compiled = step.lower(state, run.chunk).compile()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from vasa.envs import EnvId
-from vasa.envs.randomize import SuiteName as Suite
+from vasa.envs.randomize import SuiteName as Suite, appearance_problem
 from vasa.run import require
 from vasa.run.fields import NonNegFloat, NonNegInt, PosFloat, PosInt, Range, Seed, UnitFloat, check_fields
 
@@ -131,7 +131,16 @@ class PPOConfig:
     train_appearance: Suite = "train"
     """appearance suite while training (pixels only)"""
     appearance: Suite = "train"
-    """appearance suite for evaluation: train, color_easy, color_hard, video_easy, video_hard"""
+    """appearance suite for evaluation: train, color_easy, color_hard, video_easy, video_hard (robo/*: easy, hard,
+    extreme and their _heldout variants)"""
+
+    # SURREAL's demonstration curriculum (vasa.envs.curriculum), training environment only
+    demo_path: str | None = None
+    """demonstrations .npz (vasa.envs.demos, examples/record_demos.py) to start training episodes from"""
+    demo_ratio: UnitFloat = 0.5
+    """probability that a training episode starts from a demonstration state (needs demo_path)"""
+    demo_curriculum: Literal["uniform", "forward", "reverse"] = "uniform"
+    """which demonstration states: any (uniform), a growing window at their start (forward) or end (reverse)"""
 
     @property
     def batch_size(self) -> int:
@@ -173,7 +182,13 @@ class PPOConfig:
         for name in ("proprio", "train_appearance", "appearance"):
             default = "train" if name != "proprio" else False
             need(self.pixels or getattr(self, name) == default, name, "it applies to pixel observations: set pixels")
+        for name in ("train_appearance", "appearance"):  # table-top levels: robo/* only; held-out: evaluation only
+            problem = appearance_problem(self.env, getattr(self, name), training=name == "train_appearance")
+            need(problem is None, name, problem or "")
         need(self.pixels or self.augment == "none", "augment", "it applies to pixel observations: set pixels")
+        from vasa.envs.curriculum import check_demo_fields
+
+        check_demo_fields(self)  # demo_path exists and loads for env; demo_ratio/demo_curriculum need it
 
     @property
     def num_iterations(self) -> int:

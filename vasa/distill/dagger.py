@@ -89,7 +89,7 @@ from vasa.distill.distractors import DistractorConfig, make_bank
 from vasa.distill.experts import Expert, check_expert
 from vasa.distill.student import Student, StudentNetwork, needs_expert
 from vasa.envs import EnvId, EnvState, make, pixel_action_repeat
-from vasa.envs.randomize import SuiteName as Suite
+from vasa.envs.randomize import SuiteName as Suite, appearance_problem
 from vasa.envs.rollout import episode_returns
 from vasa.run import RunConfig, chunk_plan, chunked_iterations, prepare_run, require
 from vasa.run.fields import NonNegFloat, PosFloat, PosInt, Range, Seed, check_fields
@@ -179,6 +179,8 @@ class DAggerConfig:
         check_fields(self)
         self.augment.validate()
         self.distractors.validate()
+        problem = appearance_problem(self.env, self.train_appearance, training=True)  # robo/* levels, no held-out
+        need(problem is None, "train_appearance", problem or "")
         for field in ("num_envs", "batch_size", "dataset_size"):
             need(getattr(self, field) % num_devices == 0, field, f"it must be divisible by the {num_devices} devices")
         need(self.dataset_size >= self.num_envs, "dataset_size",

@@ -35,7 +35,7 @@ from typing import Annotated, Any, Literal
 from vasa.algos import offpolicy, ppo, sac
 from vasa.distill import dagger, experts
 from vasa.distill.zero_shot import SUITE_NAMES, make_suite_evaluator, summarize, write_table
-from vasa.envs.randomize import SuiteName as Suite
+from vasa.envs.randomize import SuiteName as Suite, appearance_problem
 from vasa.run import Checkpointer, RunConfig, require
 from vasa.run.config import dataclass_from_dict
 from vasa.run.fields import Length, PosInt, check_fields
@@ -87,6 +87,9 @@ class SecantConfig:
         task, before anything is compiled."""
         check_fields(self)
         self.distill.validate()
+        for suite in self.suites:  # the table-top levels (SECANT's robosuite table) apply to robo/* only
+            problem = appearance_problem(self.distill.env, suite)
+            require(self, problem is None, "suites", problem or "")
         if self.distill.parallel:
             require(self, self.expert == "ppo", "expert", "SECANT-Parallel (distill.parallel=True) trains a PPO expert "
                     "alongside the student: expert='ppo'")

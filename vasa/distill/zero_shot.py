@@ -17,10 +17,13 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import numpy as np
 
-from vasa.envs.randomize import SUITES
+from vasa.envs.randomize import SCENE_LEVEL_NAMES, SUITES
 from vasa.envs.rollout import episode_returns
 
 SUITE_NAMES = tuple(SUITES)
+"""DMControl-GB's suites (table 5.1), the default evaluation."""
+SCENE_SUITE_NAMES = ("train", "easy", "hard", "extreme")
+"""SECANT's robosuite levels (table 5.5) for ``robo/*`` tasks (``_heldout`` variants allowed too)."""
 
 
 def make_suite_evaluator(make_env: Callable[[str], Any], act: Callable[[Any, Any], jax.Array],
@@ -32,11 +35,13 @@ def make_suite_evaluator(make_env: Callable[[str], Any], act: Callable[[Any, Any
     seeds give different looks within a suite.
 
     Raises:
-      ValueError: an unknown suite name.
+      ValueError: an unknown suite name (the table-top levels ``easy``, ``hard``, ``extreme``
+        and their ``_heldout`` variants are known too: ``make_env`` refuses them off ``robo/*``).
     """
-    unknown = [s for s in suites if s not in SUITES]
+    known = (*SUITES, *SCENE_LEVEL_NAMES)
+    unknown = [s for s in suites if s not in known]
     if unknown:
-        raise ValueError(f"unknown appearance suite(s) {unknown}: choose from {list(SUITES)}")
+        raise ValueError(f"unknown appearance suite(s) {unknown}: choose from {list(known)}")
     programs = {}
     for suite in suites:
         env = make_env(suite)
@@ -102,4 +107,4 @@ def write_table(rows: Sequence[dict], run_dir: str, name: str = "zero_shot") -> 
     return csv_path, png_path
 
 
-__all__ = ["SUITE_NAMES", "make_suite_evaluator", "summarize", "write_table"]
+__all__ = ["SCENE_SUITE_NAMES", "SUITE_NAMES", "make_suite_evaluator", "summarize", "write_table"]

@@ -41,7 +41,12 @@ register("nav/pointgoal", "vasa.envs.tasks.navigation.pointgoal:pointgoal")
 register("nav/interactive_pointgoal", "vasa.envs.tasks.navigation.pointgoal:interactive_pointgoal")
 register("nav/objectnav", "vasa.envs.tasks.navigation.objectnav:objectnav")
 register("robo/lift", "vasa.envs.tasks.manipulation.lift:lift")
+register("robo/nut_assembly", "vasa.envs.tasks.manipulation.nut_assembly:nut_assembly")
 register("robo/door", "vasa.envs.tasks.manipulation.door:door")
+register("robo/stack", "vasa.envs.tasks.manipulation.stack:stack")
+register("robo/pick_place", "vasa.envs.tasks.manipulation.pick_place:pick_place")
+register("robo/two_arm_lift", "vasa.envs.tasks.manipulation.two_arm_lift:two_arm_lift")
+register("robo/two_arm_peg_in_hole", "vasa.envs.tasks.manipulation.two_arm_peg_in_hole:two_arm_peg_in_hole")
 for _name in BRAX_ENVS:
     register(f"brax/{_name}", "vasa.envs.tasks.foreign:brax_env", name=_name)
 for _task in DMC_TASKS:
@@ -91,6 +96,9 @@ def make(
     shadows: bool = False,
     shading: str = "mujoco",
     dynamics=None,
+    demos=None,
+    demo_ratio: float = 0.5,
+    demo_curriculum: str = "uniform",
     **kwargs,
 ) -> Env:
     """Build a registered environment with vasa's standard wrappers.
@@ -113,7 +121,9 @@ def make(
         tasks that draw themselves, ``toy/reach2d``); the default action repeat then
         follows PAD (cartpole 8, finger 2, others 4).
       appearance: a suite name (``train``, ``color_easy``, ``color_hard``, ``video_easy``,
-        ``video_hard``) or an :class:`~vasa.envs.randomize.AppearanceRandomization`.
+        ``video_hard``; for ``robo/*`` also ``easy``, ``hard``, ``extreme`` and their
+        ``_heldout`` variants, :mod:`vasa.envs.randomize_scene`) or an
+        :class:`~vasa.envs.randomize.AppearanceRandomization`.
       camera: model camera name or id. image_size: ``S`` or ``(height, width)``, each in
         [1, 1024] (default 84 for the pixel wrapper); tasks with their own cameras (builders
         taking ``image_size``, the ``nav/*`` tasks) receive it too, whenever it is given or
@@ -126,6 +136,12 @@ def make(
         ``[F, h, w, 3]``/``[V, F, h, w, 3]``; default: procedural moving backgrounds.
       dynamics: a :class:`~vasa.envs.randomize.DynamicsRandomization` to give each
         environment (and episode) its own masses, friction, damping and gains.
+      demos, demo_ratio, demo_curriculum: SURREAL's demonstration curriculum
+        (:class:`~vasa.envs.curriculum.DemoCurriculum` around the raw task, its count kept by
+        :class:`~vasa.envs.curriculum.DemoProgress` around the auto-reset): with probability
+        ``demo_ratio`` an episode starts from a state of ``demos`` (a
+        :class:`~vasa.envs.demos.Demos` or an ``.npz`` path), chosen ``uniform``ly or in a
+        ``forward``/``reverse`` window.
       **kwargs: passed to the task builder (Brax constructor arguments, Playground config
         overrides).
 
@@ -144,6 +160,12 @@ def make(
     if (pixels or image_size is not None) and _owns_camera(env_id):
         kwargs = {**kwargs, "image_size": hw}
     task = make_raw(env_id, **kwargs)
+    curriculum = None
+    if demos is not None:  # SURREAL's demonstration curriculum (vasa.envs.curriculum)
+        from vasa.envs.curriculum import add_curriculum
+
+        task = curriculum = add_curriculum(task, env_id, demos, demo_ratio, demo_curriculum, auto_reset=auto_reset,
+                                           reset_mode=reset_mode)
     if dynamics is not None:
         from vasa.envs.randomize import RandomizedDynamics
 
@@ -172,4 +194,8 @@ def make(
                                seed=appearance_seed, video=video, shadows=shadows, shading=shading)
     if auto_reset:
         env = AutoReset(env, mode=reset_mode)
+    if curriculum is not None and auto_reset:
+        from vasa.envs.curriculum import DemoProgress
+
+        env = DemoProgress(env, curriculum)
     return env

@@ -4,7 +4,9 @@
   floor, sky/background, textures, light, camera jitter); :func:`randomize_appearance`
   draws it into an :class:`~vasa.envs.render.Appearance`. Named suites follow the
   DMControl Generalization Benchmark protocol used by SECANT: ``train`` (the original look),
-  ``color_easy``, ``color_hard``, ``video_easy``, ``video_hard`` (:data:`SUITES`).
+  ``color_easy``, ``color_hard``, ``video_easy``, ``video_hard`` (:data:`SUITES`). The
+  table-top scenes (``robo/*``) also take SECANT's robosuite levels ``easy``, ``hard``,
+  ``extreme`` and their ``_heldout`` variants (:mod:`vasa.envs.randomize_scene`).
 * Dynamics: :class:`DynamicsRandomization` scales masses, friction, damping and actuator
   gains of an MJX model (:func:`randomize_dynamics`); :class:`RandomizedDynamics` applies a
   per-environment draw inside ``step`` and ``reset``.
@@ -104,19 +106,43 @@ SUITES: dict[str, AppearanceRandomization] = {
         AppearanceRandomization(name="video_hard", background="video", floor_texture="background"),
     )
 }
-SuiteName = Literal["train", "color_easy", "color_hard", "video_easy", "video_hard"]
-"""A config field naming one of :data:`SUITES`."""
-assert get_args(SuiteName) == tuple(SUITES), "SuiteName must list SUITES"
+SCENE_LEVEL_NAMES = ("easy", "hard", "extreme", "easy_heldout", "hard_heldout", "extreme_heldout")
+"""The table-top levels (``robo/*`` only): :data:`vasa.envs.randomize_scene.SCENE_LEVELS`."""
+SuiteName = Literal["train", "color_easy", "color_hard", "video_easy", "video_hard",
+                    "easy", "hard", "extreme", "easy_heldout", "hard_heldout", "extreme_heldout"]
+"""A config field naming one of :data:`SUITES` or :data:`SCENE_LEVEL_NAMES`."""
+assert get_args(SuiteName) == tuple(SUITES) + SCENE_LEVEL_NAMES, "SuiteName must list SUITES and SCENE_LEVEL_NAMES"
 
 
-def suite(appearance: str | AppearanceRandomization) -> AppearanceRandomization:
-    """A named suite (see :data:`SUITES`) or a custom :class:`AppearanceRandomization`."""
-    if isinstance(appearance, AppearanceRandomization):
+def suite(appearance):
+    """A named suite (:data:`SUITES`) or table-top level (:data:`SCENE_LEVEL_NAMES`, a
+    :class:`~vasa.envs.randomize_scene.SceneLevel`), or a custom :class:`AppearanceRandomization`
+    or ``SceneLevel`` (validated)."""
+    from vasa.envs.randomize_scene import SCENE_LEVELS, SceneLevel
+
+    if isinstance(appearance, (AppearanceRandomization, SceneLevel)):
         return appearance.validate()
+    if appearance in SCENE_LEVELS:
+        return SCENE_LEVELS[appearance]
     if appearance not in SUITES:
-        raise ValueError(f"appearance={appearance!r} is not allowed: choose one of {sorted(SUITES)} "
-                         "or pass an AppearanceRandomization.")
+        raise ValueError(f"appearance={appearance!r} is not allowed: choose one of {get_args(SuiteName)} "
+                         "(the last six for robo/* tasks only) or pass an AppearanceRandomization.")
     return SUITES[appearance]
+
+
+def appearance_problem(env_id: str, appearance, training: bool = False) -> str | None:
+    """Why ``appearance`` does not fit ``env_id`` (``None`` when it does): the table-top
+    levels need a ``robo/*`` task, and the ``_heldout`` variants are for evaluation only
+    (``training=True``: the appearance an agent trains under)."""
+    if not isinstance(appearance, str) or appearance not in SCENE_LEVEL_NAMES:
+        return None
+    if not str(env_id).startswith("robo/"):
+        return (f"the levels {', '.join(SCENE_LEVEL_NAMES)} apply to robo/* table-top tasks only; for {env_id} "
+                f"choose from {', '.join(SUITES)}")
+    if training and appearance.endswith("_heldout"):
+        return (f"held-out levels are for evaluation only: train under one of train, "
+                f"{', '.join(n for n in SCENE_LEVEL_NAMES if not n.endswith('_heldout'))}")
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,6 +173,24 @@ def _draw_color(key, base, mode, jitter):
     if mode == "jitter":
         return jnp.clip(base + jax.random.uniform(key, base.shape, minval=-jitter, maxval=jitter), 0.0, 1.0)
     return base
+
+
+def turn_lights(app: Appearance, axis: jax.Array, angle: jax.Array, intensity: jax.Array, ambient: jax.Array
+                ) -> Appearance:
+    """Turn ``app``'s light direction by ``angle`` radians about ``axis [3]`` projected
+    perpendicular to it (any non-parallel direction), and scale its diffuse intensity and
+    ambient by ``intensity`` and ``ambient`` (``[]`` each)."""
+    d = app.light_dir / jnp.linalg.norm(app.light_dir)
+    axis = jnp.cross(d, axis)
+    axis = axis / jnp.maximum(jnp.linalg.norm(axis), 1e-9)
+    d = d * jnp.cos(angle) + jnp.cross(axis, d) * jnp.sin(angle)  # axis is perpendicular to d
+    return app.replace(light_dir=d, light_intensity=app.light_intensity * intensity, ambient=app.ambient * ambient)
+
+
+def move_camera(app: Appearance, pos: jax.Array, rot: jax.Array, fovy: jax.Array) -> Appearance:
+    """Add camera jitter: ``pos [3]`` metres and ``rot [3]`` radians (camera frame), ``fovy []`` degrees."""
+    return app.replace(cam_pos_offset=app.cam_pos_offset + pos, cam_rot_offset=app.cam_rot_offset + rot,
+                       fovy_offset=app.fovy_offset + fovy)
 
 
 def randomize_appearance(key: jax.Array, base: Appearance, spec: AppearanceRandomization, groups: SceneGroups,
@@ -231,27 +275,17 @@ def randomize_appearance(key: jax.Array, base: Appearance, spec: AppearanceRando
     k_light = next(ks)
     if spec.light_dir_jitter_deg > 0 or spec.light_intensity != (1.0, 1.0) or spec.ambient != (1.0, 1.0):
         k1, k2, k3 = jax.random.split(k_light, 3)
-        axis = jax.random.normal(k1, (3,))
-        angle = jnp.deg2rad(spec.light_dir_jitter_deg) * jax.random.uniform(k2, ())
-        d = app.light_dir / jnp.linalg.norm(app.light_dir)
-        axis = jnp.cross(d, axis)
-        axis = axis / jnp.maximum(jnp.linalg.norm(axis), 1e-9)
-        d = d * jnp.cos(angle) + jnp.cross(axis, d) * jnp.sin(angle)  # axis is perpendicular to d
         ki, ka = jax.random.split(k3)
-        app = app.replace(
-            light_dir=d,
-            light_intensity=app.light_intensity * jax.random.uniform(ki, (), minval=spec.light_intensity[0], maxval=spec.light_intensity[1]),
-            ambient=app.ambient * jax.random.uniform(ka, (), minval=spec.ambient[0], maxval=spec.ambient[1]),
-        )
+        angle = jnp.deg2rad(spec.light_dir_jitter_deg) * jax.random.uniform(k2, ())
+        app = turn_lights(app, jax.random.normal(k1, (3,)), angle,
+                          jax.random.uniform(ki, (), minval=spec.light_intensity[0], maxval=spec.light_intensity[1]),
+                          jax.random.uniform(ka, (), minval=spec.ambient[0], maxval=spec.ambient[1]))
     k_cam = next(ks)
     if spec.camera_pos_jitter > 0 or spec.camera_rot_jitter_deg > 0 or spec.fovy_jitter_deg > 0:
         k1, k2, k3 = jax.random.split(k_cam, 3)
         u = lambda k, shape, a: jax.random.uniform(k, shape, minval=-a, maxval=a)  # noqa: E731
-        app = app.replace(
-            cam_pos_offset=app.cam_pos_offset + u(k1, (3,), spec.camera_pos_jitter),
-            cam_rot_offset=app.cam_rot_offset + u(k2, (3,), np.deg2rad(spec.camera_rot_jitter_deg)),
-            fovy_offset=app.fovy_offset + u(k3, (), spec.fovy_jitter_deg),
-        )
+        app = move_camera(app, u(k1, (3,), spec.camera_pos_jitter), u(k2, (3,), np.deg2rad(spec.camera_rot_jitter_deg)),
+                          u(k3, (), spec.fovy_jitter_deg))
     return app
 
 
@@ -259,14 +293,26 @@ class AppearanceSampler:
     """``sampler(key) -> Appearance`` for one renderer and one suite (pure, vmappable)."""
 
     def __init__(self, renderer: Renderer, appearance: str | AppearanceRandomization = "train"):
+        from vasa.envs.randomize_scene import SceneLevel, TableScene
+
         self.renderer = renderer
         self.spec = suite(appearance)
         self.groups = SceneGroups.from_model(renderer.model)
+        self.scene = None
+        if isinstance(self.spec, SceneLevel):
+            self.scene = TableScene.from_model(renderer.model, self.spec.name)
+            if self.spec.distractors and not renderer.optional[self.scene.distractors].all():
+                raise ValueError(f"appearance={self.spec.name!r} shows distractors: build the Renderer with "
+                                 "optional_geoms=task.optional_geoms (PixelObservation does).")
         self.base = renderer.default_appearance()
         v = renderer.video
         self.num_videos, self.video_frames = (0, 1) if v is None else (int(v.shape[0]), int(v.shape[1]))
 
     def __call__(self, key: jax.Array) -> Appearance:
+        if self.scene is not None:
+            from vasa.envs.randomize_scene import randomize_scene
+
+            return randomize_scene(key, self.base, self.spec, self.scene, self.groups)
         return randomize_appearance(key, self.base, self.spec, self.groups, self.num_videos, self.video_frames)
 
 

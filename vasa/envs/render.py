@@ -139,6 +139,9 @@ class Appearance:
     video_index, video_offset: ``[] int32``, which video and which start frame (background 2).
     cam_pos_offset: ``[3]`` metres in the camera frame; cam_rot_offset: ``[3]`` radians
       (rotation vector in the camera frame); fovy_offset: ``[]`` degrees. Camera jitter.
+    geom_shown: ``[G] bool``, geom_offset: ``[G, 3] float32`` (world metres): whether the
+      renderer's ``optional_geoms`` (hidden in the model: distractors) are drawn, and where
+      (added to their ``geom_xpos``); ignored for other geoms.
     """
 
     geom_rgb: jax.Array
@@ -169,6 +172,8 @@ class Appearance:
     cam_pos_offset: jax.Array
     cam_rot_offset: jax.Array
     fovy_offset: jax.Array
+    geom_shown: jax.Array
+    geom_offset: jax.Array
 
 
 # ----------------------------------------------------------------------------------------
@@ -203,6 +208,9 @@ class Renderer:
         that names them instead.
       video: optional ``uint8 [V, F, h, w, 3]`` (or ``[F, h, w, 3]``) background frames for
         ``Appearance.background == 2`` (see :func:`vasa.envs.randomize.load_video`).
+      optional_geoms: names or ids of appearance-only geoms (e.g. table-top distractors,
+        alpha 0 in the model): cast against, but hit only where ``Appearance.geom_shown``
+        (default: hidden), at ``geom_xpos + Appearance.geom_offset``.
 
     The model's cameras are available by name or id (:meth:`model_camera`); free cameras by
     :func:`look_at` or any :class:`Camera`.
@@ -211,7 +219,8 @@ class Renderer:
     def __init__(self, mj_model: mujoco.MjModel, width: int = 84, height: int = 84, *,
                  geom_groups: Sequence[int] = (0, 1, 2), shading: str = "fast", shadows: bool = False,
                  reflections: bool = False, supersample: int = 1, visibility: str = "renderer",
-                 skip_unsupported: bool = False, video: np.ndarray | None = None):
+                 skip_unsupported: bool = False, video: np.ndarray | None = None,
+                 optional_geoms: Sequence[str | int] = ()):
         for field, value in (("width", width), ("height", height), ("supersample", supersample)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"Renderer {field}={value!r} is not allowed: it must be a positive integer.")
@@ -233,7 +242,9 @@ class Renderer:
         default_rgba = np.all(m.geom_rgba == np.float32([0.5, 0.5, 0.5, 1.0]), axis=1)
         use_mat = has_mat & default_rgba
         rgba[use_mat] = m.mat_rgba[m.geom_matid[use_mat]]
-        visible = _geometry.drawn_geoms(m, rgba, geom_groups, visibility, skip_unsupported)
+        self.optional = np.zeros(m.ngeom, bool)  # [G]: appearance-only geoms
+        self.optional[[_geometry.optional_geom_id(m, g) for g in optional_geoms]] = True
+        visible = _geometry.drawn_geoms(m, rgba, geom_groups, visibility, skip_unsupported) | self.optional
         self.drawn = visible  # [G] bool
         self.geom_groups = tuple(int(g) for g in geom_groups)
 
@@ -351,6 +362,8 @@ class Renderer:
             cam_pos_offset=jnp.zeros((3,), jnp.float32),
             cam_rot_offset=jnp.zeros((3,), jnp.float32),
             fovy_offset=jnp.zeros((), jnp.float32),
+            geom_shown=jnp.asarray(~self.optional),
+            geom_offset=jnp.zeros((g, 3), jnp.float32),
         )
 
     # -- cameras ------------------------------------------------------------------------
@@ -382,6 +395,9 @@ class Renderer:
         ``geom_mask [G] bool`` (optional) further restricts the geoms hit (e.g. to exclude
         a robot's own body from its LiDAR). Equivalent to ``mj_ray`` per ray.
         """
+        if self.optional.any():  # appearance-only geoms: hidden unless the posed data shows them
+            shown = data["geom_shown"] if isinstance(data, dict) and "geom_shown" in data else ~self.optional
+            geom_mask = shown if geom_mask is None else jnp.asarray(geom_mask) & shown
         gpos, gmat = _poses(data)
         return _geometry.closest_hit(gpos, gmat, origins, dirs, groups=self._groups, geom_type=self._geom_type,
                                      geom_size=self._geom_size, tris=self._tris, tri_owner=self._tri_owner,
@@ -476,6 +492,8 @@ class Renderer:
         if unknown:
             raise ValueError(f"outputs={tuple(outputs)!r} is not allowed: {unknown} unknown; choose from {OUTPUTS}.")
         app = self.default_appearance() if appearance is None else appearance
+        if self.optional.any():
+            data = _geometry.posed_data(data, app.geom_offset, app.geom_shown)
         cam = camera if isinstance(camera, Camera) else self.model_camera(data, camera)
         h, w, s = self.height, self.width, self.supersample
         geometry = [o for o in outputs if o != "rgb"]

@@ -69,6 +69,23 @@ def data_dict(data, fields: Sequence[str] = ("geom_xpos", "geom_xmat", "cam_xpos
     return {f: np.asarray(getattr(data, f), np.float32) for f in fields}
 
 
+def optional_geom_id(m: mujoco.MjModel, geom: str | int) -> int:
+    """The id of an appearance-only geom (see ``Renderer(optional_geoms=...)``): a primitive."""
+    i = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, geom) if isinstance(geom, str) else int(geom)
+    if not 0 <= i < m.ngeom or m.geom_type[i] not in PRIMITIVES:
+        raise ValueError(f"Renderer optional_geoms entry {geom!r} is not allowed: it must name a primitive geom.")
+    return i
+
+
+def posed_data(data, geom_offset: jax.Array, geom_shown: jax.Array) -> dict:
+    """The pose fields a render reads from ``data`` as a dict, geoms moved by ``geom_offset
+    [G, 3]`` (world metres) and ``geom_shown [G] bool`` added (appearance-only geoms)."""
+    get = (lambda k: data.get(k)) if isinstance(data, dict) else (lambda k: getattr(data, k, None))
+    out = {k: get(k) for k in ("geom_xmat", "cam_xpos", "cam_xmat", "light_xpos", "light_xdir")}
+    out = {k: v for k, v in out.items() if v is not None}
+    return {**out, "geom_xpos": _get(data, "geom_xpos") + geom_offset, "geom_shown": geom_shown}
+
+
 def _poses(data) -> tuple[jax.Array, jax.Array]:
     """``geom_xpos [G, 3]`` and ``geom_xmat [G, 3, 3]`` of an ``mjx.Data``, ``MjData`` or dict."""
     pos = _get(data, "geom_xpos")

@@ -230,7 +230,8 @@ class PixelObservation(Wrapper):
         self._model_holder = (holder, attr)
         mj_model = self.unwrapped.mj_model
         self.renderer = Renderer(mj_model, width, height, shading=shading, shadows=shadows, reflections=reflections,
-                                 supersample=supersample, video=video)
+                                 supersample=supersample, video=video,
+                                 optional_geoms=getattr(self.unwrapped, "optional_geoms", ()))
         self.renderer.camera_id(camera)  # unknown cameras fail here, listing the model's
         self.camera = camera
         self.channels = channels

@@ -87,6 +87,38 @@ def add_table(spec: mujoco.MjSpec, size=(0.4, 0.4, 0.025), pos=(0.0, 0.0), top: 
     return {"table_plane": "table_plane"}
 
 
+WALLS = ("wall_back", "wall_left", "wall_right")
+DISTRACTORS = tuple(f"distractor{i}" for i in range(5))
+WALL_RGBA = (0.72, 0.7, 0.66, 1.0)
+
+
+def add_backdrop(spec: mujoco.MjSpec, wall_x: float = -1.3, half_width: float = 1.3, height: float = 2.5) -> tuple:
+    """Visual-only walls (a back wall at ``x = wall_x`` behind the robot and two side walls at
+    ``y = +-half_width``, open toward the cameras) and the hidden distractor objects of the
+    ``extreme`` appearance level (:mod:`vasa.envs.randomize_scene`): five primitives (box,
+    sphere, cylinder, capsule, bar) standing at the table's centre, alpha 0, so no renderer
+    draws them unless an appearance shows and moves them. Every geom here has
+    ``contype = conaffinity = 0`` on the world body: none takes part in the physics.
+    Returns the distractors' geom names (the renderer's ``optional_geoms``)."""
+    world, box = spec.worldbody, mujoco.mjtGeom.mjGEOM_BOX
+    visual = {"contype": 0, "conaffinity": 0, "group": 1}
+    half = height / 2
+    world.add_geom(name=WALLS[0], type=box, size=[0.02, half_width, half], pos=[wall_x, 0.0, half],
+                   rgba=list(WALL_RGBA), **visual)
+    side = (1.0 - wall_x) / 2
+    for name, y in ((WALLS[1], half_width), (WALLS[2], -half_width)):
+        world.add_geom(name=name, type=box, size=[side, 0.02, half], pos=[wall_x + side, y, half], rgba=list(WALL_RGBA),
+                       **visual)
+    # (type, size, half-height): each stands on the table top
+    shapes = [(box, [0.03, 0.03, 0.03], 0.03), (mujoco.mjtGeom.mjGEOM_SPHERE, [0.035, 0, 0], 0.035),
+              (mujoco.mjtGeom.mjGEOM_CYLINDER, [0.03, 0.045, 0], 0.045),
+              (mujoco.mjtGeom.mjGEOM_CAPSULE, [0.025, 0.03, 0], 0.055), (box, [0.06, 0.02, 0.02], 0.02)]
+    for name, (kind, size, up) in zip(DISTRACTORS, shapes):
+        world.add_geom(name=name, type=kind, size=size, pos=[0.0, 0.0, TABLE_TOP + up], rgba=[0.5, 0.5, 0.5, 0.0],
+                       **visual)
+    return DISTRACTORS
+
+
 def add_cube(spec: mujoco.MjSpec, name: str, half_size: float = 0.021, pos=(0.0, 0.0), mass: float = 0.1,
              rgba=(0.8, 0.15, 0.15, 1.0), friction=(1.0, 0.005, 0.0001)) -> dict:
     """A free cube (half-size ``half_size`` m) resting on the table at ``pos`` (x, y), with a

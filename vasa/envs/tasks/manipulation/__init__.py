@@ -1,9 +1,14 @@
 """Robotics Suite tasks on MJX (``robo/*``): a Panda-like arm built from primitive geoms,
 robosuite's control modes computed in JAX, table-top scenes drawn per environment at reset.
 
-Ids: ``robo/lift`` (:mod:`.lift`), ``robo/door`` (:mod:`.door`). Control modes
+Ids: ``robo/lift`` (:mod:`.lift`), ``robo/door`` (:mod:`.door`), ``robo/stack`` (:mod:`.stack`),
+``robo/pick_place`` (:mod:`.pick_place`, bins from :mod:`vasa.envs.scenes.bins`). Control modes
 (:mod:`.control`): ``osc_pose`` (default), ``joint_velocity``, ``joint_position``,
-``joint_torque``. Scripted controllers: :mod:`.scripted`.
+``joint_torque``. Scripted controllers: :mod:`.scripted`, :mod:`.scripted_pick` (stack, pick_place).
+Also ``robo/nut_assembly`` (:mod:`.nut_assembly`, scripted controller in :mod:`.scripted_nut`).
+Two arms (robosuite's opposed configuration, actions and proprioception concatenated per arm):
+``robo/two_arm_lift`` (:mod:`.two_arm_lift`) and ``robo/two_arm_peg_in_hole`` (:mod:`.two_arm_peg_in_hole`),
+both with scripted controllers in :mod:`.scripted_two_arm`.
 """
 
 import os as _os

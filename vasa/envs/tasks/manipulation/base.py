@@ -1,4 +1,4 @@
-"""Shared machinery of the single-arm table-top tasks (``robo/*``): scene compilation, the
+"""Shared machinery of the table-top tasks (``robo/*``, one arm or several): scene compilation, the
 control loop (one policy action per control step, torques recomputed at every physics
 sub-step), proprioception and the reward wrapper (sparse or staged, scaled).
 
@@ -70,6 +70,16 @@ def touching(d, geoms_a, geoms_b) -> jax.Array:
     return jnp.any(((in_a1 & in_b2) | (in_a2 & in_b1)) & (con.dist <= 0.0))
 
 
+def arm_proprio(arm: ctl.Arm, d) -> jax.Array:
+    """``[32] float32`` proprioception of one arm: joint cos ``[7]``, sin ``[7]``, velocities
+    ``[7]``, grasp-site position ``[3]`` and quaternion ``[4]``, finger positions ``[2]`` and velocities ``[2]``."""
+    q = d.qpos[arm.qpos]
+    pos = d.site_xpos[arm.site]
+    quat = mat_to_quat(d.site_xmat[arm.site].reshape(3, 3))
+    return jnp.concatenate([jnp.cos(q), jnp.sin(q), d.qvel[arm.dof], pos, quat, d.qpos[arm.finger_qpos],
+                            d.qvel[arm.finger_dof]]).astype(jnp.float32)
+
+
 class ArmTask(abc.ABC):
     """A Panda-like arm at a table; subclasses add objects, observations, reward and success.
 
@@ -80,11 +90,17 @@ class ArmTask(abc.ABC):
     ``obs``: ``[32 + K] float32``: joint cos ``[7]``, sin ``[7]``, velocities ``[7]``, grasp
     site position ``[3]`` and quaternion ``[4]`` (w, x, y, z), finger positions ``[2]`` and
     velocities ``[2]``; then the task's object state ``[K]``.
+
+    Several arms (``arm_poses``, e.g. the two-arm tasks): arm ``i`` is ``self.arms[i]``
+    (``self.arm`` is arm 0), the action is the arms' actions concatenated ``[num_arms *
+    action_size]`` and ``obs`` starts with each arm's 32 values in turn (``[32 num_arms + K]``).
     """
 
     default_episode_length = 500
     default_action_repeat = 1
-    proprio_size = 32
+    proprio_size = 32  # per arm
+    # (base position, base yaw) of each arm, prefixed robot0_, robot1_ (two-arm tasks override)
+    arm_poses = ((ROBOT_BASE, 0.0),)
 
     def __init__(self, control: str = "osc_pose", *, reward_shaping: bool = True, reward_scale: float | None = 1.0,
                  control_freq: float = 20.0, timestep: float = DEFAULT_TIMESTEP, seed: int = 0):
@@ -106,14 +122,20 @@ class ArmTask(abc.ABC):
         rng = np.random.default_rng(self.seed)
         spec = table.new_spec(timestep)
         table.add_table(spec)
-        names = robots.add_arm(spec, "robot0_", base_pos=ROBOT_BASE, actuation="torque")
+        self.optional_geoms = table.add_backdrop(spec)  # walls, hidden distractors (appearance only)
+        arm_names = robots.add_arms(spec, self.arm_poses, actuation="torque")
+        names = arm_names[0]
+        self.arm_names = arm_names
         self.names = {**names, **self._build_objects(spec, rng)}
         self.spec = spec
         self.mj_model = spec.compile()
-        self.arm = ctl.Arm.from_model(self.mj_model, names)
+        self.arms = tuple(ctl.Arm.from_model(self.mj_model, n) for n in arm_names)
+        self.arm = self.arms[0]
         self._mjx_model = mjx.put_model(self.mj_model, impl="jax")
         self._data0 = mjx.make_data(self.mj_model, impl="jax")
-        self.pads = np.array([[self.mj_model.geom(n).id for n in side] for side in names["pads"]])  # [2 fingers, 2]
+        # [num_arms, 2 fingers, 2 spheres]; ``pads`` is arm 0's [2 fingers, 2]
+        self.arm_pads = np.array([[[self.mj_model.geom(n).id for n in side] for side in a["pads"]] for a in arm_names])
+        self.pads = self.arm_pads[0]
         self._setup()
 
     # ------------------------------------------------------------------ subclass hooks
@@ -148,33 +170,34 @@ class ArmTask(abc.ABC):
         return self._mjx_model
 
     @property
+    def num_arms(self) -> int:
+        return len(self.arm_poses)
+
+    @property
     def action_spec(self) -> ArraySpec:
-        n = ctl.action_size(self.control)
+        """``[num_arms * action_size]``: the arms' actions concatenated (robot0's first)."""
+        n = ctl.action_size(self.control) * self.num_arms
         return ArraySpec((n,), jnp.float32, low=-jnp.ones(n), high=jnp.ones(n))
 
     @property
     def observation_spec(self) -> ArraySpec:
-        return ArraySpec((self.proprio_size + self.object_obs_size,), jnp.float32)
+        return ArraySpec((self.proprio_size * self.num_arms + self.object_obs_size,), jnp.float32)
 
     @property
     def dt(self) -> float:
         return float(self.mj_model.opt.timestep) * self.substeps
 
     def proprio(self, d) -> jax.Array:
-        """``[32] float32`` proprioception (see the class docstring)."""
-        arm = self.arm
-        q = d.qpos[arm.qpos]
-        pos = d.site_xpos[arm.site]
-        quat = mat_to_quat(d.site_xmat[arm.site].reshape(3, 3))
-        return jnp.concatenate([jnp.cos(q), jnp.sin(q), d.qvel[arm.dof], pos, quat, d.qpos[arm.finger_qpos],
-                                d.qvel[arm.finger_dof]]).astype(jnp.float32)
+        """``[32 * num_arms] float32`` proprioception (see the class docstring), arm by arm."""
+        return jnp.concatenate([arm_proprio(arm, d) for arm in self.arms])
 
     def observe(self, d, params) -> jax.Array:
         return jnp.concatenate([self.proprio(d), self._object_obs(d, params).astype(jnp.float32)])
 
-    def grasping(self, d, geoms) -> jax.Array:
-        """``[] bool``: both finger pads touch one of ``geoms`` (robosuite's ``_check_grasp``)."""
-        return touching(d, self.pads[0], geoms) & touching(d, self.pads[1], geoms)
+    def grasping(self, d, geoms, arm: int = 0) -> jax.Array:
+        """``[] bool``: both finger pads of arm ``arm`` touch one of ``geoms`` (robosuite's ``_check_grasp``)."""
+        pads = self.arm_pads[arm]
+        return touching(d, pads[0], geoms) & touching(d, pads[1], geoms)
 
     def reward_and_success(self, d, params) -> tuple[jax.Array, jax.Array]:
         """``([] float32 reward, [] float32 success)``: sparse or staged, scaled by
@@ -189,15 +212,17 @@ class ArmTask(abc.ABC):
     def reset(self, key: jax.Array) -> EnvState:
         k_arm, k_obj = jax.random.split(key)
         d = self._data0
-        qpos = d.qpos.at[self.arm.qpos].set(jnp.asarray(robots.HOME_QPOS) +
-                                            INIT_NOISE * jax.random.normal(k_arm, (7,)))
-        qpos = qpos.at[self.arm.finger_qpos].set(robots.FINGER_TRAVEL)
-        ctrl = d.ctrl.at[self.arm.grip_act].set(robots.FINGER_TRAVEL)
+        noise = INIT_NOISE * jax.random.normal(k_arm, (7 * self.num_arms,)).reshape(self.num_arms, 7)
+        qpos, ctrl = d.qpos, d.ctrl
+        for i, arm in enumerate(self.arms):
+            qpos = qpos.at[arm.qpos].set(jnp.asarray(robots.HOME_QPOS) + noise[i])
+            qpos = qpos.at[arm.finger_qpos].set(robots.FINGER_TRAVEL)
+            ctrl = ctrl.at[arm.grip_act].set(robots.FINGER_TRAVEL)
         d = d.replace(qpos=qpos, ctrl=ctrl)
         d, params = self._init_objects(k_obj, d)
         m = self._model_for(params)
         d = mjx.forward(m, d)
-        reward, success = self.reward_and_success(d, params)
+        _, success = self.reward_and_success(d, params)
         zero = jnp.zeros((), jnp.float32)
         return EnvState(physics=d, obs=self.observe(d, params), reward=zero, done=zero, truncation=zero,
                         info={"object": params}, metrics={"success": success})
@@ -206,13 +231,34 @@ class ArmTask(abc.ABC):
         params = state.info["object"]
         m = self._model_for(params)
         d = state.physics
-        goal = ctl.set_goal(self.control, self.arm, m, d, action)
+        n = ctl.action_size(self.control)
+        goals = [ctl.set_goal(self.control, arm, m, d, action[i * n:(i + 1) * n]) for i, arm in enumerate(self.arms)]
 
         def substep(d, _):
-            d = ctl.apply(self.control, self.arm, m, d, goal)
+            for arm, goal in zip(self.arms, goals):
+                d = ctl.apply(self.control, arm, m, d, goal)
             return mjx.step(m, d), None
 
         d, _ = jax.lax.scan(substep, d, None, length=self.substeps)
         reward, success = self.reward_and_success(d, params)
         return state.replace(physics=d, obs=self.observe(d, params), reward=reward,
                              done=jnp.zeros((), jnp.float32), metrics={**state.metrics, "success": success})
+
+    def state_from(self, qpos, qvel, ctrl, params, act=None, qacc_warmstart=None) -> EnvState:
+        """The :class:`EnvState` of a stored physics state (a demonstration's, see
+        :mod:`vasa.envs.demos`): ``qpos [nq]``, ``qvel [nv]``, ``ctrl [nu]``, ``act [na]`` and
+        ``qacc_warmstart [nv]`` (optional) float32, ``params`` the task's ``info["object"]``.
+        Kinematics come from ``mjx.forward`` with the per-environment model, so the observation
+        is that of ``qpos`` itself (a stepped state's observation reads poses one physics
+        sub-step older); ``reward`` and ``done`` are 0, ``metrics["success"]`` that of the state."""
+        d = self._data0.replace(qpos=jnp.asarray(qpos, jnp.float32), qvel=jnp.asarray(qvel, jnp.float32),
+                                ctrl=jnp.asarray(ctrl, jnp.float32))
+        if act is not None:
+            d = d.replace(act=jnp.asarray(act, jnp.float32))
+        if qacc_warmstart is not None:
+            d = d.replace(qacc_warmstart=jnp.asarray(qacc_warmstart, jnp.float32))
+        d = mjx.forward(self._model_for(params), d)
+        _, success = self.reward_and_success(d, params)
+        zero = jnp.zeros((), jnp.float32)
+        return EnvState(physics=d, obs=self.observe(d, params), reward=zero, done=zero, truncation=zero,
+                        info={"object": params}, metrics={"success": success})

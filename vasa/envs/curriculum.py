@@ -1,0 +1,268 @@
+"""SURREAL's demonstration curriculum: start some episodes from states of successful
+demonstrations (dissertation section 2.5.3, following Nair et al. 2018).
+
+"With some probability alpha, we initialize episodes with states taken along successful
+trajectories from the demonstrations": ``ratio`` is alpha, drawn per environment at every
+reset from the reset's key; the other resets are the task's own. Where along the
+demonstrations, by ``mode``:
+
+* ``uniform``: any state of any demonstration, uniformly (episode uniform, then step uniform;
+  all recorded episodes have the same length, so every state is equally likely);
+* ``forward``: a uniform episode and a step in ``[0, W)``, a window at the *start* of the
+  demonstrations that grows as training goes on;
+* ``reverse``: a step in ``[T - W, T)``, a window at the *end* (the goal) growing backwards
+  towards the start.
+
+Schedule (robosuite's ``DemoSamplerWrapper``, whose defaults are kept): ``W = min(T, window +
+increment * (n // increment_every))`` with ``window = 25``, ``increment = 25``,
+``increment_every = 100`` and ``n`` the number of episodes *this environment slot* has
+started from a demonstration so far (in SURREAL each actor process counted its own samples;
+here each vmapped environment is such an actor). ``n`` lives in the batched state as
+``info["demo_resets"]`` (``int32``), kept by :class:`DemoProgress` above the auto-reset
+wrapper; :func:`vasa.envs.make` adds it when ``demos`` are given. Without it (a bare
+``reset``) ``n = 0``: the initial window.
+
+Every reset is pure JAX: the demonstrations are device arrays (constants of the compiled
+program), the choice a key draw, the state restored by the task's ``state_from`` (forward
+kinematics with the episode's own task parameters). ``info["demo"]`` says how each episode
+began: ``{"used": float32 0/1, "episode": int32, "t": int32}`` (-1 for task resets).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import jax
+import jax.numpy as jnp
+
+from vasa.envs.core import EnvState
+from vasa.envs.demos import Demos
+from vasa.envs.wrappers import Wrapper, _select
+
+MODES = ("uniform", "forward", "reverse")
+WINDOW, INCREMENT, INCREMENT_EVERY = 25, 25, 100  # robosuite DemoSamplerWrapper's open-loop defaults
+
+
+def _check_number(name, value, low, high=None, integer=False):
+    from vasa.envs.tasks.manipulation.base import _check_number as check
+
+    check(name, value, low, high, integer)
+
+
+def window_width(num_demo_resets, length: int, window: int = WINDOW, increment: int = INCREMENT,
+                 every: int = INCREMENT_EVERY) -> jax.Array:
+    """``[] int32`` width ``W`` of the forward/reverse window after ``num_demo_resets``
+    demonstration starts: ``min(length, window + increment * (num_demo_resets // every))``."""
+    n = jnp.asarray(num_demo_resets, jnp.int32)
+    return jnp.minimum(length, window + increment * (n // every)).astype(jnp.int32)
+
+
+def sample_start(key: jax.Array, num_demo_resets, num_episodes: int, length: int, mode: str,
+                 window: int = WINDOW, increment: int = INCREMENT, every: int = INCREMENT_EVERY):
+    """Draw a demonstration state: ``(episode [] int32, t [] int32)`` (see the module docstring)."""
+    k_e, k_t = jax.random.split(key)
+    episode = jax.random.randint(k_e, (), 0, num_episodes)
+    if mode == "uniform":
+        return episode, jax.random.randint(k_t, (), 0, length)
+    w = window_width(num_demo_resets, length, window, increment, every)
+    offset = jax.random.randint(k_t, (), 0, w)  # uniform in [0, W)
+    return episode, (offset if mode == "forward" else length - 1 - offset).astype(jnp.int32)
+
+
+class DemoCurriculum(Wrapper):
+    """Start episodes of ``env`` (a raw task with ``state_from``, e.g. ``robo/lift``) from
+    demonstration states with probability ``ratio``; see the module docstring.
+
+    Args:
+      env: the raw task (innermost, so that time limits, auto-reset and pixels wrap it).
+      demos: :class:`~vasa.envs.demos.Demos` (or a path to their ``.npz``) recorded on the
+        same environment.
+      ratio: probability in ``[0, 1]`` that a reset starts from a demonstration.
+      mode: ``uniform``, ``forward`` or ``reverse``.
+      env_id: the id ``env`` was made from; demonstrations of another id are refused.
+      window, increment, increment_every: the forward/reverse schedule (steps, steps, starts).
+
+    Raises:
+      ValueError: a bad ``ratio``/``mode``/schedule, or demonstrations that do not fit
+        ``env`` (env id, observation or action size, physics sizes, task parameters), the
+        message naming what differs.
+      TypeError: ``demos`` is neither :class:`~vasa.envs.demos.Demos` nor a path.
+    """
+
+    def __init__(self, env, demos, ratio: float = 0.5, mode: str = "uniform", *, env_id: str | None = None,
+                 window: int = WINDOW, increment: int = INCREMENT, increment_every: int = INCREMENT_EVERY):
+        _check_number("demo_ratio", ratio, 0.0, 1.0)
+        if mode not in MODES:
+            raise ValueError(f"demo_curriculum={mode!r} is not allowed: choose from {MODES}.")
+        _check_number("window", window, 1, integer=True)
+        _check_number("increment", increment, 0, integer=True)
+        _check_number("increment_every", increment_every, 1, integer=True)
+        super().__init__(env)
+        if isinstance(demos, (str, os.PathLike)):
+            demos = Demos.load(demos, env_id=env_id)
+        if not isinstance(demos, Demos):
+            raise TypeError(f"demos={type(demos).__name__} is not allowed: pass a vasa.envs.demos.Demos or a path "
+                             "to its .npz.")
+        check_compatible(env, demos, env_id)
+        self.demos, self.ratio, self.mode = demos, float(ratio), mode
+        self.window, self.increment, self.increment_every = int(window), int(increment), int(increment_every)
+        self._arrays = {k: jnp.asarray(getattr(demos, k)) for k in ("qpos", "qvel", "act", "ctrl", "qacc_warmstart")}
+        self._params = {k: jnp.asarray(v) for k, v in demos.params.items()}
+        self._progress = None
+
+    # ------------------------------------------------------------------ schedule
+    @contextlib.contextmanager
+    def scheduled(self, num_demo_resets):
+        """Within this block, resets use the schedule position ``num_demo_resets`` (a traced
+        ``[] int32``; :class:`DemoProgress` sets it around each step, as
+        :class:`~vasa.envs.randomize.RandomizedDynamics` swaps its traced model)."""
+        old, self._progress = self._progress, num_demo_resets
+        try:
+            yield
+        finally:
+            self._progress = old
+
+    def demo_state(self, episode, t) -> EnvState:
+        """The task state of demonstration ``episode`` at step ``t`` (``[] int32`` each)."""
+        a = {k: v[episode, t] for k, v in self._arrays.items()}
+        params = {k: v[episode] for k, v in self._params.items()}
+        return self.env.state_from(a["qpos"], a["qvel"], a["ctrl"], params, act=a["act"],
+                                   qacc_warmstart=a["qacc_warmstart"])
+
+    def reset_at(self, key: jax.Array, num_demo_resets=0) -> EnvState:
+        """A reset at schedule position ``num_demo_resets`` (pure; ``reset`` uses the position
+        set by :meth:`scheduled`, else 0)."""
+        k_use, k_pick, k_task = jax.random.split(key, 3)
+        d = self.demos
+        episode, t = sample_start(k_pick, num_demo_resets, d.num_episodes, d.length, self.mode, self.window,
+                                  self.increment, self.increment_every)
+        use = jax.random.uniform(k_use) < self.ratio
+        if self.ratio == 0.0:
+            state = self.env.reset(k_task)
+        elif self.ratio == 1.0:
+            state = self.demo_state(episode, t)
+        else:
+            state = _select(use, self.demo_state(episode, t), self.env.reset(k_task))
+        minus = jnp.int32(-1)
+        info = {"used": use.astype(jnp.float32), "episode": jnp.where(use, episode, minus).astype(jnp.int32),
+                "t": jnp.where(use, t, minus).astype(jnp.int32)}
+        return state.replace(info={**state.info, "demo": info})
+
+    def reset(self, key: jax.Array) -> EnvState:
+        return self.reset_at(key, 0 if self._progress is None else self._progress)
+
+    def step(self, state: EnvState, action: jax.Array) -> EnvState:
+        demo = state.info["demo"]
+        inner = state.replace(info={k: v for k, v in state.info.items() if k != "demo"})
+        nxt = self.env.step(inner, action)
+        return nxt.replace(info={**nxt.info, "demo": demo})
+
+
+class DemoProgress(Wrapper):
+    """Carry each environment's count of demonstration starts, ``info["demo_resets"]``
+    (``[] int32``), and hand it to the :class:`DemoCurriculum` inside for the resets done
+    within ``step`` (auto-resets). Wrap it around :class:`~vasa.envs.wrappers.AutoReset`
+    (``"fresh"`` mode)."""
+
+    def __init__(self, env, curriculum: DemoCurriculum):
+        super().__init__(env)
+        self.curriculum = curriculum
+
+    def reset(self, key: jax.Array) -> EnvState:
+        state = self.env.reset(key)
+        return state.replace(info={**state.info, "demo_resets": state.info["demo"]["used"].astype(jnp.int32)})
+
+    def step(self, state: EnvState, action: jax.Array) -> EnvState:
+        count = state.info["demo_resets"]
+        inner = state.replace(info={k: v for k, v in state.info.items() if k != "demo_resets"})
+        with self.curriculum.scheduled(count):
+            nxt = self.env.step(inner, action)
+        started = (nxt.done > 0) & (nxt.info["demo"]["used"] > 0)
+        return nxt.replace(info={**nxt.info, "demo_resets": count + started.astype(jnp.int32)})
+
+
+def check_compatible(env, demos: Demos, env_id: str | None = None) -> None:
+    """Raise ``ValueError`` naming what differs between ``demos`` and the raw task ``env``."""
+    if demos.num_episodes < 1:
+        raise ValueError("demos hold no episodes (were all recorded episodes unsuccessful and dropped?).")
+    if env_id is not None and demos.env_id != env_id:
+        raise ValueError(f"demos were recorded on env_id={demos.env_id!r}, not {env_id!r}.")
+    if not hasattr(env, "state_from"):
+        raise ValueError(f"{type(env).__name__} cannot start from demonstration states: it has no state_from "
+                         "(the robo/* tasks have).")
+    obs, act = env.observation_spec, env.action_spec
+    if not hasattr(obs, "shape") or tuple(obs.shape) != (demos.obs_size,):
+        raise ValueError(f"demos have observations of size {demos.obs_size}, the environment "
+                         f"{getattr(obs, 'shape', obs)}.")
+    if tuple(act.shape) != (demos.action_size,):
+        raise ValueError(f"demos have actions of size {demos.action_size}, the environment {tuple(act.shape)}.")
+    m = getattr(env, "mj_model", None)
+    if m is not None:
+        for name, have in (("qpos", m.nq), ("qvel", m.nv), ("act", m.na), ("ctrl", m.nu)):
+            got = getattr(demos, name).shape[-1]
+            if got != have:
+                raise ValueError(f"demos have {name} of size {got}, the environment's model {have}.")
+    want = jax.eval_shape(env.reset, jax.random.PRNGKey(0)).info.get("object", {})
+    if not isinstance(want, dict) or sorted(want) != sorted(demos.params):
+        raise ValueError(f"demos have task parameters {sorted(demos.params)}, the environment "
+                         f"{sorted(want) if isinstance(want, dict) else want}.")
+    for k, spec in want.items():
+        if tuple(demos.params[k].shape[1:]) != tuple(spec.shape):
+            raise ValueError(f"demos' task parameter {k!r} has shape {demos.params[k].shape[1:]} per episode, "
+                             f"the environment's {tuple(spec.shape)}.")
+
+
+def check_demo_fields(config) -> None:
+    """Validate a training config's ``demo_path``, ``demo_ratio`` and ``demo_curriculum``
+    (PPO, SAC/DDPG) before anything compiles: the file exists and loads for ``config.env``;
+    ratio and curriculum apply only with a path; ``reset_mode`` (where present) is
+    ``"fresh"``. Errors name the field and value."""
+    from vasa.run import require
+    from vasa.run.fields import MissingPathError
+
+    name = type(config).__name__
+    path = config.demo_path
+    if path is None:
+        require(config, config.demo_ratio == 0.5, "demo_ratio", "it applies to demonstrations: set demo_path")
+        require(config, config.demo_curriculum == "uniform", "demo_curriculum",
+                "it applies to demonstrations: set demo_path")
+        return
+    if not os.path.isfile(path):
+        raise MissingPathError(f"{name}.demo_path={path!r} is not allowed: it must be an existing .npz file.")
+    try:
+        Demos.load(path, env_id=config.env)
+    except ValueError as e:
+        raise ValueError(f"{name}.demo_path={path!r} is not allowed: {e}") from e
+    if hasattr(config, "reset_mode"):
+        require(config, config.reset_mode == "fresh", "reset_mode",
+                "demonstration starts need 'fresh' auto-resets (set reset_mode='fresh')")
+
+
+__all__ = [
+    "INCREMENT",
+    "INCREMENT_EVERY",
+    "MODES",
+    "WINDOW",
+    "DemoCurriculum",
+    "DemoProgress",
+    "check_compatible",
+    "check_demo_fields",
+    "sample_start",
+    "window_width",
+]
+
+
+def add_curriculum(task, env_id: str, demos, ratio: float, mode: str, *, auto_reset: bool = True,
+                   reset_mode: str = "fresh") -> DemoCurriculum:
+    """:class:`DemoCurriculum` around the raw ``task`` for :func:`vasa.envs.make`, refusing
+    wrapper settings under which it cannot work: ``reset_mode="cached"`` (each slot would
+    replay its first start) and, for ``forward``/``reverse``, ``auto_reset=False`` (the
+    schedule's count lives in the auto-resetting state)."""
+    if reset_mode != "fresh":
+        raise ValueError(f"reset_mode={reset_mode!r} is not allowed with demos: demonstration starts need 'fresh' "
+                         "auto-resets.")
+    if not auto_reset and mode != "uniform":
+        raise ValueError(f"auto_reset=False is not allowed with demo_curriculum={mode!r}: its window moves with the "
+                         "count of demonstration starts kept by the auto-reset (use 'uniform' or auto_reset=True).")
+    return DemoCurriculum(task, demos, ratio, mode, env_id=env_id)
