@@ -1,7 +1,7 @@
 """Evaluate a trained PPO run on ``nav/pointgoal``: success, SPL and return (mean +- std) on
 the training layouts and on held-out layouts and looks, as iGibson reports them.
 
-    python examples/train_ppo.py --env nav/pointgoal --action-repeat 1 --run-dir runs/nav
+    python examples/train_ppo.py --env nav/pointgoal --env-options num_layouts=64 --action-repeat 1 --run-dir runs/nav
     python examples/evaluate_nav.py runs/nav                       # newest checkpoint, 64 episodes each
     python examples/evaluate_nav.py runs/nav --step 200 --num-episodes 256 --csv runs/nav/heldout.csv
 
@@ -20,6 +20,7 @@ import jax
 import tyro
 
 from vasa.algos import ppo
+from vasa.envs import parse_env_options
 from vasa.run import Checkpointer
 from vasa.run.config import dataclass_from_dict
 from vasa.run.rundir import RunDirectoryError, read_config_json
@@ -73,10 +74,12 @@ def main(args: Args) -> list[dict]:
     config, _, step, act = load_policy(args.run_dir, args.step)
     key = jax.random.PRNGKey(args.seed)
     rows = []
-    train_env = PointGoalNav(split="train")
+    options = parse_env_options(config.env_options)  # the training family (rooms, sensors, layouts...)
+    family = {k: v for k, v in options.items() if k not in ("split", "num_layouts", "layout_start", "look", "look_seed")}
+    train_env = PointGoalNav(split="train", **options)
     for split, res in (("train layouts", evaluate(train_env, act, key, args.num_episodes)),
                        ("held-out layouts + looks", evaluate_heldout(act, key, num_layouts=args.num_heldout_layouts,
-                                                                     num_episodes=args.num_episodes))):
+                                                                     num_episodes=args.num_episodes, **family))):
         s = res["summary"]
         rows.append({"split": split, "episodes": args.num_episodes,
                      **{f"{m}_{k}": v for m in ("success", "spl", "return") for k, v in zip(("mean", "std"), s[m])}})

@@ -178,3 +178,33 @@ def test_adapter_states_have_no_weak_types():
     weak = [jax.tree_util.keystr(p) for p, x in jax.tree_util.tree_flatten_with_path(state)[0]
             if getattr(x, "weak_type", False)]
     assert not weak
+
+
+def test_env_options_reach_the_task_builder_and_bad_ones_fail_by_name():
+    """``env_options`` (PPO, SAC/DDPG, ES) are ``name=value`` strings read as Python literals;
+    malformed entries fail in the config's validation, unknown names when the task is built."""
+    import dataclasses
+
+    from vasa.algos.es import ESConfig
+    from vasa.algos.offpolicy import OffPolicyConfig
+    from vasa.algos.ppo import make_env
+    from vasa.algos.ppo_config import PPOConfig
+    from vasa.envs import make_raw, parse_env_options
+
+    assert parse_env_options(("num_layouts=64", "sensors=('lidar', 'depth')", "control = osc_pose", "x=None")) == {
+        "num_layouts": 64, "sensors": ("lidar", "depth"), "control": "osc_pose", "x": None}
+    for bad in (("num_layouts",), ("=3",), ("2x=1",), ("a=1", "a=2")):
+        with pytest.raises(ValueError, match="env_options entry"):
+            parse_env_options(bad)
+    for cls in (PPOConfig, OffPolicyConfig, ESConfig):
+        with pytest.raises(ValueError, match=r"env_options=\('rows',\) is not allowed: .*name=value"):
+            cls(env_options=("rows",)).validate()
+    with pytest.raises(ValueError, match="toy/pendulum does not take wind: its builder's parameters are"):
+        make_raw("toy/pendulum", wind=1.0)
+    config = PPOConfig(env="robo/lift", action_repeat=1, env_options=("control=joint_velocity", "reward_scale=2.0"))
+    config.validate()
+    env = make_env(config)
+    assert env.unwrapped.control == "joint_velocity" and env.unwrapped.reward_scale == 2.0
+    assert env.action_spec.shape == (8,)  # 7 joint velocities + gripper (osc_pose: 7)
+    with pytest.raises(ValueError, match="robo/lift does not take"):
+        make_env(dataclasses.replace(config, env_options=("num_cubes=2",)))

@@ -48,7 +48,7 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from vasa.dist.mesh import DATA_AXIS, jit_sharded_step, make_mesh, psum
-from vasa.envs import EnvId, make
+from vasa.envs import EnvId, EnvOptions, make, parse_env_options
 from vasa.envs.rollout import episode_returns
 from vasa.nn import MLP, RunningStats
 from vasa.run import RunConfig, chunk_plan, chunked_iterations, prepare_run, require
@@ -63,6 +63,8 @@ class ESConfig:
 
     env: EnvId = "toy/pendulum"
     """environment id (see vasa.envs.registered_ids()); its state observation"""
+    env_options: EnvOptions = ()
+    """task builder arguments as name=value (e.g. num_layouts=64 for nav/pointgoal)"""
     total_env_steps: PosInt = 4_000_000
     """training length in environment steps (population x rollouts x episode steps x action repeat per iteration)"""
     seed: Seed = 0
@@ -138,7 +140,7 @@ def make_env(config: ESConfig, training: bool = False):
     tail cheap without changing any counted reward or observation.
     """
     return make(config.env, episode_length=config.episode_length, action_repeat=config.action_repeat,
-                auto_reset=True, reset_mode="cached" if training else "fresh")
+                auto_reset=True, reset_mode="cached" if training else "fresh", **parse_env_options(config.env_options))
 
 
 # --------------------------------------------------------------------------- policy

@@ -30,7 +30,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from vasa import replay
 from vasa.dist.mesh import DATA_AXIS, global_row_ids, jit_sharded_step, make_mesh, psum
-from vasa.envs import EnvId, EnvState, make
+from vasa.envs import EnvId, EnvOptions, EnvState, make, parse_env_options
 from vasa.envs.rollout import episode_returns
 from vasa.envs.randomize import SuiteName, appearance_problem
 from vasa.run import RunConfig, chunk_plan, chunked_iterations, prepare_run, require
@@ -46,6 +46,8 @@ class OffPolicyConfig:
 
     env: EnvId = "dmc/cartpole_swingup"
     """environment id (see vasa.envs.registered_ids())"""
+    env_options: EnvOptions = ()
+    """task builder arguments as name=value, e.g. control=joint_velocity for robo/*"""
     pixels: bool = False
     """learn from rendered pixels (84x84 RGB, frame stack) instead of the state vector"""
     train_appearance: Suite = "train"
@@ -168,7 +170,8 @@ class OffPolicyConfig:
 def make_env(config: OffPolicyConfig, evaluation: bool = False):
     """The training (or evaluation, with ``config.appearance`` and another appearance seed)
     environment of ``config``."""
-    kwargs = dict(episode_length=config.episode_length, action_repeat=config.resolved_action_repeat())
+    kwargs = dict(parse_env_options(config.env_options), episode_length=config.episode_length,
+                  action_repeat=config.resolved_action_repeat())
     if config.pixels:
         kwargs.update(pixels=True, image_size=config.image_size, frame_stack=config.frame_stack,
                       appearance=config.appearance if evaluation else config.train_appearance,

@@ -42,7 +42,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from vasa.algos.returns import gae_advantages
 from vasa.dist.mesh import DATA_AXIS, jit_sharded_step, make_mesh, pmean, psum
-from vasa.envs import EnvState, make
+from vasa.envs import EnvState, make, parse_env_options
 from vasa.envs.rollout import episode_returns
 from vasa.algos.ppo_config import PPOConfig, minibatch_group_size
 from vasa.algos.ppo_networks import Networks
@@ -73,7 +73,7 @@ def make_env(config: PPOConfig, evaluation: bool = False, **overrides):
         overrides = dict(demos=config.demo_path, demo_ratio=config.demo_ratio,
                          demo_curriculum=config.demo_curriculum, **overrides)
     return make(config.env, episode_length=config.episode_length, action_repeat=config.action_repeat,
-                reset_mode=config.reset_mode, **overrides)
+                reset_mode=config.reset_mode, **{**parse_env_options(config.env_options), **overrides})
 
 
 # --------------------------------------------------------------------------- state

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from vasa.envs import EnvId
+from vasa.envs import EnvId, EnvOptions
 from vasa.envs.randomize import SuiteName as Suite, appearance_problem
 from vasa.run import require
 from vasa.run.fields import NonNegFloat, NonNegInt, PosFloat, PosInt, Range, Seed, UnitFloat, check_fields
@@ -18,6 +18,8 @@ class PPOConfig:
 
     env: EnvId = "dmc/cartpole_balance"
     """environment id (see vasa.envs.registered_ids())"""
+    env_options: EnvOptions = ()
+    """task builder arguments as name=value, e.g. num_layouts=64 for nav/pointgoal, control=joint_velocity for robo/*"""
     num_envs: PosInt = 128
     """parallel environments (global, split over devices)"""
     unroll_length: PosInt = 32

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 
-from vasa.envs.core import ArraySpec, Env, EnvId, EnvState, check_env_id, make_raw, register, registered_ids
+from vasa.envs.core import (ArraySpec, Env, EnvId, EnvOptions, EnvState, check_env_id, make_raw, parse_env_options,
+                            register, registered_ids)
 from vasa.envs.tasks.foreign import BRAX_ENVS, DMC_TASKS
 from vasa.envs.wrappers import ActionRepeat, AutoReset, EpisodeLimit, PixelObservation, RenderedObservation, Wrapper
 
 __all__ = [
-    "ArraySpec", "Env", "EnvId", "EnvState", "Wrapper", "ActionRepeat", "AutoReset", "EpisodeLimit", "PixelObservation",
+    "ArraySpec", "Env", "EnvId", "EnvOptions", "EnvState", "parse_env_options", "Wrapper", "ActionRepeat", "AutoReset", "EpisodeLimit", "PixelObservation",
     "RenderedObservation",
     "make", "make_raw", "register", "registered_ids", "check_env_id", "PIXEL_ACTION_REPEAT", "SECANT_TASKS",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 from typing import Annotated, Any, Callable, Protocol, runtime_checkable
 
 import jax
@@ -130,6 +131,45 @@ EnvId = Annotated[str, Check(lambda env_id: check_env_id(env_id) is None, "a reg
 """A config field holding an environment id (validated against the registry, closest matches named)."""
 
 
+def parse_env_options(options) -> dict:
+    """Task builder arguments from ``name=value`` strings: ``("num_layouts=64", "rows=3",
+    "sensors=('lidar', 'depth')")`` -> ``{"num_layouts": 64, "rows": 3, "sensors": ("lidar",
+    "depth")}``. A value is read as a Python literal (number, bool, None, string, tuple) and
+    otherwise kept as the string itself (``control=osc_pose``).
+
+    Raises:
+      ValueError: an entry that is not ``name=value`` with an identifier as ``name``, or a
+        name given twice (the message names the entry).
+    """
+    import ast
+
+    out = {}
+    for entry in options:
+        name, sep, text = entry.partition("=") if isinstance(entry, str) else ("", "", "")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise ValueError(f"env_options entry {entry!r} is not allowed: write name=value (e.g. num_layouts=64).")
+        if name in out:
+            raise ValueError(f"env_options entry {entry!r} is not allowed: {name} is given twice.")
+        try:
+            out[name] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            out[name] = text.strip()
+    return out
+
+
+def _options_ok(options) -> bool:
+    try:
+        parse_env_options(options)
+    except ValueError:
+        return False
+    return True
+
+
+EnvOptions = Annotated[tuple[str, ...], Check(_options_ok, "name=value entries, name an identifier given once (e.g. num_layouts=64)")]
+"""A config field of task builder arguments as ``name=value`` strings (:func:`parse_env_options`)."""
+
+
 def _resolve(builder):
     if callable(builder):
         return builder
@@ -138,7 +178,24 @@ def _resolve(builder):
 
 
 def make_raw(env_id: str, **kwargs) -> Env:
-    """Build the registered environment without vasa's standard wrappers."""
+    """Build the registered environment without vasa's standard wrappers.
+
+    Raises:
+      ValueError: ``kwargs`` the task's builder does not take (the message names them and
+        the builder's parameters).
+    """
     check_env_id(env_id)
     builder, defaults = _REGISTRY[env_id]
-    return _resolve(builder)(**{**defaults, **kwargs})
+    fn = _resolve(builder)
+    params = inspect.signature(fn).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            raise ValueError(f"{env_id} does not take {', '.join(unknown)}: its builder's parameters are "
+                             f"{', '.join(params) or 'none'}.")
+    try:
+        return fn(**{**defaults, **kwargs})
+    except TypeError as e:
+        if "unexpected keyword argument" not in str(e):
+            raise
+        raise ValueError(f"{env_id} does not take {', '.join(sorted(kwargs))} as given: {e}") from e
