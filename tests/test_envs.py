@@ -208,3 +208,28 @@ def test_env_options_reach_the_task_builder_and_bad_ones_fail_by_name():
     assert env.action_spec.shape == (8,)  # 7 joint velocities + gripper (osc_pose: 7)
     with pytest.raises(ValueError, match="robo/lift does not take"):
         make_env(dataclasses.replace(config, env_options=("num_cubes=2",)))
+
+
+def test_import_vasa_selects_legacy_cpu_fusion_unless_told_otherwise(tmp_path):
+    """``import vasa`` adds ``--xla_cpu_use_fusion_emitters=false`` to ``XLA_FLAGS`` before JAX
+    starts (MJX arm kinematics is ~200x slower without); a user's own choice is kept; a robo
+    task built after JAX started without it warns."""
+    import os
+    import subprocess
+    import sys
+
+    def run(code, flags=None):
+        env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+        if flags is not None:
+            env["XLA_FLAGS"] = flags
+        proc = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True, env=env,
+                              cwd=tmp_path, timeout=300, check=False)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout + proc.stderr
+
+    show = "import vasa, os; print('FLAGS', os.environ.get('XLA_FLAGS'))"
+    assert "FLAGS --xla_cpu_use_fusion_emitters=false" in run(show)
+    assert "FLAGS --xla_cpu_use_fusion_emitters=true" in run(show, "--xla_cpu_use_fusion_emitters=true")
+    late = run("import jax; jax.devices(); import vasa.envs as E; E.make_raw('robo/lift')")
+    assert "RuntimeWarning: JAX started on the CPU without --xla_cpu_use_fusion_emitters=false" in late
+    assert "RuntimeWarning" not in run("import vasa.envs as E, jax; jax.devices(); E.make_raw('robo/lift')")

@@ -6,6 +6,8 @@ Sub-packages load on first use, so ``import vasa`` compiles nothing and loads no
 
 import importlib
 
+from vasa import xla_flags as _xla_flags  # noqa: F401  (XLA:CPU's legacy fusion, before JAX starts; see vasa.xla_flags)
+
 __version__ = "0.1.0"
 __all__ = ["envs", "algos", "nn", "dist", "run", "replay", "distill", "video"]
 

@@ -11,28 +11,10 @@ Two arms (robosuite's opposed configuration, actions and proprioception concaten
 both with scripted controllers in :mod:`.scripted_two_arm`.
 """
 
-import os as _os
+from vasa.xla_flags import FUSION_FLAG, request_legacy_cpu_fusion
 
-# XLA:CPU's fusion emitters (jax 0.10) blow up exponentially with the depth of a kinematic tree:
-# ``mjx.kinematics`` of a 7-deep chain took 370 ms for 32 envs instead of 1.8 ms (measured
-# 2026-12-02; depth 4: 0.7 ms, depth 6: 26 ms). A 7-DoF arm is 9 bodies deep, so the legacy
-# emitters are requested here when the backend has not started yet (set
-# ``XLA_FLAGS=--xla_cpu_use_fusion_emitters=false`` yourself if you import this later).
-FUSION_FLAG = "--xla_cpu_use_fusion_emitters=false"
-
-
-def _request_legacy_cpu_fusion() -> bool:
-    try:
-        from jax._src import xla_bridge
-
-        if xla_bridge.backends_are_initialized():
-            return FUSION_FLAG in _os.environ.get("XLA_FLAGS", "")
-    except (ImportError, AttributeError):  # pragma: no cover - private API moved
-        pass
-    flags = _os.environ.get("XLA_FLAGS", "")
-    if "xla_cpu_use_fusion_emitters" not in flags:
-        _os.environ["XLA_FLAGS"] = (flags + " " + FUSION_FLAG).strip()
-    return True
-
-
-LEGACY_CPU_FUSION = _request_legacy_cpu_fusion()
+# XLA:CPU's new fusion emitters (jax 0.10) are ~200x slower on the arm's 9-deep kinematic tree;
+# ``import vasa`` already requested the legacy ones (vasa.xla_flags); ask again in case the
+# flag was cleared since, while the backend has not started.
+LEGACY_CPU_FUSION = request_legacy_cpu_fusion()
+__all__ = ["FUSION_FLAG", "LEGACY_CPU_FUSION"]

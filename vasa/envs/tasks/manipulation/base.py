@@ -80,6 +80,18 @@ def arm_proprio(arm: ctl.Arm, d) -> jax.Array:
                             d.qvel[arm.finger_dof]]).astype(jnp.float32)
 
 
+def _warn_if_slow_cpu_fusion() -> None:
+    """Warn when JAX already runs on the CPU with the new fusion emitters (see vasa.xla_flags)."""
+    from vasa.xla_flags import FUSION_FLAG, request_legacy_cpu_fusion
+
+    if not request_legacy_cpu_fusion() and jax.default_backend() == "cpu":
+        import warnings
+
+        warnings.warn(f"JAX started on the CPU without {FUSION_FLAG}: the arm's MJX kinematics runs ~200x slower. "
+                      f"Import vasa before JAX starts (before the first jax.devices() or computation), or set "
+                      f"XLA_FLAGS={FUSION_FLAG}.", RuntimeWarning, stacklevel=3)
+
+
 class ArmTask(abc.ABC):
     """A Panda-like arm at a table; subclasses add objects, observations, reward and success.
 
@@ -114,6 +126,7 @@ class ArmTask(abc.ABC):
         if substeps < 1 or abs(substeps * timestep * control_freq - 1.0) > 1e-6:
             raise ValueError(f"timestep={timestep!r} is not allowed with control_freq={control_freq!r}: "
                              "1 / (control_freq * timestep) must be a whole number of sub-steps.")
+        _warn_if_slow_cpu_fusion()
         self.control = control
         self.reward_shaping = bool(reward_shaping)
         self.reward_scale = reward_scale

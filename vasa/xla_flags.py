@@ -1,0 +1,36 @@
+"""XLA:CPU flags vasa selects before JAX starts its backend.
+
+Under jax 0.10, XLA:CPU's new fusion emitters blow up exponentially with the depth of a
+kinematic tree: ``mjx.kinematics`` of a 7-deep chain took 370 ms for 32 environments instead
+of 1.8 ms (measured 2026-12-02; depth 4: 0.7 ms, depth 6: 26 ms), and the Robotics Suite's
+arm is 9 bodies deep. So ``import vasa`` requests the legacy emitters
+(``--xla_cpu_use_fusion_emitters=false``) when JAX's backend has not started yet and
+``XLA_FLAGS`` does not mention them; the test suite runs everything under this setting.
+Opt out with ``XLA_FLAGS=--xla_cpu_use_fusion_emitters=true``. GPU and TPU are unaffected.
+"""
+
+from __future__ import annotations
+
+import os
+
+FUSION_FLAG = "--xla_cpu_use_fusion_emitters=false"
+
+
+def request_legacy_cpu_fusion() -> bool:
+    """Add :data:`FUSION_FLAG` to ``XLA_FLAGS`` unless the backend has started or the user chose;
+    return whether the running (or next) backend uses the legacy emitters."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    try:
+        from jax._src import xla_bridge
+
+        started = xla_bridge.backends_are_initialized()
+    except (ImportError, AttributeError):  # pragma: no cover - private API moved
+        started = False
+    if started or "xla_cpu_use_fusion_emitters" in flags:
+        return FUSION_FLAG in flags
+    os.environ["XLA_FLAGS"] = (flags + " " + FUSION_FLAG).strip()
+    return True
+
+
+LEGACY_CPU_FUSION = request_legacy_cpu_fusion()
+"""Whether XLA:CPU runs (or will run) with the legacy fusion emitters in this process."""
