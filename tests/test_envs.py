@@ -233,3 +233,34 @@ def test_import_vasa_selects_legacy_cpu_fusion_unless_told_otherwise(tmp_path):
     late = run("import jax; jax.devices(); import vasa.envs as E; E.make_raw('robo/lift')")
     assert "RuntimeWarning: JAX started on the CPU without --xla_cpu_use_fusion_emitters=false" in late
     assert "RuntimeWarning" not in run("import vasa.envs as E, jax; jax.devices(); E.make_raw('robo/lift')")
+
+
+def test_episode_metrics_counts_the_first_episode_only():
+    """``episode_metrics``: the return and each metric's largest value within the first
+    episode of every environment, against a hand-worked counter task."""
+    from vasa.envs import EnvState
+    from vasa.envs.rollout import episode_metrics, episode_returns
+
+    class Counter:  # reward 1 per step; done at step 4 (env 0) / 6 (env 1); env 1 succeeds at step 3
+        episode_length = 100
+
+        def reset(self, key):
+            zero = jnp.zeros(())  # which env is which comes with the action (the policy below)
+            return EnvState(physics=None, obs=jnp.zeros(1), reward=zero, done=zero, truncation=zero,
+                            info={"t": jnp.zeros((), jnp.int32)}, metrics={"success": zero})
+
+        def step(self, state, action):
+            t = state.info["t"] + 1
+            env_id = action[0].astype(jnp.int32)
+            done = jnp.where(env_id == 0, t == 4, t == 6).astype(jnp.float32)
+            # env 0 'succeeds' at step 7, after its first episode ended: not counted
+            success = (((env_id == 1) & (t == 3)) | ((env_id == 0) & (t == 7))).astype(jnp.float32)
+            return state.replace(reward=jnp.ones(()), done=done, info={**state.info, "t": t},
+                                 metrics={"success": success})
+
+    policy = lambda obs: jnp.array([[0.0], [1.0]])  # noqa: E731  env 0 and env 1
+    out = jax.jit(lambda k: episode_metrics(Counter(), policy, k, 2, steps=10))(jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(np.asarray(out["return"]), [4.0, 6.0])
+    np.testing.assert_array_equal(np.asarray(out["success"]), [0.0, 1.0])
+    np.testing.assert_array_equal(np.asarray(episode_returns(Counter(), policy, jax.random.PRNGKey(0), 2, steps=10)),
+                                  [4.0, 6.0])

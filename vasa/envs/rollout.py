@@ -28,19 +28,30 @@ def episode_returns(env, policy: Callable[..., Any], key: jax.Array, num_envs: i
     Returns:
       ``float32 [num_envs]``. Pure and jit-able (a ``lax.scan``), vmappable over keys.
     """
+    return episode_metrics(env, policy, key, num_envs, steps, carry, metrics=())["return"]
+
+
+def episode_metrics(env, policy: Callable[..., Any], key: jax.Array, num_envs: int, steps: int | None = None,
+                    carry: Any = None, metrics: tuple[str, ...] = ("success",)) -> dict[str, jax.Array]:
+    """:func:`episode_returns` plus, for each name in ``metrics``, the largest value of
+    ``state.metrics[name]`` during the first episode (e.g. ``"success"``: 1 if the episode
+    ever succeeded): ``{"return": float32 [num_envs], name: float32 [num_envs], ...}``."""
     if steps is None:
         steps = -(-int(env.episode_length) // int(getattr(env, "steps_per_action", 1)))
     state = jax.vmap(env.reset)(jax.random.split(key, num_envs))
 
     def body(loop, _):
-        s, total, alive, memory = loop
+        s, total, alive, memory, best = loop
         if carry is None:
             action = policy(s.obs)
         else:
             action, memory = policy(s.obs, memory)
         s = jax.vmap(env.step)(s, action)
-        return (s, total + alive * s.reward, alive * (1.0 - s.done), memory), None
+        best = {k: jnp.maximum(v, jnp.where(alive > 0, s.metrics[k].astype(jnp.float32), -jnp.inf))
+                for k, v in best.items()}
+        return (s, total + alive * s.reward, alive * (1.0 - s.done), memory, best), None
 
     ones = jnp.ones(num_envs)
-    (_, total, _, _), _ = jax.lax.scan(body, (state, 0.0 * ones, ones, carry), None, length=steps)
-    return total
+    best0 = {k: jnp.full(num_envs, -jnp.inf, jnp.float32) for k in metrics}
+    (_, total, _, _, best), _ = jax.lax.scan(body, (state, 0.0 * ones, ones, carry, best0), None, length=steps)
+    return {"return": total, **best}
