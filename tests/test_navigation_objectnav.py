@@ -142,15 +142,23 @@ def test_protocol_tiny_oracle_table_and_csv(proto, tmp_path):
 
 
 def test_make_forwards_image_size_to_own_camera():
+    """``make(pixels=True)`` stacks the task's own camera frames (no second render) at the
+    given size; the task's proprioception is the ``proprio`` part."""
     kw = dict(num_layouts=1, **{k: v for k, v in TINY.items() if k != "image_size"})
-    env = vasa.envs.make("nav/objectnav", pixels=True, camera="head", image_size=(24, 40), frame_stack=1,
+    env = vasa.envs.make("nav/objectnav", pixels=True, camera="head", image_size=(24, 40), frame_stack=2,
                          auto_reset=False, **kw)
     assert (env.unwrapped.camera.height, env.unwrapped.camera.width) == (24, 40)
-    state = jax.eval_shape(env.reset, jax.random.PRNGKey(0))
-    obs = jax.eval_shape(env.step, state, jnp.zeros(2)).obs  # the task's step runs under the pixel wrapper
-    assert obs["pixels"].shape == (24, 40, 3)
-    assert obs["proprio"]["rgb"].shape == (24, 40, 3)  # the task's own camera: the bug was 64x64 here
-    assert env.observation_spec["proprio"]["rgb"].shape == (24, 40, 3)
+    assert env.observation_spec["pixels"].shape == (24, 40, 6) and env.observation_spec["proprio"].shape == (4,)
+    raw = vasa.envs.make("nav/objectnav", image_size=(24, 40), auto_reset=False, **kw)
+    key, action = jax.random.PRNGKey(3), jnp.array([1.0, 0.3])
+    state, own = jax.jit(env.reset)(key), jax.jit(raw.reset)(key)
+    nxt, own_nxt = jax.jit(env.step)(state, action), jax.jit(raw.step)(own, action)
+    np.testing.assert_array_equal(state.obs["pixels"], np.concatenate([own.obs["rgb"]] * 2, axis=-1))  # reset fill
+    np.testing.assert_array_equal(nxt.obs["pixels"], np.concatenate([own.obs["rgb"], own_nxt.obs["rgb"]], axis=-1))
+    np.testing.assert_array_equal(nxt.obs["proprio"], own_nxt.obs["proprio"])
+    assert float(nxt.reward) == float(own_nxt.reward)
+    with pytest.raises(ValueError, match=r"appearance='color_hard' is not allowed for nav/objectnav: it renders itself"):
+        vasa.envs.make("nav/objectnav", pixels=True, appearance="color_hard", **kw)
     # without the pixel wrapper, a given size still reaches the task
     own = vasa.envs.make("nav/objectnav", image_size=20, auto_reset=False, **kw)
     assert own.observation_spec["rgb"].shape == (20, 20, 3) and own.unwrapped.camera.height == 20

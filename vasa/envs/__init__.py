@@ -13,10 +13,11 @@ import os
 from vasa.envs.core import (ArraySpec, Env, EnvId, EnvOptions, EnvState, check_env_id, make_raw, parse_env_options,
                             register, registered_ids)
 from vasa.envs.tasks.foreign import BRAX_ENVS, DMC_TASKS
-from vasa.envs.wrappers import ActionRepeat, AutoReset, EpisodeLimit, PixelObservation, RenderedObservation, Wrapper
+from vasa.envs.wrappers import (ActionRepeat, AutoReset, EpisodeLimit, OwnCameraObservation, PixelObservation,
+                                RenderedObservation, Wrapper)
 
 __all__ = [
-    "ArraySpec", "Env", "EnvId", "EnvOptions", "EnvState", "parse_env_options", "Wrapper", "ActionRepeat", "AutoReset", "EpisodeLimit", "PixelObservation",
+    "ArraySpec", "Env", "EnvId", "EnvOptions", "EnvState", "parse_env_options", "Wrapper", "ActionRepeat", "AutoReset", "EpisodeLimit", "OwnCameraObservation", "PixelObservation",
     "RenderedObservation",
     "make", "make_raw", "register", "registered_ids", "check_env_id", "PIXEL_ACTION_REPEAT", "SECANT_TASKS",
 ]
@@ -29,8 +30,9 @@ SECANT_TASKS = ("cheetah_run", "ball_in_cup_catch", "cartpole_swingup", "cartpol
 
 
 def pixel_action_repeat(env_id: str) -> int:
-    """PAD's action repeat for a ``dmc/<domain>_<task>`` id (4 for other ids)."""
-    if env_id.startswith("robo/"):  # robosuite's protocol: one action per 20 Hz control step
+    """PAD's action repeat for a ``dmc/<domain>_<task>`` id (1 for ``robo/`` and ``nav/``, 4 for
+    other ids)."""
+    if env_id.startswith(("robo/", "nav/")):  # one action per control step (robosuite's 20 Hz, LoCoBot's 10 Hz)
         return 1
     domain = env_id.split("/", 1)[-1].split("_", 1)[0]
     return PIXEL_ACTION_REPEAT.get(domain, 4)
@@ -175,7 +177,8 @@ def make(
     repeat = int(action_repeat or default_repeat)
     env = ActionRepeat(task, repeat)
     env = EpisodeLimit(env, episode_length or task.default_episode_length, steps_per_action=repeat)
-    if pixels and hasattr(task, "render_rgb"):  # a pure-JAX task that draws itself (toy/reach2d)
+    own_rgb = isinstance(task.observation_spec, dict) and "rgb" in task.observation_spec
+    if pixels and (hasattr(task, "render_rgb") or own_rgb):  # draws itself (toy/reach2d) or its camera (nav/objectnav)
         height, width = hw
         own = dict(appearance=(appearance, "train"), channels=(channels, "rgb"), video=(video, None), shadows=(shadows, False),
                    shading=(shading, "mujoco"))
@@ -183,7 +186,10 @@ def make(
             if not (value is only or (isinstance(value, str) and value == only)):
                 raise ValueError(f"{name}={value!r} is not allowed for {env_id}: it renders itself, with one look "
                                  f"({name}={only!r} only).")
-        env = RenderedObservation(env, width=width, height=height, frame_stack=frame_stack)
+        if own_rgb:  # the task's own camera frame, stacked: no second render
+            env = OwnCameraObservation(env, frame_stack=frame_stack)
+        else:
+            env = RenderedObservation(env, width=width, height=height, frame_stack=frame_stack)
     elif pixels:
         height, width = hw
         if isinstance(video, (str, os.PathLike)) or (isinstance(video, (list, tuple)) and video and isinstance(video[0], (str, os.PathLike))):

@@ -328,3 +328,42 @@ class RenderedObservation(Wrapper):
         frame = self.env.render_rgb(nxt.physics, self.height, self.width)
         pixels = jnp.concatenate([state.obs["pixels"][..., 3:], frame], axis=-1)
         return nxt.replace(obs={"pixels": pixels, "proprio": nxt.obs})
+
+
+class OwnCameraObservation(RenderedObservation):
+    """Pixels for a task that renders its own camera into its observation ``{"rgb": uint8 [H,
+    W, 3], "proprio"?: [P]}`` (``nav/objectnav``): ``obs = {"pixels": uint8 [H, W, 3 *
+    frame_stack], "proprio": [P]}`` (``[0]`` without ``"proprio"``), oldest frame first, as
+    :class:`PixelObservation` gives them; no second render (the task's frame is reused).
+    The image size is the task's (``vasa.envs.make(..., image_size=...)`` passes it on)."""
+
+    def __init__(self, env, *, frame_stack: int = 3):
+        spec = env.observation_spec
+        if not (isinstance(spec, dict) and "rgb" in spec):
+            raise ValueError(f"{type(env).__name__} has no 'rgb' observation to stack (observation keys: "
+                             f"{sorted(spec) if isinstance(spec, dict) else spec}).")
+        height, width = spec["rgb"].shape[:2]
+        super().__init__(env, width=int(width), height=int(height), frame_stack=frame_stack)
+        self._proprio = "proprio" in spec
+
+    @property
+    def observation_spec(self):
+        from vasa.envs.core import ArraySpec
+
+        spec = self.env.observation_spec
+        pixels = ArraySpec((self.height, self.width, 3 * self.frame_stack), jnp.uint8, low=0, high=255)
+        return {"pixels": pixels, "proprio": spec["proprio"] if self._proprio else ArraySpec((0,), jnp.float32)}
+
+    def _split(self, obs, pixels):
+        proprio = obs["proprio"] if self._proprio else jnp.zeros((0,), jnp.float32)
+        return {"pixels": pixels, "proprio": proprio}
+
+    def reset(self, key) -> EnvState:
+        inner = self.env.reset(key)
+        return inner.replace(obs=self._split(inner.obs, jnp.concatenate([inner.obs["rgb"]] * self.frame_stack, axis=-1)))
+
+    def step(self, state, action) -> EnvState:
+        pixels = state.obs["pixels"]
+        own = {"rgb": pixels[..., -3:], **({"proprio": state.obs["proprio"]} if self._proprio else {})}
+        nxt = self.env.step(state.replace(obs=own), action)
+        return nxt.replace(obs=self._split(nxt.obs, jnp.concatenate([pixels[..., 3:], nxt.obs["rgb"]], axis=-1)))
