@@ -121,8 +121,10 @@ def make(
       reset_mode: ``"fresh"`` or ``"cached"``, see :class:`AutoReset`.
       pixels: observe ``{"pixels": uint8 [H, W, C * frame_stack], "proprio": ...}``
         rendered on device (:class:`PixelObservation`, or :class:`RenderedObservation` for
-        tasks that draw themselves, ``toy/reach2d``); the default action repeat then
-        follows PAD (cartpole 8, finger 2, others 4).
+        tasks that draw themselves, ``toy/reach2d``, or :class:`OwnCameraObservation` for
+        tasks whose observation holds their own camera's ``"rgb"``, ``nav/objectnav``: its
+        frames are stacked, ``camera`` is not used); the default action repeat then
+        follows PAD (cartpole 8, finger 2, others 4; 1 for ``robo/`` and ``nav/``).
       appearance: a suite name (``train``, ``color_easy``, ``color_hard``, ``video_easy``,
         ``video_hard``; for ``robo/*`` also ``easy``, ``hard``, ``extreme`` and their
         ``_heldout`` variants, :mod:`vasa.envs.randomize_scene`) or an
