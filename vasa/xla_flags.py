@@ -12,6 +12,7 @@ Opt out with ``XLA_FLAGS=--xla_cpu_use_fusion_emitters=true``. GPU and TPU are u
 from __future__ import annotations
 
 import os
+import sys
 
 FUSION_FLAG = "--xla_cpu_use_fusion_emitters=false"
 
@@ -20,12 +21,14 @@ def request_legacy_cpu_fusion() -> bool:
     """Add :data:`FUSION_FLAG` to ``XLA_FLAGS`` unless the backend has started or the user chose;
     return whether the running (or next) backend uses the legacy emitters."""
     flags = os.environ.get("XLA_FLAGS", "")
-    try:
-        from jax._src import xla_bridge
+    started = False
+    if "jax" in sys.modules:  # a backend can only have started if JAX is imported (import vasa does not import it)
+        try:
+            from jax._src import xla_bridge
 
-        started = xla_bridge.backends_are_initialized()
-    except (ImportError, AttributeError):  # pragma: no cover - private API moved
-        started = False
+            started = xla_bridge.backends_are_initialized()
+        except (ImportError, AttributeError):  # pragma: no cover - private API moved
+            pass
     if started or "xla_cpu_use_fusion_emitters" in flags:
         return FUSION_FLAG in flags
     os.environ["XLA_FLAGS"] = (flags + " " + FUSION_FLAG).strip()
