@@ -362,3 +362,27 @@ def test_make_with_demos_and_ppo_iterations(lift, tmp_path):
         state, metrics = step(state)
     assert np.isfinite(float(np.asarray(metrics["loss"]).mean()))
     assert int(np.asarray(state.env_state.info["demo_resets"]).sum()) >= 1
+
+
+def test_every_robo_task_has_a_scripted_controller_and_the_recorder_offers_it():
+    """``scripted_policy`` covers every registered ``robo/*`` id (so ``record_demos.py`` can
+    record any of them), binds the nut type, and refuses ids without a controller by name."""
+    import functools
+
+    from examples.record_demos import parse
+    from vasa.envs.core import registered_ids
+    from vasa.envs.tasks.manipulation import scripted_nut
+    from vasa.envs.tasks.manipulation.scripted_registry import POLICIES, scripted_policy
+
+    robo = sorted(i for i in registered_ids() if i.startswith("robo/"))
+    assert sorted(POLICIES) == robo
+    nut = scripted_policy("robo/nut_assembly", nut_type="square")
+    assert isinstance(nut, functools.partial) and nut.func is scripted_nut.nut_assembly_policy
+    assert nut.keywords == {"nut_type": "square"}
+    assert scripted_policy("robo/stack", seed=3) is POLICIES["robo/stack"]
+    with pytest.raises(ValueError, match=r"env_id='dmc/cartpole_balance'.*robo/lift"):
+        scripted_policy("dmc/cartpole_balance")
+    args = parse(["--out", "x.npz", "--env", "robo/nut_assembly", "--env-options", "nut_type=round"])
+    assert args.env == "robo/nut_assembly" and args.env_options == ("nut_type=round",)
+    with pytest.raises(SystemExit):
+        parse(["--out", "x.npz", "--env", "robo/unknown"])
