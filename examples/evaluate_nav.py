@@ -19,11 +19,8 @@ import os
 import jax
 import tyro
 
-from vasa.algos import ppo
+from vasa.algos import ppo_eval
 from vasa.envs import parse_env_options
-from vasa.run import Checkpointer
-from vasa.run.config import dataclass_from_dict
-from vasa.run.rundir import RunDirectoryError, read_config_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,27 +40,13 @@ class Args:
 
 
 def load_policy(run_dir: str, step: int | None = None):
-    """``(config, env, act)``: the run's PPO config, its training environment and a
+    """``(config, env, step, act)``: the run's PPO config, its training environment and a
     deterministic ``act(obs [231], key, state) -> action [2]`` from the checkpoint."""
-    saved = read_config_json(run_dir)
-    if "ppo" not in saved:
-        raise RunDirectoryError(f"{run_dir} holds no PPO run (config.json sections: {sorted(saved)}).")
-    config = dataclass_from_dict(ppo.PPOConfig, saved["ppo"])
+    config = ppo_eval.read_ppo_config(run_dir)
     if not config.env.startswith("nav/") or config.pixels or config.core != "none":
         raise ValueError(f"{run_dir}: env={config.env!r}, pixels={config.pixels}, core={config.core!r} is not allowed: "
                          "evaluate_nav takes feed-forward state PPO runs on nav/pointgoal.")
-    env = ppo.make_env(config)
-    state = ppo.init(config, env)
-    checkpointer = Checkpointer(run_dir)
-    try:
-        step, state = checkpointer.restore(state, step)
-    finally:
-        checkpointer.close()
-    if config.num_seeds > 1:
-        state = jax.tree.map(lambda x: x[0], state)
-    params = {"policy": state.params["policy"], "normalizer": state.normalizer}
-    policy = ppo.make_policy(config, env)
-    return config, env, step, (lambda obs, key, s: policy(params, obs))
+    return ppo_eval.load_policy(run_dir, step)
 
 
 def main(args: Args) -> list[dict]:

@@ -8,6 +8,7 @@ second, and its camera is a few lines of JAX instead of MJX ray casting.
 * action ``a: [2]`` in ``[-1, 1]^2``, a velocity: ``p' = clip(p + SPEED * a, -1, 1)``;
 * reward ``-||p'||`` (distance to the origin after the step); episodes never terminate
   (:func:`vasa.envs.make` truncates them after 50 steps) and start uniformly in the square;
+* ``metrics["success"]``: 1.0 while ``||p'|| < SUCCESS_RADIUS`` (0.1), else 0.0;
 * image (:meth:`Reach2D.render_rgb`): a Gaussian blob (standard deviation 6% of the image
   width) at ``p`` on a dark background, ``x`` to the right and ``y`` up, with ``(0, 0)`` in
   the centre. ``vasa.envs.make("toy/reach2d", pixels=True, image_size=16, frame_stack=3)``
@@ -31,6 +32,7 @@ SPEED = 0.2
 BACKGROUND = (30.0, 30.0, 40.0)
 BLOB = (255.0, 200.0, 60.0)
 BLOB_SIGMA = 0.06  # blob standard deviation, in image widths
+SUCCESS_RADIUS = 0.1  # metrics["success"]: within this distance of the origin
 
 
 class Reach2D:
@@ -50,11 +52,14 @@ class Reach2D:
     def reset(self, key: jax.Array) -> EnvState:
         p = jax.random.uniform(key, (2,), minval=-1.0, maxval=1.0)
         zero = jnp.zeros((), jnp.float32)
-        return EnvState(physics=p, obs=p, reward=zero, done=zero, truncation=zero)
+        return EnvState(physics=p, obs=p, reward=zero, done=zero, truncation=zero,
+                        metrics={"success": (jnp.linalg.norm(p) < SUCCESS_RADIUS).astype(jnp.float32)})
 
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
         p = jnp.clip(state.physics + SPEED * jnp.clip(action, -1.0, 1.0), -1.0, 1.0)
-        return state.replace(physics=p, obs=p, reward=-jnp.linalg.norm(p), done=jnp.zeros((), jnp.float32))
+        dist = jnp.linalg.norm(p)
+        return state.replace(physics=p, obs=p, reward=-dist, done=jnp.zeros((), jnp.float32),
+                             metrics={**state.metrics, "success": (dist < SUCCESS_RADIUS).astype(jnp.float32)})
 
     def render_rgb(self, physics: jax.Array, height: int, width: int) -> jax.Array:
         """The frame of position ``physics: [2]``: ``uint8 [height, width, 3]``."""

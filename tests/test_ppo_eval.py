@@ -1,0 +1,96 @@
+"""Evaluating saved PPO runs (``vasa.algos.ppo_eval``, ``examples/evaluate_success.py``).
+
+Reference: a NumPy rollout of ``toy/reach2d``'s dynamics (``p' = clip(p + 0.2 clip(a), -1, 1)``,
+success while ``|p'| < 0.1``, 50 steps) from the same initial states, driven by each restored
+checkpoint's deterministic policy, one observation at a time; the success rate per checkpoint
+must match. One tiny run (4 iterations, checkpoints 2 and 4) is shared.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import jax
+import numpy as np
+import pytest
+
+from vasa.algos import ppo, ppo_eval
+from vasa.envs import make
+from vasa.run import RunConfig
+from vasa.run.rundir import RunDirectoryError
+
+CONFIG = ppo.PPOConfig(env="toy/reach2d", num_envs=16, unroll_length=25, num_minibatches=4, num_epochs=2,
+                       action_repeat=1, total_env_steps=16 * 25 * 4, policy_layers=(16,), value_layers=(16,),
+                       learning_rate=3e-3)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("eval") / "reach")
+    ppo.train(CONFIG, RunConfig(run_dir=path, progress=False, eval_every=0, checkpoint_every=2, keep_checkpoints=5))
+    return path
+
+
+def numpy_success(act, starts: np.ndarray, steps: int = 50) -> np.ndarray:
+    """1 for each start from which the policy comes within 0.1 of the origin in ``steps`` steps."""
+    out = []
+    for p in starts.astype(np.float64):
+        hit = False
+        for _ in range(steps):
+            a = np.asarray(act(np.asarray(p, np.float32)), np.float64)
+            p = np.clip(p + 0.2 * np.clip(a, -1, 1), -1, 1)
+            hit |= np.linalg.norm(p) < 0.1
+        out.append(float(hit))
+    return np.array(out)
+
+
+def test_success_curve_matches_a_numpy_rollout_of_each_checkpoint(run_dir):
+    rows = ppo_eval.success_curve(run_dir, num_episodes=12, seed=3, log=None)
+    assert [r["iteration"] for r in rows] == [2, 4]
+    assert [r["env_steps"] for r in rows] == [800, 1600]
+    assert all(np.isfinite(r["time_s"]) and r["time_s"] >= 0 for r in rows)
+    env = make("toy/reach2d")
+    starts = np.asarray(jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(3), 12)).obs)
+    for row in rows:
+        config, _, step, act = ppo_eval.load_policy(run_dir, row["iteration"])
+        assert step == row["iteration"] and config == CONFIG
+        want = numpy_success(act, starts)
+        assert row["success"] == pytest.approx(want.mean()), (step, want)
+        assert row["success_std"] == pytest.approx(want.std())
+    # the policies differ between checkpoints (else the comparison above proves little)
+    a2, a4 = (ppo_eval.load_policy(run_dir, s)[3](starts) for s in (2, 4))
+    assert not np.allclose(a2, a4)
+
+
+def test_bad_arguments_name_what_is_allowed(run_dir, tmp_path):
+    with pytest.raises(ValueError, match=r"steps \[3\] are not allowed: .* checkpoints \[2, 4\]"):
+        ppo_eval.success_curve(run_dir, steps=[3], log=None)
+    with pytest.raises(ValueError, match=r"metric='reached' is not allowed: toy/reach2d reports .*'success'"):
+        ppo_eval.success_curve(run_dir, metric="reached", log=None)
+    with pytest.raises(ValueError, match=r"num_episodes=0"):
+        ppo_eval.success_curve(run_dir, num_episodes=0, log=None)
+    with pytest.raises(ValueError, match=r"seed_index=1 is not allowed"):
+        ppo_eval.load_policy(run_dir, seed_index=1)
+    with pytest.raises(FileNotFoundError, match="config.json does not exist"):
+        ppo_eval.read_ppo_config(str(tmp_path))
+    (tmp_path / "config.json").write_text('{"sac": {}}')
+    with pytest.raises(RunDirectoryError, match=r"holds no PPO run .*\['sac'\]"):
+        ppo_eval.read_ppo_config(str(tmp_path))
+
+
+def test_evaluate_success_example_writes_table_csv_and_plot_never_over_files(run_dir, tmp_path):
+    from examples.evaluate_success import Args, main
+
+    out_csv, out_png = str(tmp_path / "s.csv"), str(tmp_path / "s.png")
+    curves = main(Args(run_dirs=(run_dir, run_dir), labels=("a", "b"), steps=(4,), num_episodes=12, seed=3,
+                       csv=out_csv, plot=out_png))
+    assert list(curves) == ["a", "b"] and curves["a"][0]["success"] == curves["b"][0]["success"]
+    with open(out_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["run"] for r in rows] == ["a", "b"] and rows[0]["iteration"] == "4"
+    with open(out_png, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit, match="never overwrites"):
+        main(Args(run_dirs=(run_dir,), csv=out_csv))
+    with pytest.raises(SystemExit, match="one label per run"):
+        main(Args(run_dirs=(run_dir,), labels=("a", "b")))

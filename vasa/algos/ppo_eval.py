@@ -1,0 +1,147 @@
+"""Evaluate saved PPO runs: restore a checkpoint as a deterministic policy, and measure the
+success rate of every checkpoint of a run (a learning curve in successes, not returns).
+
+    from vasa.algos import ppo_eval
+    config, env, step, act = ppo_eval.load_policy("runs/lift")          # newest intact checkpoint
+    rows = ppo_eval.success_curve("runs/lift", num_episodes=64)          # every checkpoint
+
+``examples/evaluate_success.py`` prints and plots these; ``examples/evaluate_nav.py`` adds
+SPL and held-out layouts for ``nav/*`` runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable, Sequence
+
+import jax
+import numpy as np
+
+from vasa.algos import ppo
+from vasa.envs.rollout import episode_metrics
+from vasa.run import Checkpointer
+from vasa.run.config import dataclass_from_dict
+from vasa.run.rundir import RunDirectoryError, read_config_json
+
+
+def read_ppo_config(run_dir: str) -> ppo.PPOConfig:
+    """The :class:`~vasa.algos.ppo.PPOConfig` saved in ``run_dir/config.json``.
+
+    Raises:
+      RunDirectoryError: ``run_dir`` holds no PPO run (the message lists what it holds).
+    """
+    saved = read_config_json(run_dir)
+    if "ppo" not in saved:
+        raise RunDirectoryError(f"{run_dir} holds no PPO run (config.json sections: {sorted(saved)}).")
+    return dataclass_from_dict(ppo.PPOConfig, saved["ppo"])
+
+
+def load_policy(run_dir: str, step: int | None = None, seed_index: int = 0):
+    """``(config, env, step, act)`` for checkpoint ``step`` (default: the newest intact one).
+
+    ``env`` is the run's training environment (:func:`vasa.algos.ppo.make_env`); ``act(obs
+    [O] float32 or [N, O], key, state=None) -> action [A] or [N, A] float32`` is the
+    deterministic policy (Gaussian mean, observations z-filtered with the run's statistics)
+    of seed ``seed_index`` of a ``--num-seeds`` run. Feed-forward state policies only (a
+    recurrent core needs its memory carried: use :func:`vasa.algos.ppo.make_policy`).
+
+    Raises:
+      ValueError: a recurrent run, or ``seed_index`` outside ``[0, num_seeds)``.
+    """
+    config = read_ppo_config(run_dir)
+    if config.core != "none":
+        raise ValueError(f"{run_dir}: core={config.core!r} is not allowed: load_policy takes feed-forward PPO runs.")
+    if not 0 <= seed_index < config.num_seeds:
+        raise ValueError(f"seed_index={seed_index} is not allowed: {run_dir} trained seeds 0..{config.num_seeds - 1}.")
+    env = ppo.make_env(config)
+    state = ppo.init(config, env)
+    checkpointer = Checkpointer(run_dir)
+    try:
+        step, state = checkpointer.restore(state, step)
+    finally:
+        checkpointer.close()
+    if config.num_seeds > 1:
+        state = jax.tree.map(lambda x: x[seed_index], state)
+    params = {"policy": state.params["policy"], "normalizer": state.normalizer}
+    policy = ppo.make_policy(config, env)
+    return config, env, step, (lambda obs, key=None, s=None: policy(params, obs))
+
+
+def checkpoint_steps(run_dir: str) -> list[int]:
+    """Checkpointed iterations of ``run_dir``, ascending."""
+    checkpointer = Checkpointer(run_dir)
+    try:
+        return checkpointer.steps()
+    finally:
+        checkpointer.close()
+
+
+def _wall_times(run_dir: str) -> dict[int, float]:
+    """Iteration -> seconds of training (``metrics.csv``'s ``wall_time`` column, when logged)."""
+    path = os.path.join(run_dir, "metrics.csv")
+    if not os.path.exists(path):
+        return {}
+    out = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            if row.get("iteration") and row.get("wall_time"):
+                out[int(float(row["iteration"]))] = float(row["wall_time"])
+    return out
+
+
+def success_curve(run_dir: str, steps: Sequence[int] | None = None, num_episodes: int = 64, seed: int = 0,
+                  metric: str = "success", log: Callable[[str], None] | None = print) -> list[dict]:
+    """Success rate of each checkpoint of a PPO run on fresh episodes of its environment.
+
+    Every checkpoint in ``steps`` (default: all) is restored and its deterministic policy run
+    for one full episode (the run's ``episode_length``) from ``num_episodes`` initial states
+    drawn with ``jax.random.PRNGKey(seed)`` (the same states for every checkpoint); an episode
+    counts as a success when ``state.metrics[metric]`` was set at any step (robosuite's
+    convention). One program is compiled and reused for all checkpoints.
+
+    Returns:
+      rows ``{"iteration", "env_steps", "time_s" (NaN if not logged), "success" (fraction),
+      "success_std", "return", "return_std"}``, ascending in iteration.
+    """
+    if isinstance(num_episodes, bool) or not isinstance(num_episodes, int) or num_episodes < 1:
+        raise ValueError(f"num_episodes={num_episodes!r} is not allowed: an integer >= 1.")
+    config = read_ppo_config(run_dir)
+    available = checkpoint_steps(run_dir)
+    steps = available if steps is None else [int(s) for s in steps]
+    missing = sorted(set(steps) - set(available))
+    if missing:
+        raise ValueError(f"steps {missing} are not allowed: {run_dir} has checkpoints {available}.")
+    if not steps:
+        raise RunDirectoryError(f"{run_dir} has no checkpoints to evaluate.")
+    env = ppo.make_env(config, evaluation=True)
+    policy = ppo.make_policy(config, env)
+    if metric not in jax.eval_shape(env.reset, jax.random.PRNGKey(0)).metrics:
+        raise ValueError(f"metric={metric!r} is not allowed: {config.env} reports "
+                         f"{sorted(jax.eval_shape(env.reset, jax.random.PRNGKey(0)).metrics)}.")
+
+    @jax.jit
+    def evaluate(params, key):
+        return episode_metrics(env, lambda obs: policy(params, obs), key, num_episodes, metrics=(metric,))
+
+    template = ppo.init(config, env)
+    times = _wall_times(run_dir)
+    rows = []
+    checkpointer = Checkpointer(run_dir)
+    try:
+        for step in steps:
+            _, state = checkpointer.restore(template, step)
+            if config.num_seeds > 1:
+                state = jax.tree.map(lambda x: x[0], state)
+            out = evaluate({"policy": state.params["policy"], "normalizer": state.normalizer}, jax.random.PRNGKey(seed))
+            succ = np.asarray(out[metric] > 0, np.float64)
+            ret = np.asarray(out["return"], np.float64)
+            rows.append({"iteration": step, "env_steps": ppo.steps_done(config, step),
+                         "time_s": times.get(step, float("nan")), "success": succ.mean(), "success_std": succ.std(),
+                         "return": ret.mean(), "return_std": ret.std()})
+            if log:
+                log(f"{run_dir} checkpoint {step} ({rows[-1]['env_steps']:,} steps): success {succ.mean():.3f}, "
+                    f"return {ret.mean():.1f} +- {ret.std():.1f}")
+    finally:
+        checkpointer.close()
+    return rows
