@@ -333,6 +333,38 @@ def test_ppo_config_validates_demo_fields(lift, tmp_path):
         PPOConfig(env="robo/lift", demo_path=path, reset_mode="cached").validate()
     with pytest.raises(ValueError, match="OffPolicyConfig.demo_curriculum='sideways' is not allowed"):
         OffPolicyConfig(env="robo/lift", demo_path=path, demo_curriculum="sideways").validate()
+    # the forward/reverse window's schedule: validated, and only where it acts
+    PPOConfig(env="robo/lift", demo_path=path, demo_curriculum="forward", demo_schedule=(10, 0, 1)).validate()
+    with pytest.raises(ValueError, match=r"PPOConfig.demo_schedule=\(0, 25, 100\) is not allowed.*item 0 is 0"):
+        PPOConfig(env="robo/lift", demo_path=path, demo_curriculum="reverse", demo_schedule=(0, 25, 100)).validate()
+    with pytest.raises(ValueError, match=r"OffPolicyConfig.demo_schedule=\(5, 5, 1\) is not allowed: it applies to "
+                                         "demonstrations"):
+        OffPolicyConfig(env="robo/lift", demo_schedule=(5, 5, 1)).validate()
+    with pytest.raises(ValueError, match=r"PPOConfig.demo_schedule=\(5, 5, 1\) is not allowed: it moves the "
+                                         "forward/reverse window"):
+        PPOConfig(env="robo/lift", demo_path=path, demo_schedule=(5, 5, 1)).validate()
+
+
+def test_make_passes_the_schedule_to_the_curriculum(lift, tmp_path):
+    from vasa.algos import ppo
+    from vasa.algos.ppo_config import PPOConfig
+
+    path = lift[1].save(tmp_path / "lift.npz")
+    config = PPOConfig(env="robo/lift", demo_path=path, demo_ratio=0.25, demo_curriculum="reverse",
+                       demo_schedule=(5, 10, 2))
+    (cur,) = [e for e in _chain(ppo.make_env(config)) if isinstance(e, DemoCurriculum)]
+    assert (cur.ratio, cur.mode, cur.window, cur.increment, cur.increment_every) == (0.25, "reverse", 5, 10, 2)
+    assert not any(isinstance(e, DemoCurriculum) for e in _chain(ppo.make_env(config, evaluation=True)))
+    with pytest.raises(ValueError, match=r"demo_schedule=\(5, 10\) is not allowed: give \(window, increment"):
+        make("robo/lift", demos=lift[1], demo_schedule=(5, 10))
+
+
+def _chain(env) -> list:
+    out = []
+    while env is not None:
+        out.append(env)
+        env = getattr(env, "env", None)
+    return out
 
 
 @pytest.mark.slow

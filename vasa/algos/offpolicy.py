@@ -31,6 +31,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from vasa import replay
 from vasa.dist.mesh import DATA_AXIS, global_row_ids, jit_sharded_step, make_mesh, psum
 from vasa.envs import EnvId, EnvOptions, EnvState, make, parse_env_options
+from vasa.envs.curriculum import SCHEDULE, DemoSchedule, demo_overrides
 from vasa.envs.rollout import episode_returns
 from vasa.envs.randomize import SuiteName, appearance_problem
 from vasa.run import RunConfig, chunk_plan, chunked_iterations, prepare_run, require
@@ -105,6 +106,9 @@ class OffPolicyConfig:
     """probability that a training episode starts from a demonstration state (needs demo_path)"""
     demo_curriculum: Literal["uniform", "forward", "reverse"] = "uniform"
     """which demonstration states: any (uniform), a growing window at their start (forward) or end (reverse)"""
+    demo_schedule: DemoSchedule = SCHEDULE
+    """forward/reverse window: (width in steps, growth in steps, every this many demonstration starts of an
+    environment); robosuite's (25, 25, 100) grows slowly when thousands of environments share the starts"""
 
     @property
     def updates_per_iteration(self) -> int:
@@ -176,8 +180,7 @@ def make_env(config: OffPolicyConfig, evaluation: bool = False):
         kwargs.update(pixels=True, image_size=config.image_size, frame_stack=config.frame_stack,
                       appearance=config.appearance if evaluation else config.train_appearance,
                       appearance_seed=config.seed + (1_000 if evaluation else 0))
-    if config.demo_path is not None and not evaluation:  # demonstration starts: training only
-        kwargs.update(demos=config.demo_path, demo_ratio=config.demo_ratio, demo_curriculum=config.demo_curriculum)
+    kwargs.update(demo_overrides(config, evaluation))  # demonstration starts: training only
     return make(config.env, **kwargs)
 
 

@@ -43,6 +43,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from vasa.algos.returns import gae_advantages
 from vasa.dist.mesh import DATA_AXIS, jit_sharded_step, make_mesh, pmean, psum
 from vasa.envs import EnvState, make, parse_env_options
+from vasa.envs.curriculum import demo_overrides
 from vasa.envs.rollout import episode_returns
 from vasa.algos.ppo_config import PPOConfig, minibatch_group_size
 from vasa.algos.ppo_networks import Networks
@@ -69,9 +70,7 @@ def make_env(config: PPOConfig, evaluation: bool = False, **overrides):
         overrides = dict(pixels=True, image_size=config.image_size, frame_stack=config.frame_stack,
                          appearance=config.appearance if evaluation else config.train_appearance,
                          appearance_seed=config.seed + (1_000 if evaluation else 0), **overrides)
-    if config.demo_path is not None and not evaluation:  # demonstration starts: training only
-        overrides = dict(demos=config.demo_path, demo_ratio=config.demo_ratio,
-                         demo_curriculum=config.demo_curriculum, **overrides)
+    overrides = {**demo_overrides(config, evaluation), **overrides}  # demonstration starts: training only
     return make(config.env, episode_length=config.episode_length, action_repeat=config.action_repeat,
                 reset_mode=config.reset_mode, **{**parse_env_options(config.env_options), **overrides})
 

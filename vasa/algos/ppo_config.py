@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from vasa.envs import EnvId, EnvOptions
+from vasa.envs.curriculum import SCHEDULE, DemoSchedule
 from vasa.envs.randomize import SuiteName as Suite, appearance_problem
 from vasa.run import require
 from vasa.run.fields import NonNegFloat, NonNegInt, PosFloat, PosInt, Range, Seed, UnitFloat, check_fields
@@ -143,6 +144,9 @@ class PPOConfig:
     """probability that a training episode starts from a demonstration state (needs demo_path)"""
     demo_curriculum: Literal["uniform", "forward", "reverse"] = "uniform"
     """which demonstration states: any (uniform), a growing window at their start (forward) or end (reverse)"""
+    demo_schedule: DemoSchedule = SCHEDULE
+    """forward/reverse window: (width in steps, growth in steps, every this many demonstration starts of an
+    environment); robosuite's (25, 25, 100) grows slowly when thousands of environments share the starts"""
 
     @property
     def batch_size(self) -> int:

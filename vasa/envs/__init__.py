@@ -102,6 +102,7 @@ def make(
     demos=None,
     demo_ratio: float = 0.5,
     demo_curriculum: str = "uniform",
+    demo_schedule: tuple = (25, 25, 100),
     **kwargs,
 ) -> Env:
     """Build a registered environment with vasa's standard wrappers.
@@ -146,7 +147,9 @@ def make(
         :class:`~vasa.envs.curriculum.DemoProgress` around the auto-reset): with probability
         ``demo_ratio`` an episode starts from a state of ``demos`` (a
         :class:`~vasa.envs.demos.Demos` or an ``.npz`` path), chosen ``uniform``ly or in a
-        ``forward``/``reverse`` window.
+        ``forward``/``reverse`` window; ``demo_schedule`` = ``(window, increment,
+        increment_every)`` of that window (robosuite's defaults: 25 steps, growing by 25 every
+        100 demonstration starts of an environment).
       **kwargs: passed to the task builder (Brax constructor arguments, Playground config
         overrides).
 
@@ -170,7 +173,7 @@ def make(
         from vasa.envs.curriculum import add_curriculum
 
         task = curriculum = add_curriculum(task, env_id, demos, demo_ratio, demo_curriculum, auto_reset=auto_reset,
-                                           reset_mode=reset_mode)
+                                           reset_mode=reset_mode, schedule=demo_schedule)
     if dynamics is not None:
         from vasa.envs.randomize import RandomizedDynamics
 

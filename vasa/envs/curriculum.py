@@ -39,9 +39,13 @@ import jax.numpy as jnp
 from vasa.envs.core import EnvState
 from vasa.envs.demos import Demos
 from vasa.envs.wrappers import Wrapper, _select
+from vasa.run.fields import NonNegInt, PosInt
 
 MODES = ("uniform", "forward", "reverse")
 WINDOW, INCREMENT, INCREMENT_EVERY = 25, 25, 100  # robosuite DemoSamplerWrapper's open-loop defaults
+SCHEDULE = (WINDOW, INCREMENT, INCREMENT_EVERY)
+# a config field: (window >= 1 steps, increment >= 0 steps, every >= 1 demonstration starts)
+DemoSchedule = tuple[PosInt, NonNegInt, PosInt]
 
 
 def _check_number(name, value, low, high=None, integer=False):
@@ -213,11 +217,22 @@ def check_compatible(env, demos: Demos, env_id: str | None = None) -> None:
                              f"the environment's {tuple(spec.shape)}.")
 
 
+def demo_overrides(config, evaluation: bool = False) -> dict:
+    """The :func:`vasa.envs.make` arguments of a training config's curriculum fields
+    (``demo_path``, ``demo_ratio``, ``demo_curriculum``, ``demo_schedule``); ``{}`` without
+    demonstrations or for the ``evaluation`` environment (evaluation never starts from them)."""
+    if config.demo_path is None or evaluation:
+        return {}
+    return {"demos": config.demo_path, "demo_ratio": config.demo_ratio, "demo_curriculum": config.demo_curriculum,
+                "demo_schedule": tuple(config.demo_schedule)}
+
+
 def check_demo_fields(config) -> None:
-    """Validate a training config's ``demo_path``, ``demo_ratio`` and ``demo_curriculum``
-    (PPO, SAC/DDPG) before anything compiles: the file exists and loads for ``config.env``;
-    ratio and curriculum apply only with a path; ``reset_mode`` (where present) is
-    ``"fresh"``. Errors name the field and value."""
+    """Validate a training config's ``demo_path``, ``demo_ratio``, ``demo_curriculum`` and
+    ``demo_schedule`` (PPO, SAC/DDPG) before anything compiles: the file exists and loads for
+    ``config.env``; ratio, curriculum and schedule apply only with a path (the schedule only
+    to ``forward``/``reverse``); ``reset_mode`` (where present) is ``"fresh"``. Errors name
+    the field and value."""
     from vasa.run import require
     from vasa.run.fields import MissingPathError
 
@@ -227,7 +242,12 @@ def check_demo_fields(config) -> None:
         require(config, config.demo_ratio == 0.5, "demo_ratio", "it applies to demonstrations: set demo_path")
         require(config, config.demo_curriculum == "uniform", "demo_curriculum",
                 "it applies to demonstrations: set demo_path")
+        require(config, tuple(config.demo_schedule) == SCHEDULE, "demo_schedule",
+                "it applies to demonstrations: set demo_path")
         return
+    if config.demo_curriculum == "uniform":
+        require(config, tuple(config.demo_schedule) == SCHEDULE, "demo_schedule",
+                "it moves the forward/reverse window: set demo_curriculum='forward' or 'reverse'")
     if not os.path.isfile(path):
         raise MissingPathError(f"{name}.demo_path={path!r} is not allowed: it must be an existing .npz file.")
     try:
@@ -243,19 +263,23 @@ __all__ = [
     "INCREMENT",
     "INCREMENT_EVERY",
     "MODES",
+    "SCHEDULE",
     "WINDOW",
     "DemoCurriculum",
     "DemoProgress",
+    "DemoSchedule",
     "check_compatible",
     "check_demo_fields",
+    "demo_overrides",
     "sample_start",
     "window_width",
 ]
 
 
 def add_curriculum(task, env_id: str, demos, ratio: float, mode: str, *, auto_reset: bool = True,
-                   reset_mode: str = "fresh") -> DemoCurriculum:
-    """:class:`DemoCurriculum` around the raw ``task`` for :func:`vasa.envs.make`, refusing
+                   reset_mode: str = "fresh", schedule=SCHEDULE) -> DemoCurriculum:
+    """:class:`DemoCurriculum` around the raw ``task`` for :func:`vasa.envs.make` (``schedule``:
+    ``(window, increment, increment_every)``), refusing
     wrapper settings under which it cannot work: ``reset_mode="cached"`` (each slot would
     replay its first start) and, for ``forward``/``reverse``, ``auto_reset=False`` (the
     schedule's count lives in the auto-resetting state)."""
@@ -265,4 +289,9 @@ def add_curriculum(task, env_id: str, demos, ratio: float, mode: str, *, auto_re
     if not auto_reset and mode != "uniform":
         raise ValueError(f"auto_reset=False is not allowed with demo_curriculum={mode!r}: its window moves with the "
                          "count of demonstration starts kept by the auto-reset (use 'uniform' or auto_reset=True).")
-    return DemoCurriculum(task, demos, ratio, mode, env_id=env_id)
+    if not isinstance(schedule, (tuple, list)) or len(schedule) != 3:
+        raise ValueError(f"demo_schedule={schedule!r} is not allowed: give (window, increment, increment_every), "
+                         f"e.g. {SCHEDULE}.")
+    window, increment, every = schedule
+    return DemoCurriculum(task, demos, ratio, mode, env_id=env_id, window=window, increment=increment,
+                          increment_every=every)
