@@ -278,17 +278,23 @@ def test_bad_nut_type_and_variants():
 
 # --------------------------------------------------------------------------- scripted controller
 @pytest.mark.slow
-@pytest.mark.parametrize("nut_type,seed", [("square", 100), ("round", 101)])
-def test_scripted_nut_assembly_succeeds(nut_type, seed):
+@pytest.mark.parametrize("nut_type,seed,horizon,at_least", [
+    ("square", 100, 140, 3), ("round", 101, 140, 3),
+    ("both", 102, 350, 2),  # 21/32 (66%) of the draws succeed with both nuts; draw 1 of these 3 fails
+])
+def test_scripted_nut_assembly_succeeds(nut_type, seed, horizon, at_least):
     """A few random initial states (the first of the 32 draws used for the success rates quoted
-    in :mod:`vasa.envs.tasks.manipulation.scripted_nut`): each nut ends on its peg."""
+    in :mod:`vasa.envs.tasks.manipulation.scripted_nut`): each nut ends on its peg in at least
+    ``at_least`` of the 3 episodes, with full reward and every nut within 3 cm of its peg."""
     env = NutAssembly(nut_type=nut_type)
     reset, step = jax.jit(jax.vmap(env.reset)), jax.jit(jax.vmap(env.step))
     policy = jax.jit(jax.vmap(functools.partial(scripted_nut.nut_assembly_policy, nut_type=nut_type)))
     state = reset(jax.random.split(jax.random.PRNGKey(seed), 32)[:3])
-    for _ in range(140):
+    for _ in range(horizon):
         state = step(state, policy(state.obs))
-    assert np.asarray(state.metrics["success"]).all(), nut_type
-    assert np.allclose(np.asarray(state.reward), 1.0)
-    nut = np.asarray(state.obs[:, 32:35])
-    np.testing.assert_allclose(nut[:, :2], np.broadcast_to(PEGS[nut_type], (3, 2)), atol=0.03)
+    ok = np.asarray(state.metrics["success"]) > 0
+    assert ok.sum() >= at_least, (nut_type, ok)
+    assert np.allclose(np.asarray(state.reward)[ok], 1.0)
+    for i, kind in enumerate(env.kinds):
+        nut = np.asarray(state.obs[ok, 32 + 13 * i:35 + 13 * i])
+        np.testing.assert_allclose(nut[:, :2], np.broadcast_to(PEGS[kind], (ok.sum(), 2)), atol=0.03)
