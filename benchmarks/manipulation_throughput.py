@@ -26,9 +26,10 @@ import time
 
 # before JAX starts its backend: MJX kinematics of the 9-deep arm needs XLA:CPU's legacy
 # fusion (see vasa.envs.tasks.manipulation; 200x slower without on this CPU). At 256 vmapped
-# environments the first execution wedged with every XLA thread idle (2026-12-02, twice: gdb
-# showed all Eigen workers waiting for work, the main thread in BlockUntilReady); single-
-# threaded Eigen avoids that wedge (PyAutoLabs/PyAutoFit#1528 reports the same cure).
+# environments the first execution wedged with every XLA thread idle (2026-12-02: gdb showed
+# all Eigen workers waiting for work, the main thread in BlockUntilReady; an earlier 14-minute
+# silence of this script looked the same); with single-threaded Eigen the same run completed
+# (PyAutoLabs/PyAutoFit#1528 reports the same wedge and cure).
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                            + " --xla_cpu_use_fusion_emitters=false --xla_cpu_multi_thread_eigen=false").strip()
 
