@@ -24,6 +24,7 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/
 import tyro
 
 import vasa.dist
+import vasa.xla_flags
 from vasa.algos import ddpg, offpolicy
 from vasa.run import RunConfig
 
@@ -35,6 +36,7 @@ class Args:
 
 
 def main(args: Args) -> None:
+    vasa.xla_flags.prepare_for(args.ddpg.env)  # robo/*: single-threaded Eigen, set before JAX starts
     # ddpg.train validates both configs before anything is compiled
     ddpg.train(args.ddpg, args.run)
 
