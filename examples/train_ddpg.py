@@ -24,7 +24,6 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/
 import tyro
 
 import vasa.dist
-import vasa.xla_flags
 from vasa.algos import ddpg, offpolicy
 from vasa.run import RunConfig
 
@@ -36,7 +35,6 @@ class Args:
 
 
 def main(args: Args) -> None:
-    vasa.xla_flags.prepare_for(args.ddpg.env)  # robo/*: single-threaded Eigen, set before JAX starts
     # ddpg.train validates both configs before anything is compiled
     ddpg.train(args.ddpg, args.run)
 

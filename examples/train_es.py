@@ -22,7 +22,6 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/
 
 import tyro
 
-import vasa.xla_flags
 from vasa.algos import es
 from vasa.run import RunConfig
 
@@ -34,7 +33,6 @@ class Args:
 
 
 def main(args: Args) -> None:
-    vasa.xla_flags.prepare_for(args.es.env)  # robo/*: single-threaded Eigen, set before JAX starts
     # es.train validates both configs before anything is compiled
     es.train(args.es, args.run)
 

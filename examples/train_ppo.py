@@ -28,7 +28,6 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/
 import tyro
 
 import vasa.dist
-import vasa.xla_flags
 from vasa.algos import ppo
 from vasa.run import RunConfig
 
@@ -40,7 +39,6 @@ class Args:
 
 
 def main(args: Args) -> None:
-    vasa.xla_flags.prepare_for(args.ppo.env)  # robo/*: single-threaded Eigen, set before JAX starts
     # ppo.train validates both configs before anything is compiled
     ppo.train(args.ppo, args.run)
 

@@ -23,7 +23,6 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/
 import tyro
 
 import vasa.dist
-import vasa.xla_flags
 from vasa.algos import offpolicy, sac
 from vasa.run import RunConfig
 
@@ -35,7 +34,6 @@ class Args:
 
 
 def main(args: Args) -> None:
-    vasa.xla_flags.prepare_for(args.sac.env)  # robo/*: single-threaded Eigen, set before JAX starts
     # sac.train validates both configs before anything is compiled
     sac.train(args.sac, args.run)
 

@@ -24,7 +24,6 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/
 
 import tyro
 
-import vasa.xla_flags
 from vasa.distill import secant
 from vasa.run import RunConfig
 
@@ -36,7 +35,6 @@ class Args(secant.SecantConfig):
 
 
 def main(args: Args) -> None:
-    vasa.xla_flags.prepare_for(args.distill.env)  # robo/*: single-threaded Eigen, set before JAX starts
     # secant.train validates every stage's config before anything is compiled
     config = secant.SecantConfig(**{f.name: getattr(args, f.name) for f in fields(secant.SecantConfig)})
     secant.train(config, args.run)

@@ -235,34 +235,6 @@ def test_import_vasa_selects_legacy_cpu_fusion_unless_told_otherwise(tmp_path):
     assert "RuntimeWarning" not in run("import vasa.envs as E, jax; jax.devices(); E.make_raw('robo/lift')")
 
 
-def test_prepare_for_selects_single_threaded_eigen_for_robo_tasks_only(tmp_path):
-    """``vasa.xla_flags.prepare_for``: ``robo/*`` adds ``--xla_cpu_multi_thread_eigen=false``
-    (the Eigen pool wedged on robo/stack PPO), other ids add nothing, a user's choice is kept,
-    and after JAX started it only reports whether the flag is there."""
-    import os
-    import subprocess
-    import sys
-
-    code = ("import os, sys, vasa.xla_flags as X; r = X.prepare_for(sys.argv[1]); "
-            "print('RESULT', r, os.environ.get('XLA_FLAGS'))")
-
-    def run(env_id, flags=None, started=False):
-        env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-        if flags is not None:
-            env["XLA_FLAGS"] = flags
-        src = ("import jax; jax.devices(); " + code) if started else code
-        proc = subprocess.run([sys.executable, "-c", src, env_id], capture_output=True, text=True, env=env,
-                              cwd=tmp_path, timeout=300, check=False)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        return proc.stdout.split("RESULT ")[1].strip()
-
-    assert run("robo/stack") == "True --xla_cpu_use_fusion_emitters=false --xla_cpu_multi_thread_eigen=false"
-    assert run("dmc/cartpole_balance") == "True --xla_cpu_use_fusion_emitters=false"
-    assert run("robo/lift", "--xla_cpu_multi_thread_eigen=true").endswith("False --xla_cpu_multi_thread_eigen=true "
-                                                                        "--xla_cpu_use_fusion_emitters=false")
-    assert run("robo/lift", "", started=True) == "False"
-
-
 def test_episode_metrics_counts_the_first_episode_only():
     """``episode_metrics``: the return and each metric's largest value within the first
     episode of every environment, against a hand-worked counter task."""
