@@ -25,13 +25,13 @@ import os
 import time
 
 # before JAX starts its backend: MJX kinematics of the 9-deep arm needs XLA:CPU's legacy
-# fusion (see vasa.envs.tasks.manipulation; 200x slower without on this CPU). At 256 vmapped
-# environments the first execution wedged with every XLA thread idle (2026-12-02: gdb showed
-# all Eigen workers waiting for work, the main thread in BlockUntilReady; an earlier 14-minute
-# silence of this script looked the same); with single-threaded Eigen the same run completed
-# (PyAutoLabs/PyAutoFit#1528 reports the same wedge and cure).
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                           + " --xla_cpu_use_fusion_emitters=false --xla_cpu_multi_thread_eigen=false").strip()
+# fusion (see vasa.envs.tasks.manipulation; 200x slower without on this CPU).
+# Known problem (2026-12-02, jax 0.10.2): a run may wedge with every XLA thread idle. gdb shows
+# the two intra-op pool threads inside MJX's batched Cholesky (lapack_spotrf_ffi ->
+# jax::ParallelBatchMap), each waiting for batch chunks queued on the same, exhausted pool;
+# jaxlib 0.11 compiles that parallel path out. Seen at 256 robo/lift environments here and in
+# PPO on robo/stack at 128; single-threaded Eigen does not prevent it.
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_fusion_emitters=false").strip()
 
 import jax  # noqa: E402
 
