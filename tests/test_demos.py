@@ -335,7 +335,7 @@ def test_ppo_config_validates_demo_fields(lift, tmp_path):
         OffPolicyConfig(env="robo/lift", demo_path=path, demo_curriculum="sideways").validate()
     # the forward/reverse window's schedule: validated, and only where it acts
     PPOConfig(env="robo/lift", demo_path=path, demo_curriculum="forward", demo_schedule=(10, 0, 1)).validate()
-    with pytest.raises(ValueError, match=r"PPOConfig.demo_schedule=\(0, 25, 100\) is not allowed.*item 0 is 0"):
+    with pytest.raises(ValueError, match=r"PPOConfig.demo_schedule=\(0, 25, 100\) is not allowed.*item 0 must be an integer >= 1 \(it is 0\)"):
         PPOConfig(env="robo/lift", demo_path=path, demo_curriculum="reverse", demo_schedule=(0, 25, 100)).validate()
     with pytest.raises(ValueError, match=r"OffPolicyConfig.demo_schedule=\(5, 5, 1\) is not allowed: it applies to "
                                          "demonstrations"):

@@ -176,10 +176,13 @@ def _problem(value, hint) -> str | None:
             items = list(zip(value, args)) if len(value) == len(args) else None
         if items is None:
             return _kind(hint)
+        uniform = (len(args) == 2 and args[1] is Ellipsis) or all(a == args[0] for a in args)
         for i, (v, a) in enumerate(items):
             p = _problem(v, a)
             if p:
-                return f"a tuple whose items are each {p} (item {i} is {v!r})"
+                if uniform:
+                    return f"a tuple whose items are each {p} (item {i} is {v!r})"
+                return f"{_kind(hint)}; item {i} must be {p} (it is {v!r})"
         return None
     if hint is bool:
         return None if isinstance(value, (bool, np.bool_)) else "True or False"
