@@ -23,6 +23,7 @@
 #   bash benchmarks/gpu_session.sh secant           # SECANT zero-shot at 84x84, 3 seeds (long: alone)
 #   bash benchmarks/gpu_session.sh es               # ES vs evosax and Brax ES, population scaling (~8 min)
 #   bash benchmarks/gpu_session.sh pixppo           # PPO from 64x64 pixels (FF, LSTM) vs Brax vision PPO and state PPO (~8 min)
+#   bash benchmarks/gpu_session.sh stackdemo        # robo/stack: demonstration curriculum vs none, 8M steps each (~9 min)
 # Stages run in the order given; each writes <stage>*.json and <stage>.log under $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/vasa_out}
@@ -82,8 +83,14 @@ for stage in "$@"; do
     robo)
       run robo 420 bash -c "python3 benchmarks/manipulation_throughput.py --num-envs 256 1024 4096 --tasks lift door stack two_arm_lift && python3 benchmarks/manipulation_throughput.py --num-envs 256 1024 --tasks lift door --pixels"
       ;;
+    stackdemo)
+      # issue 19: the demonstration curriculum against none on robo/stack (the CPU runs wedged in
+      # jaxlib 0.10.2's LAPACK Cholesky); same budget for both, success of every checkpoint, one PNG
+      STACK="--env robo/stack --num-envs 2048 --unroll-length 32 --action-repeat 1 --episode-length 200 --total-env-steps 8000000 --num-minibatches 32 --num-epochs 4 --learning-rate 3e-4 --policy-layers 256 256 --value-layers 256 256 --checkpoint-every 10 --keep-checkpoints 100 --no-progress"
+      run stackdemo 570 bash -c "python3 examples/record_demos.py --env robo/stack --out /tmp/stack_demos.npz --num-episodes 128 --episode-length 120 && python3 examples/train_ppo.py $STACK --demo-path /tmp/stack_demos.npz --demo-ratio 0.5 --demo-curriculum uniform --run-dir /tmp/stack-demos && python3 examples/train_ppo.py $STACK --run-dir /tmp/stack-none && python3 examples/evaluate_success.py /tmp/stack-demos /tmp/stack-none --labels 'uniform demonstration starts' 'no demonstrations' --num-episodes 128 --csv $OUT/stack_curriculum.csv --plot $OUT/stack_curriculum.png"
+      ;;
     *)
-      echo "unknown stage '$stage' (one of: shift render sac ppo augment secant es pixppo nav robo)"; exit 2
+      echo "unknown stage '$stage' (one of: shift render sac ppo augment secant es pixppo nav robo stackdemo)"; exit 2
       ;;
   esac
 done
