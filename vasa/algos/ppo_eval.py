@@ -124,7 +124,7 @@ def success_curve(run_dir: str, steps: Sequence[int] | None = None, num_episodes
     def evaluate(params, key):
         return episode_metrics(env, lambda obs: policy(params, obs), key, num_episodes, metrics=(metric,))
 
-    template = ppo.init(config, env)
+    template = ppo.init(config, ppo.make_env(config))  # the training env's state (demonstration starts included)
     times = _wall_times(run_dir)
     rows = []
     checkpointer = Checkpointer(run_dir)
