@@ -37,6 +37,22 @@ def read_ppo_config(run_dir: str) -> ppo.PPOConfig:
     return dataclass_from_dict(ppo.PPOConfig, saved["ppo"])
 
 
+def _feedforward_config(run_dir: str) -> ppo.PPOConfig:
+    config = read_ppo_config(run_dir)
+    if config.core != "none":
+        raise ValueError(f"{run_dir}: core={config.core!r} is not allowed: only feed-forward PPO runs are evaluated "
+                         "here (a recurrent core needs its memory carried: use vasa.algos.ppo.make_policy).")
+    return config
+
+
+def _restore_params(checkpointer: Checkpointer, template, step: int | None, num_seeds: int, seed_index: int = 0):
+    """``(step, {"policy", "normalizer"})`` of seed ``seed_index`` from checkpoint ``step``."""
+    step, state = checkpointer.restore(template, step)
+    if num_seeds > 1:
+        state = jax.tree.map(lambda x: x[seed_index], state)
+    return step, {"policy": state.params["policy"], "normalizer": state.normalizer}
+
+
 def load_policy(run_dir: str, step: int | None = None, seed_index: int = 0):
     """``(config, env, step, act)`` for checkpoint ``step`` (default: the newest intact one).
 
@@ -49,21 +65,15 @@ def load_policy(run_dir: str, step: int | None = None, seed_index: int = 0):
     Raises:
       ValueError: a recurrent run, or ``seed_index`` outside ``[0, num_seeds)``.
     """
-    config = read_ppo_config(run_dir)
-    if config.core != "none":
-        raise ValueError(f"{run_dir}: core={config.core!r} is not allowed: load_policy takes feed-forward PPO runs.")
+    config = _feedforward_config(run_dir)
     if not 0 <= seed_index < config.num_seeds:
         raise ValueError(f"seed_index={seed_index} is not allowed: {run_dir} trained seeds 0..{config.num_seeds - 1}.")
     env = ppo.make_env(config)
-    state = ppo.init(config, env)
     checkpointer = Checkpointer(run_dir)
     try:
-        step, state = checkpointer.restore(state, step)
+        step, params = _restore_params(checkpointer, ppo.init(config, env), step, config.num_seeds, seed_index)
     finally:
         checkpointer.close()
-    if config.num_seeds > 1:
-        state = jax.tree.map(lambda x: x[seed_index], state)
-    params = {"policy": state.params["policy"], "normalizer": state.normalizer}
     policy = ppo.make_policy(config, env)
     return config, env, step, (lambda obs, key=None, s=None: policy(params, obs))
 
@@ -103,10 +113,14 @@ def success_curve(run_dir: str, steps: Sequence[int] | None = None, num_episodes
     Returns:
       rows ``{"iteration", "env_steps", "time_s" (NaN if not logged), "success" (fraction),
       "success_std", "return", "return_std"}``, ascending in iteration.
+
+    Raises:
+      ValueError: a recurrent run, ``steps`` without a checkpoint, a ``metric`` the task does
+        not report, or ``num_episodes`` < 1 (each message names the value and what is allowed).
     """
     if isinstance(num_episodes, bool) or not isinstance(num_episodes, int) or num_episodes < 1:
         raise ValueError(f"num_episodes={num_episodes!r} is not allowed: an integer >= 1.")
-    config = read_ppo_config(run_dir)
+    config = _feedforward_config(run_dir)
     available = checkpoint_steps(run_dir)
     steps = available if steps is None else [int(s) for s in steps]
     missing = sorted(set(steps) - set(available))
@@ -116,9 +130,9 @@ def success_curve(run_dir: str, steps: Sequence[int] | None = None, num_episodes
         raise RunDirectoryError(f"{run_dir} has no checkpoints to evaluate.")
     env = ppo.make_env(config, evaluation=True)
     policy = ppo.make_policy(config, env)
-    if metric not in jax.eval_shape(env.reset, jax.random.PRNGKey(0)).metrics:
-        raise ValueError(f"metric={metric!r} is not allowed: {config.env} reports "
-                         f"{sorted(jax.eval_shape(env.reset, jax.random.PRNGKey(0)).metrics)}.")
+    reported = sorted(jax.eval_shape(env.reset, jax.random.PRNGKey(0)).metrics)
+    if metric not in reported:
+        raise ValueError(f"metric={metric!r} is not allowed: {config.env} reports {reported}.")
 
     @jax.jit
     def evaluate(params, key):
@@ -130,10 +144,8 @@ def success_curve(run_dir: str, steps: Sequence[int] | None = None, num_episodes
     checkpointer = Checkpointer(run_dir)
     try:
         for step in steps:
-            _, state = checkpointer.restore(template, step)
-            if config.num_seeds > 1:
-                state = jax.tree.map(lambda x: x[0], state)
-            out = evaluate({"policy": state.params["policy"], "normalizer": state.normalizer}, jax.random.PRNGKey(seed))
+            _, params = _restore_params(checkpointer, template, step, config.num_seeds)
+            out = evaluate(params, jax.random.PRNGKey(seed))
             succ = np.asarray(out[metric] > 0, np.float64)
             ret = np.asarray(out["return"], np.float64)
             rows.append({"iteration": step, "env_steps": ppo.steps_done(config, step),

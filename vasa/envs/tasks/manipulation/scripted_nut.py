@@ -106,7 +106,6 @@ def nut_assembly_policy(obs: jnp.ndarray, nut_type: str = "both") -> jnp.ndarray
     Returns a ``[7] float32`` OSC_POSE action."""
     kinds = nuts_for(nut_type)
     reach_safe = nut_type == "both"  # the reach-safe carry (see the module docstring); static
-    carry_yaw = CARRY_YAW
     grip, rot = obs[POS], quat_to_mat(obs[QUAT])
     fingers = obs[FINGERS].sum()
     blocks = obs[32:32 + OBS_PER_NUT * len(kinds)].reshape(len(kinds), OBS_PER_NUT)
@@ -132,7 +131,7 @@ def nut_assembly_policy(obs: jnp.ndarray, nut_type: str = "both") -> jnp.ndarray
     # the two grasps (gripper yaw = handle yaw or + pi): the cheaper one (see cost); joint 7 turns
     # opposite to the gripper's yaw
     q7 = jnp.arctan2(obs[13], obs[6])
-    carry_err = _wrap(carry_yaw - yaw)
+    carry_err = _wrap(CARRY_YAW - yaw)
     e = jnp.mod(yaw - grip_yaw + jnp.pi / 2, jnp.pi) - jnp.pi / 2
     alt = jnp.where(e >= 0, e - jnp.pi, e + jnp.pi)
     def cost(g):  # joint 7 after the grasp turn (t1) and after the carry turn (t2): within Q7_REACH, t2
@@ -142,9 +141,8 @@ def nut_assembly_policy(obs: jnp.ndarray, nut_type: str = "both") -> jnp.ndarray
         t2 = _wrap(t1 - carry_err)
         over = jnp.maximum(jnp.abs(t1) - Q7_REACH, 0.0) + jnp.maximum(jnp.abs(t2) - Q7_REACH, 0.0)
         return jnp.abs(g) + 0.5 * jnp.abs(t2) + 10.0 * over
-    grasp_err = jnp.where(cost(e) <= cost(alt), e, alt)
-    if not reach_safe:  # single nuts: the grasp nearest the current yaw
-        grasp_err = jnp.mod(yaw - grip_yaw + jnp.pi / 2, jnp.pi) - jnp.pi / 2
+    # single nuts: the grasp nearest the current yaw
+    grasp_err = jnp.where(cost(e) <= cost(alt), e, alt) if reach_safe else e
     rel = h + jnp.array([0.0, 0.0, GRASP_DZ]) - grip
     xy_err = jnp.linalg.norm(rel[:2])
     holding = (fingers < 0.05) & (fingers > 0.01) & (jnp.linalg.norm(rel) < 0.02)
