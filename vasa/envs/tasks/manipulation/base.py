@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from mujoco import mjx
 
+from vasa.envs import physics
 from vasa.envs.core import ArraySpec, EnvState
 from vasa.envs.scenes import robots, table
 from vasa.envs.tasks.manipulation import control as ctl
@@ -234,7 +235,7 @@ class ArmTask(abc.ABC):
         d = d.replace(qpos=qpos, ctrl=ctrl)
         d, params = self._init_objects(k_obj, d)
         m = self._model_for(params)
-        d = mjx.forward(m, d)
+        d = physics.forward(m, d)
         _, success = self.reward_and_success(d, params)
         zero = jnp.zeros((), jnp.float32)
         return EnvState(physics=d, obs=self.observe(d, params), reward=zero, done=zero, truncation=zero,
@@ -250,7 +251,7 @@ class ArmTask(abc.ABC):
         def substep(d, _):
             for arm, goal in zip(self.arms, goals):
                 d = ctl.apply(self.control, arm, m, d, goal)
-            return mjx.step(m, d), None
+            return physics.step(m, d), None
 
         d, _ = jax.lax.scan(substep, d, None, length=self.substeps)
         reward, success = self.reward_and_success(d, params)
@@ -270,7 +271,7 @@ class ArmTask(abc.ABC):
             d = d.replace(act=jnp.asarray(act, jnp.float32))
         if qacc_warmstart is not None:
             d = d.replace(qacc_warmstart=jnp.asarray(qacc_warmstart, jnp.float32))
-        d = mjx.forward(self._model_for(params), d)
+        d = physics.forward(self._model_for(params), d)
         _, success = self.reward_and_success(d, params)
         zero = jnp.zeros((), jnp.float32)
         return EnvState(physics=d, obs=self.observe(d, params), reward=zero, done=zero, truncation=zero,

@@ -65,6 +65,7 @@ import numpy as np
 from mujoco import mjx
 from mujoco.mjx._src import smooth
 
+from vasa.envs import physics
 from vasa.envs.core import ArraySpec, EnvState
 from vasa.envs.randomize import SUITES, AppearanceRandomization, AppearanceSampler
 from vasa.envs.render import Renderer, look_at
@@ -317,7 +318,7 @@ class ObjectNav:
 
         def substep(data, _):
             _, theta = self._pose(data)
-            data = mjx.step(m, data.replace(ctrl=locobot.drive_targets(theta, action)))
+            data = physics.step(m, data.replace(ctrl=locobot.drive_targets(theta, action)))
             return data, self._collided(data)
 
         data, hits = jax.lax.scan(substep, state.physics, None, length=locobot.SUBSTEPS)

@@ -47,6 +47,7 @@ import numpy as np
 from mujoco import mjx
 from mujoco.mjx._src import smooth
 
+from vasa.envs import physics
 from vasa.envs.core import ArraySpec, EnvState
 from vasa.envs.lidar import LidarConfig
 from vasa.envs.scenes import apartment as apt
@@ -316,7 +317,7 @@ class PointGoalNav:
         def substep(data, _):
             _, theta = self._pose(data)
             data = data.replace(ctrl=locobot.drive_targets(theta, action))
-            data = mjx.step(m, data)
+            data = physics.step(m, data)
             return data, self._collided(data)
 
         data, hits = jax.lax.scan(substep, state.physics, None, length=locobot.SUBSTEPS)

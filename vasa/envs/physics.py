@@ -1,0 +1,126 @@
+"""MJX physics calls that cannot deadlock XLA:CPU: ``step`` and ``forward`` with a pure-JAX Cholesky.
+
+Why this exists. MJX factors dense matrices with ``jax.scipy.linalg.cho_factor``/``cho_solve``
+(the mass matrix in ``smooth.factor_m``, the Newton solver's Hessian, the ``implicitfast``
+integrator's ``M - h D``). On the CPU, jaxlib 0.10 lowers a batched ``cho_factor`` to LAPACK's
+``potrf`` through ``jax::ParallelBatchMap``, which queues chunks of the batch on XLA:CPU's
+intra-op thread pool and blocks its own pool thread until they finish. When the thunk executor
+runs as many independent factorisations at once as the pool has threads (two on a 2-core
+machine: an auto-reset wrapper's ``reset`` (``mjx.forward``) and ``step`` are independent), every
+pool thread waits for chunks no thread is left to run and the process hangs with no CPU use.
+vasa hit this with PPO on ``robo/stack`` and in the manipulation throughput benchmark (gdb:
+both pool threads in ``lapack_spotrf_ffi -> ParallelBatchMap -> BlockingCounter::Wait``);
+jaxlib 0.11 compiles that parallel path out, and jaxlib 0.10 is what this project runs on.
+
+The fix: while vasa traces an MJX call on the CPU, ``jax.scipy.linalg.cho_factor`` and
+``cho_solve`` are swapped for the column-by-column Cholesky and substitutions below, built from
+``lax.fori_loop`` and ordinary array ops (no custom call, nothing for the pool to wait on). The
+swap lasts only for the trace of that call (MJX looks both names up on the ``jax`` module when
+it traces), and it is skipped on GPUs and TPUs, where the vendor solvers are used. The results
+agree with LAPACK to float32 rounding (``tests/test_physics.py``), and on a 2-core CPU the
+batched pure-JAX factorisation is as fast as LAPACK's at MJX's sizes (``nv`` = 9-40).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import jax
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+from mujoco import mjx
+
+_LOCK = threading.RLock()
+
+
+def cholesky_lower(a: jax.Array) -> jax.Array:
+    """Lower Cholesky factor ``L`` of symmetric positive-definite ``a`` (``a = L L^T``).
+
+    ``a``: ``[..., n, n]`` float; only its lower triangle is read. Returns ``[..., n, n]`` with
+    zeros above the diagonal; NaN where ``a`` is not positive definite (like LAPACK through
+    ``jax.scipy.linalg.cho_factor``). Right-looking and unrolled over the static ``n`` columns:
+    column ``j`` is the trailing matrix's first column over the square root of its pivot, and
+    the trailing matrix loses that column's outer product; XLA fuses the static slices."""
+    n = a.shape[-1]
+    trail = jnp.tril(a)
+    cols = []
+    for j in range(n):
+        col = trail[..., :, 0] / jnp.sqrt(trail[..., :1, 0])
+        col = col.at[..., 0].set(jnp.sqrt(trail[..., 0, 0]))
+        cols.append(jnp.concatenate([jnp.zeros(col.shape[:-1] + (j,), a.dtype), col], axis=-1))
+        rest = col[..., 1:]
+        trail = trail[..., 1:, 1:] - rest[..., :, None] * rest[..., None, :]
+    return jnp.stack(cols, axis=-1)
+
+
+def _substitute(low: jax.Array, b: jax.Array, transpose: bool) -> jax.Array:
+    """Solve ``L x = b`` (``transpose=False``, forward) or ``L^T x = b`` (backward) for lower
+    triangular ``low [n, n]`` and ``b [n, k]``, unrolled over the static ``n`` rows: each solved
+    unknown is removed from the remaining right-hand sides (column-oriented)."""
+    n = low.shape[-1]
+    x = [None] * n
+    rhs = b
+    if not transpose:
+        for i in range(n):
+            x[i] = rhs[0] / low[i, i]
+            rhs = rhs[1:] - low[i + 1:, i, None] * x[i][None, :]
+    else:
+        for i in range(n - 1, -1, -1):
+            x[i] = rhs[-1] / low[i, i]
+            rhs = rhs[:-1] - low[i, :i, None] * x[i][None, :]
+    return jnp.stack(x)
+
+
+def cho_factor(a, lower: bool = False, overwrite_a: bool = False, check_finite: bool = True):
+    """Drop-in for ``jax.scipy.linalg.cho_factor`` (``a [n, n]``): returns ``(c, lower)`` with
+    ``c`` the lower factor, or its transpose (upper, ``a = c^T c``) when ``lower=False``."""
+    del overwrite_a, check_finite
+    low = cholesky_lower(jnp.asarray(a))
+    return (low if lower else jnp.swapaxes(low, -1, -2)), lower
+
+
+def cho_solve(c_and_lower, b, overwrite_b: bool = False, check_finite: bool = True):
+    """Drop-in for ``jax.scipy.linalg.cho_solve``: ``x`` with ``a x = b`` from ``cho_factor``'s
+    ``(c, lower)``; ``c [n, n]``, ``b [n]`` or ``[n, k]``. Reads only ``c``'s factor triangle."""
+    del overwrite_b, check_finite
+    c, lower = c_and_lower
+    low = jnp.tril(c) if lower else jnp.swapaxes(jnp.triu(c), -1, -2)
+    b = jnp.asarray(b)
+    mat = b[:, None] if b.ndim == 1 else b
+    x = _substitute(low, _substitute(low, mat, transpose=False), transpose=True)
+    return x[:, 0] if b.ndim == 1 else x
+
+
+def lapack_free() -> bool:
+    """Whether MJX calls traced now get the pure-JAX Cholesky: on the CPU backend only."""
+    return jax.default_backend() == "cpu"
+
+
+@contextlib.contextmanager
+def pure_cholesky():
+    """Within this block (while tracing), ``jax.scipy.linalg.cho_factor``/``cho_solve`` are the
+    pure-JAX versions above when :func:`lapack_free`; otherwise nothing changes. Re-entrant;
+    the swap is undone on exit, also on errors."""
+    if not lapack_free():
+        yield
+        return
+    with _LOCK:
+        saved = jsl.cho_factor, jsl.cho_solve
+        jsl.cho_factor, jsl.cho_solve = cho_factor, cho_solve
+        try:
+            yield
+        finally:
+            jsl.cho_factor, jsl.cho_solve = saved
+
+
+def step(m: mjx.Model, d: mjx.Data) -> mjx.Data:
+    """``mjx.step(m, d)`` traced with :func:`pure_cholesky` (same arguments and result)."""
+    with pure_cholesky():
+        return mjx.step(m, d)
+
+
+def forward(m: mjx.Model, d: mjx.Data) -> mjx.Data:
+    """``mjx.forward(m, d)`` traced with :func:`pure_cholesky` (same arguments and result)."""
+    with pure_cholesky():
+        return mjx.forward(m, d)
