@@ -321,7 +321,9 @@ def test_scripted_lift_succeeds(lift):
 
 @pytest.mark.slow
 def test_scripted_door_succeeds(door):
-    _, success = door.rollout(scripted.door_policy, jax.random.split(jax.random.PRNGKey(12), 4), 80)
+    # 120 control steps (6 s; robosuite's horizon is 500): 32/32 draws of this key succeed by then,
+    # 21/32 by step 80 (MJX's LAPACK and pure-JAX Cholesky alike)
+    _, success = door.rollout(scripted.door_policy, jax.random.split(jax.random.PRNGKey(12), 4), 120)
     assert success[-1].all(), success.sum(0)
 
 
