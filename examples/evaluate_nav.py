@@ -41,11 +41,12 @@ class Args:
 
 def load_policy(run_dir: str, step: int | None = None):
     """``(config, env, step, act)``: the run's PPO config, its training environment and a
-    deterministic ``act(obs [231], key, state) -> action [2]`` from the checkpoint."""
+    deterministic ``act(obs [231], key, state) -> action [2]`` from the checkpoint (with a
+    recurrent core, the batched ``act(obs, memory) -> (action, memory)``)."""
     config = ppo_eval.read_ppo_config(run_dir)
-    if not config.env.startswith("nav/") or config.pixels or config.core != "none":
-        raise ValueError(f"{run_dir}: env={config.env!r}, pixels={config.pixels}, core={config.core!r} is not allowed: "
-                         "evaluate_nav takes feed-forward state PPO runs on nav/pointgoal.")
+    if not config.env.startswith("nav/") or config.pixels:
+        raise ValueError(f"{run_dir}: env={config.env!r}, pixels={config.pixels} is not allowed: "
+                         "evaluate_nav takes state PPO runs (feed-forward or recurrent) on nav/pointgoal.")
     return ppo_eval.load_policy(run_dir, step)
 
 

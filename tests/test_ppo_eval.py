@@ -94,3 +94,42 @@ def test_evaluate_success_example_writes_table_csv_and_plot_never_over_files(run
         main(Args(run_dirs=(run_dir,), csv=out_csv))
     with pytest.raises(SystemExit, match="one label per run"):
         main(Args(run_dirs=(run_dir,), labels=("a", "b")))
+
+
+def test_recurrent_run_carries_memory_through_the_episode(tmp_path):
+    """A GRU run: success_curve carries the memory from step to step (as the one-observation-at-
+    a-time NumPy rollout below does, memory threaded by hand), and the memory matters."""
+    import dataclasses
+
+    config = dataclasses.replace(CONFIG, core="gru", core_size=8, total_env_steps=16 * 25 * 2)
+    path = str(tmp_path / "gru")
+    ppo.train(config, RunConfig(run_dir=path, progress=False, eval_every=0, checkpoint_every=2, keep_checkpoints=5))
+    (row,) = ppo_eval.success_curve(path, num_episodes=12, seed=3, log=None)
+    _, _, step, act = ppo_eval.load_policy(path)
+    assert step == row["iteration"] == 2
+    starts = np.asarray(jax.vmap(make("toy/reach2d").reset)(jax.random.split(jax.random.PRNGKey(3), 12)).obs)
+
+    def with_memory(fresh_each_step: bool):
+        memory = [act.zero_carry(1)]
+
+        def one(p):
+            if fresh_each_step:
+                memory[0] = act.zero_carry(1)
+            a, memory[0] = act(p[None], memory[0])
+            return np.asarray(a)[0]
+
+        return one
+
+    def success(fresh_each_step):
+        hits = []
+        for p in starts:  # a new memory per episode
+            hits.append(numpy_success(with_memory(fresh_each_step), p[None])[0])
+        return np.array(hits)
+
+    want = success(False)
+    assert row["success"] == pytest.approx(want.mean()), want
+    # the memory changes the actions (else carrying it would be untested)
+    carried, fresh = with_memory(False), with_memory(True)
+    p = starts[0]
+    outs = [(carried(p), fresh(p)) for _ in range(3)]
+    assert not np.allclose(outs[-1][0], outs[-1][1])

@@ -37,12 +37,19 @@ def read_ppo_config(run_dir: str) -> ppo.PPOConfig:
     return dataclass_from_dict(ppo.PPOConfig, saved["ppo"])
 
 
-def _feedforward_config(run_dir: str) -> ppo.PPOConfig:
-    config = read_ppo_config(run_dir)
-    if config.core != "none":
-        raise ValueError(f"{run_dir}: core={config.core!r} is not allowed: only feed-forward PPO runs are evaluated "
-                         "here (a recurrent core needs its memory carried: use vasa.algos.ppo.make_policy).")
-    return config
+def _acting(config: ppo.PPOConfig, env, params):
+    """The deterministic policy of restored ``params``: feed-forward ``act(obs, key=None,
+    s=None) -> action``, or, with a recurrent core, batched ``act(obs [N, ...], memory) ->
+    (action [N, A], memory)`` with ``act.zero_carry(N)`` the memory of episode starts."""
+    policy = ppo.make_policy(config, env)
+    if config.core == "none":
+        return lambda obs, key=None, s=None: policy(params, obs)
+
+    def act(obs, memory):
+        return policy(params, obs, memory)
+
+    act.zero_carry = policy.zero_carry
+    return act
 
 
 def _restore_params(checkpointer: Checkpointer, template, step: int | None, num_seeds: int, seed_index: int = 0):
@@ -59,13 +66,14 @@ def load_policy(run_dir: str, step: int | None = None, seed_index: int = 0):
     ``env`` is the run's training environment (:func:`vasa.algos.ppo.make_env`); ``act(obs
     [O] float32 or [N, O], key, state=None) -> action [A] or [N, A] float32`` is the
     deterministic policy (Gaussian mean, observations z-filtered with the run's statistics)
-    of seed ``seed_index`` of a ``--num-seeds`` run. Feed-forward state policies only (a
-    recurrent core needs its memory carried: use :func:`vasa.algos.ppo.make_policy`).
+    of seed ``seed_index`` of a ``--num-seeds`` run. A recurrent run (``--core lstm/gru``)
+    gives the batched ``act(obs [N, ...], memory) -> (action [N, A], memory)`` instead, with
+    ``act.zero_carry(N)`` the memory at the start of an episode: carry it from step to step.
 
     Raises:
-      ValueError: a recurrent run, or ``seed_index`` outside ``[0, num_seeds)``.
+      ValueError: ``seed_index`` outside ``[0, num_seeds)``.
     """
-    config = _feedforward_config(run_dir)
+    config = read_ppo_config(run_dir)
     if not 0 <= seed_index < config.num_seeds:
         raise ValueError(f"seed_index={seed_index} is not allowed: {run_dir} trained seeds 0..{config.num_seeds - 1}.")
     env = ppo.make_env(config)
@@ -74,8 +82,7 @@ def load_policy(run_dir: str, step: int | None = None, seed_index: int = 0):
         step, params = _restore_params(checkpointer, ppo.init(config, env), step, config.num_seeds, seed_index)
     finally:
         checkpointer.close()
-    policy = ppo.make_policy(config, env)
-    return config, env, step, (lambda obs, key=None, s=None: policy(params, obs))
+    return config, env, step, _acting(config, env, params)
 
 
 def checkpoint_steps(run_dir: str) -> list[int]:
@@ -108,19 +115,20 @@ def success_curve(run_dir: str, steps: Sequence[int] | None = None, num_episodes
     for one full episode (the run's ``episode_length``) from ``num_episodes`` initial states
     drawn with ``jax.random.PRNGKey(seed)`` (the same states for every checkpoint); an episode
     counts as a success when ``state.metrics[metric]`` was set at any step (robosuite's
-    convention). One program is compiled and reused for all checkpoints.
+    convention). A recurrent policy's memory starts at zero and is carried through the
+    episode. One program is compiled and reused for all checkpoints.
 
     Returns:
       rows ``{"iteration", "env_steps", "time_s" (NaN if not logged), "success" (fraction),
       "success_std", "return", "return_std"}``, ascending in iteration.
 
     Raises:
-      ValueError: a recurrent run, ``steps`` without a checkpoint, a ``metric`` the task does
+      ValueError: ``steps`` without a checkpoint, a ``metric`` the task does
         not report, or ``num_episodes`` < 1 (each message names the value and what is allowed).
     """
     if isinstance(num_episodes, bool) or not isinstance(num_episodes, int) or num_episodes < 1:
         raise ValueError(f"num_episodes={num_episodes!r} is not allowed: an integer >= 1.")
-    config = _feedforward_config(run_dir)
+    config = read_ppo_config(run_dir)
     available = checkpoint_steps(run_dir)
     steps = available if steps is None else [int(s) for s in steps]
     missing = sorted(set(steps) - set(available))
@@ -129,14 +137,15 @@ def success_curve(run_dir: str, steps: Sequence[int] | None = None, num_episodes
     if not steps:
         raise RunDirectoryError(f"{run_dir} has no checkpoints to evaluate.")
     env = ppo.make_env(config, evaluation=True)
-    policy = ppo.make_policy(config, env)
     reported = sorted(jax.eval_shape(env.reset, jax.random.PRNGKey(0)).metrics)
     if metric not in reported:
         raise ValueError(f"metric={metric!r} is not allowed: {config.env} reports {reported}.")
 
     @jax.jit
     def evaluate(params, key):
-        return episode_metrics(env, lambda obs: policy(params, obs), key, num_episodes, metrics=(metric,))
+        act = _acting(config, env, params)
+        memory = act.zero_carry(num_episodes) if config.core != "none" else None
+        return episode_metrics(env, act, key, num_episodes, carry=memory, metrics=(metric,))
 
     template = ppo.init(config, ppo.make_env(config))  # the training env's state (demonstration starts included)
     times = _wall_times(run_dir)

@@ -58,7 +58,10 @@ def evaluate(env: PointGoalNav, policy: Callable, key: jax.Array, num_episodes: 
 
     Args:
       policy: ``policy(obs, key, state) -> action [2]`` for one environment (vmapped here;
-        learned policies ignore ``state``).
+        learned policies ignore ``state``), or a policy with memory: batched ``policy(obs
+        [N, ...], memory) -> (action [N, 2], memory)`` with ``policy.zero_carry(N)`` (a
+        recurrent PPO run's, :func:`vasa.algos.ppo_eval.load_policy`), its memory starting at
+        zero and carried through each episode.
 
     Returns:
       ``{"success", "spl", "return", "length", "collisions", "shortest": float [N]}`` (NumPy)
@@ -80,16 +83,20 @@ def _run(env, policy, n, steps, reset=None):
     ``[n]`` and per-step traces ``"trace": {"reward", "live", "success"[, "fraction", "count"]}``
     ``[steps, n]`` (``live``: 1 while the episode had not ended before that step)."""
     reset = env.reset if reset is None else reset
+    recurrent = hasattr(policy, "zero_carry")
 
     def run(key, *args):
         k_reset, k_act = jax.random.split(key)
         state = jax.vmap(lambda k: reset(k, *args))(jax.random.split(k_reset, n))
         zero = jnp.zeros(n)
-        carry0 = (state, zero, zero, zero, zero, zero)
+        carry0 = (state, zero, zero, zero, zero, zero, policy.zero_carry(n) if recurrent else None)
 
         def body(carry, k):
-            state, ended, ret, succ, spl, length = carry
-            act = jax.vmap(policy)(state.obs, jax.random.split(k, n), state)
+            state, ended, ret, succ, spl, length, memory = carry
+            if recurrent:
+                act, memory = policy(state.obs, memory)
+            else:
+                act = jax.vmap(policy)(state.obs, jax.random.split(k, n), state)
             nxt = jax.vmap(env.step)(state, act)
             live = 1.0 - ended
             ret = ret + live * nxt.reward
@@ -101,9 +108,9 @@ def _run(env, policy, n, steps, reset=None):
             ended = jnp.maximum(ended, nxt.done)
             trace = {"reward": nxt.reward, "live": live, "success": nxt.metrics["success"],
                      **{k: nxt.metrics[k] for k in ("fraction", "count") if k in nxt.metrics}}
-            return (state, ended, ret, succ, spl, length), trace
+            return (state, ended, ret, succ, spl, length, memory), trace
 
-        (state, _, ret, succ, spl, length), trace = jax.lax.scan(body, carry0, jax.random.split(k_act, steps))
+        (state, _, ret, succ, spl, length, _), trace = jax.lax.scan(body, carry0, jax.random.split(k_act, steps))
         return {"success": succ, "spl": spl, "return": ret, "length": length,
                 "collisions": state.info["collisions"], "shortest": state.info.get("shortest", jnp.full(n, jnp.nan)),
                 "trace": trace}
