@@ -24,7 +24,7 @@ from vasa.algos import ppo_eval
 @dataclasses.dataclass(frozen=True)
 class Args:
     run_dirs: tyro.conf.Positional[tuple[str, ...]]
-    """PPO run directories (feed-forward policies)"""
+    """PPO run directories (feed-forward or recurrent policies)"""
     labels: tuple[str, ...] = ()
     """legend labels, one per run (default: the directories)"""
     steps: tuple[int, ...] = ()
