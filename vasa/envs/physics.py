@@ -13,12 +13,13 @@ both pool threads in ``lapack_spotrf_ffi -> ParallelBatchMap -> BlockingCounter:
 jaxlib 0.11 compiles that parallel path out, and jaxlib 0.10 is what this project runs on.
 
 The fix: while vasa traces an MJX call on the CPU, ``jax.scipy.linalg.cho_factor`` and
-``cho_solve`` are swapped for the column-by-column Cholesky and substitutions below, built from
-``lax.fori_loop`` and ordinary array ops (no custom call, nothing for the pool to wait on). The
-swap lasts only for the trace of that call (MJX looks both names up on the ``jax`` module when
-it traces), and it is skipped on GPUs and TPUs, where the vendor solvers are used. The results
-agree with LAPACK to float32 rounding (``tests/test_physics.py``), and on a 2-core CPU the
-batched pure-JAX factorisation is as fast as LAPACK's at MJX's sizes (``nv`` = 9-40).
+``cho_solve`` are swapped for the column-by-column Cholesky and substitutions below, unrolled
+over the static matrix size into ordinary array ops (no custom call, nothing for the pool to
+wait on). The swap lasts only for the trace of that call (MJX looks both names up on the
+``jax`` module when it traces), and it is skipped on GPUs and TPUs, where the vendor solvers are used. The results
+agree with LAPACK to float32 rounding (``tests/test_physics.py``). On a 2-core CPU, 256 batched
+factor-and-solve calls take 0.30 ms at 15x15 (LAPACK 0.35), 0.51 at 21x21 (0.66) and 2.1 at
+33x33 (1.4); ten sub-steps of ``robo/door`` at 256 environments 201 ms against 248 ms.
 """
 
 from __future__ import annotations
