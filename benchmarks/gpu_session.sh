@@ -84,8 +84,8 @@ for stage in "$@"; do
       run robo 420 bash -c "python3 benchmarks/manipulation_throughput.py --num-envs 256 1024 4096 --tasks lift door stack two_arm_lift && python3 benchmarks/manipulation_throughput.py --num-envs 256 1024 --tasks lift door --pixels"
       ;;
     stackdemo)
-      # issue 19: the demonstration curriculum against none on robo/stack (the CPU runs wedged in
-      # jaxlib 0.10.2's LAPACK Cholesky); same budget for both, success of every checkpoint, one PNG
+      # issue 19: the demonstration curriculum against none on robo/stack, 8x the CPU runs' 0.92M
+      # steps (BENCHMARKS.md, session 13); same budget for both, success of every checkpoint, one PNG
       STACK="--env robo/stack --num-envs 2048 --unroll-length 32 --action-repeat 1 --episode-length 200 --total-env-steps 8000000 --num-minibatches 32 --num-epochs 4 --learning-rate 3e-4 --policy-layers 256 256 --value-layers 256 256 --checkpoint-every 10 --keep-checkpoints 100 --no-progress"
       run stackdemo 570 bash -c "python3 examples/record_demos.py --env robo/stack --out /tmp/stack_demos.npz --num-episodes 128 --episode-length 120 && python3 examples/train_ppo.py $STACK --demo-path /tmp/stack_demos.npz --demo-ratio 0.5 --demo-curriculum uniform --run-dir /tmp/stack-demos && python3 examples/train_ppo.py $STACK --run-dir /tmp/stack-none && python3 examples/evaluate_success.py /tmp/stack-demos /tmp/stack-none --labels 'uniform demonstration starts' 'no demonstrations' --num-episodes 128 --csv $OUT/stack_curriculum.csv --plot $OUT/stack_curriculum.png"
       ;;
