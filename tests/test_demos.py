@@ -10,6 +10,7 @@ physics on one shared ``robo/lift`` recording (4 envs x 40 steps).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_fusion_emitters=false").strip()
@@ -73,8 +74,10 @@ def toy_demos(episodes: int = 5, length: int = 40, env_id: str = "toy/demo") -> 
     qpos = np.stack([e, t], -1).astype(np.float32)
     p = (10.0 + np.arange(episodes)).astype(np.float32)
     zeros = lambda n: np.zeros((episodes, length, n), np.float32)
+    success = np.zeros((episodes, length), np.float32)
+    success[:, -1] = 1.0  # the last action succeeds: the whole recording is the demonstration
     return Demos(obs=np.concatenate([qpos, np.broadcast_to(p[:, None, None], (episodes, length, 1))], -1),
-                 action=zeros(1), reward=np.zeros((episodes, length), np.float32), success=np.ones((episodes, length), np.float32),
+                 action=zeros(1), reward=np.zeros((episodes, length), np.float32), success=success,
                  qpos=qpos, qvel=zeros(1), act=zeros(0), ctrl=zeros(1), qacc_warmstart=zeros(1),
                  params={"p": p}, env_id=env_id, control="none", dt=0.05)
 
@@ -107,6 +110,53 @@ def test_forward_reverse_window_follows_robosuite_schedule(mode):
         assert counts[np.setdiff1d(np.arange(T), window)].sum() == 0, (count, t.min(), t.max())
         assert chi2(counts[window], n / width) < chi2_bound(max(width - 1, 1)), count
         assert chi2(np.bincount(e, minlength=3), n / 3) < chi2_bound(2)
+
+
+def test_steps_to_success_counts_states_up_to_the_first_success():
+    demos = toy_demos(episodes=4, length=10)
+    success = np.zeros((4, 10), np.float32)
+    success[0, 3] = success[0, 7] = 1.0  # first success after the action at state 3: states 0..3
+    success[1, 0] = 1.0  # the first action succeeds: state 0 only
+    success[2, 9] = 1.0  # at the end: all 10 states
+    # episode 3 never succeeds: all 10 states
+    demos = dataclasses.replace(demos, success=success)
+    np.testing.assert_array_equal(demos.steps_to_success(), [4, 1, 10, 10])
+    assert demos.steps_to_success().dtype == np.int32
+
+
+@pytest.mark.parametrize("mode", ["uniform", "forward", "reverse"])
+def test_starts_stay_within_each_demonstrations_own_length(mode):
+    """Per-episode lengths ``L_e``: the episode is uniform, ``t`` uniform in ``[0, L_e)``
+    (uniform), ``[0, min(W, L_e))`` (forward) or ``[L_e - min(W, L_e), L_e)`` (reverse)."""
+    lengths = np.array([3, 40, 120, 60], np.int32)
+    n, count = 24_000, 100  # window W = 50 (robosuite's schedule after 100 starts)
+    keys = jax.random.split(jax.random.PRNGKey(4), n)
+    e, t = (np.asarray(x) for x in jax.jit(jax.vmap(
+        lambda k: sample_start(k, count, 4, jnp.asarray(lengths), mode)))(keys))
+    assert chi2(np.bincount(e, minlength=4), n / 4) < chi2_bound(3)
+    for ep, length in enumerate(lengths):
+        w = length if mode == "uniform" else min(50, length)
+        allowed = np.arange(w) if mode != "reverse" else np.arange(length - w, length)
+        counts = np.bincount(t[e == ep], minlength=130)
+        assert counts[np.setdiff1d(np.arange(130), allowed)].sum() == 0, (mode, ep)
+        assert chi2(counts[allowed], (e == ep).sum() / w) < chi2_bound(max(w - 1, 1)), (mode, ep)
+
+
+def test_curriculum_starts_before_each_demonstrations_first_success():
+    demos = toy_demos(episodes=3, length=40)
+    success = np.zeros((3, 40), np.float32)
+    success[0, 4], success[1, 19], success[2, 39] = 1.0, 1.0, 1.0
+    demos = dataclasses.replace(demos, success=success)
+    keys = jax.random.split(jax.random.PRNGKey(5), 3_000)
+    for until, limit in ((True, [5, 20, 40]), (False, [40, 40, 40])):
+        env = DemoCurriculum(Toy(), demos, 1.0, "uniform", env_id="toy/demo", until_success=until)
+        s = jax.jit(jax.vmap(env.reset))(keys)
+        ep, t = np.asarray(s.info["demo"]["episode"]), np.asarray(s.info["demo"]["t"])
+        for k in range(3):
+            assert t[ep == k].max() == limit[k] - 1 and t[ep == k].min() == 0, (until, k)
+        np.testing.assert_array_equal(np.asarray(s.obs)[:, :2], np.stack([ep, t], -1))  # that state restored
+    with pytest.raises(ValueError, match="demo_until_success='yes' is not allowed"):
+        DemoCurriculum(Toy(), demos, 1.0, "uniform", env_id="toy/demo", until_success="yes")
 
 
 def toy_env(ratio, mode, **schedule):
@@ -340,6 +390,11 @@ def test_ppo_config_validates_demo_fields(lift, tmp_path):
     with pytest.raises(ValueError, match=r"OffPolicyConfig.demo_schedule=\(5, 5, 1\) is not allowed: it applies to "
                                          "demonstrations"):
         OffPolicyConfig(env="robo/lift", demo_schedule=(5, 5, 1)).validate()
+    with pytest.raises(ValueError, match="OffPolicyConfig.demo_until_success=False is not allowed: it applies to "
+                                         "demonstrations"):
+        OffPolicyConfig(env="robo/lift", demo_until_success=False).validate()
+    with pytest.raises(ValueError, match="PPOConfig.demo_until_success=1 is not allowed"):
+        PPOConfig(env="robo/lift", demo_path=path, demo_until_success=1).validate()
     with pytest.raises(ValueError, match=r"PPOConfig.demo_schedule=\(5, 5, 1\) is not allowed: it moves the "
                                          "forward/reverse window"):
         PPOConfig(env="robo/lift", demo_path=path, demo_schedule=(5, 5, 1)).validate()
@@ -351,9 +406,12 @@ def test_make_passes_the_schedule_to_the_curriculum(lift, tmp_path):
 
     path = lift[1].save(tmp_path / "lift.npz")
     config = PPOConfig(env="robo/lift", demo_path=path, demo_ratio=0.25, demo_curriculum="reverse",
-                       demo_schedule=(5, 10, 2))
+                       demo_schedule=(5, 10, 2), demo_until_success=False)
     (cur,) = [e for e in _chain(ppo.make_env(config)) if isinstance(e, DemoCurriculum)]
     assert (cur.ratio, cur.mode, cur.window, cur.increment, cur.increment_every) == (0.25, "reverse", 5, 10, 2)
+    assert not cur.until_success and (cur.lengths == lift[1].length).all()
+    (cur,) = [e for e in _chain(make("robo/lift", demos=lift[1])) if isinstance(e, DemoCurriculum)]
+    assert cur.until_success and (cur.lengths == lift[1].steps_to_success()).all()
     assert not any(isinstance(e, DemoCurriculum) for e in _chain(ppo.make_env(config, evaluation=True)))
     with pytest.raises(ValueError, match=r"demo_schedule=\(5, 10\) is not allowed: give \(window, increment"):
         make("robo/lift", demos=lift[1], demo_schedule=(5, 10))

@@ -147,6 +147,9 @@ class PPOConfig:
     demo_schedule: DemoSchedule = SCHEDULE
     """forward/reverse window: (width in steps, growth in steps, every this many demonstration starts of an
     environment); robosuite's (25, 25, 100) grows slowly when thousands of environments share the starts"""
+    demo_until_success: bool = True
+    """start only from states before each demonstration first succeeds (robosuite's human demonstrations end
+    there; fixed-length recordings run on with the task done)"""
 
     @property
     def batch_size(self) -> int:

@@ -103,6 +103,7 @@ def make(
     demo_ratio: float = 0.5,
     demo_curriculum: str = "uniform",
     demo_schedule: tuple = (25, 25, 100),
+    demo_until_success: bool = True,
     **kwargs,
 ) -> Env:
     """Build a registered environment with vasa's standard wrappers.
@@ -149,7 +150,8 @@ def make(
         :class:`~vasa.envs.demos.Demos` or an ``.npz`` path), chosen ``uniform``ly or in a
         ``forward``/``reverse`` window; ``demo_schedule`` = ``(window, increment,
         increment_every)`` of that window (robosuite's defaults: 25 steps, growing by 25 every
-        100 demonstration starts of an environment).
+        100 demonstration starts of an environment); ``demo_until_success``: only states
+        before each demonstration's first success.
       **kwargs: passed to the task builder (Brax constructor arguments, Playground config
         overrides).
 
@@ -173,7 +175,8 @@ def make(
         from vasa.envs.curriculum import add_curriculum
 
         task = curriculum = add_curriculum(task, env_id, demos, demo_ratio, demo_curriculum, auto_reset=auto_reset,
-                                           reset_mode=reset_mode, schedule=demo_schedule)
+                                           reset_mode=reset_mode, schedule=demo_schedule,
+                                           until_success=demo_until_success)
     if dynamics is not None:
         from vasa.envs.randomize import RandomizedDynamics
 

@@ -6,12 +6,18 @@ trajectories from the demonstrations": ``ratio`` is alpha, drawn per environment
 reset from the reset's key; the other resets are the task's own. Where along the
 demonstrations, by ``mode``:
 
-* ``uniform``: any state of any demonstration, uniformly (episode uniform, then step uniform;
-  all recorded episodes have the same length, so every state is equally likely);
+* ``uniform``: any state of any demonstration (episode uniform, then step uniform within it);
 * ``forward``: a uniform episode and a step in ``[0, W)``, a window at the *start* of the
   demonstrations that grows as training goes on;
 * ``reverse``: a step in ``[T - W, T)``, a window at the *end* (the goal) growing backwards
   towards the start.
+
+``T`` is each demonstration's own length. With ``until_success=True`` (default) a demonstration
+ends at the state whose action first succeeded (:meth:`~vasa.envs.demos.Demos.steps_to_success`):
+robosuite's human demonstrations stop recording there, while vasa's scripted recordings have a
+fixed length and run on with the task done. Sampled uniformly over such a recording, most robo/stack
+starts were already stacked (the scripted stack first succeeds at step 45-92 of 120, median 55)
+and PPO learned to keep still; ``until_success=False`` samples the whole recording.
 
 Schedule (robosuite's ``DemoSamplerWrapper``, whose defaults are kept): ``W = min(T, window +
 increment * (n // increment_every))`` with ``window = 25``, ``increment = 25``,
@@ -35,6 +41,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from vasa.envs.core import EnvState
 from vasa.envs.demos import Demos
@@ -62,16 +69,22 @@ def window_width(num_demo_resets, length: int, window: int = WINDOW, increment: 
     return jnp.minimum(length, window + increment * (n // every)).astype(jnp.int32)
 
 
-def sample_start(key: jax.Array, num_demo_resets, num_episodes: int, length: int, mode: str,
+def sample_start(key: jax.Array, num_demo_resets, num_episodes: int, length, mode: str,
                  window: int = WINDOW, increment: int = INCREMENT, every: int = INCREMENT_EVERY):
-    """Draw a demonstration state: ``(episode [] int32, t [] int32)`` (see the module docstring)."""
+    """Draw a demonstration state: ``(episode [] int32, t [] int32)`` (see the module docstring).
+
+    ``length``: the demonstrations' length ``T`` (an int), or each one's own (``int32 [E]``,
+    e.g. :meth:`~vasa.envs.demos.Demos.steps_to_success`): the episode is drawn uniformly, then
+    ``t`` within that episode's length."""
     k_e, k_t = jax.random.split(key)
     episode = jax.random.randint(k_e, (), 0, num_episodes)
+    lengths = jnp.broadcast_to(jnp.asarray(length, jnp.int32), (num_episodes,))
+    own = lengths[episode]
     if mode == "uniform":
-        return episode, jax.random.randint(k_t, (), 0, length)
-    w = window_width(num_demo_resets, length, window, increment, every)
+        return episode, jax.random.randint(k_t, (), 0, own)
+    w = window_width(num_demo_resets, own, window, increment, every)
     offset = jax.random.randint(k_t, (), 0, w)  # uniform in [0, W)
-    return episode, (offset if mode == "forward" else length - 1 - offset).astype(jnp.int32)
+    return episode, (offset if mode == "forward" else own - 1 - offset).astype(jnp.int32)
 
 
 class DemoCurriculum(Wrapper):
@@ -86,6 +99,7 @@ class DemoCurriculum(Wrapper):
       mode: ``uniform``, ``forward`` or ``reverse``.
       env_id: the id ``env`` was made from; demonstrations of another id are refused.
       window, increment, increment_every: the forward/reverse schedule (steps, steps, starts).
+      until_success: each demonstration ends at its first success (module docstring).
 
     Raises:
       ValueError: a bad ``ratio``/``mode``/schedule, or demonstrations that do not fit
@@ -95,8 +109,11 @@ class DemoCurriculum(Wrapper):
     """
 
     def __init__(self, env, demos, ratio: float = 0.5, mode: str = "uniform", *, env_id: str | None = None,
-                 window: int = WINDOW, increment: int = INCREMENT, increment_every: int = INCREMENT_EVERY):
+                 window: int = WINDOW, increment: int = INCREMENT, increment_every: int = INCREMENT_EVERY,
+                 until_success: bool = True):
         _check_number("demo_ratio", ratio, 0.0, 1.0)
+        if until_success not in (True, False):
+            raise ValueError(f"demo_until_success={until_success!r} is not allowed: choose True or False.")
         if mode not in MODES:
             raise ValueError(f"demo_curriculum={mode!r} is not allowed: choose from {MODES}.")
         _check_number("window", window, 1, integer=True)
@@ -113,6 +130,8 @@ class DemoCurriculum(Wrapper):
         self.window, self.increment, self.increment_every = int(window), int(increment), int(increment_every)
         self._arrays = {k: jnp.asarray(getattr(demos, k)) for k in ("qpos", "qvel", "act", "ctrl", "qacc_warmstart")}
         self._params = {k: jnp.asarray(v) for k, v in demos.params.items()}
+        self.until_success = bool(until_success)
+        self.lengths = demos.steps_to_success() if until_success else np.full(demos.num_episodes, demos.length, np.int32)
         self._progress = None
 
     # ------------------------------------------------------------------ schedule
@@ -139,7 +158,7 @@ class DemoCurriculum(Wrapper):
         set by :meth:`scheduled`, else 0)."""
         k_use, k_pick, k_task = jax.random.split(key, 3)
         d = self.demos
-        episode, t = sample_start(k_pick, num_demo_resets, d.num_episodes, d.length, self.mode, self.window,
+        episode, t = sample_start(k_pick, num_demo_resets, d.num_episodes, self.lengths, self.mode, self.window,
                                   self.increment, self.increment_every)
         use = jax.random.uniform(k_use) < self.ratio
         if self.ratio == 0.0:
@@ -219,12 +238,12 @@ def check_compatible(env, demos: Demos, env_id: str | None = None) -> None:
 
 def demo_overrides(config, evaluation: bool = False) -> dict:
     """The :func:`vasa.envs.make` arguments of a training config's curriculum fields
-    (``demo_path``, ``demo_ratio``, ``demo_curriculum``, ``demo_schedule``); ``{}`` without
+    (``demo_path``, ``demo_ratio``, ``demo_curriculum``, ``demo_schedule``, ``demo_until_success``); ``{}`` without
     demonstrations or for the ``evaluation`` environment (evaluation never starts from them)."""
     if config.demo_path is None or evaluation:
         return {}
     return {"demos": config.demo_path, "demo_ratio": config.demo_ratio, "demo_curriculum": config.demo_curriculum,
-                "demo_schedule": tuple(config.demo_schedule)}
+            "demo_schedule": tuple(config.demo_schedule), "demo_until_success": config.demo_until_success}
 
 
 def check_demo_fields(config) -> None:
@@ -243,6 +262,8 @@ def check_demo_fields(config) -> None:
         require(config, config.demo_curriculum == "uniform", "demo_curriculum",
                 "it applies to demonstrations: set demo_path")
         require(config, tuple(config.demo_schedule) == SCHEDULE, "demo_schedule",
+                "it applies to demonstrations: set demo_path")
+        require(config, config.demo_until_success is True, "demo_until_success",
                 "it applies to demonstrations: set demo_path")
         return
     if config.demo_curriculum == "uniform":
@@ -277,7 +298,7 @@ __all__ = [
 
 
 def add_curriculum(task, env_id: str, demos, ratio: float, mode: str, *, auto_reset: bool = True,
-                   reset_mode: str = "fresh", schedule=SCHEDULE) -> DemoCurriculum:
+                   reset_mode: str = "fresh", schedule=SCHEDULE, until_success: bool = True) -> DemoCurriculum:
     """:class:`DemoCurriculum` around the raw ``task`` for :func:`vasa.envs.make` (``schedule``:
     ``(window, increment, increment_every)``), refusing
     wrapper settings under which it cannot work: ``reset_mode="cached"`` (each slot would
@@ -294,4 +315,4 @@ def add_curriculum(task, env_id: str, demos, ratio: float, mode: str, *, auto_re
                          f"e.g. {SCHEDULE}.")
     window, increment, every = schedule
     return DemoCurriculum(task, demos, ratio, mode, env_id=env_id, window=window, increment=increment,
-                          increment_every=every)
+                          increment_every=every, until_success=until_success)

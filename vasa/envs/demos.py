@@ -194,6 +194,16 @@ class Demos:
         except ValueError as e:
             raise ValueError(f"{path!r}: {e}") from e
 
+    def steps_to_success(self) -> np.ndarray:
+        """``int32 [E]``: per episode, the number of states up to and including the one whose
+        action first led to success (``s + 1`` for the first ``success[e, s] > 0``; ``T`` for an
+        episode that never succeeds). States ``0 .. s`` are the demonstration proper; what a
+        fixed-length recording holds after them is the task already done (robosuite's human
+        demonstrations stop there)."""
+        hit = self.success > 0
+        first = np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, self.length)
+        return first.astype(np.int32)
+
     def successful(self) -> Demos:
         """The episodes that succeed at some step; the others are added to ``num_dropped``."""
         ok = self.success.max(axis=1, initial=0.0) > 0
