@@ -313,6 +313,30 @@ def test_door_success_and_shaped_reward(door):
         np.testing.assert_allclose(np.asarray(obs[35:38]), d.site_xpos[env.handle_site], atol=1e-5)
 
 
+def test_door_latch_holds_until_the_handle_turns(door):
+    """MuJoCo C geometry: with the handle up the bolt meets the strike within a few hundredths
+    of a radian of opening; turned by 0.5 rad it clears for the whole 0-0.4 rad sweep (robosuite's
+    latch: the handle must be pushed down before the door swings)."""
+    m = door.env.mj_model
+    d = mujoco.MjData(m)
+    bolt, strike = m.geom("door_bolt").id, m.geom("door_strike").id
+    handle, hinge = (m.jnt_qposadr[m.joint(n).id] for n in ("door_handle", "door_hinge"))
+
+    def first_blocked(turn):
+        for angle in np.linspace(0.0, 0.4, 81):
+            d.qpos[:] = m.qpos0
+            d.qpos[handle], d.qpos[hinge] = turn, angle
+            mujoco.mj_forward(m, d)
+            if mujoco.mj_geomDistance(m, d, bolt, strike, 0.1, np.zeros(6)) < 0:
+                return angle
+        return None
+
+    for turn in (0.0, 0.2, 0.4):
+        assert first_blocked(turn) is not None and first_blocked(turn) < 0.1, turn
+    for turn in (0.5, 0.8, 1.5):
+        assert first_blocked(turn) is None, turn
+
+
 # --------------------------------------------------------------------------- scripted controllers
 def test_scripted_lift_succeeds(lift):
     _, success = lift.rollout(scripted.lift_policy, jax.random.split(jax.random.PRNGKey(11), 4), 80)

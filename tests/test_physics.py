@@ -55,6 +55,23 @@ def test_not_positive_definite_gives_nan():
     assert np.isnan(np.asarray(physics.cholesky_lower(a))).any()
 
 
+@pytest.mark.parametrize("n", [3, 6, 7])
+def test_spd_inverse_matches_numpy_and_stays_finite_when_singular(n):
+    """The controllers' inverse: ``(a + eps I)^-1`` against NumPy's float64 inverse, and for a
+    rank-deficient ``a`` (an arm at a singular pose) finite where the floored pivots cap it."""
+    rng = np.random.default_rng(n)
+    a = _spd(rng, n, (5,)) / n
+    inv = np.asarray(jax.jit(jax.vmap(physics.spd_inverse))(jnp.asarray(a, jnp.float32)))
+    want = np.linalg.inv(a + 1e-6 * np.eye(n))
+    np.testing.assert_allclose(inv, want, rtol=1e-3, atol=1e-4 * np.abs(want).max())
+    j = rng.normal(size=(n, n - 1))
+    singular = jnp.asarray(j @ j.T, jnp.float32)  # rank n - 1
+    out = np.asarray(physics.spd_inverse(singular))
+    assert np.isfinite(out).all() and np.allclose(out, out.T, atol=1e-3 * np.abs(out).max())
+    v = np.linalg.svd(j.T)[2][-1]  # the null direction: the inverse is large but bounded there
+    assert 1e4 < v @ out @ v < 1e8  # ~1 / eps, give or take float32 rounding of a + eps I
+
+
 def test_swap_is_scoped_and_cpu_only(monkeypatch):
     original = jsl.cho_factor, jsl.cho_solve
     with pytest.raises(RuntimeError), physics.pure_cholesky():

@@ -152,9 +152,15 @@ def add_door(spec: mujoco.MjSpec, pos=(0.0, 0.0), yaw: float = 0.0, use_latch: b
     for i, y in enumerate((-0.22, 0.22)):  # posts
         frame.add_geom(name=f"door_post{i}", type=box, size=[0.03, 0.02, 0.25], pos=[0.0, y, 0.25], rgba=wood, **visual)
     frame.add_geom(name="door_lintel", type=box, size=[0.03, 0.24, 0.02], pos=[0.0, 0.0, 0.52], rgba=wood, **visual)
-    # strike plate: on the robot's side of the bolt, at the left post
-    frame.add_geom(name="door_strike", type=box, size=[0.012, 0.02, 0.015], pos=[-0.034, 0.19, 0.25], rgba=metal,
-                   group=1, **_bits(STRIKE_BITS))
+    # Collision shapes are capsules where the part allows: MJX's sphere-capsule and
+    # capsule-capsule pairs are closed-form with one contact each, where a finger pad on a box
+    # (sphere_convex) costs more and bolt-on-strike as two boxes gave four contacts (door:
+    # 12 contacts -> 9, 61 constraint rows -> 49).
+    capsule = mujoco.mjtGeom.mjGEOM_CAPSULE
+    # strike: on the robot's side of the bolt, at the left post (a bar along y; the bolt clears
+    # its top once the handle has turned ~0.47 rad)
+    frame.add_geom(name="door_strike", type=capsule, size=[0.012, 0, 0], fromto=[-0.034, 0.178, 0.258, -0.034, 0.202, 0.258],
+                   rgba=metal, group=1, **_bits(STRIKE_BITS))
     hinge_y = -0.19
     door = frame.add_body(name="door", pos=[0.0, hinge_y, 0.0])
     door.add_joint(name="door_hinge", type=mujoco.mjtJoint.mjJNT_HINGE, axis=[0, 0, 1], range=[0.0, 1.2],
@@ -165,16 +171,17 @@ def add_door(spec: mujoco.MjSpec, pos=(0.0, 0.0), yaw: float = 0.0, use_latch: b
     latch.add_joint(name="door_handle", type=mujoco.mjtJoint.mjJNT_HINGE, axis=[1, 0, 0], range=[0.0, 1.57],
                     limited=mujoco.mjtLimited.mjLIMITED_TRUE, stiffness=1.0, springref=0.0, damping=0.05,
                     frictionloss=0.05, armature=0.002)
-    latch.add_geom(name="door_hub", type=mujoco.mjtGeom.mjGEOM_CAPSULE, size=[0.015, 0, 0], fromto=[0, 0, 0, -0.07, 0, 0],
+    latch.add_geom(name="door_hub", type=capsule, size=[0.015, 0, 0], fromto=[0, 0, 0, -0.07, 0, 0],
                    rgba=metal, mass=0.05, **visual)
-    # lever toward the hinge side; turning the joint (+x axis) lowers its end
-    latch.add_geom(name="door_handle_geom", type=box, size=[0.012, 0.06, 0.012], pos=[-0.07, -0.06, 0.0], rgba=metal,
-                   mass=0.1, friction=[1.5, 0.005, 0.0001], group=1, **_bits(DOOR_BITS))
+    # lever toward the hinge side (a round bar, radius 12 mm, y from 0 to -0.12); turning the joint
+    # (+x axis) lowers its end
+    latch.add_geom(name="door_handle_geom", type=capsule, size=[0.012, 0, 0], fromto=[-0.07, -0.012, 0.0, -0.07, -0.108, 0.0],
+                   rgba=metal, mass=0.1, friction=[1.5, 0.005, 0.0001], group=1, **_bits(DOOR_BITS))
     latch.add_site(name="door_handle", pos=[-0.07, -0.08, 0.0], size=[0.004, 0, 0], group=3)
     if use_latch:
         # the bolt sticks out past the free edge (y = 0.37 in the door frame) behind the strike
-        latch.add_geom(name="door_bolt", type=box, size=[0.01, 0.03, 0.008], pos=[0.02, 0.03, 0.0], rgba=metal,
-                       mass=0.02, group=1, **_bits(BOLT_BITS))
+        latch.add_geom(name="door_bolt", type=capsule, size=[0.008, 0, 0], fromto=[0.02, 0.008, 0.0, 0.02, 0.052, 0.0],
+                       rgba=metal, mass=0.02, group=1, **_bits(BOLT_BITS))
     return {"frame": "door_frame", "door": "door", "hinge": "door_hinge", "handle": "door_handle",
             "handle_site": "door_handle", "panel": "door_panel", "handle_geom": "door_handle_geom", "latch": "door_latch"}
 

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from mujoco import mjx
 
+from vasa.envs import physics
 from vasa.envs.scenes import robots
 
 CONTROL_MODES = ("osc_pose", "joint_velocity", "joint_position", "joint_torque")
@@ -111,7 +112,7 @@ def site_jacobian(arm: Arm, m, d) -> jax.Array:
 
 
 def _inv_psd(a: jax.Array, eps: float = 1e-6) -> jax.Array:
-    return jnp.linalg.inv(a + eps * jnp.eye(a.shape[0]))
+    return physics.spd_inverse(a, eps)
 
 
 def osc_torques(arm: Arm, m, d, goal_pos: jax.Array, goal_rot: jax.Array, kp: float = OSC_KP) -> jax.Array:
