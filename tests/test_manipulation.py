@@ -313,6 +313,23 @@ def test_door_success_and_shaped_reward(door):
         np.testing.assert_allclose(np.asarray(obs[35:38]), d.site_xpos[env.handle_site], atol=1e-5)
 
 
+def test_reset_without_the_solver_steps_like_a_full_forward(lift, monkeypatch):
+    """``reset`` runs only ``physics.forward_positions``; the first step from it matches the
+    first step from the same state after a full ``mjx.forward`` (float32 rounding)."""
+    from vasa.envs.tasks.manipulation import base
+
+    keys = jax.random.split(jax.random.PRNGKey(21), 4)
+    cheap = lift.reset(keys)
+    monkeypatch.setattr(base.physics, "forward_positions", base.physics.forward)
+    full = jax.jit(jax.vmap(lift.env.reset))(keys)
+    np.testing.assert_array_equal(np.asarray(cheap.obs), np.asarray(full.obs))
+    action = jax.random.uniform(jax.random.PRNGKey(22), (4, lift.env.action_spec.shape[0]), minval=-1, maxval=1)
+    a, b = lift.step(cheap, action), lift.step(full, action)
+    np.testing.assert_allclose(np.asarray(a.obs), np.asarray(b.obs), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(a.physics.qvel), np.asarray(b.physics.qvel), atol=1e-4)
+    assert np.abs(np.asarray(a.obs) - np.asarray(cheap.obs)).max() > 1e-3  # the step moved things
+
+
 def test_door_latch_holds_until_the_handle_turns(door):
     """MuJoCo C geometry: with the handle up the bolt meets the strike within a few hundredths
     of a radian of opening; turned by 0.5 rad it clears for the whole 0-0.4 rad sweep (robosuite's

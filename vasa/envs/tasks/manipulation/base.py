@@ -235,7 +235,7 @@ class ArmTask(abc.ABC):
         d = d.replace(qpos=qpos, ctrl=ctrl)
         d, params = self._init_objects(k_obj, d)
         m = self._model_for(params)
-        d = physics.forward(m, d)
+        d = physics.forward_positions(m, d)  # what observations, rewards and the next step read
         _, success = self.reward_and_success(d, params)
         zero = jnp.zeros((), jnp.float32)
         return EnvState(physics=d, obs=self.observe(d, params), reward=zero, done=zero, truncation=zero,
