@@ -74,6 +74,10 @@ def plot(curves: dict[str, list[dict]], path: str, title: str = "") -> None:
             ok = np.isfinite(xs)
             (line,) = ax.plot(xs[ok], y[ok], marker="o", ms=3, label=label)
             ax.fill_between(xs[ok], (y - err)[ok], (y + err)[ok], color=line.get_color(), alpha=0.2)
+    from matplotlib.ticker import EngFormatter, MaxNLocator
+
+    axes[0].xaxis.set_major_formatter(EngFormatter(sep=""))  # 400k, 1.2M: no overlapping long labels
+    axes[0].xaxis.set_major_locator(MaxNLocator(6))
     axes[0].set_xlabel("environment steps")
     axes[1].set_xlabel("training time (min, excluding compilation)")
     for ax in axes:
