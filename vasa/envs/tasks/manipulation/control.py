@@ -111,10 +111,6 @@ def site_jacobian(arm: Arm, m, d) -> jax.Array:
     return jnp.concatenate([jacp.T, jacr.T], axis=0)[:, arm.dof]
 
 
-def _inv_psd(a: jax.Array, eps: float = 1e-6) -> jax.Array:
-    return physics.spd_inverse(a, eps)
-
-
 def osc_torques(arm: Arm, m, d, goal_pos: jax.Array, goal_rot: jax.Array, kp: float = OSC_KP) -> jax.Array:
     """Operational-space torques ``[7]`` toward a grasp-site pose (before clipping)."""
     kd = 2.0 * jnp.sqrt(kp)
@@ -122,14 +118,14 @@ def osc_torques(arm: Arm, m, d, goal_pos: jax.Array, goal_rot: jax.Array, kp: fl
     jac = site_jacobian(arm, m, d)
     qvel = d.qvel[arm.dof]
     mass = mjx.full_m(m, d)[arm.dof][:, arm.dof]
-    mass_inv = _inv_psd(mass)
+    mass_inv = physics.spd_inverse(mass)
     vel = jac @ qvel
     force = kp * (goal_pos - pos) - kd * vel[:3]
     torque = kp * orientation_error(goal_rot, rot) - kd * vel[3:]
     jp, jr = jac[:3], jac[3:]
-    lam_pos = _inv_psd(jp @ mass_inv @ jp.T)
-    lam_rot = _inv_psd(jr @ mass_inv @ jr.T)
-    lam = _inv_psd(jac @ mass_inv @ jac.T)
+    lam_pos = physics.spd_inverse(jp @ mass_inv @ jp.T)
+    lam_rot = physics.spd_inverse(jr @ mass_inv @ jr.T)
+    lam = physics.spd_inverse(jac @ mass_inv @ jac.T)
     tau = jp.T @ (lam_pos @ force) + jr.T @ (lam_rot @ torque)
     jbar = mass_inv @ jac.T @ lam
     null = jnp.eye(7) - jbar @ jac
