@@ -13,8 +13,12 @@ iterations (equal environment steps).
   same vasa environment as vasa's members use (cached auto-reset, steps after the end masked),
   jitted together with ask and tell. evosax minimises, so it gets ``-fitness``.
 * Brax ``brax.training.agents.es.train``: its own loop and environment wrappers;
-  ``population_size`` there counts antithetic *pairs*. Its reported ``training/sps`` per epoch
-  is used (the first epoch, which compiles, is dropped).
+  ``population_size`` there counts antithetic *pairs*. Each epoch's time comes from Brax's own
+  ``training/sps`` (an evaluation after every epoch makes it report them all; evaluation time
+  is not in it); the loop is stopped after ``iterations`` epochs; its first two epochs compile (the
+  training state's types change after the first) and are not timed, as evosax's first two
+  generations are not; vasa compiles ahead of time and skips one warm-up iteration. Steps/s on every side: all members' steps of
+  the timed iterations over their summed time.
 
 Then SURREAL's figure 3.6 in vasa's terms (``--scaling``): wall-clock time for vasa ES to reach
 a return threshold as the population grows, written as ``es_scaling.png``.
@@ -138,6 +142,10 @@ def run_evosax(args, population: int, iterations: int, seed: int = 0):
     return {"sps": population * T * (iterations - 2) / dt, "return": ret, "seconds_per_iteration": dt / (iterations - 2)}
 
 
+class _StopBrax(Exception):
+    """Raised from Brax's progress callback to end its loop after the epochs to be timed."""
+
+
 def run_brax(args, population: int, iterations: int, seed: int = 0):
     import jax
     from brax import envs as brax_envs
@@ -147,28 +155,36 @@ def run_brax(args, population: int, iterations: int, seed: int = 0):
     env = brax_envs.get_environment(args.task, backend="mjx")
     T = args.episode_length
     per_epoch = population * T
-    sps, final = [], {}
+    seconds, final = [], {}
 
     def progress(step, metrics):
-        if "training/sps" in metrics:
-            sps.append(float(metrics["training/sps"]))
         final.update(metrics)
+        if "training/sps" in metrics:
+            seconds.append(per_epoch / float(metrics["training/sps"]))  # Brax's own clock of this epoch
+            if args.budget == "iterations" and len(seconds) >= iterations:
+                raise _StopBrax
 
     factory = functools.partial(es_networks.make_es_networks, hidden_layer_sizes=tuple(args.hidden),
                                 activation=jax.nn.tanh)
-    brax_es.train(environment=env, num_timesteps=per_epoch * iterations, episode_length=T, action_repeat=1,
-                  population_size=population // 2, learning_rate=args.lr, perturbation_std=args.sigma,
-                  fitness_shaping=brax_es.FitnessShaping.CENTERED_RANK, normalize_observations=False, l2coeff=0.0,
-                  num_evals=iterations + 1, num_eval_envs=16, deterministic_eval=True, network_factory=factory,
-                  progress_fn=progress, seed=seed)
-    timed = sps[1:] or sps
-    # Brax's loop runs until the *alive* steps (masked steps after an episode's end not
-    # counted) reach num_timesteps, so while members fall early it runs many more epochs
-    # than ``iterations``; its count, from its own clock: walltime / seconds per epoch.
-    epochs = float(final.get("training/walltime", np.nan)) * float(np.median(sps)) / per_epoch
-    return {"sps": float(np.median(timed)), "return": float(final.get("eval/episode_reward", np.nan)),
-            "seconds_per_iteration": per_epoch / float(np.median(timed)), "epochs_timed": len(timed),
-            "epochs_run_estimate": epochs}
+    # Brax's loop runs until its *alive* steps (steps after a member's episode ended are masked
+    # and not counted) reach num_timesteps, and reports timings only when it evaluates. An
+    # evaluation after every epoch (num_evals = num_timesteps: one counted step between
+    # evaluations) gives every epoch's time from Brax's own clock (evaluation excluded); with
+    # the iteration budget the callback stops the loop after ``iterations`` epochs, so the
+    # return is taken after equal environment steps and the timed epochs are the same ones as
+    # evosax's (3..iterations: the first two compile, as evosax's first two generations do).
+    budget = per_epoch * (iterations if args.budget == "alive" else 100 * iterations)
+    try:
+        brax_es.train(environment=env, num_timesteps=budget, episode_length=T, action_repeat=1,
+                      population_size=population // 2, learning_rate=args.lr, perturbation_std=args.sigma,
+                      fitness_shaping=brax_es.FitnessShaping.CENTERED_RANK, normalize_observations=False,
+                      l2coeff=0.0, num_evals=budget, num_eval_envs=16, deterministic_eval=True,
+                      network_factory=factory, progress_fn=progress, seed=seed)
+    except _StopBrax:
+        pass
+    timed = seconds[2:] or seconds  # its second epoch compiles again (the state's types change after the first)
+    return {"sps": per_epoch * len(timed) / float(np.sum(timed)), "return": float(final.get("eval/episode_reward", np.nan)),
+            "seconds_per_iteration": float(np.mean(timed)), "iterations_run": len(seconds)}
 
 
 def scaling(args):
@@ -257,9 +273,8 @@ def main() -> None:
         for side in args.sides:
             r = runners[side](args, args.population, args.iterations, seed)
             runs[side].append(r)
-            ran = f" (Brax's loop ran about {r['epochs_run_estimate']:.0f})" if "epochs_run_estimate" in r else ""
             print(f"{side:>7s} seed {seed}: {r['sps']:12,.0f} env steps/s, return {r['return']:8.1f} after "
-                  f"{args.iterations} iterations{ran}", flush=True)
+                  f"{r.get('iterations_run', args.iterations)} iterations", flush=True)
     results = {side: {"sps": float(np.median([r["sps"] for r in rs])),
                       "return": float(np.mean([r["return"] for r in rs])),
                       "return_std": float(np.std([r["return"] for r in rs])), "per_seed": rs}

@@ -38,17 +38,18 @@ def _bits(bits):
     return {"contype": bits[0], "conaffinity": bits[1]}
 
 
-def new_spec(timestep: float, name: str = "vasa_robo") -> mujoco.MjSpec:
+def new_spec(timestep: float, name: str = "vasa_robo", iterations: int = 6, ls_iterations: int = 8) -> mujoco.MjSpec:
     """An empty spec with the physics options the manipulation tasks use: implicit-in-velocity
-    integration (``implicitfast``), Newton solver with few iterations, pyramidal friction cones."""
+    integration (``implicitfast``), Newton solver with few iterations (``iterations`` Newton
+    steps, ``ls_iterations`` line-search steps each), pyramidal friction cones."""
     spec = mujoco.MjSpec()
     spec.modelname = name
     spec.compiler.degree = False  # every angle in vasa's scenes is in radians
     spec.option.timestep = float(timestep)
     spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
     spec.option.solver = mujoco.mjtSolver.mjSOL_NEWTON
-    spec.option.iterations = 6
-    spec.option.ls_iterations = 8
+    spec.option.iterations = int(iterations)
+    spec.option.ls_iterations = int(ls_iterations)
     spec.option.cone = mujoco.mjtCone.mjCONE_PYRAMIDAL
     spec.option.jacobian = mujoco.mjtJacobian.mjJAC_DENSE
     spec.visual.global_.offwidth = 640

@@ -4,7 +4,8 @@ sub-step), proprioception and the reward wrapper (sparse or staged, scaled).
 
 Physics step: ``timestep = 0.005`` s, 10 sub-steps per 20 Hz control step, MuJoCo's
 ``implicitfast`` integrator (the joint damping and the finger servos' damping are
-integrated implicitly), Newton solver (6 iterations), pyramidal cones. Why 5 ms: contact
+integrated implicitly), Newton solver (6 iterations, 8 line-search steps; a task may set its own
+``solver_iterations``: the door uses 3 and 4), pyramidal cones. Why 5 ms: contact
 softness is bounded below by the step (a contact's time constant must be >= 2 steps), and
 a held object creeps out of a soft grasp at a speed proportional to that softness. With
 the finger pads' stiff contact parameters (time constant 0.01 s, impedance 0.99-0.999) a
@@ -114,6 +115,8 @@ class ArmTask(abc.ABC):
     proprio_size = 32  # per arm
     # (base position, base yaw) of each arm, prefixed robot0_, robot1_ (two-arm tasks override)
     arm_poses = ((ROBOT_BASE, 0.0),)
+    # MJX's Newton solver budget per physics step: (Newton iterations, line-search iterations)
+    solver_iterations = (6, 8)
 
     def __init__(self, control: str = "osc_pose", *, reward_shaping: bool = True, reward_scale: float | None = 1.0,
                  control_freq: float = 20.0, timestep: float = DEFAULT_TIMESTEP, seed: int = 0):
@@ -134,7 +137,7 @@ class ArmTask(abc.ABC):
         self.substeps = int(substeps)
         self.seed = int(seed)
         rng = np.random.default_rng(self.seed)
-        spec = table.new_spec(timestep)
+        spec = table.new_spec(timestep, iterations=self.solver_iterations[0], ls_iterations=self.solver_iterations[1])
         table.add_table(spec)
         self.optional_geoms = table.add_backdrop(spec)  # walls, hidden distractors (appearance only)
         arm_names = robots.add_arms(spec, self.arm_poses, actuation="torque")
