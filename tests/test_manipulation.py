@@ -144,6 +144,12 @@ def test_two_arms_and_bad_arguments():
         Lift(timestep=0.003)
     with pytest.raises(ValueError, match=r"reward_scale=-1"):
         Lift(reward_scale=-1)
+    with pytest.raises(ValueError, match=r"solver_iterations\[0\]=0 .*integer in \[1, 100\]"):
+        Lift(solver_iterations=(0, 8))
+    with pytest.raises(ValueError, match=r"solver_iterations=5 .*\(Newton iterations, line-search iterations\)"):
+        Lift(solver_iterations=5)
+    tight = Door(solver_iterations=(6, 8)).mj_model.opt  # the door's own is (3, 4): see its latch test
+    assert (tight.iterations, tight.ls_iterations) == (6, 8)
     import vasa.envs
 
     with pytest.raises(ValueError, match=r"control='x'"):

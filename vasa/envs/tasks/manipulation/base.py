@@ -108,6 +108,12 @@ class ArmTask(abc.ABC):
     Several arms (``arm_poses``, e.g. the two-arm tasks): arm ``i`` is ``self.arms[i]``
     (``self.arm`` is arm 0), the action is the arms' actions concatenated ``[num_arms *
     action_size]`` and ``obs`` starts with each arm's 32 values in turn (``[32 num_arms + K]``).
+
+    Args (every task takes them): ``control`` (:data:`~vasa.envs.tasks.manipulation.control.CONTROL_MODES`),
+    ``reward_shaping``, ``reward_scale``, ``control_freq`` (Hz), ``timestep`` (physics step,
+    s; ``1 / (control_freq * timestep)`` must be whole), ``seed`` (scene), ``solver_iterations``
+    (``(Newton, line search)`` iterations per physics step, each in [1, 100]; ``None``: the
+    task's own, (6, 8) or the door's (3, 4)). Bad values raise ``ValueError`` naming the field.
     """
 
     default_episode_length = 500
@@ -119,8 +125,16 @@ class ArmTask(abc.ABC):
     solver_iterations = (6, 8)
 
     def __init__(self, control: str = "osc_pose", *, reward_shaping: bool = True, reward_scale: float | None = 1.0,
-                 control_freq: float = 20.0, timestep: float = DEFAULT_TIMESTEP, seed: int = 0):
+                 control_freq: float = 20.0, timestep: float = DEFAULT_TIMESTEP, seed: int = 0,
+                 solver_iterations: tuple[int, int] | None = None):
         ctl.check_control(control)
+        if solver_iterations is not None:
+            if not isinstance(solver_iterations, (tuple, list)) or len(solver_iterations) != 2:
+                raise ValueError(f"solver_iterations={solver_iterations!r} is not allowed: give (Newton iterations, "
+                                 "line-search iterations), e.g. (6, 8).")
+            for name, n in zip(("solver_iterations[0]", "solver_iterations[1]"), solver_iterations):
+                _check_number(name, n, 1, 100, integer=True)
+            self.solver_iterations = tuple(int(n) for n in solver_iterations)
         _check_choice("reward_shaping", reward_shaping, (True, False))
         if reward_scale is not None:
             _check_number("reward_scale", reward_scale, 0.0)
