@@ -15,10 +15,10 @@ iterations (equal environment steps).
 * Brax ``brax.training.agents.es.train``: its own loop and environment wrappers;
   ``population_size`` there counts antithetic *pairs*. Each epoch's time comes from Brax's own
   ``training/sps`` (an evaluation after every epoch makes it report them all; evaluation time
-  is not in it); the loop is stopped after ``iterations`` epochs; its first two epochs compile (the
-  training state's types change after the first) and are not timed, as evosax's first two
-  generations are not; vasa compiles ahead of time and skips one warm-up iteration. Steps/s on every side: all members' steps of
-  the timed iterations over their summed time.
+  is not in it); the loop is stopped after ``iterations`` epochs. Its first two epochs compile
+  (the training state's types change after the first) and are not timed, as evosax's first two
+  generations are not; vasa compiles ahead of time and skips one warm-up iteration. Steps/s on
+  every side: all members' steps of the timed iterations over their summed time.
 
 Then SURREAL's figure 3.6 in vasa's terms (``--scaling``): wall-clock time for vasa ES to reach
 a return threshold as the population grows, written as ``es_scaling.png``.
