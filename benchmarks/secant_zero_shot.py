@@ -8,9 +8,11 @@ by DAgger, each for ``--seeds`` seeds, evaluated zero-shot on the five appearanc
 * ``dr``: the weak augmentation under a randomised training appearance (``color_easy``), the
   domain-randomisation baseline.
 
-Then SafeDAgger against DAgger (seed 0, Combo1; the head flags the worst ``--safe-fraction``
-of states, ``DAggerConfig.safety_unsafe_fraction``): the student's return against the expert
-queries it took (``safedagger.png``).
+Then SafeDAgger against DAgger (seed 0, Combo1; the head learns to flag the worst
+``--safe-fraction`` of held-out states, ``DAggerConfig.safety_unsafe_fraction``, and the switch
+queries states whose logit reaches the top ``--query-fraction`` of the held-out batch's,
+``DAggerConfig.safety_query_fraction``): the student's return against the expert queries it took
+(``safedagger.png``).
 
 Targets (sign and size of table 5.1): the SECANT student keeps >= 90% of the expert's return
 in ``train``, >= 75% of its own ``train`` return under ``color_hard`` and ``video_hard``, and
@@ -55,6 +57,9 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--safe-fraction", type=float, default=0.2,
                    help="SafeDAgger: fraction of held-out states the head learns to flag (Zhang & Cho: 20%%)")
+    p.add_argument("--query-fraction", type=float, default=0.3,
+                   help="SafeDAgger: the switch flags states whose head logit reaches this top quantile of the held-out "
+                        "batch's (DAggerConfig.safety_query_fraction; 0: the plain sigmoid >= 0.5)")
     p.add_argument("--expert-steps", type=int, default=125, help="seeding rollout per env (half an episode at repeat 4)")
     p.add_argument("--num-envs", type=int, default=16)
     p.add_argument("--eval-episodes", type=int, default=10)
@@ -109,8 +114,9 @@ def main() -> None:
 
     # ---- SafeDAgger against DAgger (seed 0; DAgger is the secant-0 run)
     t = time.time()
-    _, _, safe_rows = dagger.train(dataclasses.replace(base, safe=True, safety_unsafe_fraction=args.safe_fraction), expert,
-                                   dataclasses.replace(run, run_dir=f"{out}/safedagger-0"))
+    safe_config = dataclasses.replace(base, safe=True, safety_unsafe_fraction=args.safe_fraction,
+                                      safety_query_fraction=args.query_fraction or None)
+    _, _, safe_rows = dagger.train(safe_config, expert, dataclasses.replace(run, run_dir=f"{out}/safedagger-0"))
     timings["safedagger-0"] = time.time() - t
     curves["safedagger-0"] = [(r["expert_queries"], r["eval_return"]) for r in safe_rows if np.isfinite(r["eval_return"])]
 

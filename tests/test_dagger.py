@@ -235,6 +235,35 @@ def test_safedagger_queries_the_expert_only_where_the_head_says_unsafe():
         assert np.isfinite(float(metrics["safety_loss"])) and 0.0 <= float(metrics["batch_unsafe"]) <= 1.0
 
 
+def test_query_fraction_sets_the_switch_from_the_held_out_quantile():
+    # the switch of step k+1 is the (1 - f) quantile of the head's logits (parameters before step k's
+    # update, clean pixels) on step k's held-out batch, redrawn here from the same keys; step k+1 then
+    # queries exactly the environments whose logits reach it
+    f = 0.3
+    config = dataclasses.replace(TOY, safe=True, safety_query_fraction=f, learning_rate=1e-9, safety_holdout=3)
+    p = _programs(config)
+    state, _ = p.seed(p.fresh())
+    assert float(state.safety_threshold) == 0.0  # before any gradient step: sigmoid >= 0.5
+    differs = 0
+    for _ in range(3):
+        params, key = _copy(state.student), np.asarray(state.key)
+        before = _host(state.env_state.obs)
+        threshold = float(state.safety_threshold)
+        queries = int(state.queries)
+        state, metrics = p.step(state)
+        logit = np.asarray(p.student.apply(params, before["pixels"])[1])
+        assert int(state.queries) - queries == int((logit >= threshold).sum())
+        differs += int((logit >= threshold).sum() != (logit >= 0).sum())
+        k_held = jax.random.split(jax.random.fold_in(jax.random.split(key)[1], 0), 3)[2]
+        held, _, _ = dataset.sample(state.data, k_held, config.batch_size, 3, held_out=True)
+        expected = np.quantile(np.asarray(p.student.apply(params, held)[1]), 1.0 - f)
+        np.testing.assert_allclose(float(state.safety_threshold), expected, rtol=1e-5, atol=1e-6)
+        assert float(metrics["safety_threshold"]) == float(state.safety_threshold)
+    assert differs  # the calibrated switch is not the default rule here (these keys: 0 of 8 queried, not 8)
+    with pytest.raises(ValueError, match=r"DAggerConfig.safety_query_fraction=0.3 is not allowed: it needs safe=True"):
+        dataclasses.replace(TOY, safety_query_fraction=0.3).validate()
+
+
 @pytest.mark.parametrize("fraction", [None, 0.25])
 def test_safety_head_learns_on_the_held_out_split_only(fraction):
     # labels equal the student's own actions on the training slots and are 0.1-1 away on the held-out

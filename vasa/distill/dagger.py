@@ -142,6 +142,10 @@ class DAggerConfig:
     safety_unsafe_fraction: Annotated[float, Range(gt=0, lt=1)] | None = None
     """SafeDAgger: if set, tau follows the student: the squared error this fraction of each held-out batch exceeds
     (None: the fixed safety_tau)"""
+    safety_query_fraction: Annotated[float, Range(gt=0, lt=1)] | None = None
+    """SafeDAgger: if set, the head flags a state when its unsafe logit reaches the (1 - this) quantile of its logits
+    on the latest held-out batch (a switch calibrated on held-out states: about this fraction of states like them
+    is queried, however skewed the labels); None: Zhang & Cho's sigmoid(logit) >= 0.5"""
     safety_holdout: Annotated[int, Range(ge=2)] = 5
     """SafeDAgger: every k-th dataset slot is held out (D_safe): the policy never trains on it, the safety head
     only on it"""
@@ -185,6 +189,8 @@ class DAggerConfig:
             need(getattr(self, field) % num_devices == 0, field, f"it must be divisible by the {num_devices} devices")
         need(self.dataset_size >= self.num_envs, "dataset_size",
              f"it must hold at least one step of the num_envs={self.num_envs} environments")
+        need(self.safe or self.safety_query_fraction is None, "safety_query_fraction",
+             "it needs safe=True (it calibrates SafeDAgger's switch)")
         need(not (self.safe and self.data == "expert"), "safe",
              "with data='expert' the expert always acts; SafeDAgger needs data='dagger' or 'student'")
         from vasa.nn.encoders import conv_output_size
@@ -224,6 +230,9 @@ class DistillState:
       iteration: ``[] int32`` completed iterations (gradient steps); the seeding is not one.
       queries: ``[] int32`` expert labels used so far (seeding included).
       seeded: ``[] bool`` the seeding rollout is done.
+      safety_threshold: ``[] float32`` SafeDAgger's switch: a state is unsafe when the head's
+        logit is at least this (0: ``sigmoid >= 0.5``; with ``safety_query_fraction``, set by
+        every gradient step from the held-out batch).
     """
 
     student: Any
@@ -236,6 +245,7 @@ class DistillState:
     iteration: jax.Array
     queries: jax.Array
     seeded: jax.Array
+    safety_threshold: jax.Array
 
 
 def state_specs(state: DistillState, expert_specs: Any = None) -> DistillState:
@@ -279,7 +289,7 @@ def _build(config: DAggerConfig, env, student: Student, expert: Expert, num_shar
         zero = jnp.zeros((), jnp.int32)
         return DistillState(student=params, opt=_optimizer(config).init(params), expert=expert_params, bank=bank,
                             data=data, env_state=jax.vmap(env.reset)(env_keys), key=k_run, iteration=zero,
-                            queries=zero, seeded=jnp.zeros((), bool))
+                            queries=zero, seeded=jnp.zeros((), bool), safety_threshold=jnp.zeros((), jnp.float32))
 
     return build
 
@@ -356,7 +366,7 @@ def _programs(config: DAggerConfig, expert: Expert, env, mesh):
         else:
             a_s, error = a_e, jnp.asarray(jnp.nan, jnp.float32)
         if config.safe and not seeding:
-            query = needs_expert(logit)
+            query = needs_expert(logit, state.safety_threshold)
             expert_acts = query
         else:
             query = jnp.ones(a_e.shape[:1], bool)
@@ -391,10 +401,13 @@ def _programs(config: DAggerConfig, expert: Expert, env, mesh):
             error, 1.0 - config.safety_unsafe_fraction)
         unsafe = (error > threshold).astype(jnp.float32)
         safety_loss = jnp.mean(optax.sigmoid_binary_cross_entropy(logit[b:], unsafe))
+        held_logit = jax.lax.stop_gradient(logit[b:])
+        switch = (jnp.zeros((), jnp.float32) if config.safety_query_fraction is None
+                  else jnp.quantile(held_logit, 1.0 - config.safety_query_fraction))
         return policy_loss + config.safety_weight * safety_loss, {
             "student_loss": policy_loss, "safety_loss": safety_loss, "batch_unsafe": unsafe.mean(),
-            "safety_accuracy": jnp.mean((logit[b:] >= 0) == (unsafe > 0)),
-            "safety_tau": jnp.asarray(threshold, jnp.float32)}
+            "safety_accuracy": jnp.mean((held_logit >= switch) == (unsafe > 0)),
+            "safety_tau": jnp.asarray(threshold, jnp.float32), "safety_threshold": switch}
 
     def draw(state: DistillState, key, held_out: bool = False):
         """A local batch ``(clean pixels, label)`` of one split; with ``parallel`` labelled by
@@ -414,7 +427,10 @@ def _programs(config: DAggerConfig, expert: Expert, env, mesh):
         grads, aux = jax.grad(loss_fn, has_aux=True)(state.student, augmented, label, held, held_label)
         grads, aux = pmean((grads, aux), DATA_AXIS)
         updates, opt = tx.update(grads, state.opt, state.student)
-        return state.replace(student=optax.apply_updates(state.student, updates), opt=opt), aux
+        state = state.replace(student=optax.apply_updates(state.student, updates), opt=opt)
+        if config.safe:  # the devices' mean quantile (pmean-ed with aux): the same switch on every device
+            state = state.replace(safety_threshold=aux["safety_threshold"])
+        return state, aux
 
     def summary(state, step_metrics):
         n, total = step_metrics.pop("episodes"), step_metrics.pop("return_sum")
@@ -494,7 +510,8 @@ def make_train_step(config: DAggerConfig, expert: Expert, env=None, mesh=None, c
     per device call, metrics stacked ``[K, ...]`` (:func:`vasa.dist.jit_sharded_step`).
 
     Metrics (``[]``): ``student_loss``; with ``safe``, ``safety_loss``, ``batch_unsafe`` (the
-    fraction of the held-out batch labelled unsafe), ``safety_accuracy`` and ``safety_tau``; ``expert_queries``
+    fraction of the held-out batch labelled unsafe), ``safety_accuracy`` (of the switch on it),
+    ``safety_tau`` and ``safety_threshold`` (the switch's logit threshold); ``expert_queries``
     (cumulative), ``dataset_size``, ``student_fraction`` (environments the student acted in
     this step), ``action_error`` (mean ||pi_s(o) - pi_e(o)|| on this step's observations),
     ``episodes`` and ``episode_return`` (of episodes ended this step, NaN if none).
@@ -515,9 +532,10 @@ def make_evaluate(config: DAggerConfig, env, num_envs: int = 16):
 # --------------------------------------------------------------------------- outer loop
 
 DEFAULT_RUN = RunConfig(eval_every=1000, checkpoint_every=5000, chunk=50)
-LOGGED = ("student_loss", "safety_loss", "batch_unsafe", "safety_accuracy", "safety_tau", "expert_queries",
-          "dataset_size", "student_fraction", "action_error", "episodes", "episode_return", "expert_return")
-SAFE_ONLY = ("safety_loss", "batch_unsafe", "safety_accuracy", "safety_tau")
+LOGGED = ("student_loss", "safety_loss", "batch_unsafe", "safety_accuracy", "safety_tau", "safety_threshold",
+          "expert_queries", "dataset_size", "student_fraction", "action_error", "episodes", "episode_return",
+          "expert_return")
+SAFE_ONLY = ("safety_loss", "batch_unsafe", "safety_accuracy", "safety_tau", "safety_threshold")
 
 
 def train(config: DAggerConfig, expert: Expert, run: RunConfig = DEFAULT_RUN):

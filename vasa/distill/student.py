@@ -53,9 +53,10 @@ class Student:
         return self.apply(params, obs["pixels"] if isinstance(obs, dict) else obs)[0]
 
 
-def needs_expert(unsafe_logit: jax.Array) -> jax.Array:
-    """SafeDAgger's switch ``[E] bool``: the safety head says unsafe, ``sigmoid(logit) >= 0.5``."""
-    return unsafe_logit >= 0.0
+def needs_expert(unsafe_logit: jax.Array, threshold: jax.Array | float = 0.0) -> jax.Array:
+    """SafeDAgger's switch ``[E] bool``: the safety head says unsafe, ``logit >= threshold``
+    (the default 0: ``sigmoid(logit) >= 0.5``)."""
+    return unsafe_logit >= threshold
 
 
 __all__ = ["Student", "StudentNetwork", "needs_expert"]
