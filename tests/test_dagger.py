@@ -255,7 +255,7 @@ def test_query_fraction_sets_the_switch_from_the_held_out_quantile():
         assert int(state.queries) - queries == int((logit >= threshold).sum())
         differs += int((logit >= threshold).sum() != (logit >= 0).sum())
         k_held = jax.random.split(jax.random.fold_in(jax.random.split(key)[1], 0), 3)[2]
-        held, _, _ = dataset.sample(state.data, k_held, config.batch_size, 3, held_out=True)
+        held, _, _ = dataset.sample(state.data, k_held, config.batch_size, config.safety_holdout, held_out=True)
         expected = np.quantile(np.asarray(p.student.apply(params, held)[1]), 1.0 - f)
         np.testing.assert_allclose(float(state.safety_threshold), expected, rtol=1e-5, atol=1e-6)
         assert float(metrics["safety_threshold"]) == float(state.safety_threshold)
