@@ -398,6 +398,13 @@ def test_ppo_config_validates_demo_fields(lift, tmp_path):
     with pytest.raises(ValueError, match=r"PPOConfig.demo_schedule=\(5, 5, 1\) is not allowed: it moves the "
                                          "forward/reverse window"):
         PPOConfig(env="robo/lift", demo_path=path, demo_schedule=(5, 5, 1)).validate()
+    PPOConfig(env="robo/lift", demo_path=path, demo_separate_advantages=True).validate()
+    with pytest.raises(ValueError, match="PPOConfig.demo_separate_advantages=True is not allowed: it applies to "
+                                         "demonstrations: set demo_path"):
+        PPOConfig(env="robo/lift", demo_separate_advantages=True).validate()
+    with pytest.raises(ValueError, match="PPOConfig.demo_separate_advantages=True is not allowed: .* set "
+                                         "normalize_advantages"):
+        PPOConfig(env="robo/lift", demo_path=path, demo_separate_advantages=True, normalize_advantages=False).validate()
 
 
 def test_make_passes_the_schedule_to_the_curriculum(lift, tmp_path):
@@ -443,7 +450,8 @@ def test_make_with_demos_and_ppo_iterations(lift, tmp_path):
     path = d.save(tmp_path / "lift.npz")
     config = PPOConfig(env="robo/lift", num_envs=4, unroll_length=8, num_minibatches=2, num_epochs=1,
                        episode_length=16, action_repeat=1, total_env_steps=3 * 32, policy_layers=(16,),
-                       value_layers=(16,), demo_path=path, demo_ratio=0.5, demo_curriculum="reverse")
+                       value_layers=(16,), demo_path=path, demo_ratio=0.5, demo_curriculum="reverse",
+                       demo_separate_advantages=True)
     assert "demo_resets" in ppo.make_env(config).reset(jax.random.PRNGKey(0)).info
     assert "demo_resets" not in ppo.make_env(config, evaluation=True).reset(jax.random.PRNGKey(0)).info
     state = ppo.init(config)

@@ -119,3 +119,74 @@ def test_successor_values_under_vmap_over_seeds():
     for k, (_, _, next_obs, _, terms) in enumerate(unrolls):
         want = np.where(terms > 0, 0.0, np.sin(next_obs @ np.asarray(w)))
         np.testing.assert_allclose(next_values[k], want, rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- advantage standardisation
+def numpy_advantage_stats(adv, demo=None):
+    """Per minibatch (row) mean and population std; with ``demo``, per row and start type."""
+    M = adv.shape[0]
+    adv = adv.reshape(M, -1)
+    if demo is None:
+        return adv.mean(1), adv.std(1)
+    demo = demo.reshape(M, -1)
+    mu, sd = np.zeros_like(adv), np.zeros_like(adv)
+    for m in range(M):
+        for g in (0, 1):
+            sel = demo[m] == g
+            if sel.any():
+                mu[m, sel], sd[m, sel] = adv[m, sel].mean(), adv[m, sel].std()
+    return mu, sd
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_advantage_stats_match_numpy_per_minibatch_and_per_start_type(seed):
+    from vasa.algos.returns import advantage_stats
+
+    rng = np.random.default_rng(seed)
+    M, T, G = 4, 6, 5  # a recurrent minibatch layout [M, T, G]; the flat one is [M, T * G]
+    demo = (rng.random((M, T, G)) < 0.3).astype(np.float32)
+    demo[1] = 0.0  # a minibatch without demonstration starts
+    demo[2] = 1.0  # and one with nothing else
+    # demonstration starts' advantages on a 5x larger scale, as on robo/stack
+    adv = (rng.normal(size=(M, T, G)) * np.where(demo > 0, 5.0, 1.0) + 0.3).astype(np.float32)
+
+    mu, sd = advantage_stats(jnp.asarray(adv), M)
+    ref_mu, ref_sd = numpy_advantage_stats(adv)
+    assert mu.shape == sd.shape == (M,)
+    np.testing.assert_allclose(mu, ref_mu, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(sd, ref_sd, rtol=1e-5)
+
+    mu, sd = advantage_stats(jnp.asarray(adv), M, jnp.asarray(demo))
+    ref_mu, ref_sd = numpy_advantage_stats(adv, demo)
+    assert mu.shape == sd.shape == adv.shape
+    np.testing.assert_allclose(np.asarray(mu).reshape(M, -1), ref_mu, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(sd).reshape(M, -1), ref_sd, rtol=1e-5)
+    z = (adv - np.asarray(mu)) / np.asarray(sd)
+    for m in range(M):  # each start type standardised on its own within its minibatch
+        for g in (0, 1):
+            sel = demo[m] == g
+            if sel.any():
+                assert abs(z[m][sel].mean()) < 1e-4 and abs(z[m][sel].std() - 1) < 1e-4
+    # shared statistics let the larger scale set the std: the task starts' signal shrinks
+    shared = np.asarray(advantage_stats(jnp.asarray(adv), M)[1])
+    for m in (0, 3):
+        assert shared[m] > 1.5 * ref_sd[m][demo[m].reshape(-1) == 0][0]
+
+
+def test_advantage_stats_reduce_across_devices_like_one_batch():
+    """``mean`` (pmean on a mesh) combines per-device sums: two halves reduced by a mean give
+    the statistics of the whole minibatch, per start type."""
+    from vasa.algos.returns import advantage_stats
+
+    rng = np.random.default_rng(7)
+    M = 2
+    adv = rng.normal(size=(2, M, 12)).astype(np.float32) * 3
+    demo = (rng.random((2, M, 12)) < 0.4).astype(np.float32)
+    whole = advantage_stats(jnp.asarray(np.concatenate(adv, 1)), M, jnp.asarray(np.concatenate(demo, 1)))
+
+    import jax
+
+    out = jax.vmap(lambda a, d: advantage_stats(a, M, d, mean=lambda x: jax.lax.pmean(x, "i")),
+                   axis_name="i")(jnp.asarray(adv), jnp.asarray(demo))
+    for k in range(2):
+        np.testing.assert_allclose(np.asarray(out[k]), np.split(np.asarray(whole[k]), 2, axis=1), rtol=1e-5, atol=1e-6)

@@ -40,7 +40,7 @@ import optax
 from flax import struct
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from vasa.algos.returns import gae_advantages
+from vasa.algos.returns import advantage_stats, gae_advantages
 from vasa.dist.mesh import DATA_AXIS, jit_sharded_step, make_mesh, pmean, psum
 from vasa.envs import EnvState, make, parse_env_options
 from vasa.envs.curriculum import demo_overrides
@@ -322,12 +322,12 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
         aux["skipped"] = stopped.astype(jnp.float32)
         return (params, opt_state, stopped), aux
 
-    def advantage_stats(mbs):
-        """Mean and std of each (all-device) minibatch's advantages, ``[M]`` each."""
-        adv = mbs["advantage"].reshape(M, -1)
-        mu = pmean(adv.mean(axis=1), DATA_AXIS)
-        var = pmean(jnp.mean((adv - mu[:, None]) ** 2, axis=1), DATA_AXIS)
-        return {**mbs, "adv_mean": mu, "adv_std": jnp.sqrt(var)}
+    def with_advantage_stats(mbs):
+        """``mbs`` with each (all-device) minibatch's advantage statistics (per start type with
+        ``demo_separate_advantages``, which consumes ``mbs["demo"]``)."""
+        mbs = dict(mbs)
+        mu, std = advantage_stats(mbs["advantage"], M, mbs.pop("demo", None), lambda x: pmean(x, DATA_AXIS))
+        return {**mbs, "adv_mean": mu, "adv_std": std}
 
     def shuffle(data, key):
         """``[T, local_envs, ...]`` -> ``[M, local_groups * per_group, ...]`` minibatches."""
@@ -368,6 +368,8 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
                     log_std=tr.log_std, advantage=advantages, value=values, **{"return": returns})
         if recurrent:
             data["start"] = tr.start
+        if config.demo_separate_advantages:
+            data["demo"] = tr.demo
 
         def epoch(carry, k):
             if recurrent:  # whole sequences, each with its cores' states at the unroll's start
@@ -378,7 +380,7 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
             else:
                 mbs = shuffle(data, k)
             if config.normalize_advantages:
-                mbs = advantage_stats(mbs)
+                mbs = with_advantage_stats(mbs)
             if config.pixels and config.augment == "crop":
                 mbs["aug_key"] = jax.random.split(jax.random.fold_in(k, jax.lax.axis_index(DATA_AXIS) + 1), M)
             return jax.lax.scan(functools.partial(sgd_step, state), carry, mbs)

@@ -38,6 +38,7 @@ class Transition:
     next_obs: jax.Array
     final_return: jax.Array
     start: jax.Array | None = None
+    demo: jax.Array | None = None
 
 
 def successor_values(value_fn: Callable, tr: Transition) -> tuple[jax.Array, jax.Array]:
@@ -111,7 +112,8 @@ def make_rollout(config: PPOConfig, env, nets: Networks, local_envs: int) -> Cal
             tr = Transition(
                 obs=obs, raw_action=u, log_prob=dist.log_prob(u, mean, log_std), mean=mean, log_std=log_std,
                 reward=nxt.reward * config.reward_scaling, done=nxt.done, termination=nxt.termination,
-                next_obs=nxt.info["final_obs"], final_return=nxt.info["final_return"], start=start)
+                next_obs=nxt.info["final_obs"], final_return=nxt.info["final_return"], start=start,
+                demo=env_state.info["demo"]["used"] if config.demo_separate_advantages else None)
             return (nxt, h, nxt.done > 0), tr
 
         if nets.recurrent:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 
@@ -42,3 +44,40 @@ def gae_advantages(
 
     _, advantages = jax.lax.scan(backward, jnp.zeros_like(deltas[0]), (deltas, dones), reverse=True)
     return advantages, advantages + values
+
+
+def advantage_stats(advantage: jax.Array, num_minibatches: int, demo: jax.Array | None = None,
+                    mean: Callable[[jax.Array], jax.Array] = lambda x: x) -> tuple[jax.Array, jax.Array]:
+    """Mean and std that standardise each minibatch's advantages.
+
+    Args:
+      advantage: ``[M, ...] float32``, minibatch first (``M = num_minibatches``).
+      num_minibatches: ``M``.
+      demo: optional ``[M, ...]`` float 0/1 like ``advantage``: 1 where the sample's episode
+        began from a demonstration state. Given, each minibatch's two start types get their
+        own statistics.
+      mean: the cross-device mean of a per-device statistic (``pmean`` over the data axis
+        inside ``shard_map``; the identity on one device).
+
+    Returns:
+      ``(mean, std)``: ``[M]`` each, or, with ``demo``, per sample (shaped like
+      ``advantage``), each sample's group's statistics (a group empty in a minibatch gets 0).
+    """
+    M = num_minibatches
+    adv = advantage.reshape(M, -1)
+    if demo is None:
+        mu = mean(adv.mean(axis=1))
+        return mu, jnp.sqrt(mean(jnp.mean((adv - mu[:, None]) ** 2, axis=1)))
+    demo = demo.reshape(M, -1)
+    groups = jnp.stack([1.0 - demo, demo])  # [2, M, n]: task starts, demonstration starts
+
+    def group_mean(x):  # [2, M]: the mean of x [M, n] over each group
+        sums = mean(jnp.stack([(x * groups).sum(-1), groups.sum(-1)]))
+        return sums[0] / jnp.maximum(sums[1], 1e-8)
+
+    def per_sample(stat):  # [2, M] -> [M, n]
+        return jnp.where(demo > 0, stat[1][:, None], stat[0][:, None])
+
+    mu = per_sample(group_mean(adv))
+    std = per_sample(jnp.sqrt(group_mean((adv - mu) ** 2)))
+    return mu.reshape(advantage.shape), std.reshape(advantage.shape)
