@@ -25,7 +25,9 @@ class Transition:
     ``obs`` and ``next_obs`` (the episode's true last observation where ``done``), the raw
     Gaussian sample and its log-probability, mean and log-std under the reference policy,
     the (scaled) ``reward``, ``done``/``termination`` flags, the return of an episode that
-    ended here, and ``start`` (``[E] bool``: this step began an episode)."""
+    ended here, ``start`` (``[E] bool``: this step began an episode) and, with
+    ``demo_separate_advantages``, ``demo`` (``[E] float32``: 1 where this step's episode began
+    from a demonstration state, the curriculum's ``info["demo"]["used"]``; else ``None``)."""
 
     obs: jax.Array
     raw_action: jax.Array
