@@ -1,10 +1,12 @@
-"""GAE against a plain NumPy loop, with terminations and truncations mid-unroll."""
+"""GAE against a plain NumPy loop, with terminations and truncations mid-unroll; successor
+values; minibatch advantage statistics (shared and per start type) against NumPy."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vasa.algos.returns import gae_advantages
+from vasa.algos.returns import advantage_stats, gae_advantages
 
 
 def numpy_gae(rewards, values, next_values, terms, dones, gamma, lam):
@@ -140,8 +142,6 @@ def numpy_advantage_stats(adv, demo=None):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_advantage_stats_match_numpy_per_minibatch_and_per_start_type(seed):
-    from vasa.algos.returns import advantage_stats
-
     rng = np.random.default_rng(seed)
     M, T, G = 4, 6, 5  # a recurrent minibatch layout [M, T, G]; the flat one is [M, T * G]
     demo = (rng.random((M, T, G)) < 0.3).astype(np.float32)
@@ -150,13 +150,13 @@ def test_advantage_stats_match_numpy_per_minibatch_and_per_start_type(seed):
     # demonstration starts' advantages on a 5x larger scale, as on robo/stack
     adv = (rng.normal(size=(M, T, G)) * np.where(demo > 0, 5.0, 1.0) + 0.3).astype(np.float32)
 
-    mu, sd = advantage_stats(jnp.asarray(adv), M)
+    mu, sd = advantage_stats(jnp.asarray(adv))
     ref_mu, ref_sd = numpy_advantage_stats(adv)
     assert mu.shape == sd.shape == (M,)
     np.testing.assert_allclose(mu, ref_mu, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(sd, ref_sd, rtol=1e-5)
 
-    mu, sd = advantage_stats(jnp.asarray(adv), M, jnp.asarray(demo))
+    mu, sd = advantage_stats(jnp.asarray(adv), jnp.asarray(demo))
     ref_mu, ref_sd = numpy_advantage_stats(adv, demo)
     assert mu.shape == sd.shape == adv.shape
     np.testing.assert_allclose(np.asarray(mu).reshape(M, -1), ref_mu, rtol=1e-5, atol=1e-6)
@@ -168,7 +168,7 @@ def test_advantage_stats_match_numpy_per_minibatch_and_per_start_type(seed):
             if sel.any():
                 assert abs(z[m][sel].mean()) < 1e-4 and abs(z[m][sel].std() - 1) < 1e-4
     # shared statistics let the larger scale set the std: the task starts' signal shrinks
-    shared = np.asarray(advantage_stats(jnp.asarray(adv), M)[1])
+    shared = np.asarray(advantage_stats(jnp.asarray(adv))[1])
     for m in (0, 3):
         assert shared[m] > 1.5 * ref_sd[m][demo[m].reshape(-1) == 0][0]
 
@@ -176,17 +176,13 @@ def test_advantage_stats_match_numpy_per_minibatch_and_per_start_type(seed):
 def test_advantage_stats_reduce_across_devices_like_one_batch():
     """``mean`` (pmean on a mesh) combines per-device sums: two halves reduced by a mean give
     the statistics of the whole minibatch, per start type."""
-    from vasa.algos.returns import advantage_stats
-
     rng = np.random.default_rng(7)
     M = 2
     adv = rng.normal(size=(2, M, 12)).astype(np.float32) * 3
     demo = (rng.random((2, M, 12)) < 0.4).astype(np.float32)
-    whole = advantage_stats(jnp.asarray(np.concatenate(adv, 1)), M, jnp.asarray(np.concatenate(demo, 1)))
+    whole = advantage_stats(jnp.asarray(np.concatenate(adv, 1)), jnp.asarray(np.concatenate(demo, 1)))
 
-    import jax
-
-    out = jax.vmap(lambda a, d: advantage_stats(a, M, d, mean=lambda x: jax.lax.pmean(x, "i")),
+    out = jax.vmap(lambda a, d: advantage_stats(a, d, mean=lambda x: jax.lax.pmean(x, "i")),
                    axis_name="i")(jnp.asarray(adv), jnp.asarray(demo))
     for k in range(2):
         np.testing.assert_allclose(np.asarray(out[k]), np.split(np.asarray(whole[k]), 2, axis=1), rtol=1e-5, atol=1e-6)

@@ -326,7 +326,7 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
         """``mbs`` with each (all-device) minibatch's advantage statistics (per start type with
         ``demo_separate_advantages``, which consumes ``mbs["demo"]``)."""
         mbs = dict(mbs)
-        mu, std = advantage_stats(mbs["advantage"], M, mbs.pop("demo", None), lambda x: pmean(x, DATA_AXIS))
+        mu, std = advantage_stats(mbs["advantage"], mbs.pop("demo", None), lambda x: pmean(x, DATA_AXIS))
         return {**mbs, "adv_mean": mu, "adv_std": std}
 
     def shuffle(data, key):

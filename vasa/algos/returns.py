@@ -46,13 +46,12 @@ def gae_advantages(
     return advantages, advantages + values
 
 
-def advantage_stats(advantage: jax.Array, num_minibatches: int, demo: jax.Array | None = None,
+def advantage_stats(advantage: jax.Array, demo: jax.Array | None = None,
                     mean: Callable[[jax.Array], jax.Array] = lambda x: x) -> tuple[jax.Array, jax.Array]:
     """Mean and std that standardise each minibatch's advantages.
 
     Args:
-      advantage: ``[M, ...] float32``, minibatch first (``M = num_minibatches``).
-      num_minibatches: ``M``.
+      advantage: ``[M, ...] float32``, one row per minibatch.
       demo: optional ``[M, ...]`` float 0/1 like ``advantage``: 1 where the sample's episode
         began from a demonstration state. Given, each minibatch's two start types get their
         own statistics.
@@ -63,7 +62,7 @@ def advantage_stats(advantage: jax.Array, num_minibatches: int, demo: jax.Array 
       ``(mean, std)``: ``[M]`` each, or, with ``demo``, per sample (shaped like
       ``advantage``), each sample's group's statistics (a group empty in a minibatch gets 0).
     """
-    M = num_minibatches
+    M = advantage.shape[0]
     adv = advantage.reshape(M, -1)
     if demo is None:
         mu = mean(adv.mean(axis=1))
