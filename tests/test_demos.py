@@ -213,6 +213,42 @@ def test_window_moves_with_each_envs_count_of_demo_starts(mode):
     assert (late >= 2).any() if mode == "forward" else (late < T - 2).any()
 
 
+def test_warmup_delays_demo_starts_then_follows_the_ratio():
+    """Episodes of 3 steps under AutoReset, warm-up 10 steps per environment: the auto-resets
+    after steps 3, 6 and 9 are the task's own (clock 3, 6, 9 < 10), those after step 12 on
+    start from demonstrations with probability ``ratio`` (binomial bound); the clock saturates
+    at the warm-up, and without a warm-up the state carries no clock."""
+    _, cur = toy_env(0.4, "uniform", warmup=10)
+    env = DemoProgress(AutoReset(EpisodeLimit(cur, 3)), cur)
+    n_env, steps = 512, 36
+
+    def run(key):
+        state = jax.vmap(env.reset)(jax.random.split(key, n_env))
+
+        def body(s, _):
+            nxt = jax.vmap(env.step)(s, jnp.zeros((n_env, 1)))
+            return nxt, (nxt.done, nxt.info["demo"]["used"], nxt.info["demo_clock"])
+
+        return state, jax.lax.scan(body, state, None, length=steps)[1]
+
+    state, (done, used, clock) = jax.jit(run)(jax.random.PRNGKey(5))
+    done, used, clock = np.asarray(done) > 0, np.asarray(used) > 0, np.asarray(clock)
+    assert not (np.asarray(state.info["demo"]["used"]) > 0).any()  # the first reset: clock 0
+    np.testing.assert_array_equal(clock[:, 0], np.minimum(np.arange(1, steps + 1), 10))
+    resets = np.flatnonzero(done[:, 0]) + 1  # step numbers after which an episode began
+    np.testing.assert_array_equal(resets, np.arange(3, steps + 1, 3))
+    early, late = used[resets[resets < 10] - 1], used[resets[resets >= 10] - 1]
+    assert not early.any()
+    frac, n = late.mean(), late.size
+    assert abs(frac - 0.4) < 4 * np.sqrt(0.4 * 0.6 / n), frac
+    _, plain = toy_env(0.4, "uniform")
+    assert "demo_clock" not in jax.eval_shape(DemoProgress(AutoReset(plain), plain).reset, jax.random.PRNGKey(0)).info
+    with pytest.raises(ValueError, match=r"demo_warmup=-1 .*>= 0"):
+        toy_env(0.4, "uniform", warmup=-1)
+    with pytest.raises(ValueError, match="auto_reset=False is not allowed with demo_warmup=5"):
+        make("robo/lift", demos=toy_demos(env_id="robo/lift"), demo_warmup=5, auto_reset=False)
+
+
 def test_bad_curriculum_arguments_name_what_differs():
     task, demos = Toy(), toy_demos()
     with pytest.raises(ValueError, match=r"demo_ratio=1\.5 .*\[0\.0, 1\.0\]"):
@@ -405,6 +441,13 @@ def test_ppo_config_validates_demo_fields(lift, tmp_path):
     with pytest.raises(ValueError, match="PPOConfig.demo_separate_advantages=True is not allowed: .* set "
                                          "normalize_advantages"):
         PPOConfig(env="robo/lift", demo_path=path, demo_separate_advantages=True, normalize_advantages=False).validate()
+    PPOConfig(env="robo/lift", demo_path=path, demo_warmup=100_000).validate()
+    with pytest.raises(ValueError, match="OffPolicyConfig.demo_warmup=1000 is not allowed: it applies to demonstrations"):
+        OffPolicyConfig(env="robo/lift", demo_warmup=1000).validate()
+    with pytest.raises(ValueError, match="PPOConfig.demo_warmup=1000 is not allowed: .*set demo_ratio > 0"):
+        PPOConfig(env="robo/lift", demo_path=path, demo_ratio=0.0, demo_warmup=1000).validate()
+    with pytest.raises(ValueError, match=r"PPOConfig.demo_warmup=-5 is not allowed"):
+        PPOConfig(env="robo/lift", demo_path=path, demo_warmup=-5).validate()
 
 
 def test_make_passes_the_schedule_to_the_curriculum(lift, tmp_path):
@@ -417,6 +460,13 @@ def test_make_passes_the_schedule_to_the_curriculum(lift, tmp_path):
     (cur,) = [e for e in _chain(ppo.make_env(config)) if isinstance(e, DemoCurriculum)]
     assert (cur.ratio, cur.mode, cur.window, cur.increment, cur.increment_every) == (0.25, "reverse", 5, 10, 2)
     assert not cur.until_success and (cur.lengths == lift[1].length).all()
+    assert cur.warmup == 0
+    # the warm-up in environment steps of all environments (repeats counted) becomes steps of each:
+    # ceil(1000 / (64 * 1)) = 16, ceil(1000 / (64 * 4)) = 4
+    for repeat, want in ((1, 16), (4, 4)):
+        warm = dataclasses.replace(config, num_envs=64, action_repeat=repeat, demo_warmup=1000)
+        (cur,) = [e for e in _chain(ppo.make_env(warm)) if isinstance(e, DemoCurriculum)]
+        assert cur.warmup == want
     (cur,) = [e for e in _chain(make("robo/lift", demos=lift[1])) if isinstance(e, DemoCurriculum)]
     assert cur.until_success and (cur.lengths == lift[1].steps_to_success()).all()
     assert not any(isinstance(e, DemoCurriculum) for e in _chain(ppo.make_env(config, evaluation=True)))

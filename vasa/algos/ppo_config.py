@@ -150,6 +150,9 @@ class PPOConfig:
     demo_until_success: bool = True
     """start only from states before each demonstration first succeeds (robosuite's human demonstrations end
     there; fixed-length recordings run on with the task done)"""
+    demo_warmup: NonNegInt = 0
+    """environment steps (all environments, as total_env_steps counts them) before the first demonstration
+    start, then demo_ratio: the task's own starts teach the first stages (robo/stack: grasp, lift) first"""
     demo_separate_advantages: bool = False
     """standardise the advantages of episodes begun from demonstrations and from the task's own starts
     separately, each group by its own minibatch mean and std (needs demo_path and normalize_advantages);

@@ -104,6 +104,7 @@ def make(
     demo_curriculum: str = "uniform",
     demo_schedule: tuple = (25, 25, 100),
     demo_until_success: bool = True,
+    demo_warmup: int = 0,
     **kwargs,
 ) -> Env:
     """Build a registered environment with vasa's standard wrappers.
@@ -151,7 +152,8 @@ def make(
         ``forward``/``reverse`` window; ``demo_schedule`` = ``(window, increment,
         increment_every)`` of that window (robosuite's defaults: 25 steps, growing by 25 every
         100 demonstration starts of an environment); ``demo_until_success``: only states
-        before each demonstration's first success.
+        before each demonstration's first success; ``demo_warmup``: steps of each environment
+        before its first demonstration start (then ``demo_ratio``).
       **kwargs: passed to the task builder (Brax constructor arguments, Playground config
         overrides).
 
@@ -176,7 +178,7 @@ def make(
 
         task = curriculum = add_curriculum(task, env_id, demos, demo_ratio, demo_curriculum, auto_reset=auto_reset,
                                            reset_mode=reset_mode, schedule=demo_schedule,
-                                           until_success=demo_until_success)
+                                           until_success=demo_until_success, warmup=demo_warmup)
     if dynamics is not None:
         from vasa.envs.randomize import RandomizedDynamics
 

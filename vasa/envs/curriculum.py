@@ -29,6 +29,14 @@ here each vmapped environment is such an actor). ``n`` lives in the batched stat
 wrapper; :func:`vasa.envs.make` adds it when ``demos`` are given. Without it (a bare
 ``reset``) ``n = 0``: the initial window.
 
+Warm-up (vasa's addition, not SURREAL's): with ``warmup > 0`` no episode starts from a
+demonstration until the environment slot has taken ``warmup`` steps; from then on ``ratio``
+applies. The task's own starts first teach the early stages (on ``robo/stack``, PPO without
+demonstrations learns to grasp and lift but never to stack, while demonstration starts from the
+first step teach stacking but slow the grasp; BENCHMARKS.md, session 17), then demonstration
+starts teach the later ones. The slot's step count lives in the batched state as
+``info["demo_clock"]`` (``int32``, only when ``warmup > 0``), kept by :class:`DemoProgress`.
+
 Every reset is pure JAX: the demonstrations are device arrays (constants of the compiled
 program), the choice a key draw, the state restored by the task's ``state_from`` (forward
 kinematics with the episode's own task parameters). ``info["demo"]`` says how each episode
@@ -101,6 +109,8 @@ class DemoCurriculum(Wrapper):
       env_id: the id ``env`` was made from; demonstrations of another id are refused.
       window, increment, increment_every: the forward/reverse schedule (steps, steps, starts).
       until_success: each demonstration ends at its first success (module docstring).
+      warmup: steps of each environment slot before its first demonstration start (module
+        docstring); needs :class:`DemoProgress` (the auto-reset) to count them.
 
     Raises:
       ValueError: a bad ``ratio``/``mode``/schedule, or demonstrations that do not fit
@@ -111,8 +121,9 @@ class DemoCurriculum(Wrapper):
 
     def __init__(self, env, demos, ratio: float = 0.5, mode: str = "uniform", *, env_id: str | None = None,
                  window: int = WINDOW, increment: int = INCREMENT, increment_every: int = INCREMENT_EVERY,
-                 until_success: bool = True):
+                 until_success: bool = True, warmup: int = 0):
         _check_number("demo_ratio", ratio, 0.0, 1.0)
+        _check_number("demo_warmup", warmup, 0, integer=True)
         if until_success not in (True, False):
             raise ValueError(f"demo_until_success={until_success!r} is not allowed: choose True or False.")
         if mode not in MODES:
@@ -133,19 +144,21 @@ class DemoCurriculum(Wrapper):
         self._params = {k: jnp.asarray(v) for k, v in demos.params.items()}
         self.until_success = bool(until_success)
         self.lengths = demos.steps_to_success() if until_success else np.full(demos.num_episodes, demos.length, np.int32)
-        self._progress = None
+        self.warmup = int(warmup)
+        self._progress, self._clock = None, None
 
     # ------------------------------------------------------------------ schedule
     @contextlib.contextmanager
-    def scheduled(self, num_demo_resets):
-        """Within this block, resets use the schedule position ``num_demo_resets`` (a traced
-        ``[] int32``; :class:`DemoProgress` sets it around each step, as
-        :class:`~vasa.envs.randomize.RandomizedDynamics` swaps its traced model)."""
-        old, self._progress = self._progress, num_demo_resets
+    def scheduled(self, num_demo_resets, clock=None):
+        """Within this block, resets use the schedule position ``num_demo_resets`` and the
+        slot's step count ``clock`` (traced ``[] int32`` each; :class:`DemoProgress` sets them
+        around each step, as :class:`~vasa.envs.randomize.RandomizedDynamics` swaps its traced
+        model)."""
+        old, self._progress, self._clock = (self._progress, self._clock), num_demo_resets, clock
         try:
             yield
         finally:
-            self._progress = old
+            self._progress, self._clock = old
 
     def demo_state(self, episode, t) -> EnvState:
         """The task state of demonstration ``episode`` at step ``t`` (``[] int32`` each)."""
@@ -154,17 +167,19 @@ class DemoCurriculum(Wrapper):
         return self.env.state_from(a["qpos"], a["qvel"], a["ctrl"], params, act=a["act"],
                                    qacc_warmstart=a["qacc_warmstart"])
 
-    def reset_at(self, key: jax.Array, num_demo_resets=0) -> EnvState:
-        """A reset at schedule position ``num_demo_resets`` (pure; ``reset`` uses the position
-        set by :meth:`scheduled`, else 0)."""
+    def reset_at(self, key: jax.Array, num_demo_resets=0, clock=0) -> EnvState:
+        """A reset at schedule position ``num_demo_resets`` after ``clock`` steps of this slot
+        (pure; ``reset`` uses those set by :meth:`scheduled`, else 0 and 0)."""
         k_use, k_pick, k_task = jax.random.split(key, 3)
         d = self.demos
         episode, t = sample_start(k_pick, num_demo_resets, d.num_episodes, self.lengths, self.mode, self.window,
                                   self.increment, self.increment_every)
         use = jax.random.uniform(k_use) < self.ratio
+        if self.warmup > 0:
+            use = use & (jnp.asarray(clock, jnp.int32) >= self.warmup)
         if self.ratio == 0.0:
             state = self.env.reset(k_task)
-        elif self.ratio == 1.0:
+        elif self.ratio == 1.0 and self.warmup == 0:
             state = self.demo_state(episode, t)
         else:
             state = _select(use, self.demo_state(episode, t), self.env.reset(k_task))
@@ -174,7 +189,8 @@ class DemoCurriculum(Wrapper):
         return state.replace(info={**state.info, "demo": info})
 
     def reset(self, key: jax.Array) -> EnvState:
-        return self.reset_at(key, 0 if self._progress is None else self._progress)
+        return self.reset_at(key, 0 if self._progress is None else self._progress,
+                             0 if self._clock is None else self._clock)
 
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
         demo = state.info["demo"]
@@ -185,25 +201,36 @@ class DemoCurriculum(Wrapper):
 
 class DemoProgress(Wrapper):
     """Carry each environment's count of demonstration starts, ``info["demo_resets"]``
-    (``[] int32``), and hand it to the :class:`DemoCurriculum` inside for the resets done
-    within ``step`` (auto-resets). Wrap it around :class:`~vasa.envs.wrappers.AutoReset`
-    (``"fresh"`` mode)."""
+    (``[] int32``), and with a warm-up its step count ``info["demo_clock"]`` (``[] int32``,
+    saturating at the warm-up), and hand them to the :class:`DemoCurriculum` inside for the
+    resets done within ``step`` (auto-resets). Wrap it around
+    :class:`~vasa.envs.wrappers.AutoReset` (``"fresh"`` mode)."""
 
     def __init__(self, env, curriculum: DemoCurriculum):
         super().__init__(env)
         self.curriculum = curriculum
+        self._keys = ("demo_resets", "demo_clock") if curriculum.warmup > 0 else ("demo_resets",)
 
     def reset(self, key: jax.Array) -> EnvState:
         state = self.env.reset(key)
-        return state.replace(info={**state.info, "demo_resets": state.info["demo"]["used"].astype(jnp.int32)})
+        info = {**state.info, "demo_resets": state.info["demo"]["used"].astype(jnp.int32)}
+        if self.curriculum.warmup > 0:
+            info["demo_clock"] = jnp.zeros((), jnp.int32)
+        return state.replace(info=info)
 
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
         count = state.info["demo_resets"]
-        inner = state.replace(info={k: v for k, v in state.info.items() if k != "demo_resets"})
-        with self.curriculum.scheduled(count):
+        clock = state.info.get("demo_clock")
+        if clock is not None:  # this step is the slot's (clock + 1)-th: its auto-reset comes after it
+            clock = jnp.minimum(clock + 1, self.curriculum.warmup).astype(jnp.int32)
+        inner = state.replace(info={k: v for k, v in state.info.items() if k not in self._keys})
+        with self.curriculum.scheduled(count, clock):
             nxt = self.env.step(inner, action)
         started = (nxt.done > 0) & (nxt.info["demo"]["used"] > 0)
-        return nxt.replace(info={**nxt.info, "demo_resets": count + started.astype(jnp.int32)})
+        info = {**nxt.info, "demo_resets": count + started.astype(jnp.int32)}
+        if clock is not None:
+            info["demo_clock"] = clock
+        return nxt.replace(info=info)
 
 
 def check_compatible(env, demos: Demos, env_id: str | None = None) -> None:
@@ -244,12 +271,21 @@ def demo_overrides(config, evaluation: bool = False) -> dict:
     if config.demo_path is None or evaluation:
         return {}
     return {"demos": config.demo_path, "demo_ratio": config.demo_ratio, "demo_curriculum": config.demo_curriculum,
-            "demo_schedule": tuple(config.demo_schedule), "demo_until_success": config.demo_until_success}
+            "demo_schedule": tuple(config.demo_schedule), "demo_until_success": config.demo_until_success,
+            "demo_warmup": slot_warmup(config)}
+
+
+def slot_warmup(config) -> int:
+    """A config's ``demo_warmup`` (environment steps of all ``num_envs`` together, action
+    repeats counted, as ``total_env_steps`` counts them) as steps of each environment slot:
+    ``ceil(demo_warmup / (num_envs * action_repeat))``."""
+    repeat = config.resolved_action_repeat() if hasattr(config, "resolved_action_repeat") else (config.action_repeat or 1)
+    return -(-int(config.demo_warmup) // (int(config.num_envs) * int(repeat)))
 
 
 def check_demo_fields(config) -> None:
-    """Validate a training config's ``demo_path``, ``demo_ratio``, ``demo_curriculum`` and
-    ``demo_schedule`` (PPO, SAC/DDPG) before anything compiles: the file exists and loads for
+    """Validate a training config's ``demo_path``, ``demo_ratio``, ``demo_curriculum``,
+    ``demo_schedule`` and ``demo_warmup`` (PPO, SAC/DDPG) before anything compiles: the file exists and loads for
     ``config.env``; ratio, curriculum and schedule apply only with a path (the schedule only
     to ``forward``/``reverse``); ``reset_mode`` (where present) is ``"fresh"``. Errors name
     the field and value."""
@@ -266,7 +302,10 @@ def check_demo_fields(config) -> None:
                 "it applies to demonstrations: set demo_path")
         require(config, config.demo_until_success is True, "demo_until_success",
                 "it applies to demonstrations: set demo_path")
+        require(config, config.demo_warmup == 0, "demo_warmup", "it applies to demonstrations: set demo_path")
         return
+    require(config, config.demo_warmup == 0 or config.demo_ratio > 0, "demo_warmup",
+            "it delays demonstration starts, and demo_ratio=0 has none: set demo_ratio > 0")
     if config.demo_curriculum == "uniform":
         require(config, tuple(config.demo_schedule) == SCHEDULE, "demo_schedule",
                 "it moves the forward/reverse window: set demo_curriculum='forward' or 'reverse'")
@@ -294,26 +333,31 @@ __all__ = [
     "check_demo_fields",
     "demo_overrides",
     "sample_start",
+    "slot_warmup",
     "window_width",
 ]
 
 
 def add_curriculum(task, env_id: str, demos, ratio: float, mode: str, *, auto_reset: bool = True,
-                   reset_mode: str = "fresh", schedule=SCHEDULE, until_success: bool = True) -> DemoCurriculum:
+                   reset_mode: str = "fresh", schedule=SCHEDULE, until_success: bool = True,
+                   warmup: int = 0) -> DemoCurriculum:
     """:class:`DemoCurriculum` around the raw ``task`` for :func:`vasa.envs.make` (``schedule``:
-    ``(window, increment, increment_every)``), refusing
+    ``(window, increment, increment_every)``; ``warmup``: steps per environment), refusing
     wrapper settings under which it cannot work: ``reset_mode="cached"`` (each slot would
-    replay its first start) and, for ``forward``/``reverse``, ``auto_reset=False`` (the
-    schedule's count lives in the auto-resetting state)."""
+    replay its first start) and, for ``forward``/``reverse`` or a warm-up, ``auto_reset=False``
+    (the schedule's counts live in the auto-resetting state)."""
     if reset_mode != "fresh":
         raise ValueError(f"reset_mode={reset_mode!r} is not allowed with demos: demonstration starts need 'fresh' "
                          "auto-resets.")
     if not auto_reset and mode != "uniform":
         raise ValueError(f"auto_reset=False is not allowed with demo_curriculum={mode!r}: its window moves with the "
                          "count of demonstration starts kept by the auto-reset (use 'uniform' or auto_reset=True).")
+    if not auto_reset and warmup:
+        raise ValueError(f"auto_reset=False is not allowed with demo_warmup={warmup!r}: the warm-up counts steps in "
+                         "the auto-resetting state (use demo_warmup=0 or auto_reset=True).")
     if not isinstance(schedule, (tuple, list)) or len(schedule) != 3:
         raise ValueError(f"demo_schedule={schedule!r} is not allowed: give (window, increment, increment_every), "
                          f"e.g. {SCHEDULE}.")
     window, increment, every = schedule
     return DemoCurriculum(task, demos, ratio, mode, env_id=env_id, window=window, increment=increment,
-                          increment_every=every, until_success=until_success)
+                          increment_every=every, until_success=until_success, warmup=warmup)
