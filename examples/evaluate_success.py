@@ -3,6 +3,7 @@
     python examples/evaluate_success.py runs/lift                                  # all checkpoints, 64 episodes each
     python examples/evaluate_success.py runs/stack-demos runs/stack --labels "reverse curriculum" "no demonstrations" \\
         --plot docs/stack_curriculum.png --csv runs/stack_success.csv
+    python examples/evaluate_success.py runs/stack-warm --previous runs/stack_success.csv --plot docs/both.png
 
 Each checkpoint's deterministic policy (Gaussian mean) runs one full episode of the run's own
 environment from the same ``--num-episodes`` fresh initial states (never from demonstration
@@ -39,12 +40,17 @@ class Args:
     """write one PNG with every run's success rate against environment steps and training time"""
     title: str = ""
     """plot title"""
+    previous: tuple[str, ...] = ()
+    """CSVs this script wrote before (--csv): their runs join the table and the plot, not evaluated again"""
 
 
 def check(args: Args) -> None:
     """Refuse bad arguments before anything compiles (names the argument and what is allowed)."""
-    if not args.run_dirs:
-        raise SystemExit("name at least one run directory.")
+    if not args.run_dirs and not args.previous:
+        raise SystemExit("name at least one run directory (or a --previous CSV).")
+    for path in args.previous:
+        if not os.path.isfile(path):
+            raise SystemExit(f"previous={path!r} is not allowed: it must be an existing CSV written by --csv.")
     if args.labels and len(args.labels) != len(args.run_dirs):
         raise SystemExit(f"labels has {len(args.labels)} entries, run_dirs {len(args.run_dirs)}: give one label per run.")
     for name in ("csv", "plot"):
@@ -92,10 +98,23 @@ def plot(curves: dict[str, list[dict]], path: str, title: str = "") -> None:
     plt.close(fig)
 
 
+def read_csv(path: str) -> dict[str, list[dict]]:
+    """Rows of an earlier ``--csv`` grouped by their ``run`` column, numbers parsed back."""
+    ints = ("episodes", "iteration", "env_steps")
+    curves: dict[str, list[dict]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            parsed = {k: (v if k == "run" else int(v) if k in ints else float(v)) for k, v in row.items()}
+            curves.setdefault(parsed["run"], []).append(parsed)
+    return curves
+
+
 def main(args: Args) -> dict[str, list[dict]]:
     check(args)
     labels = args.labels or args.run_dirs
     curves = {}
+    for path in args.previous:
+        curves.update(read_csv(path))
     for run_dir, label in zip(args.run_dirs, labels):
         rows = ppo_eval.success_curve(run_dir, args.steps or None, args.num_episodes, args.seed)
         curves[label] = [{"run": label, "episodes": args.num_episodes, **r} for r in rows]

@@ -94,6 +94,11 @@ def test_evaluate_success_example_writes_table_csv_and_plot_never_over_files(run
         main(Args(run_dirs=(run_dir,), csv=out_csv))
     with pytest.raises(SystemExit, match="one label per run"):
         main(Args(run_dirs=(run_dir,), labels=("a", "b")))
+    # an earlier CSV joins the curves as it was written, without evaluating again
+    again = main(Args(run_dirs=(), previous=(out_csv,), plot=str(tmp_path / "again.png")))
+    assert again == curves
+    with pytest.raises(SystemExit, match="previous='/no/such.csv' is not allowed"):
+        main(Args(run_dirs=(), previous=("/no/such.csv",)))
 
 
 def test_recurrent_run_carries_memory_through_the_episode(tmp_path):
