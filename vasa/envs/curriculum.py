@@ -209,7 +209,6 @@ class DemoProgress(Wrapper):
     def __init__(self, env, curriculum: DemoCurriculum):
         super().__init__(env)
         self.curriculum = curriculum
-        self._keys = ("demo_resets", "demo_clock") if curriculum.warmup > 0 else ("demo_resets",)
 
     def reset(self, key: jax.Array) -> EnvState:
         state = self.env.reset(key)
@@ -223,7 +222,7 @@ class DemoProgress(Wrapper):
         clock = state.info.get("demo_clock")
         if clock is not None:  # this step is the slot's (clock + 1)-th: its auto-reset comes after it
             clock = jnp.minimum(clock + 1, self.curriculum.warmup).astype(jnp.int32)
-        inner = state.replace(info={k: v for k, v in state.info.items() if k not in self._keys})
+        inner = state.replace(info={k: v for k, v in state.info.items() if k not in ("demo_resets", "demo_clock")})
         with self.curriculum.scheduled(count, clock):
             nxt = self.env.step(inner, action)
         started = (nxt.done > 0) & (nxt.info["demo"]["used"] > 0)
