@@ -249,6 +249,43 @@ def test_warmup_delays_demo_starts_then_follows_the_ratio():
         make("robo/lift", demos=toy_demos(env_id="robo/lift"), demo_warmup=5, auto_reset=False)
 
 
+def test_anneal_lowers_the_ratio_linearly_to_zero_after_the_warmup():
+    """Warm-up 6, annealing 30 steps per environment, episodes of 3 steps: the fraction of
+    demonstration starts among the auto-resets after each step ``c`` follows
+    ``ratio * clip(1 - (c - 6) / 30, 0, 1)`` (0 before the warm-up; binomial bound per step over
+    2,048 environments), the clock saturates at 36 and every later start is the task's own."""
+    ratio, warm, anneal = 0.8, 6, 30
+    _, cur = toy_env(ratio, "uniform", warmup=warm, anneal=anneal)
+    env = DemoProgress(AutoReset(EpisodeLimit(cur, 3)), cur)
+    n_env, steps = 2048, 45
+
+    def run(key):
+        state = jax.vmap(env.reset)(jax.random.split(key, n_env))
+
+        def body(s, _):
+            nxt = jax.vmap(env.step)(s, jnp.zeros((n_env, 1)))
+            return nxt, (nxt.info["demo"]["used"], nxt.info["demo_clock"])
+
+        return jax.lax.scan(body, state, None, length=steps)[1]
+
+    used, clock = (np.asarray(x) for x in jax.jit(run)(jax.random.PRNGKey(7)))
+    np.testing.assert_array_equal(clock[:, 0], np.minimum(np.arange(1, steps + 1), warm + anneal))
+    for c in range(3, steps + 1, 3):  # the auto-reset after step c (clock c)
+        want = ratio * np.clip(1 - (c - warm) / anneal, 0, 1) if c >= warm else 0.0
+        frac = (used[c - 1] > 0).mean()
+        assert abs(frac - want) <= 4.5 * np.sqrt(max(want * (1 - want), 1e-9) / n_env), (c, frac, want)
+    np.testing.assert_allclose(np.asarray(jax.vmap(cur.ratio_at)(jnp.arange(0, 50))),
+                               [0.0 if c < warm else ratio * np.clip(1 - (c - warm) / anneal, 0, 1) for c in range(50)],
+                               rtol=1e-6, atol=1e-7)
+    _, plain = toy_env(0.5, "uniform", anneal=10)  # annealing alone carries a clock too, saturating at 10
+    state = jax.eval_shape(DemoProgress(AutoReset(plain), plain).reset, jax.random.PRNGKey(0))
+    assert "demo_clock" in state.info and plain.clock_limit == 10
+    with pytest.raises(ValueError, match=r"demo_anneal=-2 .*>= 0"):
+        toy_env(0.4, "uniform", anneal=-2)
+    with pytest.raises(ValueError, match="auto_reset=False is not allowed with demo_anneal=5"):
+        make("robo/lift", demos=toy_demos(env_id="robo/lift"), demo_anneal=5, auto_reset=False)
+
+
 def test_bad_curriculum_arguments_name_what_differs():
     task, demos = Toy(), toy_demos()
     with pytest.raises(ValueError, match=r"demo_ratio=1\.5 .*\[0\.0, 1\.0\]"):
@@ -448,6 +485,11 @@ def test_ppo_config_validates_demo_fields(lift, tmp_path):
         PPOConfig(env="robo/lift", demo_path=path, demo_ratio=0.0, demo_warmup=1000).validate()
     with pytest.raises(ValueError, match=r"PPOConfig.demo_warmup=-5 is not allowed"):
         PPOConfig(env="robo/lift", demo_path=path, demo_warmup=-5).validate()
+    PPOConfig(env="robo/lift", demo_path=path, demo_anneal=500_000).validate()
+    with pytest.raises(ValueError, match="OffPolicyConfig.demo_anneal=1000 is not allowed: it applies to demonstrations"):
+        OffPolicyConfig(env="robo/lift", demo_anneal=1000).validate()
+    with pytest.raises(ValueError, match="PPOConfig.demo_anneal=1000 is not allowed: .*set demo_ratio > 0"):
+        PPOConfig(env="robo/lift", demo_path=path, demo_ratio=0.0, demo_anneal=1000).validate()
 
 
 def test_make_passes_the_schedule_to_the_curriculum(lift, tmp_path):
@@ -467,6 +509,9 @@ def test_make_passes_the_schedule_to_the_curriculum(lift, tmp_path):
         warm = dataclasses.replace(config, num_envs=64, action_repeat=repeat, demo_warmup=1000)
         (cur,) = [e for e in _chain(ppo.make_env(warm)) if isinstance(e, DemoCurriculum)]
         assert cur.warmup == want
+        annealed = dataclasses.replace(config, num_envs=64, action_repeat=repeat, demo_anneal=1000)
+        (cur,) = [e for e in _chain(ppo.make_env(annealed)) if isinstance(e, DemoCurriculum)]
+        assert (cur.warmup, cur.anneal) == (0, want)
     (cur,) = [e for e in _chain(make("robo/lift", demos=lift[1])) if isinstance(e, DemoCurriculum)]
     assert cur.until_success and (cur.lengths == lift[1].steps_to_success()).all()
     assert not any(isinstance(e, DemoCurriculum) for e in _chain(ppo.make_env(config, evaluation=True)))

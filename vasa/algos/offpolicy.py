@@ -115,6 +115,9 @@ class OffPolicyConfig:
     demo_warmup: NonNegInt = 0
     """environment steps (all environments, as total_env_steps counts them) before the first demonstration
     start, then demo_ratio: the task's own starts teach the first stages (robo/stack: grasp, lift) first"""
+    demo_anneal: NonNegInt = 0
+    """environment steps (counted like demo_warmup) after the warm-up over which demo_ratio falls linearly to 0,
+    then every episode starts as the task's own: the demonstrations as a crutch taken away (0: constant)"""
 
     @property
     def updates_per_iteration(self) -> int:

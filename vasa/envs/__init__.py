@@ -105,6 +105,7 @@ def make(
     demo_schedule: tuple = (25, 25, 100),
     demo_until_success: bool = True,
     demo_warmup: int = 0,
+    demo_anneal: int = 0,
     **kwargs,
 ) -> Env:
     """Build a registered environment with vasa's standard wrappers.
@@ -153,7 +154,8 @@ def make(
         increment_every)`` of that window (robosuite's defaults: 25 steps, growing by 25 every
         100 demonstration starts of an environment); ``demo_until_success``: only states
         before each demonstration's first success; ``demo_warmup``: steps of each environment
-        before its first demonstration start (then ``demo_ratio``).
+        before its first demonstration start (then ``demo_ratio``); ``demo_anneal``: steps of
+        each environment after the warm-up over which ``demo_ratio`` falls linearly to 0.
       **kwargs: passed to the task builder (Brax constructor arguments, Playground config
         overrides).
 
@@ -178,7 +180,8 @@ def make(
 
         task = curriculum = add_curriculum(task, env_id, demos, demo_ratio, demo_curriculum, auto_reset=auto_reset,
                                            reset_mode=reset_mode, schedule=demo_schedule,
-                                           until_success=demo_until_success, warmup=demo_warmup)
+                                           until_success=demo_until_success, warmup=demo_warmup,
+                                           anneal=demo_anneal)
     if dynamics is not None:
         from vasa.envs.randomize import RandomizedDynamics
 

@@ -37,6 +37,12 @@ first step teach stacking but slow the grasp; BENCHMARKS.md, session 17), then d
 starts teach the later ones. The slot's step count lives in the batched state as
 ``info["demo_clock"]`` (``int32``, only when ``warmup > 0``), kept by :class:`DemoProgress`.
 
+Annealing (vasa's addition, the schedule of Nair et al.'s "reset to demonstration states" read as a
+crutch to take away): with ``anneal > 0`` the probability falls linearly from ``ratio`` at the end of
+the warm-up to 0 after ``anneal`` more steps of the slot, ``ratio * clip(1 - (clock - warmup) /
+anneal, 0, 1)``; the clock then saturates at ``warmup + anneal`` and every later start is the
+task's own.
+
 Every reset is pure JAX: the demonstrations are device arrays (constants of the compiled
 program), the choice a key draw, the state restored by the task's ``state_from`` (forward
 kinematics with the episode's own task parameters). ``info["demo"]`` says how each episode
@@ -111,6 +117,8 @@ class DemoCurriculum(Wrapper):
       until_success: each demonstration ends at its first success (module docstring).
       warmup: steps of each environment slot before its first demonstration start (module
         docstring); needs :class:`DemoProgress` (the auto-reset) to count them.
+      anneal: steps of each slot after the warm-up over which the probability falls linearly
+        from ``ratio`` to 0 (module docstring; 0: constant); counted like ``warmup``.
 
     Raises:
       ValueError: a bad ``ratio``/``mode``/schedule, or demonstrations that do not fit
@@ -121,9 +129,10 @@ class DemoCurriculum(Wrapper):
 
     def __init__(self, env, demos, ratio: float = 0.5, mode: str = "uniform", *, env_id: str | None = None,
                  window: int = WINDOW, increment: int = INCREMENT, increment_every: int = INCREMENT_EVERY,
-                 until_success: bool = True, warmup: int = 0):
+                 until_success: bool = True, warmup: int = 0, anneal: int = 0):
         _check_number("demo_ratio", ratio, 0.0, 1.0)
         _check_number("demo_warmup", warmup, 0, integer=True)
+        _check_number("demo_anneal", anneal, 0, integer=True)
         if until_success not in (True, False):
             raise ValueError(f"demo_until_success={until_success!r} is not allowed: choose True or False.")
         if mode not in MODES:
@@ -144,8 +153,24 @@ class DemoCurriculum(Wrapper):
         self._params = {k: jnp.asarray(v) for k, v in demos.params.items()}
         self.until_success = bool(until_success)
         self.lengths = demos.steps_to_success() if until_success else np.full(demos.num_episodes, demos.length, np.int32)
-        self.warmup = int(warmup)
+        self.warmup, self.anneal = int(warmup), int(anneal)
         self._progress, self._clock = None, None
+
+    @property
+    def clock_limit(self) -> int:
+        """Where the slot's step count ``info["demo_clock"]`` saturates: ``warmup + anneal``
+        (0: the schedule needs no clock and the state carries none)."""
+        return self.warmup + self.anneal
+
+    def ratio_at(self, clock) -> jax.Array:
+        """``[] float32`` probability of a demonstration start after ``clock`` steps of the slot:
+        0 during the warm-up, then ``ratio`` falling linearly to 0 over ``anneal`` steps (constant
+        without annealing)."""
+        clock = jnp.asarray(clock, jnp.float32)
+        ratio = jnp.float32(self.ratio)
+        if self.anneal > 0:
+            ratio = ratio * jnp.clip(1.0 - (clock - self.warmup) / self.anneal, 0.0, 1.0)
+        return jnp.where(clock >= self.warmup, ratio, 0.0) if self.warmup > 0 else ratio
 
     # ------------------------------------------------------------------ schedule
     @contextlib.contextmanager
@@ -174,12 +199,10 @@ class DemoCurriculum(Wrapper):
         d = self.demos
         episode, t = sample_start(k_pick, num_demo_resets, d.num_episodes, self.lengths, self.mode, self.window,
                                   self.increment, self.increment_every)
-        use = jax.random.uniform(k_use) < self.ratio
-        if self.warmup > 0:
-            use = use & (jnp.asarray(clock, jnp.int32) >= self.warmup)
+        use = jax.random.uniform(k_use) < self.ratio_at(clock)
         if self.ratio == 0.0:
             state = self.env.reset(k_task)
-        elif self.ratio == 1.0 and self.warmup == 0:
+        elif self.ratio == 1.0 and self.clock_limit == 0:
             state = self.demo_state(episode, t)
         else:
             state = _select(use, self.demo_state(episode, t), self.env.reset(k_task))
@@ -201,8 +224,8 @@ class DemoCurriculum(Wrapper):
 
 class DemoProgress(Wrapper):
     """Carry each environment's count of demonstration starts, ``info["demo_resets"]``
-    (``[] int32``), and with a warm-up its step count ``info["demo_clock"]`` (``[] int32``,
-    saturating at the warm-up), and hand them to the :class:`DemoCurriculum` inside for the
+    (``[] int32``), and with a warm-up or annealing its step count ``info["demo_clock"]``
+    (``[] int32``, saturating at ``warmup + anneal``), and hand them to the :class:`DemoCurriculum` inside for the
     resets done within ``step`` (auto-resets). Wrap it around
     :class:`~vasa.envs.wrappers.AutoReset` (``"fresh"`` mode)."""
 
@@ -213,7 +236,7 @@ class DemoProgress(Wrapper):
     def reset(self, key: jax.Array) -> EnvState:
         state = self.env.reset(key)
         info = {**state.info, "demo_resets": state.info["demo"]["used"].astype(jnp.int32)}
-        if self.curriculum.warmup > 0:
+        if self.curriculum.clock_limit > 0:
             info["demo_clock"] = jnp.zeros((), jnp.int32)
         return state.replace(info=info)
 
@@ -221,7 +244,7 @@ class DemoProgress(Wrapper):
         count = state.info["demo_resets"]
         clock = state.info.get("demo_clock")
         if clock is not None:  # this step is the slot's (clock + 1)-th: its auto-reset comes after it
-            clock = jnp.minimum(clock + 1, self.curriculum.warmup).astype(jnp.int32)
+            clock = jnp.minimum(clock + 1, self.curriculum.clock_limit).astype(jnp.int32)
         inner = state.replace(info={k: v for k, v in state.info.items() if k not in ("demo_resets", "demo_clock")})
         with self.curriculum.scheduled(count, clock):
             nxt = self.env.step(inner, action)
@@ -271,20 +294,25 @@ def demo_overrides(config, evaluation: bool = False) -> dict:
         return {}
     return {"demos": config.demo_path, "demo_ratio": config.demo_ratio, "demo_curriculum": config.demo_curriculum,
             "demo_schedule": tuple(config.demo_schedule), "demo_until_success": config.demo_until_success,
-            "demo_warmup": slot_warmup(config)}
+            "demo_warmup": slot_warmup(config), "demo_anneal": slot_steps(config, config.demo_anneal)}
+
+
+def slot_steps(config, env_steps: int) -> int:
+    """``env_steps`` of all a config's ``num_envs`` together (action repeats counted, as
+    ``total_env_steps`` counts them) as steps of each environment slot:
+    ``ceil(env_steps / (num_envs * action_repeat))``."""
+    repeat = config.resolved_action_repeat() if hasattr(config, "resolved_action_repeat") else (config.action_repeat or 1)
+    return -(-int(env_steps) // (int(config.num_envs) * int(repeat)))
 
 
 def slot_warmup(config) -> int:
-    """A config's ``demo_warmup`` (environment steps of all ``num_envs`` together, action
-    repeats counted, as ``total_env_steps`` counts them) as steps of each environment slot:
-    ``ceil(demo_warmup / (num_envs * action_repeat))``."""
-    repeat = config.resolved_action_repeat() if hasattr(config, "resolved_action_repeat") else (config.action_repeat or 1)
-    return -(-int(config.demo_warmup) // (int(config.num_envs) * int(repeat)))
+    """A config's ``demo_warmup`` as steps of each environment slot (:func:`slot_steps`)."""
+    return slot_steps(config, config.demo_warmup)
 
 
 def check_demo_fields(config) -> None:
     """Validate a training config's ``demo_path``, ``demo_ratio``, ``demo_curriculum``,
-    ``demo_schedule`` and ``demo_warmup`` (PPO, SAC/DDPG) before anything compiles: the file exists and loads for
+    ``demo_schedule``, ``demo_warmup`` and ``demo_anneal`` (PPO, SAC/DDPG) before anything compiles: the file exists and loads for
     ``config.env``; ratio, curriculum and schedule apply only with a path (the schedule only
     to ``forward``/``reverse``); ``reset_mode`` (where present) is ``"fresh"``. Errors name
     the field and value."""
@@ -302,9 +330,12 @@ def check_demo_fields(config) -> None:
         require(config, config.demo_until_success is True, "demo_until_success",
                 "it applies to demonstrations: set demo_path")
         require(config, config.demo_warmup == 0, "demo_warmup", "it applies to demonstrations: set demo_path")
+        require(config, config.demo_anneal == 0, "demo_anneal", "it applies to demonstrations: set demo_path")
         return
     require(config, config.demo_warmup == 0 or config.demo_ratio > 0, "demo_warmup",
             "it delays demonstration starts, and demo_ratio=0 has none: set demo_ratio > 0")
+    require(config, config.demo_anneal == 0 or config.demo_ratio > 0, "demo_anneal",
+            "it lowers demo_ratio to 0, and demo_ratio=0 is there already: set demo_ratio > 0")
     if config.demo_curriculum == "uniform":
         require(config, tuple(config.demo_schedule) == SCHEDULE, "demo_schedule",
                 "it moves the forward/reverse window: set demo_curriculum='forward' or 'reverse'")
@@ -332,6 +363,7 @@ __all__ = [
     "check_demo_fields",
     "demo_overrides",
     "sample_start",
+    "slot_steps",
     "slot_warmup",
     "window_width",
 ]
@@ -339,12 +371,12 @@ __all__ = [
 
 def add_curriculum(task, env_id: str, demos, ratio: float, mode: str, *, auto_reset: bool = True,
                    reset_mode: str = "fresh", schedule=SCHEDULE, until_success: bool = True,
-                   warmup: int = 0) -> DemoCurriculum:
+                   warmup: int = 0, anneal: int = 0) -> DemoCurriculum:
     """:class:`DemoCurriculum` around the raw ``task`` for :func:`vasa.envs.make` (``schedule``:
-    ``(window, increment, increment_every)``; ``warmup``: steps per environment), refusing
-    wrapper settings under which it cannot work: ``reset_mode="cached"`` (each slot would
-    replay its first start) and, for ``forward``/``reverse`` or a warm-up, ``auto_reset=False``
-    (the schedule's counts live in the auto-resetting state)."""
+    ``(window, increment, increment_every)``; ``warmup``, ``anneal``: steps per environment),
+    refusing wrapper settings under which it cannot work: ``reset_mode="cached"`` (each slot
+    would replay its first start) and, for ``forward``/``reverse``, a warm-up or annealing,
+    ``auto_reset=False`` (the schedule's counts live in the auto-resetting state)."""
     if reset_mode != "fresh":
         raise ValueError(f"reset_mode={reset_mode!r} is not allowed with demos: demonstration starts need 'fresh' "
                          "auto-resets.")
@@ -354,9 +386,12 @@ def add_curriculum(task, env_id: str, demos, ratio: float, mode: str, *, auto_re
     if not auto_reset and warmup:
         raise ValueError(f"auto_reset=False is not allowed with demo_warmup={warmup!r}: the warm-up counts steps in "
                          "the auto-resetting state (use demo_warmup=0 or auto_reset=True).")
+    if not auto_reset and anneal:
+        raise ValueError(f"auto_reset=False is not allowed with demo_anneal={anneal!r}: the annealing counts steps in "
+                         "the auto-resetting state (use demo_anneal=0 or auto_reset=True).")
     if not isinstance(schedule, (tuple, list)) or len(schedule) != 3:
         raise ValueError(f"demo_schedule={schedule!r} is not allowed: give (window, increment, increment_every), "
                          f"e.g. {SCHEDULE}.")
     window, increment, every = schedule
     return DemoCurriculum(task, demos, ratio, mode, env_id=env_id, window=window, increment=increment,
-                          increment_every=every, until_success=until_success, warmup=warmup)
+                          increment_every=every, until_success=until_success, warmup=warmup, anneal=anneal)
