@@ -35,7 +35,7 @@ applies. The task's own starts first teach the early stages (on ``robo/stack``, 
 demonstrations learns to grasp and lift but never to stack, while demonstration starts from the
 first step teach stacking but slow the grasp; BENCHMARKS.md, session 17), then demonstration
 starts teach the later ones. The slot's step count lives in the batched state as
-``info["demo_clock"]`` (``int32``, only when ``warmup > 0``), kept by :class:`DemoProgress`.
+``info["demo_clock"]`` (``int32``, only when ``warmup + anneal > 0``), kept by :class:`DemoProgress`.
 
 Annealing (vasa's addition, the schedule of Nair et al.'s "reset to demonstration states" read as a
 crutch to take away): with ``anneal > 0`` the probability falls linearly from ``ratio`` at the end of
