@@ -86,7 +86,7 @@ for stage in "$@"; do
     stackdemo)
       # issue 19: the demonstration curriculum against none on robo/stack, 8x the CPU runs' 0.92M
       # steps (BENCHMARKS.md, session 13); same budget for both, success of every checkpoint, one PNG.
-      # The forward window that helped on the CPU (session 20: 25 25 3 at 128 envs); with 2,048 envs each
+      # The forward window that kept PPO's pace on the CPU (session 20: 25 25 3 at 128 envs); with 2,048 envs each
       # slot starts ~6 demonstrations in 8M steps at ratio 0.3, so it grows every start
       STACK="--env robo/stack --num-envs 2048 --unroll-length 32 --action-repeat 1 --episode-length 200 --total-env-steps 8000000 --num-minibatches 32 --num-epochs 4 --learning-rate 3e-4 --policy-layers 256 256 --value-layers 256 256 --checkpoint-every 10 --keep-checkpoints 100 --no-progress"
       run stackdemo 570 bash -c "python3 examples/record_demos.py --env robo/stack --out /tmp/stack_demos.npz --num-episodes 128 --episode-length 120 && python3 examples/train_ppo.py $STACK --demo-path /tmp/stack_demos.npz --demo-ratio 0.3 --demo-separate-advantages --demo-curriculum forward --demo-schedule 25 25 1 --run-dir /tmp/stack-demos && python3 examples/train_ppo.py $STACK --run-dir /tmp/stack-none && python3 examples/evaluate_success.py /tmp/stack-demos /tmp/stack-none --labels 'forward demonstration starts, growing window' 'no demonstrations' --num-episodes 128 --csv $OUT/stack_curriculum.csv --plot $OUT/stack_curriculum.png"
