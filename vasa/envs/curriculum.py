@@ -294,7 +294,8 @@ def demo_overrides(config, evaluation: bool = False) -> dict:
         return {}
     return {"demos": config.demo_path, "demo_ratio": config.demo_ratio, "demo_curriculum": config.demo_curriculum,
             "demo_schedule": tuple(config.demo_schedule), "demo_until_success": config.demo_until_success,
-            "demo_warmup": slot_warmup(config), "demo_anneal": slot_steps(config, config.demo_anneal)}
+            "demo_warmup": slot_steps(config, config.demo_warmup),
+            "demo_anneal": slot_steps(config, config.demo_anneal)}
 
 
 def slot_steps(config, env_steps: int) -> int:
@@ -303,11 +304,6 @@ def slot_steps(config, env_steps: int) -> int:
     ``ceil(env_steps / (num_envs * action_repeat))``."""
     repeat = config.resolved_action_repeat() if hasattr(config, "resolved_action_repeat") else (config.action_repeat or 1)
     return -(-int(env_steps) // (int(config.num_envs) * int(repeat)))
-
-
-def slot_warmup(config) -> int:
-    """A config's ``demo_warmup`` as steps of each environment slot (:func:`slot_steps`)."""
-    return slot_steps(config, config.demo_warmup)
 
 
 def check_demo_fields(config) -> None:
@@ -364,7 +360,6 @@ __all__ = [
     "demo_overrides",
     "sample_start",
     "slot_steps",
-    "slot_warmup",
     "window_width",
 ]
 
