@@ -379,10 +379,29 @@ def test_sac_adapters_read_the_right_observation():
     (dict(dataset_size=4), "DAggerConfig.dataset_size=4 is not allowed"),
     (dict(data="mixed"), "DAggerConfig.data='mixed' is not allowed: it must be one of dagger, expert, student"),
     (dict(augment=StrongAugConfig(ops=())), "DAggerConfig.augment.ops=() is not allowed"),
+    (dict(lr_schedule="step"), "DAggerConfig.lr_schedule='step' is not allowed: it must be one of constant, linear"),
 ])
 def test_config_errors_name_the_field(change, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         dataclasses.replace(TOY, **change).validate()
+
+
+@pytest.mark.parametrize("kind", ["constant", "linear", "cosine"])
+def test_student_learning_rate_follows_the_schedule(kind):
+    # Adam's step on a constant gradient is lr_t * 1 / (1 + eps): the parameter's path is minus
+    # the running sum of the schedule, checked against the schedule's formula in NumPy
+    n, lr = 10, 0.01
+    tx = dagger._optimizer(dataclasses.replace(TOY, lr_schedule=kind, learning_rate=lr, student_steps=n))
+    params, opt = jnp.zeros(()), None
+    opt, path = tx.init(params), []
+    for _ in range(n + 2):
+        updates, opt = tx.update(jnp.ones(()), opt, params)
+        params = params + updates
+        path.append(float(params))
+    t = np.minimum(np.arange(n + 2), n)
+    rate = {"constant": np.full(n + 2, lr), "linear": lr * (1 - t / n),
+            "cosine": lr * (1 + np.cos(np.pi * t / n)) / 2}[kind]
+    np.testing.assert_allclose(path, -np.cumsum(rate) / (1 + 1e-8), rtol=1e-5, atol=1e-9)
 
 
 def _leaves_equal(a, b):

@@ -10,7 +10,8 @@ import pytest
 from vasa.distill.augment import random_shift, random_shift_pair, shift_offsets
 from vasa.nn import MLP, ConvEncoder, DoubleQ, Projection, conv_output_size
 
-SPECS = {"drq": [(32, 3, 2), (32, 3, 1), (32, 3, 1), (32, 3, 1)], "nature": [(16, 8, 4), (32, 4, 2)]}
+SPECS = {"drq": [(32, 3, 2), (32, 3, 1), (32, 3, 1), (32, 3, 1)], "nature": [(16, 8, 4), (32, 4, 2)],
+         "drq_small": [(32, 3, 2), (32, 3, 2), (32, 3, 1)]}
 
 
 # ----------------------------------------------------------------------------- NumPy references
@@ -57,7 +58,8 @@ def randomize_biases(params, seed):
 
 @pytest.mark.parametrize(
     "kind,size,expected",
-    [("drq", 84, 39200), ("drq", 64, 25 * 25 * 32), ("nature", 84, 2592), ("nature", 64, 6 * 6 * 32)],
+    [("drq", 84, 39200), ("drq", 64, 25 * 25 * 32), ("nature", 84, 2592), ("nature", 64, 6 * 6 * 32),
+     ("drq_small", 32, 5 * 5 * 32), ("drq_small", 84, 18 * 18 * 32)],
 )
 def test_conv_output_size_matches_hand_computed_and_module(kind, size, expected):
     assert conv_output_size(kind, size, size) == expected
@@ -116,7 +118,7 @@ def test_first_drq_layer_matches_numpy_stride2_valid():
     np.testing.assert_allclose(conv0_out[0, :4, :5], ref, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind,h,w", [("drq", 17, 18), ("nature", 28, 24)])
+@pytest.mark.parametrize("kind,h,w", [("drq", 17, 18), ("nature", 28, 24), ("drq_small", 19, 16)])
 def test_whole_encoder_matches_numpy(kind, h, w):
     rng = np.random.default_rng(1)
     imgs = rng.integers(0, 256, size=(2, h, w, 3), dtype=np.uint8)

@@ -88,8 +88,9 @@ class OffPolicyConfig:
     learning_rate: PosFloat = 1e-3
     """Adam learning rate"""
 
-    encoder: Literal["drq", "nature"] = "drq"
-    """pixel encoder: DrQ/RAD (4 x 32 conv 3x3) or SURREAL's Nature-style (8x8/4, 4x4/2)"""
+    encoder: Literal["drq", "nature", "drq_small"] = "drq"
+    """pixel encoder: DrQ/RAD (4 x 32 conv 3x3), SURREAL's Nature-style (8x8/4, 4x4/2) or drq_small (3 x 32 conv 3x3,
+    strides 2, 2, 1: for 24-48 px images)"""
     feature_dim: PosInt = 50
     """encoder output size (Linear -> LayerNorm -> tanh)"""
     hidden_layers: tuple[PosInt, ...] = (1024, 1024)

@@ -50,6 +50,7 @@ from vasa.algos.ppo_networks import Networks
 from vasa.algos.ppo_recurrent import recurrent_values, sequence_minibatches
 from vasa.algos.ppo_rollout import Transition, make_rollout, successor_values
 from vasa.nn import RunningStats
+from vasa.nn.schedules import decay_schedule
 from vasa.run import RunConfig, chunk_plan, chunked_iterations, prepare_run
 
 
@@ -111,13 +112,7 @@ class TrainState:
 
 def _optimizer(config: PPOConfig) -> tuple[optax.GradientTransformation, optax.Schedule]:
     steps = config.num_iterations * config.num_epochs * config.num_minibatches
-    lr = config.learning_rate
-    if config.lr_schedule == "linear":
-        schedule = optax.linear_schedule(lr, 0.0, steps)
-    elif config.lr_schedule == "cosine":
-        schedule = optax.cosine_decay_schedule(lr, steps)
-    else:
-        schedule = optax.constant_schedule(lr)
+    schedule = decay_schedule(config.lr_schedule, config.learning_rate, steps)
     chain = [optax.clip_by_global_norm(config.max_grad_norm)] if config.max_grad_norm > 0 else []
     return optax.chain(*chain, optax.adam(schedule, eps=1e-5)), schedule
 

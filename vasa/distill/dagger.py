@@ -89,6 +89,7 @@ from vasa.distill.distractors import DistractorConfig, make_bank
 from vasa.distill.experts import Expert, check_expert
 from vasa.distill.student import Student, StudentNetwork, needs_expert
 from vasa.envs import EnvId, EnvState, make, pixel_action_repeat
+from vasa.nn.schedules import decay_schedule
 from vasa.envs.randomize import SuiteName as Suite, appearance_problem
 from vasa.envs.rollout import episode_returns
 from vasa.run import RunConfig, chunk_plan, chunked_iterations, prepare_run, require
@@ -128,7 +129,10 @@ class DAggerConfig:
     batch_size: PosInt = 128
     """observations per gradient step (global, split over devices)"""
     learning_rate: PosFloat = 1e-3
-    """Adam learning rate"""
+    """Adam learning rate (at the first student step)"""
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    """learning rate over the student_steps gradient steps: constant (the thesis's) or a linear/cosine decay to 0
+    (a steadier final student: at a constant rate the students' returns swing by +-30% between evaluations)"""
     loss: Literal["l2", "squared"] = "l2"
     """imitation loss: batch mean of ||pi_s(f(o)) - pi_e(o)||_2 (SECANT) or of its square"""
     data: Literal["dagger", "expert", "student"] = "dagger"
@@ -153,8 +157,8 @@ class DAggerConfig:
     """SECANT-Parallel: the expert keeps learning by RL during distillation (an expert with a learner,
     experts.ppo_learner); labels are recomputed by the current expert when sampled"""
 
-    encoder: Literal["drq", "nature"] = "drq"
-    """student's pixel encoder (vasa.nn.ConvEncoder)"""
+    encoder: Literal["drq", "nature", "drq_small"] = "drq"
+    """student's pixel encoder (vasa.nn.ConvEncoder; drq_small: a quarter of drq's FLOPs for 24-48 px images)"""
     feature_dim: PosInt = 50
     """encoder output size (Linear -> LayerNorm -> tanh)"""
     hidden_layers: tuple[PosInt, ...] = (1024, 1024)
@@ -258,7 +262,9 @@ def state_specs(state: DistillState, expert_specs: Any = None) -> DistillState:
 
 
 def _optimizer(config: DAggerConfig):
-    return optax.adam(config.learning_rate)
+    """Adam on the student (and its safety head); the learning rate follows ``lr_schedule``
+    over the ``student_steps`` gradient steps."""
+    return optax.adam(decay_schedule(config.lr_schedule, config.learning_rate, config.student_steps))
 
 
 @functools.lru_cache(maxsize=2)
