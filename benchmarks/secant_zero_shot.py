@@ -12,7 +12,10 @@ Then SafeDAgger against DAgger (seed 0, Combo1; the head learns to flag the wors
 ``--safe-fraction`` of held-out states, ``DAggerConfig.safety_unsafe_fraction``, and the switch
 queries states whose logit reaches the top ``--query-fraction`` of the held-out batch's,
 ``DAggerConfig.safety_query_fraction``): the student's return against the expert queries it took
-(``safedagger.png``).
+(``safedagger.png``); the check compares both final students over ``--final-episodes`` fresh episodes.
+
+Students: ``drq`` encoder, batch 64, 3,000 steps at a constant rate (session 18's); session 21's
+``--encoder drq_small --lr-schedule linear --student-steps 4000`` was worse for the Combo1 student (BENCHMARKS.md).
 
 Targets (sign and size of table 5.1): the SECANT student keeps >= 90% of the expert's return
 in ``train``, >= 75% of its own ``train`` return under ``color_hard`` and ``video_hard``, and
@@ -53,11 +56,11 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--expert-env-steps", type=int, default=16_000_000)
     p.add_argument("--action-repeat", type=int, default=4, help="expert and students (PAD's for reacher)")
-    p.add_argument("--student-steps", type=int, default=4000)
+    p.add_argument("--student-steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr-schedule", default="linear", choices=["constant", "linear", "cosine"],
+    p.add_argument("--lr-schedule", default="constant", choices=["constant", "linear", "cosine"],
                    help="every student's learning rate over its steps (linear: decays to 0, a steadier final student)")
-    p.add_argument("--encoder", default="drq_small", choices=["drq", "drq_small", "nature"],
+    p.add_argument("--encoder", default="drq", choices=["drq", "drq_small", "nature"],
                    help="every student's encoder; drq_small (DrQ's with the second layer strided and the fourth "
                         "dropped) costs a quarter of drq's FLOPs at 32x32, so more student steps fit the budget")
     p.add_argument("--safe-fraction", type=float, default=0.2,
