@@ -392,7 +392,7 @@ def test_student_learning_rate_follows_the_schedule(kind):
     # the running sum of the schedule, checked against the schedule's formula in NumPy
     n, lr = 10, 0.01
     tx = dagger._optimizer(dataclasses.replace(TOY, lr_schedule=kind, learning_rate=lr, student_steps=n))
-    params, opt = jnp.zeros(()), None
+    params = jnp.zeros(())
     opt, path = tx.init(params), []
     for _ in range(n + 2):
         updates, opt = tx.update(jnp.ones(()), opt, params)

@@ -89,9 +89,9 @@ from vasa.distill.distractors import DistractorConfig, make_bank
 from vasa.distill.experts import Expert, check_expert
 from vasa.distill.student import Student, StudentNetwork, needs_expert
 from vasa.envs import EnvId, EnvState, make, pixel_action_repeat
-from vasa.nn.schedules import decay_schedule
 from vasa.envs.randomize import SuiteName as Suite, appearance_problem
 from vasa.envs.rollout import episode_returns
+from vasa.nn.schedules import decay_schedule
 from vasa.run import RunConfig, chunk_plan, chunked_iterations, prepare_run, require
 from vasa.run.fields import NonNegFloat, PosFloat, PosInt, Range, Seed, check_fields
 
@@ -132,7 +132,7 @@ class DAggerConfig:
     """Adam learning rate (at the first student step)"""
     lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
     """learning rate over the student_steps gradient steps: constant (the thesis's) or a linear/cosine decay to 0
-    (a steadier final student: at a constant rate the students' returns swing by +-30% between evaluations)"""
+    (no gain measured on the CPU reacher benchmark, session 21)"""
     loss: Literal["l2", "squared"] = "l2"
     """imitation loss: batch mean of ||pi_s(f(o)) - pi_e(o)||_2 (SECANT) or of its square"""
     data: Literal["dagger", "expert", "student"] = "dagger"

@@ -5,8 +5,8 @@ encoder (4 x [32 filters, 3x3], first stride 2, VALID, ReLU; 84x84 -> 35*35*32 =
 ``kind="nature"`` the Nature-DQN-style encoder SURREAL uses (16 filters 8x8 stride 4, 32 filters
 4x4 stride 2, VALID, ReLU; 84x84 -> 9*9*32 = 2592). ``kind="drq_small"`` is DrQ's encoder for
 small images (24-48 px): the second layer strided too and the fourth dropped (3 x [32 filters,
-3x3], strides 2, 2, 1; 32x32 -> 5*5*32 = 800), a quarter of DrQ's FLOPs at 32x32. Conv kernels are orthogonal with gain
-sqrt(2) and biases zero, as in DrQ. ``Projection`` (Dense -> LayerNorm -> tanh) compresses the
+3x3], strides 2, 2, 1; 32x32 -> 5*5*32 = 800), a quarter of DrQ's FLOPs at 32x32. Conv kernels
+are orthogonal with gain sqrt(2) and biases zero, as in DrQ. ``Projection`` (Dense -> LayerNorm -> tanh) compresses the
 conv features to a small latent, and ``DoubleQ`` holds ``num_critics`` independent Q MLPs over
 ``concat(features, action)``.
 
