@@ -86,6 +86,30 @@ def test_randomisation_per_env_and_reproducible(cartpole):
     assert delta.max() <= 0.2 + 1e-6 and delta.max() > 0.05
 
 
+
+@pytest.mark.parametrize("task, kept", [("dmc/reacher_easy", ("target", "finger")),
+                                         ("dmc/ball_in_cup_catch", ("ball",)),
+                                         ("dmc/finger_spin", ("fingertip", "proximal_decoration"))])
+def test_colour_suites_recolour_only_dmc_self_material(task, kept):
+    """DMControl-GB's colour suites rewrite the ``self`` material's rgba and nothing else
+    (its ``reload_physics`` edits ``materials['mujoco']['asset']['material'][1]``, asserted to be
+    ``self``): the reacher's target and finger, the ball, the fingertip keep their colours."""
+    m = E.make_raw(task).mj_model
+    r = R.Renderer(m, 16, 16)
+    base = np.asarray(r.default_appearance().geom_rgb)
+    self_id = next(i for i in range(m.nmat) if m.material(i).name == "self")
+    is_self = (m.geom_matid == self_id) & (m.geom_bodyid != 0)
+    kept_ids = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, name) for name in kept]
+    assert min(kept_ids) >= 0 and not is_self[kept_ids].any()
+    for name in ("color_easy", "color_hard"):
+        rgb = np.asarray(_looks(r, name, n=8).geom_rgb)  # [8, G, 3]
+        moved = np.abs(rgb - base).max(axis=(0, 2)) > 1e-6
+        assert moved[is_self].all(), name
+        # every non-world geom that is not ``self`` (target, effector, decoration) keeps its colour
+        np.testing.assert_array_equal(rgb[:, (m.geom_bodyid != 0) & ~is_self], np.broadcast_to(
+            base[(m.geom_bodyid != 0) & ~is_self], rgb[:, (m.geom_bodyid != 0) & ~is_self].shape))
+        assert not moved[kept_ids].any(), name
+
 def test_light_camera_and_texture_jitter(cartpole, render_fn):
     _, _, r = cartpole
     spec = Z.AppearanceRandomization(light_dir_jitter_deg=30, light_intensity=(0.5, 1.5), camera_pos_jitter=0.05,

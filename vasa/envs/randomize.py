@@ -49,8 +49,9 @@ class AppearanceRandomization:
     moved by U[-color_jitter, color_jitter], clipped to [0, 1]); ``uniform`` (each channel
     U[0, 1]).
 
-    agent_color: colours of the agent, one draw per colour group (geoms of non-world bodies
-      sharing a material or colour move together, as DMControl-GB's ``self`` material).
+    agent_color: colours of the agent, one draw per colour group (geoms sharing a material or
+      colour move together; in DMControl models only the ``self`` material, as DMControl-GB:
+      :class:`SceneGroups`).
     floor_color: both colours of the floor's checker (planes of the world body).
     sky_color: the background gradient's colours.
     static_color: other world-body geoms (rails, targets' anchors).
@@ -145,13 +146,25 @@ def appearance_problem(env_id: str, appearance, training: bool = False) -> str |
     return None
 
 
+DMC_SELF_MATERIAL = "self"
+"""DMControl's material of the agent's body: the one DMControl-GB's colour suites recolour."""
+
+
 @dataclasses.dataclass(frozen=True)
 class SceneGroups:
-    """Static partition of a model's geoms for appearance draws (numpy, [G] each)."""
+    """Static partition of a model's geoms for appearance draws (numpy, [G] each).
+
+    Which geoms the agent colour draws move: in a DMControl model (one with a material named
+    ``self``) only the geoms of that material, as DMControl-GB's colour suites do (they rewrite
+    the ``self`` material's rgba and nothing else; the reacher's target and finger, the
+    ball_in_cup ball, the finger's tip and decorations keep their colours). In any other model
+    (the table-top and indoor scenes, toy tasks) every geom of a non-world body, one colour
+    group per material or per distinct rgba.
+    """
 
     floor: np.ndarray  # bool: planes of the world body
     static: np.ndarray  # bool: other world-body geoms
-    agent_group: np.ndarray  # int: colour group of non-world geoms, -1 elsewhere
+    agent_group: np.ndarray  # int: colour group of the geoms agent colour draws move, -1 elsewhere
     num_agent_groups: int
 
     @classmethod
@@ -161,7 +174,11 @@ class SceneGroups:
         floor = world & (m.geom_type == PLANE)
         static = world & ~floor
         keys, group = {}, np.full(m.ngeom, -1, np.int32)
-        for g in np.nonzero(~world)[0]:
+        recoloured = ~world
+        self_mat = [i for i in range(m.nmat) if m.material(i).name == DMC_SELF_MATERIAL]
+        if self_mat:  # DMControl-GB: the ``self`` material only
+            recoloured = recoloured & (m.geom_matid == self_mat[0])
+        for g in np.nonzero(recoloured)[0]:
             key = ("mat", int(m.geom_matid[g])) if m.geom_matid[g] >= 0 else ("rgba", tuple(np.round(m.geom_rgba[g], 4)))
             group[g] = keys.setdefault(key, len(keys))
         return cls(floor=floor, static=static, agent_group=group, num_agent_groups=max(len(keys), 1))
