@@ -24,9 +24,12 @@ final return with <= 40% of its queries. The script prints each check.
 
     python benchmarks/secant_zero_shot.py                       # CPU: reacher_easy, 32x32 (see --help)
     python benchmarks/secant_zero_shot.py --image-size 84 --env dmc/walker_walk --student-steps 30000  # GPU-scale
+    python benchmarks/secant_zero_shot.py --reevaluate --out runs/bench-secant  # evaluate an earlier run's policies again
 
 Writes ``--out`` (default ``runs/bench-secant``): every run directory, ``zero_shot.csv/png``,
-``safedagger.png`` and ``summary.json``.
+``safedagger.png`` and ``summary.json``; ``--reevaluate`` trains nothing, restores that run's
+expert and students and writes ``zero_shot_reeval.csv/png``, ``safedagger_reeval.png`` and
+``summary_reeval.json`` next to them (the first files stay as they were).
 """
 
 from __future__ import annotations
@@ -79,23 +82,83 @@ def main() -> None:
                    help="episodes (train appearance) for the final DAgger and SafeDAgger students' returns")
     p.add_argument("--out", default="runs/bench-secant")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--reevaluate", action="store_true",
+                   help="train nothing: load the expert and the students of an earlier run in --out and evaluate them "
+                        "again (after a change to the suites); writes zero_shot_reeval.csv/png and summary_reeval.json")
     args = p.parse_args()
     revision = vasa_revision()  # of the code this run loads (later commits do not change it)
 
     import jax
 
-    from vasa.algos import ppo
-    from vasa.distill import dagger, experts, secant
-    from vasa.distill.augment import StrongAugConfig
+    from vasa.distill import dagger, secant
     from vasa.distill.zero_shot import write_table
-    from vasa.run import RunConfig
 
     t_start = time.time()
     out = args.out
+    suffix = "_reeval" if args.reevaluate else ""
+    if args.reevaluate and os.path.exists(f"{out}/summary_reeval.json") and not args.overwrite:
+        raise SystemExit(f"{out}/summary_reeval.json exists: pass --overwrite to replace it")
+    trained = _load(args, out) if args.reevaluate else _train(args, out)
+    expert, expert_config, base = trained["expert"], trained["expert_config"], trained["base"]
+    students, curves, timings = trained["students"], trained["curves"], trained["timings"]
+
+    # ---- zero-shot evaluation: one program per suite, shared by the three student variants
+    sc = secant.SecantConfig(distill=base, ppo=expert_config, eval_episodes=args.eval_episodes, eval_seeds=1)
+    student = dagger.Student(base, dagger.make_env(base))
+    t = time.time()
+    rows = secant.zero_shot(sc, {"expert": (expert.act, [expert.params]),
+                                 **{name: (student.policy, params) for name, params in students.items()}})
+    csv_path, png_path = write_table(rows, out, name=f"zero_shot{suffix}")
+    # the SafeDAgger check on the final students, DAgger's (secant seed 0) and SafeDAgger's, over
+    # --final-episodes fresh episodes each: the curves' last points average only 16 episodes, which on
+    # reacher (episode returns from 0 to ~1,000) is +-100 noise, the size of the 5% being checked
+    final = secant.zero_shot(dataclasses.replace(sc, suites=("train",), eval_episodes=args.final_episodes),
+                             {"dagger": (student.policy, students["secant"][:1]),
+                              "safedagger": (student.policy, [trained["safe_student"]])})
+    eval_s = time.time() - t
+
+    # ---- checks against the targets
+    m = lambda policy, suite: secant.seeds_mean(rows, policy, suite)  # noqa: E731
+    checks = {
+        "secant train >= 90% expert train": m("secant", "train") >= 0.9 * m("expert", "train"),
+        "secant color_hard >= 75% of its train": m("secant", "color_hard") >= 0.75 * m("secant", "train"),
+        "secant video_hard >= 75% of its train": m("secant", "video_hard") >= 0.75 * m("secant", "train"),
+        "secant color_hard >= 1.25 x weak": m("secant", "color_hard") >= 1.25 * m("weak", "color_hard"),
+        "secant video_hard >= 1.25 x weak": m("secant", "video_hard") >= 1.25 * m("weak", "video_hard"),
+    }
+    final_return = {r["policy"]: r["mean"] for r in final}
+    dag = (curves["secant-0"][-1][0], final_return["dagger"])
+    safe = (curves["safedagger-0"][-1][0], final_return["safedagger"])
+    checks["safedagger return >= 95% dagger"] = safe[1] >= 0.95 * dag[1]
+    checks["safedagger queries <= 40% dagger"] = safe[0] <= 0.4 * dag[0]
+    _plot_queries(curves["secant-0"], curves["safedagger-0"], f"{out}/safedagger{suffix}.png")
+
+    for r in rows:
+        print(f"{r['policy']:>8s} {r['suite']:>11s} {r['mean']:8.1f} +- {r['std']:6.1f}  seeds {r['seed_means']}")
+    for k, ok in checks.items():
+        print(f"{'PASS' if ok else 'FAIL'}  {k}")
+    print(f"DAgger queries {dag[0]:.0f} -> return {dag[1]:.1f}; SafeDAgger queries {safe[0]:.0f} -> {safe[1]:.1f}")
+    summary = {"revision": revision, "device": jax.devices()[0].device_kind, "args": vars(args),
+               "expert_seconds": trained["expert_seconds"], "eval_seconds": eval_s, "run_seconds": timings,
+               "total_seconds": time.time() - t_start, "rows": rows, "checks": checks,
+               "dagger": dag, "safedagger": safe, "final": final, "csv": csv_path, "png": png_path}
+    with open(f"{out}/summary{suffix}.json", "w") as f:
+        json.dump(summary, f, indent=2, default=float)
+    print(f"total {time.time() - t_start:.0f} s; {out}/summary{suffix}.json")
+
+
+VARIANTS = ("secant", "weak", "dr")
+
+
+def _train(args, out: str) -> dict:
+    """Stage 1 and 2: the privileged PPO expert, every student, SafeDAgger (seed 0)."""
+    from vasa.algos import ppo
+    from vasa.distill import dagger, experts
+    from vasa.distill.augment import StrongAugConfig
+    from vasa.run import RunConfig
+
     os.makedirs(out, exist_ok=True)
     quiet = {"progress": False, "overwrite": args.overwrite}
-
-    # ---- the privileged expert
     expert_config = ppo.PPOConfig(env=args.env, action_repeat=args.action_repeat, total_env_steps=args.expert_env_steps)
     t = time.time()
     _, expert_state, expert_rows = ppo.train(expert_config, RunConfig(run_dir=f"{out}/expert", **quiet))
@@ -123,64 +186,62 @@ def main() -> None:
             _, state, rows = dagger.train(dataclasses.replace(config, seed=seed), expert,
                                           dataclasses.replace(run, run_dir=f"{out}/{name}-{seed}"))
             students.setdefault(name, []).append(state.student)
-            curves[f"{name}-{seed}"] = [(r["expert_queries"], r["eval_return"]) for r in rows
-                                        if np.isfinite(r["eval_return"])]
+            curves[f"{name}-{seed}"] = _curve(rows)
             timings[f"{name}-{seed}"] = time.time() - t
             print(f"{name} seed {seed}: eval {rows[-1]['eval_return']:.1f}, {timings[f'{name}-{seed}']:.0f} s",
                   flush=True)
 
-    # ---- SafeDAgger against DAgger (seed 0; DAgger is the secant-0 run)
+    # SafeDAgger against DAgger (seed 0; DAgger is the secant-0 run)
     t = time.time()
     safe_config = dataclasses.replace(base, safe=True, safety_unsafe_fraction=args.safe_fraction,
                                       safety_query_fraction=args.query_fraction or None)
     _, safe_state, safe_rows = dagger.train(safe_config, expert,
                                             dataclasses.replace(run, run_dir=f"{out}/safedagger-0"))
     timings["safedagger-0"] = time.time() - t
-    curves["safedagger-0"] = [(r["expert_queries"], r["eval_return"]) for r in safe_rows if np.isfinite(r["eval_return"])]
+    curves["safedagger-0"] = _curve(safe_rows)
+    return {"expert": expert, "expert_config": expert_config, "base": base, "students": students, "curves": curves,
+            "timings": timings, "safe_student": safe_state.student, "expert_seconds": expert_s}
 
-    # ---- zero-shot evaluation: one program per suite, shared by the three student variants
-    sc = secant.SecantConfig(distill=base, ppo=expert_config, eval_episodes=args.eval_episodes, eval_seeds=1)
-    student = dagger.Student(base, dagger.make_env(base))
-    t = time.time()
-    rows = secant.zero_shot(sc, {"expert": (expert.act, [expert.params]),
-                                 **{name: (student.policy, params) for name, params in students.items()}})
-    csv_path, png_path = write_table(rows, out)
-    # the SafeDAgger check on the final students, DAgger's (secant seed 0) and SafeDAgger's, over
-    # --final-episodes fresh episodes each: the curves' last points average only 16 episodes, which on
-    # reacher (episode returns from 0 to ~1,000) is +-100 noise, the size of the 5% being checked
-    final = secant.zero_shot(dataclasses.replace(sc, suites=("train",), eval_episodes=args.final_episodes),
-                             {"dagger": (student.policy, students["secant"][:1]),
-                              "safedagger": (student.policy, [safe_state.student])})
-    eval_s = time.time() - t
 
-    # ---- checks against the targets
-    m = lambda policy, suite: secant.seeds_mean(rows, policy, suite)  # noqa: E731
-    checks = {
-        "secant train >= 90% expert train": m("secant", "train") >= 0.9 * m("expert", "train"),
-        "secant color_hard >= 75% of its train": m("secant", "color_hard") >= 0.75 * m("secant", "train"),
-        "secant video_hard >= 75% of its train": m("secant", "video_hard") >= 0.75 * m("secant", "train"),
-        "secant color_hard >= 1.25 x weak": m("secant", "color_hard") >= 1.25 * m("weak", "color_hard"),
-        "secant video_hard >= 1.25 x weak": m("secant", "video_hard") >= 1.25 * m("weak", "video_hard"),
-    }
-    final_return = {r["policy"]: r["mean"] for r in final}
-    dag = (curves["secant-0"][-1][0], final_return["dagger"])
-    safe = (curves["safedagger-0"][-1][0], final_return["safedagger"])
-    checks["safedagger return >= 95% dagger"] = safe[1] >= 0.95 * dag[1]
-    checks["safedagger queries <= 40% dagger"] = safe[0] <= 0.4 * dag[0]
-    _plot_queries(curves["secant-0"], curves["safedagger-0"], f"{out}/safedagger.png")
+def _curve(rows) -> list[tuple[float, float]]:
+    """(expert queries, evaluation return) at every evaluated row of a DAgger run."""
+    return [(float(r["expert_queries"]), float(r["eval_return"])) for r in rows if np.isfinite(float(r["eval_return"]))]
 
-    for r in rows:
-        print(f"{r['policy']:>8s} {r['suite']:>11s} {r['mean']:8.1f} +- {r['std']:6.1f}  seeds {r['seed_means']}")
-    for k, ok in checks.items():
-        print(f"{'PASS' if ok else 'FAIL'}  {k}")
-    print(f"DAgger queries {dag[0]:.0f} -> return {dag[1]:.1f}; SafeDAgger queries {safe[0]:.0f} -> {safe[1]:.1f}")
-    summary = {"revision": revision, "device": jax.devices()[0].device_kind, "args": vars(args),
-               "expert_seconds": expert_s, "eval_seconds": eval_s, "run_seconds": timings,
-               "total_seconds": time.time() - t_start, "rows": rows, "checks": checks,
-               "dagger": dag, "safedagger": safe, "final": final, "csv": csv_path, "png": png_path}
-    with open(f"{out}/summary.json", "w") as f:
-        json.dump(summary, f, indent=2, default=float)
-    print(f"total {time.time() - t_start:.0f} s; {out}/summary.json")
+
+def _load(args, out: str) -> dict:
+    """What :func:`_train` returns, restored from an earlier run's directories in ``out``."""
+    import csv
+
+    from vasa.algos import ppo
+    from vasa.distill import dagger, secant
+    from vasa.run import Checkpointer
+    from vasa.run.config import dataclass_from_dict
+    from vasa.run.rundir import read_config_json
+
+    expert = secant.load_expert(f"{out}/expert")
+    expert_config = dataclass_from_dict(ppo.PPOConfig, read_config_json(f"{out}/expert")["ppo"])
+
+    def restore(run_dir):
+        config = dataclass_from_dict(dagger.DAggerConfig, read_config_json(run_dir)["dagger"])
+        checkpointer = Checkpointer(run_dir)
+        try:
+            _, state = checkpointer.restore(dagger.init(config, expert, dagger.make_env(config)))
+        finally:
+            checkpointer.close()
+        with open(f"{run_dir}/metrics.csv") as f:
+            return config, state.student, _curve(list(csv.DictReader(f)))
+
+    students, curves = {}, {}
+    for name in VARIANTS:
+        for seed in range(args.seeds):
+            config, student, curves[f"{name}-{seed}"] = restore(f"{out}/{name}-{seed}")
+            students.setdefault(name, []).append(student)
+            if name == "secant" and seed == 0:
+                base = config
+    _, safe_student, curves["safedagger-0"] = restore(f"{out}/safedagger-0")
+    print(f"loaded the expert and {sum(map(len, students.values())) + 1} students from {out}", flush=True)
+    return {"expert": expert, "expert_config": expert_config, "base": base, "students": students, "curves": curves,
+            "timings": {}, "safe_student": safe_student, "expert_seconds": 0.0}
 
 
 def _plot_queries(dagger_curve, safe_curve, path: str) -> None:
