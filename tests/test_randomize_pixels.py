@@ -86,7 +86,6 @@ def test_randomisation_per_env_and_reproducible(cartpole):
     assert delta.max() <= 0.2 + 1e-6 and delta.max() > 0.05
 
 
-
 @pytest.mark.parametrize("task, kept", [("dmc/reacher_easy", ("target", "finger")),
                                          ("dmc/ball_in_cup_catch", ("ball",)),
                                          ("dmc/finger_spin", ("fingertip", "proximal_decoration"))])
@@ -106,9 +105,10 @@ def test_colour_suites_recolour_only_dmc_self_material(task, kept):
         moved = np.abs(rgb - base).max(axis=(0, 2)) > 1e-6
         assert moved[is_self].all(), name
         # every non-world geom that is not ``self`` (target, effector, decoration) keeps its colour
-        np.testing.assert_array_equal(rgb[:, (m.geom_bodyid != 0) & ~is_self], np.broadcast_to(
-            base[(m.geom_bodyid != 0) & ~is_self], rgb[:, (m.geom_bodyid != 0) & ~is_self].shape))
+        other = (m.geom_bodyid != 0) & ~is_self
+        np.testing.assert_array_equal(rgb[:, other], np.broadcast_to(base[other], rgb[:, other].shape))
         assert not moved[kept_ids].any(), name
+
 
 def test_light_camera_and_texture_jitter(cartpole, render_fn):
     _, _, r = cartpole
