@@ -14,6 +14,7 @@ queries states whose logit reaches the top ``--query-fraction`` of the held-out 
 ``DAggerConfig.safety_query_fraction``): the student's return against the expert queries it took
 (``safedagger.png``); the check compares both final students over ``--final-episodes`` fresh episodes.
 
+Expert: PPO with CAPS's smoothness terms (``--expert-smooth``, session 23), whose labels students can fit.
 Students: ``drq`` encoder, batch 64, 3,000 steps at a constant rate (session 18's); session 21's
 ``--encoder drq_small --lr-schedule linear --student-steps 4000`` was worse for the Combo1 student (BENCHMARKS.md).
 
@@ -59,6 +60,10 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--expert-env-steps", type=int, default=16_000_000)
     p.add_argument("--action-repeat", type=int, default=4, help="expert and students (PAD's for reacher)")
+    p.add_argument("--expert-smooth", type=float, default=0.1,
+                   help="CAPS smoothness weights of the PPO expert (PPOConfig.smooth_temporal = smooth_spatial): plain "
+                        "PPO's reacher expert changes its action by 1.21 from step to step, labels no student can fit; "
+                        "0.1 makes it 0.007 at the same return (session 23). 0: plain PPO, as before session 23")
     p.add_argument("--student-steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr-schedule", default="constant", choices=["constant", "linear", "cosine"],
@@ -159,7 +164,8 @@ def _train(args, out: str) -> dict:
 
     os.makedirs(out, exist_ok=True)
     quiet = {"progress": False, "overwrite": args.overwrite}
-    expert_config = ppo.PPOConfig(env=args.env, action_repeat=args.action_repeat, total_env_steps=args.expert_env_steps)
+    expert_config = ppo.PPOConfig(env=args.env, action_repeat=args.action_repeat, total_env_steps=args.expert_env_steps,
+                                  smooth_temporal=args.expert_smooth, smooth_spatial=args.expert_smooth)
     t = time.time()
     _, expert_state, expert_rows = ppo.train(expert_config, RunConfig(run_dir=f"{out}/expert", **quiet))
     expert = experts.expert_from_ppo(expert_config, expert_state)

@@ -153,13 +153,13 @@ def test_dagger_seeds_with_the_expert_then_adds_every_student_step(toy):
     assert int(state.iteration) == 3
 
 
-def _held_out_error(student, params, n=256):
+def _held_out_error(student, params, n=256, size=TOY.image_size):
     """Mean ||pi_s(o) - pi_e(o)|| on fresh positions (reset-like observations: repeated frames)."""
 
     @jax.jit
     def error(params):
         pos = jax.random.uniform(jax.random.PRNGKey(123), (n, 2), minval=-1, maxval=1)
-        frames = jax.vmap(lambda p: Reach2D().render_rgb(p, TOY.image_size, TOY.image_size))(pos)
+        frames = jax.vmap(lambda p: Reach2D().render_rgb(p, size, size))(pos)
         pixels = jnp.concatenate([frames] * TOY.frame_stack, axis=-1)
         return jnp.mean(jnp.linalg.norm(student.policy(params, pixels) - linear_expert_action(pos), axis=-1))
 
@@ -168,16 +168,25 @@ def _held_out_error(student, params, n=256):
 
 def _learn(programs, iterations):
     state, _ = programs.seed(programs.fresh())
-    before = _held_out_error(programs.student, state.student)
+    size = programs.config.image_size
+    before = _held_out_error(programs.student, state.student, size=size)
     for _ in range(iterations):
         state, metrics = programs.step(state)
-    return before, _held_out_error(programs.student, state.student), metrics
+    return before, _held_out_error(programs.student, state.student, size=size), metrics
 
 
 def test_student_learns_the_linear_expert_from_augmented_pixels(toy):
     before, after, metrics = _learn(toy, 300)  # about 2-4 s on a 2-core CPU; measured 1.23 -> 0.27
     assert before > 0.9 and after < before / 3, (before, after)
     assert int(metrics["expert_queries"]) == (S + 300) * E and int(metrics["dataset_size"]) == TOY.dataset_size  # full ring
+
+
+def test_keypoint_student_learns_the_linear_expert():
+    # the spatial-softmax student (features="keypoints") on 32 px frames, where DrQ's encoder leaves a 9x9 map
+    config = dataclasses.replace(TOY, image_size=32, features="keypoints",
+                                 distractors=dataclasses.replace(TOY.distractors, image_size=(32, 32)))
+    before, after, _ = _learn(_programs(config), 300)
+    assert before > 0.9 and after < before / 3, (before, after)
 
 
 @pytest.mark.slow

@@ -82,3 +82,25 @@ def test_tanh_entropy_matches_change_of_variables_on_a_histogram():
     # the bounded entropy can never exceed the uniform distribution's, log(6)
     wide = float(dist.entropy(mean, jnp.log(jnp.array([50.0])), noise).mean())
     assert wide < np.log(6.0)
+
+
+def test_spatial_softmax_matches_numpy_and_finds_a_bright_spot():
+    from vasa.nn.encoders import SpatialSoftmax
+
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(2, 5, 7, 3)).astype(np.float32)
+    module = SpatialSoftmax()
+    params = {"params": {"log_temperature": jnp.float32(np.log(0.5))}}  # the module's only parameter
+    out = np.asarray(module.apply(params, f))
+    # NumPy: softmax over the 35 positions per channel at temperature 0.5, expected (x, y) on [-1, 1] grids
+    z = f.reshape(2, 35, 3) / 0.5
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    ys, xs = np.meshgrid(np.linspace(-1, 1, 5), np.linspace(-1, 1, 7), indexing="ij")
+    ref = np.concatenate([np.einsum("bpc,p->bc", p, xs.ravel()), np.einsum("bpc,p->bc", p, ys.ravel())], -1)
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
+    # one bright spot per channel: the keypoint is its position
+    spot = np.zeros((1, 5, 7, 2), np.float32)
+    spot[0, 1, 6, 0], spot[0, 4, 0, 1] = 50.0, 50.0
+    k = np.asarray(module.apply(module.init(jax.random.PRNGKey(0), spot), spot))[0]
+    np.testing.assert_allclose(k, [1.0, -1.0, -0.5, 1.0], atol=1e-4)

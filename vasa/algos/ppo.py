@@ -253,6 +253,7 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
     # plus two per epoch (advantage statistics). On a multi-device mesh each collective is a
     # rendezvous, so their number, not their size, is what costs; see BENCHMARKS.md.
     hinge = config.surrogate == "kl" and config.kl_hinge_coef > 0
+    smooth = config.smooth_temporal > 0 or config.smooth_spatial > 0
 
     def loss_fn(params, mb, normalizer, beta):
         """The local minibatch loss (without the KL hinge, whose weight needs the global KL)."""
@@ -282,8 +283,15 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
         entropy = dist.entropy(mean, log_std, noise).mean()
         loss = policy_loss + config.value_coef * value_loss - config.entropy_coef * entropy
         clip_frac = (jnp.abs(ratio - 1) > config.clip_epsilon).mean()
-        return loss, dict(policy_loss=policy_loss, value_loss=value_loss, entropy=entropy,
-                          kl=jax.lax.stop_gradient(kl), clip_fraction=clip_frac)
+        aux = dict(policy_loss=policy_loss, value_loss=value_loss, entropy=entropy,
+                   kl=jax.lax.stop_gradient(kl), clip_fraction=clip_frac)
+        if smooth:
+            act = lambda x: dist.to_action(nets.policy.apply(params["policy"], x)[0])  # noqa: E731
+            nxt = normalize(normalizer, mb["next_obs"]) if config.smooth_temporal > 0 else None
+            temporal, spatial = caps_terms(act, obs, nxt, mb.get("smooth_key"), config.smooth_sigma)
+            loss = loss + config.smooth_temporal * temporal + config.smooth_spatial * spatial
+            aux.update(smooth_temporal=temporal, smooth_spatial=spatial)
+        return loss, aux
 
     def kl_fn(policy_params, mb, normalizer):
         mean, log_std = policy_out(policy_params, mb, normalize(normalizer, mb["obs"]))
@@ -365,6 +373,8 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
             data["start"] = tr.start
         if config.demo_separate_advantages:
             data["demo"] = tr.demo
+        if config.smooth_temporal > 0:
+            data["next_obs"] = tr.next_obs
 
         def epoch(carry, k):
             if recurrent:  # whole sequences, each with its cores' states at the unroll's start
@@ -376,6 +386,8 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
                 mbs = shuffle(data, k)
             if config.normalize_advantages:
                 mbs = with_advantage_stats(mbs)
+            if config.smooth_spatial > 0:
+                mbs["smooth_key"] = jax.random.split(jax.random.fold_in(k, jax.lax.axis_index(DATA_AXIS) + 7919), M)
             if config.pixels and config.augment == "crop":
                 mbs["aug_key"] = jax.random.split(jax.random.fold_in(k, jax.lax.axis_index(DATA_AXIS) + 1), M)
             return jax.lax.scan(functools.partial(sgd_step, state), carry, mbs)
@@ -409,6 +421,28 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
 
     abstract = jax.eval_shape(lambda: init_abstract(config, env, nets))
     return iteration, state_specs(abstract, seeded=False)
+
+
+def caps_terms(act: Callable, obs: jax.Array, next_obs: jax.Array | None, key: jax.Array | None,
+               sigma: float) -> tuple[jax.Array, jax.Array]:
+    """CAPS's smoothness terms (Mysore et al., "Regularizing action policies for smooth control", 2021).
+
+    ``act``: network input ``[B, D]`` -> deterministic action ``[B, A]``; ``obs``, ``next_obs``: ``[B, D]``
+    float32 inputs at ``t`` and ``t + 1`` (``None``: no temporal term); ``key``: for the spatial term's
+    perturbation ``obs + sigma * N(0, I)`` (``None``: no spatial term). Returns ``(temporal, spatial)``,
+    scalar float32 means over the batch of the L2 distances ``||act(obs) - act(next_obs)||`` and
+    ``||act(obs) - act(obs + sigma * noise)||`` (0.0 for a term not asked for)."""
+    here = act(obs) if (next_obs is not None or key is not None) else None
+
+    def dist(other):  # L2 distance with a gradient defined where the two actions coincide
+        return jnp.sqrt(jnp.sum((here - other) ** 2, axis=-1) + 1e-12).mean()
+
+    temporal = dist(act(next_obs)) if next_obs is not None else jnp.zeros((), jnp.float32)
+    if key is not None:
+        spatial = dist(act(obs + sigma * jax.random.normal(key, obs.shape, obs.dtype)))
+    else:
+        spatial = jnp.zeros((), jnp.float32)
+    return temporal, spatial
 
 
 def init_abstract(config: PPOConfig, env, nets: Networks) -> TrainState:
@@ -491,6 +525,7 @@ def make_evaluate(config: PPOConfig, num_envs: int = 16, env=None):
 
 LOGGED = ("episode_return", "episode_return_std", "episodes", "loss", "policy_loss", "value_loss", "entropy",
           "kl", "beta", "clip_fraction", "grad_norm", "learning_rate", "updates_skipped")
+SMOOTH_LOGGED = ("smooth_temporal", "smooth_spatial")  # with PPOConfig.smooth_temporal / smooth_spatial > 0
 
 
 def train(config: PPOConfig, run: RunConfig = RunConfig()) -> tuple[Callable, TrainState, list[dict]]:
@@ -530,7 +565,7 @@ def train(config: PPOConfig, run: RunConfig = RunConfig()) -> tuple[Callable, Tr
             session.wall += dt
             row = {"iteration": it, "env_steps": steps_done(config, it), "wall_time": session.wall,
                    "sps": config.env_steps_per_iteration * config.num_seeds / dt,
-                   **{k: values[k] for k in LOGGED}, "eval_return": float("nan")}
+                   **{k: values[k] for k in LOGGED + SMOOTH_LOGGED if k in values}, "eval_return": float("nan")}
             if it == total or (run.eval_every and it % run.eval_every == 0):
                 row["eval_return"] = float(np.mean(evaluate(state, jax.random.fold_in(eval_key, it))))
             session.log(row)
@@ -544,5 +579,5 @@ def steps_done(config: PPOConfig, iteration: int) -> int:
     return int(iteration) * config.env_steps_per_iteration
 
 
-__all__ = ["PPOConfig", "TrainState", "adapt_beta", "Transition", "init", "initial_core", "make_iteration", "make_rollout", "make_train_step", "make_policy", "make_evaluate",
+__all__ = ["PPOConfig", "TrainState", "adapt_beta", "caps_terms", "Transition", "init", "initial_core", "make_iteration", "make_rollout", "make_train_step", "make_policy", "make_evaluate",
            "make_env", "minibatch_group_size", "steps_done", "state_specs", "successor_values", "train"]

@@ -92,6 +92,14 @@ class PPOConfig:
     """clip value predictions to +-clip_epsilon around the rollout's values"""
     entropy_coef: NonNegFloat = 1e-3
     """entropy bonus weight"""
+    smooth_temporal: NonNegFloat = 0.0
+    """CAPS's temporal smoothness weight (Mysore et al. 2021): adds ``||a(s_t) - a(s_t+1)||`` of the deterministic
+    action along the rollout, for a policy that does not dither (a smoother expert to distil from); 0 disables"""
+    smooth_spatial: NonNegFloat = 0.0
+    """CAPS's spatial smoothness weight: adds ``||a(s) - a(s + sigma * noise)||`` with ``sigma = smooth_sigma``; 0 disables"""
+    smooth_sigma: PosFloat = 0.05
+    """standard deviation of the spatial smoothness's Gaussian perturbation, in z-filtered observation units
+    (raw units without normalize_observations)"""
 
     # networks
     policy_layers: tuple[PosInt, ...] = (64, 64)
@@ -207,6 +215,10 @@ class PPOConfig:
             problem = appearance_problem(self.env, getattr(self, name), training=name == "train_appearance")
             need(problem is None, name, problem or "")
         need(self.pixels or self.augment == "none", "augment", "it applies to pixel observations: set pixels")
+        for name in ("smooth_temporal", "smooth_spatial"):
+            need(getattr(self, name) == 0 or (not self.pixels and self.core == "none"), name,
+                 "it applies to feed-forward policies on state observations: set it to 0, or pixels=False and "
+                 "core='none'")
         from vasa.envs.curriculum import check_demo_fields
 
         check_demo_fields(self)  # demo_path exists and loads for env; demo_ratio/demo_curriculum need it

@@ -160,7 +160,10 @@ class DAggerConfig:
     encoder: Literal["drq", "nature", "drq_small"] = "drq"
     """student's pixel encoder (vasa.nn.ConvEncoder; drq_small: a quarter of drq's FLOPs for 24-48 px images)"""
     feature_dim: PosInt = 50
-    """encoder output size (Linear -> LayerNorm -> tanh)"""
+    """encoder output size (Linear -> LayerNorm -> tanh; features="projection")"""
+    features: Literal["projection", "keypoints"] = "projection"
+    """what the student's MLP reads: the projection of the flat conv features (SAC-AE/DrQ/SECANT), or a spatial
+    softmax of the last conv map, the expected (x, y) of each of its channels (Levine et al. 2016)"""
     hidden_layers: tuple[PosInt, ...] = (1024, 1024)
     """student policy MLP hidden sizes"""
     safety_layers: tuple[PosInt, ...] = (256,)

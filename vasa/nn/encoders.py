@@ -87,6 +87,8 @@ class ConvEncoder(nn.Module):
     """
 
     kind: str = "drq"
+    flatten: bool = True
+    """False: return the last feature map ``[..., h, w, filters]`` (e.g. for :class:`SpatialSoftmax`)"""
 
     @nn.compact
     def __call__(self, pixels: jax.Array) -> jax.Array:
@@ -104,7 +106,27 @@ class ConvEncoder(nn.Module):
             x = Conv2D(filters, k, s, kernel_init=nn.initializers.orthogonal(math.sqrt(2.0)),
                        bias_init=nn.initializers.zeros, name=f"conv{i}")(x)
             x = nn.relu(x)
+        if not self.flatten:
+            return x.reshape(*lead, *x.shape[1:])
         return x.reshape(*lead, size)
+
+
+class SpatialSoftmax(nn.Module):
+    """Feature map ``[..., h, w, C]`` -> keypoints ``[..., 2C] float32`` in [-1, 1] (Levine et al. 2016,
+    "End-to-end training of deep visuomotor policies"): per channel, the expected image position
+    ``sum_ij softmax(f / T)_ij * (x_j, y_i)`` with ``x``, ``y`` spanning [-1, 1] over the map, and a
+    learned temperature ``T`` (initially 1). Output order: all channels' ``x``, then all ``y``."""
+
+    @nn.compact
+    def __call__(self, features: jax.Array) -> jax.Array:
+        *lead, h, w, c = features.shape
+        log_t = self.param("log_temperature", nn.initializers.zeros, ())
+        logits = features.astype(jnp.float32).reshape(*lead, h * w, c) * jnp.exp(-log_t)
+        prob = jax.nn.softmax(logits, axis=-2)  # over positions, per channel
+        ys, xs = jnp.meshgrid(jnp.linspace(-1.0, 1.0, h), jnp.linspace(-1.0, 1.0, w), indexing="ij")
+        ex = jnp.einsum("...pc,p->...c", prob, xs.reshape(-1))
+        ey = jnp.einsum("...pc,p->...c", prob, ys.reshape(-1))
+        return jnp.concatenate([ex, ey], axis=-1)
 
 
 class Projection(nn.Module):
