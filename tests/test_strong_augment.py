@@ -40,11 +40,10 @@ def frame_identical(dtype, seed=2):
 # x: float64 [H, W, k, 3] in the image's scale (255 for uint8, 1 for float); p: one sample's draws.
 
 
-def np_conv_same(x, kernel):
-    """Zero-padded 3x3 cross-correlation per frame, explicit loops over taps and channels."""
+def np_conv_same(x, kernel, mode="constant"):
+    """Zero- (or edge-) padded 3x3 cross-correlation per frame, explicit loops over taps and channels."""
     h, w, k, _ = x.shape
-    xp = np.zeros((h + 2, w + 2, k, 3))
-    xp[1:-1, 1:-1] = x
+    xp = np.pad(x, ((1, 1), (1, 1), (0, 0), (0, 0)), mode=mode)
     out = np.zeros_like(x)
     for a in range(3):
         for b in range(3):
@@ -64,6 +63,8 @@ def np_reference(op, x, p, scale, bank_np, pad):
         out[y0:y0 + bh, x0:x0 + bw] = bank_np[p["index"], y0:y0 + bh, x0:x0 + bw, None, :] / 255.0 * scale
     elif op == "conv":
         out = np.clip(np_conv_same(x, p["kernel"]), 0, scale)
+    elif op == "rad_conv":  # RAD's data_augs.random_conv: sigmoid(conv2d(replicate_pad(x / 255), randn)) * 255
+        out = scale / (1 + np.exp(-np_conv_same(x / scale, p["kernel"], mode="edge")))
     elif op == "gaussian":
         out = np.clip(x + p["sigma"] * scale * p["noise"][:, :, None, :], 0, scale)
     elif op == "impulse":
@@ -102,7 +103,7 @@ def assert_close_to_reference(got, ref):
 
 
 @pytest.mark.parametrize("dtype", [jnp.uint8, jnp.float32], ids=["uint8", "float32"])
-@pytest.mark.parametrize("op", ["cutout_color", "conv", "gaussian", "impulse", "mixup", "cutmix", "crop"])
+@pytest.mark.parametrize("op", ["cutout_color", "conv", "rad_conv", "gaussian", "impulse", "mixup", "cutmix", "crop"])
 def test_operator_matches_numpy_reference(op, dtype):
     x, bk, key = images(dtype), bank(), jax.random.key(3)
     got = OPERATORS[op](key, x, CFG, bk)
@@ -118,6 +119,8 @@ def test_conv_kernels_differ_per_sample_and_pixels_clip():
     assert kernels.shape == (B, 3, 3, 3, 3) and len({k.tobytes() for k in kernels}) == B
     y = np.asarray(A.random_conv(jax.random.key(0), x, CFG))
     assert (y == 0).mean() > 0.2  # Xavier weights are zero-mean: many outputs fall below 0 and clip
+    rad = np.asarray(draw_params("rad_conv", jax.random.key(0), x, CFG)["kernel"])
+    np.testing.assert_allclose(rad, kernels / CFG.conv_weight_std * CFG.rad_conv_weight_std, rtol=1e-5)  # N(0, 1)
 
 
 # ----------------------------------------------------------------------------- parameter ranges

@@ -13,12 +13,16 @@ and table 5.2), each a function ``op(key, images, config, bank=None) -> images``
 ``cutout_color``   Cc: a rectangle of one random colour (uniform per channel) at a random
                    place; sides uniform in ``cutout_side`` x the image side (RAD: 10..30 px
                    at 84 px), each side drawn independently, the rectangle inside the image.
-``conv``           Cv: a random 3x3 convolution, 3 -> 3 channels, no bias, zero 'same'
-                   padding (RAD's ``random_convolution``, NetRand's layer). Weights i.i.d.
-                   ``N(0, conv_weight_std^2)``; the default is Xavier-normal (RAD, NetRand):
-                   ``sqrt(2 / (fan_in + fan_out)) = sqrt(2 / (27 + 27))``. The result is
-                   clipped to the pixel range (as a uint8 output must be; DMC-GB squashes
-                   with a sigmoid instead).
+``conv``           Cv as NetRand's layer: a random 3x3 convolution, 3 -> 3 channels, no
+                   bias, zero 'same' padding. Weights i.i.d. ``N(0, conv_weight_std^2)``;
+                   the default is NetRand's Xavier-normal: ``sqrt(2 / (fan_in + fan_out)) =
+                   sqrt(2 / (27 + 27))``. The result is clipped to the pixel range.
+``rad_conv``       Cv as RAD's, DMControl-GB's and SVEA's code (``random_conv``): weights
+                   i.i.d. ``N(0, rad_conv_weight_std^2)`` (``torch.randn``: 1) on the image
+                   scaled to [0, 1], replicate padding, then a sigmoid back to the pixel
+                   range: saturated, often inverted colours and bright edges where ``conv``
+                   mostly tints and darkens. Which of the two SECANT's Cv was, the thesis
+                   does not say; ``COMBOS`` use ``conv``.
 ``gaussian``       G: additive ``N(0, sigma^2)`` noise, ``sigma ~ U(gaussian_sigma)`` per
                    observation, in units of the pixel range (ImageNet-C severities 1-5:
                    0.08 .. 0.38); clipped.
@@ -142,7 +146,7 @@ def random_shift_pair(key: jax.Array, obs: Any, next_obs: Any, pad: int = 4) -> 
 
 # ============================================================================ strong augmentations
 
-Op = Literal["none", "crop", "cutout_color", "conv", "gaussian", "impulse", "mixup", "cutmix"]
+Op = Literal["none", "crop", "cutout_color", "conv", "rad_conv", "gaussian", "impulse", "mixup", "cutmix"]
 OPS: tuple[str, ...] = get_args(Op)
 """Every operator name, in the order of ``Op``."""
 
@@ -175,7 +179,9 @@ class StrongAugConfig:
     cutout_side: ordered_pair(UnitFloat) = _RAD_SIDE
     """cutout_color rectangle side as a fraction of the image side (RAD: 10..30 px at 84 px)"""
     conv_weight_std: PosFloat = XAVIER_STD_3X3
-    """std of the random 3x3 conv weights (Xavier-normal as RAD/NetRand: sqrt(2/54))"""
+    """std of the random 3x3 conv weights of ``conv`` (NetRand's Xavier-normal: sqrt(2/54))"""
+    rad_conv_weight_std: PosFloat = 1.0
+    """std of the random 3x3 conv weights of ``rad_conv`` (RAD / DMControl-GB's code: torch.randn, 1)"""
     gaussian_sigma: ordered_pair(NonNegFloat) = (0.08, 0.38)
     """Gaussian noise std range, fraction of the pixel range (ImageNet-C severities 1-5)"""
     impulse_amount: ordered_pair(UnitFloat) = (0.03, 0.27)
@@ -243,8 +249,8 @@ def _draw(op: str, key: jax.Array, h: int, w: int, config: dict, bank_size: int)
     if op == "cutout_color":
         u = jax.random.uniform(key, (7,))
         return {"box": _box(u[:4], h, w, config["cutout_side"]), "color": u[4:]}
-    if op == "conv":
-        return {"kernel": config["conv_weight_std"] * jax.random.normal(key, (3, 3, 3, 3), jnp.float32)}
+    if op in ("conv", "rad_conv"):
+        return {"kernel": config[f"{op}_weight_std"] * jax.random.normal(key, (3, 3, 3, 3), jnp.float32)}
     if op == "gaussian":
         k_sigma, k_noise = jax.random.split(key)
         return {"sigma": _in_range(jax.random.uniform(k_sigma), config["gaussian_sigma"]),
@@ -290,17 +296,20 @@ def _apply(op: str, x: jax.Array, p: dict, pad: jax.Array, scale: float, bank: j
         return jnp.take(jnp.take(x, rows, axis=0), cols, axis=1)
     if op == "cutout_color":
         return jnp.where(_box_mask(p["box"], h, w), p["color"] * scale, x)
-    if op == "conv":
+    if op in ("conv", "rad_conv"):
         # cross-correlation out[i, j, o] = sum_{a, b, c} x_pad[i + a, j + b, c] * kernel[a, b, c, o] as 27
-        # fused multiply-adds: on a CPU this is ~3x faster than an im2col matmul with 27 x 3 weights
-        padded = jnp.pad(x, ((1, 1), (1, 1), (0, 0), (0, 0)))
+        # fused multiply-adds: on a CPU this is ~3x faster than an im2col matmul with 27 x 3 weights.
+        # conv (NetRand): zero padding, clipped to the pixel range; rad_conv (RAD, DMControl-GB, SVEA): replicate
+        # padding of x / scale, then scale * sigmoid
+        rad = op == "rad_conv"
+        padded = jnp.pad(x / scale if rad else x, ((1, 1), (1, 1), (0, 0), (0, 0)), mode="edge" if rad else "constant")
         out = jnp.zeros_like(x)
         for a in range(3):
             for b in range(3):
                 window = padded[a:a + h, b:b + w]
                 for c in range(3):
                     out = out + window[..., c:c + 1] * p["kernel"][a, b, c]
-        return jnp.clip(out, 0.0, scale)
+        return scale * jax.nn.sigmoid(out) if rad else jnp.clip(out, 0.0, scale)
     if op == "gaussian":
         return jnp.clip(x + (p["sigma"] * scale) * p["noise"][:, :, None, :], 0.0, scale)
     if op == "impulse":
@@ -436,6 +445,15 @@ def random_conv(key: jax.Array, images: Any, config: StrongAugConfig = StrongAug
     return _run("conv", key, images, config, bank)
 
 
+def rad_random_conv(key: jax.Array, images: Any, config: StrongAugConfig = StrongAugConfig(),
+                    bank: jax.Array | None = None) -> Any:
+    """Cv as RAD's, DMControl-GB's and SVEA's code draw it: per observation, a 3x3 3->3 conv with
+    ``rad_conv_weight_std * N(0, 1)`` weights (1: ``torch.randn``) on the image in [0, 1], replicate
+    'same' padding, no bias, then a sigmoid back to the pixel range: saturated, often inverted colours
+    and bright edges, where ``conv`` (NetRand's Xavier weights) mostly tints and darkens."""
+    return _run("rad_conv", key, images, config, bank)
+
+
 def gaussian_noise(key: jax.Array, images: Any, config: StrongAugConfig = StrongAugConfig(),
                    bank: jax.Array | None = None) -> Any:
     """G: per observation, ``sigma ~ U(gaussian_sigma)`` times one ``N(0, 1) [H, W, 3]`` pattern
@@ -477,7 +495,8 @@ def identity(key: jax.Array, images: Any, config: StrongAugConfig = StrongAugCon
 
 
 OPERATORS: dict[str, Callable] = {"none": identity, "crop": crop, "cutout_color": cutout_color, "conv": random_conv,
-                                  "gaussian": gaussian_noise, "impulse": impulse_noise, "mixup": mixup, "cutmix": cutmix}
+                                  "rad_conv": rad_random_conv, "gaussian": gaussian_noise, "impulse": impulse_noise,
+                                  "mixup": mixup, "cutmix": cutmix}
 """Operator name -> its batch function ``(key, images, config, bank=None) -> images``."""
 
 
@@ -574,5 +593,5 @@ def random_conv_pair(key: jax.Array, obs: Any, next_obs: Any, std: float = XAVIE
 
 __all__ = ["COMBOS", "NEEDS_BANK", "OPERATORS", "OPS", "Op", "StrongAugConfig", "XAVIER_STD_3X3", "crop", "cutmix",
            "cutout_color", "draw_params", "gaussian_noise", "identity", "impulse_noise", "mixup", "operator_choices",
-           "random_conv", "random_conv_pair", "random_shift", "random_shift_pair", "resize_bank", "shift_offsets",
+           "rad_random_conv", "random_conv", "random_conv_pair", "random_shift", "random_shift_pair", "resize_bank", "shift_offsets",
            "strong_augment"]
