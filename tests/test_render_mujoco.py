@@ -226,6 +226,73 @@ def test_textures_tint_and_skybox_match_mujoco_renderer(tmp_path):
     assert (out["geom_id"] == m.geom("wall").id).sum() + (out["geom_id"] == m.geom("floor").id).sum() > 100
 
 
+GRID_XML = """
+<mujoco>
+  <visual><headlight ambient=".3 .3 .3" diffuse=".5 .5 .5" specular=".2 .2 .2"/></visual>
+  <asset>
+    <texture name="grid" type="2d" builtin="checker" rgb1="{a1}" rgb2="{a2}" mark="edge" markrgb="{a2}"
+             width="300" height="300"/>
+    <texture name="tiles" type="2d" builtin="checker" rgb1="{b1}" rgb2="{b2}" mark="edge" markrgb="{b2}"
+             width="300" height="300"/>
+    <material name="grid" texture="grid" texrepeat="1 1" texuniform="true"/>
+    <material name="tiles" texture="tiles" texrepeat="1.5 1"/>
+  </asset>
+  <worldbody>
+    <light name="sun" directional="true" dir=".3 .2 -1" diffuse=".4 .4 .4" castshadow="false"/>
+    <camera name="top" pos="0 0 .75" fovy="50"/>
+    <camera name="oblique" pos="0 -1.6 1.1" xyaxes="1 0 0 0 .6 .8" fovy="60"/>
+    <geom name="floor" type="plane" size=".3 .3 .1" material="grid"/>
+    <geom name="wall" type="plane" size=".8 .4 .1" pos="0 .9 .3" euler="70 0 0" material="tiles"/>
+    <geom name="ball" type="sphere" size=".05" pos=".1 .1 .05" rgba=".6 .3 .3 1"/>
+  </worldbody>
+</mujoco>
+"""
+
+
+def test_recoloured_floor_texture_matches_mujoco_with_rewritten_checker(tmp_path):
+    """``floor_color`` on planes drawn with the model's checker (DM Control's ``grid``):
+    vasa's recolouring against MuJoCo's render of the same model whose checker was rebuilt
+    with the drawn colours as ``rgb1``/``rgb2``/``markrgb`` (what DMControl-GB does). A
+    0.6 m floor shows one cell and its edge lines in MuJoCo; a procedural checker centred
+    on the plane (vasa before session 24) splits it into four cells of both colours, off
+    by the colours' difference over half the floor."""
+    from vasa.envs import randomize as Z
+
+    def fmt(c):
+        return " ".join(f"{float(x):.6f}" for x in c)
+
+    m = mujoco.MjModel.from_xml_string(GRID_XML.format(a1=".1 .2 .3", a2=".2 .3 .4", b1=".1 .2 .3", b2=".2 .3 .4"))
+    d = mujoco.MjData(m)
+    mujoco.mj_forward(m, d)
+    size = 48
+    r = R.Renderer(m, size, size, shading="mujoco")
+    floors = [m.geom("floor").id, m.geom("wall").id]
+    spec = Z.AppearanceRandomization(floor_color="uniform")
+    groups = Z.SceneGroups.from_model(m)
+    np.testing.assert_array_equal(np.flatnonzero(groups.floor), sorted(floors))
+    data = R.data_dict(d)
+    render = jax.jit(lambda app, cam: r.render(data, cam, app, outputs=("rgb", "geom_id")))
+    for seed in range(2):
+        app = Z.randomize_appearance(jax.random.PRNGKey(seed), r.default_appearance(), spec, groups)
+        np.testing.assert_array_equal(np.asarray(app.geom_texture)[floors], R.TEX_MODEL_RECOLOUR)
+        c1, c2 = np.asarray(app.geom_rgb), np.asarray(app.geom_rgb2)
+        f, w = floors
+        assert np.abs(c1[f] - c2[f]).max() > 0.1 and np.abs(c1[w] - c2[w]).max() > 0.1  # a visible checker
+        xml = GRID_XML.format(a1=fmt(c1[f]), a2=fmt(c2[f]), b1=fmt(c1[w]), b2=fmt(c2[w]))
+        ref = mujoco_reference([dict(key="grid", xml=xml, qpos=[], cams=[0, 1])], size, tmp_path)
+        for cam in (0, 1):
+            out = jax.device_get(render(app, r.model_camera(data, cam)))
+            rgb, ids = ref[f"grid/{cam}/rgb"].astype(int), ref[f"grid/{cam}/geom_id"]
+            diff = np.abs(out["rgb"].astype(int) - rgb).max(-1)
+            for name in ("floor", "wall"):
+                on = interior(ids) & (ids == m.geom(name).id)
+                if on.sum() > 30:
+                    # cell interiors agree; cell edges and mark lines differ by filtering
+                    assert np.median(diff[on]) <= 4, (seed, cam, name, np.median(diff[on]))
+                    assert np.mean(diff[on] <= 6) >= 0.6, (seed, cam, name, np.mean(diff[on] <= 6))
+            assert cam == 1 or (ids == f).sum() > 1000  # the top camera sees the floor
+
+
 # ----------------------------------------------------------------------------------------
 # the new terms are Appearance leaves: suites and per-environment draws still work
 # ----------------------------------------------------------------------------------------

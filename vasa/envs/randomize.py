@@ -31,7 +31,7 @@ import numpy as np
 from vasa import media
 from vasa.envs.core import EnvState
 from vasa.envs.render import (BG_GRADIENT, BG_VIDEO, BG_WAVES, PLANE, TEX_BACKGROUND, TEX_CHECKER, TEX_GRID,
-                              TEX_NOISE, Appearance, Renderer)
+                              TEX_MODEL, TEX_MODEL_RECOLOUR, TEX_NOISE, Appearance, Renderer)
 from vasa.envs.wrappers import Wrapper
 from vasa.run.fields import NonNegFloat, PosFloat, UnitFloat, check_fields, ordered_pair
 
@@ -52,7 +52,8 @@ class AppearanceRandomization:
     agent_color: colours of the agent, one draw per colour group (geoms sharing a material or
       colour move together; in DMControl models only the ``self`` material, as DMControl-GB:
       :class:`SceneGroups`).
-    floor_color: both colours of the floor's checker (planes of the world body).
+    floor_color: both colours of the floor's checker (planes of the world body); a floor with
+      the model's texture keeps its texture map (cells, lines) in the two new colours.
     sky_color: the background gradient's colours.
     static_color: other world-body geoms (rails, targets' anchors).
     color_jitter: amplitude of ``jitter``.
@@ -257,7 +258,11 @@ def randomize_appearance(key: jax.Array, base: Appearance, spec: AppearanceRando
         c2 = _draw_color(k2, rgb2, spec.floor_color, spec.color_jitter)
         rgb = jnp.where(floor[:, None], c1, rgb)
         rgb2 = jnp.where(floor[:, None], c2, rgb2)
-        tex = jnp.where(floor & (tex != TEX_BACKGROUND), TEX_CHECKER, tex)  # the model's checker, recoloured
+        # a floor drawn with the model's texture keeps its map with the two colours swapped (as
+        # DMControl-GB rewrites the grid's rgb1/rgb2: reacher's 0.6 m floor is one cell of it);
+        # an untextured floor gets a procedural checker in the two colours
+        tex = jnp.where(floor & (tex == TEX_MODEL), TEX_MODEL_RECOLOUR,
+                        jnp.where(floor & (tex != TEX_BACKGROUND), TEX_CHECKER, tex))
     k_floor = next(ks)
     if spec.floor_texture == "random":
         k1, k2, k3 = jax.random.split(k_floor, 3)

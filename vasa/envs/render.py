@@ -78,7 +78,8 @@ from vasa.envs.render_camera import look_at as look_at
 from vasa.envs.render_geometry import (CAPSULE as CAPSULE, CYLINDER as CYLINDER, ELLIPSOID as ELLIPSOID,
                                        HFIELD as HFIELD, SDF as SDF, SPHERE as SPHERE, data_dict as data_dict)
 from vasa.envs.render_textures import (BG_VIDEO as BG_VIDEO, BG_WAVES as BG_WAVES, TEX_CHECKER as TEX_CHECKER,
-                                       TEX_GRID as TEX_GRID, TEX_NOISE as TEX_NOISE, TEXTURE_KINDS as TEXTURE_KINDS)
+                                       TEX_GRID as TEX_GRID, TEX_MODEL_RECOLOUR as TEX_MODEL_RECOLOUR,
+                                       TEX_NOISE as TEX_NOISE, TEXTURE_KINDS as TEXTURE_KINDS)
 
 # also re-exported, though not API: names importable from here before the split only because
 # this module imported them, kept so that its public names did not change

@@ -33,9 +33,9 @@ import numpy as np
 from vasa.envs.render_geometry import PLANE, Hits
 
 # texture kinds, per geom (Appearance.geom_texture)
-TEX_NONE, TEX_CHECKER, TEX_GRID, TEX_NOISE, TEX_MODEL, TEX_BACKGROUND = 0, 1, 2, 3, 4, 5
+TEX_NONE, TEX_CHECKER, TEX_GRID, TEX_NOISE, TEX_MODEL, TEX_BACKGROUND, TEX_MODEL_RECOLOUR = 0, 1, 2, 3, 4, 5, 6
 TEXTURE_KINDS = {"none": TEX_NONE, "checker": TEX_CHECKER, "grid": TEX_GRID, "noise": TEX_NOISE,
-                 "model": TEX_MODEL, "background": TEX_BACKGROUND}
+                 "model": TEX_MODEL, "background": TEX_BACKGROUND, "model_recolour": TEX_MODEL_RECOLOUR}
 # background kinds (Appearance.background)
 BG_GRADIENT, BG_WAVES, BG_VIDEO, BG_SKYBOX = 0, 1, 2, 3
 
@@ -161,6 +161,7 @@ class GeomTextures:
         self.base_cell = np.full(m.ngeom, 0.25, np.float32)
         mat_tex = m.mat_texid if m.mat_texid.ndim == 2 else m.mat_texid[:, None]
         role_rgb = int(mujoco.mjtTextureRole.mjTEXROLE_RGB) if mat_tex.shape[1] > 1 else 0
+        texture_c1, texture_c2 = np.zeros((m.ngeom, 3), np.float32), np.zeros((m.ngeom, 3), np.float32)
         images, geom_img, cache = [], np.full(m.ngeom, -1, np.int32), {}
         textured, materials = [], []
         for g in range(m.ngeom):
@@ -180,8 +181,9 @@ class GeomTextures:
             # colours, so recolouring (randomisation) starts from the look of the model
             img = images[cache[tid]]
             h, w = img.shape[:2]
-            self.base_rgb[g] = img[h // 4, w // 4] * rgb[g]
-            self.base_rgb2[g] = img[h // 4, 3 * w // 4] * rgb[g]
+            texture_c1[g], texture_c2[g] = img[h // 4, w // 4], img[h // 4, 3 * w // 4]
+            self.base_rgb[g] = texture_c1[g] * rgb[g]
+            self.base_rgb2[g] = texture_c2[g] * rgb[g]
             rep = max(float(m.mat_texrepeat[mid, 0]), 1e-6)
             self.base_cell[g] = (1.0 if m.mat_texuniform[mid] else m.geom_size[g, 0]) / rep
         self._tex = MipTextures(images)
@@ -195,6 +197,7 @@ class GeomTextures:
             density[g] = max(abs(maps[g, 0]) * tw, abs(maps[g, 2]) * th)
         self._tex_density = jnp.asarray(density)
         self._tint = jnp.asarray(rgb)
+        self._texture_c1, self._texture_c2 = jnp.asarray(texture_c1), jnp.asarray(texture_c2)
         self.has_model_texture = geom_img >= 0
 
     def surface(self, app, hits: Hits, dirs: jax.Array, travelled: jax.Array,
@@ -237,7 +240,14 @@ class GeomTextures:
         texel = self._tex.sample(jnp.maximum(self._geom_img[g], 0), u, v, level)
         model = (kind == TEX_MODEL)[:, None]
         tint = self._tint[g] + (c1 - jnp.asarray(self.base_rgb)[g])
-        return jnp.where(model, tint, colour), jnp.where(model, texel, 1.0)
+        t1, t2 = self._texture_c1[g], self._texture_c2[g]
+        axis = t2 - t1
+        s = jnp.sum((texel - t1) * axis, -1, keepdims=True) / jnp.maximum(jnp.sum(axis * axis, -1, keepdims=True), 1e-6)
+        # lit as MuJoCo lights a texture: the tint is the material colour, the texel modulates
+        recoloured = (c1 + (c2 - c1) * jnp.clip(s, 0.0, 1.0)) / jnp.maximum(self._tint[g], 1e-3)
+        recolour = (kind == TEX_MODEL_RECOLOUR)[:, None]
+        colour = jnp.where(model, tint, jnp.where(recolour, self._tint[g], colour))
+        return colour, jnp.where(model, texel, jnp.where(recolour, recoloured, 1.0))
 
 
 # ----------------------------------------------------------------------------------------
