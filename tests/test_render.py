@@ -516,6 +516,20 @@ def test_model_texture_shared_by_two_geoms():
         assert (values > 100).all(-1).sum() > 10 and (values == 0).all(-1).sum() > 10
 
 
+def test_renderer_built_inside_a_traced_function():
+    """A Renderer of a textured model can be built inside ``jit`` (as examples/show_observations.py
+    does) and draws what one built outside draws."""
+    m = mujoco.MjModel.from_xml_string(SHARED_TEXTURE_XML)
+    d = mujoco.MjData(m)
+    mujoco.mj_forward(m, d)
+    cam = R.look_at((0.0, -0.01, 3.0), (0.0, 0.0, 0.0), fovy=60.0)
+    inside = jax.jit(lambda pose: R.Renderer(m, 32, 16).render(pose, cam)["rgb"])(pose_dict(d))
+    r = R.Renderer(m, 32, 16)
+    outside = jax.jit(lambda pose: r.render(pose, cam)["rgb"])(pose_dict(d))
+    np.testing.assert_array_equal(np.asarray(inside), np.asarray(outside))
+    assert np.asarray(inside).std() > 10  # the checker, not a blank frame
+
+
 def test_model_without_materials():
     m = mujoco.MjModel.from_xml_string(SPHERE_XML.replace('<asset><material name="unused"/></asset>', ""))
     assert m.nmat == 0

@@ -188,10 +188,12 @@ class GeomTextures:
             self.base_cell[g] = (1.0 if m.mat_texuniform[mid] else m.geom_size[g, 0]) / rep
         self._tex = MipTextures(images)
         self._geom_img = jnp.asarray(geom_img)
-        self._uv_maps = jnp.asarray(plane_uv_maps(m, np.asarray(textured, int), np.asarray(materials, int)))
+        # numpy until stored: a Renderer may be built inside a traced function, where jnp
+        # arrays are tracers that numpy cannot read
+        maps = np.asarray(plane_uv_maps(m, np.asarray(textured, int), np.asarray(materials, int)))
+        self._uv_maps = jnp.asarray(maps)
         # texels per metre along u and v at full size, for the mipmap level of a ray
         density = np.zeros(m.ngeom, np.float32)
-        maps = np.asarray(self._uv_maps)
         for g in textured:
             th, tw = self._tex.base_size[geom_img[g]]
             density[g] = max(abs(maps[g, 0]) * tw, abs(maps[g, 2]) * th)
