@@ -73,6 +73,9 @@ def main() -> None:
     p.add_argument("--encoder", default="drq", choices=["drq", "drq_small", "nature"],
                    help="every student's encoder; drq_small (DrQ's with the second layer strided and the fourth "
                         "dropped) costs a quarter of drq's FLOPs at 32x32, so more student steps fit the budget")
+    p.add_argument("--priority-exponent", type=float, default=0.0,
+                   help="every student's batch drawn by priority (its latest loss on each entry) to this power "
+                        "(DAggerConfig.priority_exponent; 0: uniform, SECANT's)")
     p.add_argument("--safe-fraction", type=float, default=0.2,
                    help="SafeDAgger: fraction of held-out states the head learns to flag (Zhang & Cho: 20%%)")
     p.add_argument("--query-fraction", type=float, default=0.3,
@@ -179,7 +182,8 @@ def _train(args, out: str) -> dict:
                                num_envs=args.num_envs, expert_steps=args.expert_steps,
                                student_steps=args.student_steps, dataset_size=20_000, batch_size=args.batch_size,
                                hidden_layers=(256, 256), encoder=args.encoder,
-                               lr_schedule=args.lr_schedule, augment=StrongAugConfig(crop_pad=pad))
+                               lr_schedule=args.lr_schedule, augment=StrongAugConfig(crop_pad=pad),
+                               priority_exponent=args.priority_exponent)
     weak = StrongAugConfig(ops=("crop",), crop_pad=pad)
     variants = {
         "secant": base,

@@ -118,6 +118,47 @@ def test_holdout_split_draws_each_split_uniformly(stored, k):
     assert set(everything.tolist()) == set(range(stored))
 
 
+@pytest.mark.parametrize("alpha,holdout", [(1.0, 0), (0.6, 0), (0.6, 3), (0.0, 0)])
+def test_prioritised_slots_follow_priority_to_the_alpha(alpha, holdout):
+    """Draw frequencies against p_i^alpha / sum p^alpha (NumPy), chi-square; only stored slots of
+    the training split are drawn."""
+    stored, n, draws = 7, 10, 20_000
+    data = dataset.add(dataset.create((1,), jnp.uint8, 1, n, prioritised=True), jnp.zeros((stored, 1), jnp.uint8),
+                       jnp.zeros((stored, 1)))
+    np.testing.assert_array_equal(np.asarray(data.priority), [1.0] * stored + [0.0] * (n - stored))  # new: 1 when empty
+    priority = np.array([0.05, 2.0, 0.5, 1.0, 0.01, 3.0, 0.3], np.float32)
+    data = dataset.set_priority(data, jnp.arange(stored), jnp.asarray(priority), eps=0.0)
+    drawn = np.asarray(jax.jit(dataset.prioritised_slots, static_argnums=(2, 3, 4))(
+        data, jax.random.PRNGKey(3), draws, alpha, holdout))
+    eligible = np.array([holdout == 0 or i % holdout != 0 for i in range(stored)])
+    assert set(drawn.tolist()) == set(np.flatnonzero(eligible).tolist())
+    expected = np.where(eligible, priority ** alpha, 0.0)
+    expected = expected / expected.sum() * draws
+    counts = np.bincount(drawn, minlength=stored)[eligible]
+    chi2 = float(((counts - expected[eligible]) ** 2 / expected[eligible]).sum())
+    assert chi2 < 20.5, (chi2, counts, expected)  # 99.9% quantile of chi-square with 4-6 dof: 18.5-22.5
+    # entries added later get the largest priority stored, so they are drawn soon
+    data = dataset.add(data, jnp.ones((2, 1), jnp.uint8), jnp.ones((2, 1)))
+    np.testing.assert_allclose(np.asarray(data.priority[stored:stored + 2]), [3.0, 3.0])
+
+
+def test_prioritised_dagger_reweights_the_batch_by_the_students_loss():
+    """With priority_exponent the student's loss on a drawn entry becomes its priority (+ 1e-3),
+    the others keep theirs, and the student still learns the toy's linear expert."""
+    one = _programs(dataclasses.replace(TOY, priority_exponent=1.0, batch_size=1))
+    state = one.fresh()
+    assert state.data.priority is not None and dagger.init(TOY, one.expert, one.env).data.priority is None
+    state, _ = one.seed(state)
+    np.testing.assert_array_equal(np.asarray(state.data.priority[:S * E]), 1.0)  # seeded entries: 1
+    state, metrics = one.step(state)
+    priority = np.asarray(state.data.priority)
+    changed = np.flatnonzero(priority[: (S + 1) * E] != 1.0)  # the step's new entries got the largest, 1
+    assert len(changed) == 1 and (priority[(S + 1) * E:] == 0).all()
+    np.testing.assert_allclose(priority[changed[0]], float(metrics["student_loss"]) + 1e-3, rtol=1e-6)
+    before, after, _ = _learn(_programs(dataclasses.replace(TOY, priority_exponent=1.0)), 300)
+    assert before > 0.9 and after < before / 3, (before, after)
+
+
 def test_dagger_seeds_with_the_expert_then_adds_every_student_step(toy):
     state = toy.fresh()
     env_state = _host(state.env_state)
@@ -389,6 +430,7 @@ def test_sac_adapters_read_the_right_observation():
     (dict(data="mixed"), "DAggerConfig.data='mixed' is not allowed: it must be one of dagger, expert, student"),
     (dict(augment=StrongAugConfig(ops=())), "DAggerConfig.augment.ops=() is not allowed"),
     (dict(lr_schedule="step"), "DAggerConfig.lr_schedule='step' is not allowed: it must be one of constant, linear"),
+    (dict(priority_exponent=1.5), "DAggerConfig.priority_exponent=1.5 is not allowed"),
 ])
 def test_config_errors_name_the_field(change, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -19,6 +19,14 @@ The thesis writes the loss as the Frobenius norm; here it is the batch mean of e
 L2 distance (``loss="l2"``, the per-sample analogue: every sample weighs the same whatever the
 batch size), or of its square (``loss="squared"``, plain regression).
 
+``priority_exponent=alpha > 0`` draws the batch by priority instead of uniformly (proportional
+prioritised replay, :mod:`vasa.distill.dataset`): each entry's priority is the student's latest
+loss on it, so states the student gets wrong are revisited more often. Not in SECANT; added
+because on reacher the dataset fills with states parked on the target (label ~0, 80% of the
+expert's own steps), and Combo1 students learned to stop a few pixels short of the target,
+where the expert would still push with |a| ~0.5 (session 24). No importance weights: the point
+is to fit those states, not an unbiased mean over the dataset.
+
 ``data`` selects the thesis's ablation (table 5.3): ``"dagger"`` (the expert seeds, the student
 rolls out), ``"expert"`` (the expert also does every later rollout; the student only learns)
 and ``"student"`` (the seeding rollout too is the untrained student's). Every observation is
@@ -135,6 +143,10 @@ class DAggerConfig:
     (no gain measured on the CPU reacher benchmark, session 21)"""
     loss: Literal["l2", "squared"] = "l2"
     """imitation loss: batch mean of ||pi_s(f(o)) - pi_e(o)||_2 (SECANT) or of its square"""
+    priority_exponent: Annotated[float, Range(ge=0, le=1)] = 0.0
+    """prioritised sampling of the training batch: entry i drawn with probability ~ e_i^alpha, e_i the student's
+    latest loss on it (Schaul et al.'s proportional replay, no importance weights; new entries get the largest);
+    0: uniform (SECANT's)"""
     data: Literal["dagger", "expert", "student"] = "dagger"
     """who rolls out: dagger (expert seeds, then the student), expert (always), student (always)"""
     safe: bool = False
@@ -294,7 +306,7 @@ def _build(config: DAggerConfig, env, student: Student, expert: Expert, num_shar
         env_keys = jax.vmap(lambda i: jax.random.fold_in(k_env, i))(jnp.arange(config.num_envs))
         params = student.init(k_student)
         data = dataset.create(tuple(pixels.shape), pixels.dtype, expert.action_size, config.dataset_size, num_shards,
-                              extra)
+                              extra, prioritised=config.priority_exponent > 0)
         zero = jnp.zeros((), jnp.int32)
         return DistillState(student=params, opt=_optimizer(config).init(params), expert=expert_params, bank=bank,
                             data=data, env_state=jax.vmap(env.reset)(env_keys), key=k_run, iteration=zero,
@@ -398,13 +410,16 @@ def _programs(config: DAggerConfig, expert: Expert, env, mesh):
         return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)  # a zero gradient at 0
 
     def loss_fn(params, augmented, label, held, held_label):
+        """``(loss, (metrics, per-sample imitation losses [B]))``."""
         if not config.safe:
             action, _ = student.apply(params, augmented)
-            loss = jnp.mean(distance(action, label))
-            return loss, {"student_loss": loss}
+            each = distance(action, label)
+            loss = jnp.mean(each)
+            return loss, ({"student_loss": loss}, jax.lax.stop_gradient(each))
         action, logit = student.apply(params, jnp.concatenate([augmented, held]))
         b = augmented.shape[0]
-        policy_loss = jnp.mean(distance(action[:b], label))
+        each = distance(action[:b], label)
+        policy_loss = jnp.mean(each)
         error = jnp.sum((jax.lax.stop_gradient(action[b:]) - held_label) ** 2, axis=-1)
         threshold = tau if config.safety_unsafe_fraction is None else jnp.quantile(
             error, 1.0 - config.safety_unsafe_fraction)
@@ -413,30 +428,37 @@ def _programs(config: DAggerConfig, expert: Expert, env, mesh):
         held_logit = jax.lax.stop_gradient(logit[b:])
         switch = (jnp.zeros((), jnp.float32) if config.safety_query_fraction is None
                   else jnp.quantile(held_logit, 1.0 - config.safety_query_fraction))
-        return policy_loss + config.safety_weight * safety_loss, {
+        return policy_loss + config.safety_weight * safety_loss, ({
             "student_loss": policy_loss, "safety_loss": safety_loss, "batch_unsafe": unsafe.mean(),
             "safety_accuracy": jnp.mean((held_logit >= switch) == (unsafe > 0)),
-            "safety_tau": jnp.asarray(threshold, jnp.float32), "safety_threshold": switch}
+            "safety_tau": jnp.asarray(threshold, jnp.float32), "safety_threshold": switch}, jax.lax.stop_gradient(each))
 
     def draw(state: DistillState, key, held_out: bool = False):
-        """A local batch ``(clean pixels, label)`` of one split; with ``parallel`` labelled by
-        the current expert."""
-        clean, label, extra = dataset.sample(state.data, key, local_batch, holdout, held_out)
+        """A local batch ``(clean pixels, label, slots)`` of one split (the training split by
+        priority with ``priority_exponent``); with ``parallel`` labelled by the current expert."""
+        data = state.data
+        if config.priority_exponent > 0 and not held_out:
+            index = dataset.prioritised_slots(data, key, local_batch, config.priority_exponent, holdout)
+        else:
+            index = dataset.slots(jnp.minimum(data.count[0], data.capacity), key, local_batch, holdout, held_out)
+        clean, label, extra = dataset.gather(data, index)
         if config.parallel:
             label = expert.act(expert_params(config, expert, state),
                                {"pixels": clean, **({} if extra is None else {expert.reads: extra})})
-        return clean, label
+        return clean, label, index
 
     def learn(state: DistillState, key):
         shard = jax.lax.axis_index(DATA_AXIS)
         k_sample, k_aug, k_held = jax.random.split(jax.random.fold_in(key, shard), 3)
-        clean, label = draw(state, k_sample)
+        clean, label, index = draw(state, k_sample)
         augmented = strong_augment(k_aug, clean, config.augment, state.bank)
-        held, held_label = draw(state, k_held, held_out=True) if config.safe else (None, None)
-        grads, aux = jax.grad(loss_fn, has_aux=True)(state.student, augmented, label, held, held_label)
+        held, held_label, _ = draw(state, k_held, held_out=True) if config.safe else (None, None, None)
+        grads, (aux, each) = jax.grad(loss_fn, has_aux=True)(state.student, augmented, label, held, held_label)
         grads, aux = pmean((grads, aux), DATA_AXIS)
         updates, opt = tx.update(grads, state.opt, state.student)
         state = state.replace(student=optax.apply_updates(state.student, updates), opt=opt)
+        if config.priority_exponent > 0:  # each device's own slots, by the loss it just saw on them
+            state = state.replace(data=dataset.set_priority(state.data, index, each))
         if config.safe:  # the devices' mean quantile (pmean-ed with aux): the same switch on every device
             state = state.replace(safety_threshold=aux["safety_threshold"])
         return state, aux

@@ -3,7 +3,7 @@
 Each entry is a whole stacked observation ``uint8 [H, W, C*k]`` and the expert's action for
 it, ``float32 [A]`` (the label, computed once when the observation is added, on the
 *unaugmented* observation). Entries are added for any subset of the environments at each
-step, in environment order, and sampled uniformly.
+step, in environment order, and sampled uniformly (or by priority, below).
 
 Why not :mod:`vasa.replay`: the replay buffer keeps one stream per environment, stores each
 frame once and rebuilds frame stacks from the slots behind a sample, which needs every
@@ -17,6 +17,12 @@ privileged expert's state observation there, so the labels can be recomputed by 
 expert at sampling time), and ``holdout=k`` in :func:`sample` splits the ring by slot: every
 ``k``-th slot (0, k, 2k, ...) is *held out* (SafeDAgger's ``D_safe``, which trains the safety
 head on observations the policy never fitted) and the rest is the training split.
+
+Prioritised sampling (``create(prioritised=True)``, Schaul et al.'s proportional prioritised
+replay, without importance weights): each entry keeps a ``priority``, the student's latest error
+on it (:func:`set_priority` after a gradient step); new entries get the largest priority stored
+(so each is likely drawn soon), and :func:`prioritised_slots` draws slot ``i`` of the training
+split with probability ``p_i^alpha / sum_j p_j^alpha``. The held-out split is always uniform.
 
 Layout and sharding. Leaves are ``obs: [N, H, W, C]``, ``label: [N, A]`` and ``count: [S]``
 with ``S`` shards (devices). Inside ``jax.shard_map`` over ``"data"`` (all three split on
@@ -44,12 +50,14 @@ class Dataset:
       label: ``float32 [N, A]`` the expert's action on each observation.
       count: ``int32 [S]`` entries ever added per shard (local shard: ``[1]``).
       extra: ``None``, or a second observation per entry ``[N, ...]`` (e.g. ``float32 [N, P]``).
+      priority: ``None``, or ``float32 [N]`` each entry's sampling priority (prioritised sampling).
     """
 
     obs: jax.Array
     label: jax.Array
     count: jax.Array
     extra: Any = None
+    priority: Any = None
 
     @property
     def capacity(self) -> int:
@@ -63,9 +71,10 @@ class Dataset:
 
 
 def create(obs_shape: tuple, obs_dtype, action_size: int, capacity: int, num_shards: int = 1,
-           extra: jax.ShapeDtypeStruct | None = None) -> Dataset:
+           extra: jax.ShapeDtypeStruct | None = None, prioritised: bool = False) -> Dataset:
     """An empty dataset of ``capacity`` entries (global; ``capacity / num_shards`` per shard),
-    with an ``extra`` observation of that shape and dtype per entry if given.
+    with an ``extra`` observation of that shape and dtype per entry if given, and a sampling
+    priority per entry if ``prioritised``.
 
     Raises:
       ValueError: ``capacity`` is not a positive multiple of ``num_shards``.
@@ -76,7 +85,8 @@ def create(obs_shape: tuple, obs_dtype, action_size: int, capacity: int, num_sha
     return Dataset(obs=jnp.zeros((capacity,) + tuple(obs_shape), obs_dtype),
                    label=jnp.zeros((capacity, int(action_size)), jnp.float32),
                    count=jnp.zeros((num_shards,), jnp.int32),
-                   extra=None if extra is None else jnp.zeros((capacity,) + tuple(extra.shape), extra.dtype))
+                   extra=None if extra is None else jnp.zeros((capacity,) + tuple(extra.shape), extra.dtype),
+                   priority=jnp.zeros((capacity,), jnp.float32) if prioritised else None)
 
 
 def add(data: Dataset, obs: jax.Array, label: jax.Array, mask: jax.Array | None = None,
@@ -95,6 +105,9 @@ def add(data: Dataset, obs: jax.Array, label: jax.Array, mask: jax.Array | None 
         raise ValueError("pass extra= exactly when the dataset was created with one")
     if extra is not None:
         data = data.replace(extra=data.extra.at[where].set(extra.astype(data.extra.dtype), mode="drop"))
+    if data.priority is not None:  # new entries: the largest priority stored (1 in an empty ring)
+        top = jnp.where(data.count[0] > 0, jnp.max(data.priority), 1.0)
+        data = data.replace(priority=data.priority.at[where].set(top, mode="drop"))
     return data.replace(obs=data.obs.at[where].set(obs.astype(data.obs.dtype), mode="drop"),
                         label=data.label.at[where].set(label.astype(jnp.float32), mode="drop"),
                         count=data.count + jnp.sum(mask.astype(jnp.int32)))
@@ -114,13 +127,38 @@ def slots(stored: jax.Array, key: jax.Array, batch_size: int, holdout: int = 0,
     return j + j // (holdout - 1) + 1  # the j-th slot that is not a multiple of k
 
 
+def prioritised_slots(data: Dataset, key: jax.Array, batch_size: int, alpha: float, holdout: int = 0) -> jax.Array:
+    """``int32 [batch_size]`` slots of a single shard's training split (all stored slots, or with
+    ``holdout=k`` those that are not multiples of ``k``), drawn with replacement with probability
+    proportional to ``priority ** alpha`` (``alpha = 0``: uniform over the split)."""
+    n = data.capacity
+    slot = jnp.arange(n)
+    eligible = slot < jnp.minimum(data.count[0], n)
+    if holdout:
+        eligible &= slot % holdout != 0
+    weight = jnp.where(eligible, jnp.maximum(data.priority, 1e-12) ** alpha, 0.0)
+    cdf = jnp.cumsum(weight)
+    u = jax.random.uniform(key, (batch_size,)) * cdf[-1]
+    return jnp.minimum(jnp.searchsorted(cdf, u, side="right"), n - 1).astype(jnp.int32)
+
+
+def set_priority(data: Dataset, index: jax.Array, value: jax.Array, eps: float = 1e-3) -> Dataset:
+    """The entries ``index [B]`` of a single shard get priority ``value [B] + eps`` (the student's
+    error on them; ``eps`` keeps every entry drawable). A slot drawn twice keeps one of its values."""
+    return data.replace(priority=data.priority.at[index].set(value.astype(jnp.float32) + eps))
+
+
+def gather(data: Dataset, index: jax.Array):
+    """``(obs [B, ...], label [B, A], extra [B, ...] or None)`` of the slots ``index [B]``."""
+    return data.obs[index], data.label[index], None if data.extra is None else data.extra[index]
+
+
 def sample(data: Dataset, key: jax.Array, batch_size: int, holdout: int = 0, held_out: bool = False):
     """``(obs [B, ...], label [B, A], extra [B, ...] or None)`` drawn uniformly with
     replacement from a single shard's stored entries (it must hold at least one; with
     ``holdout`` one of each split), from the split :func:`slots` describes."""
     stored = jnp.minimum(data.count[0], data.capacity)
-    index = slots(stored, key, batch_size, holdout, held_out)
-    return data.obs[index], data.label[index], None if data.extra is None else data.extra[index]
+    return gather(data, slots(stored, key, batch_size, holdout, held_out))
 
 
-__all__ = ["Dataset", "add", "create", "sample", "slots"]
+__all__ = ["Dataset", "add", "create", "gather", "prioritised_slots", "sample", "set_priority", "slots"]
