@@ -17,6 +17,8 @@ queries states whose logit reaches the top ``--query-fraction`` of the held-out 
 Expert: PPO with CAPS's smoothness terms (``--expert-smooth``, session 23), whose labels students can fit.
 Students: ``drq`` encoder, batch 64, 3,000 steps at a constant rate (session 18's); session 21's
 ``--encoder drq_small --lr-schedule linear --student-steps 4000`` was worse for the Combo1 student (BENCHMARKS.md).
+Every student's batch is drawn by priority (``--priority-exponent 0.6``, session 24; 0 is SECANT's
+uniform batch), and each policy is evaluated on 32 episodes per seed and suite.
 
 Targets (sign and size of table 5.1): the SECANT student keeps >= 90% of the expert's return
 in ``train``, >= 75% of its own ``train`` return under ``color_hard`` and ``video_hard``, and
@@ -73,9 +75,10 @@ def main() -> None:
     p.add_argument("--encoder", default="drq", choices=["drq", "drq_small", "nature"],
                    help="every student's encoder; drq_small (DrQ's with the second layer strided and the fourth "
                         "dropped) costs a quarter of drq's FLOPs at 32x32, so more student steps fit the budget")
-    p.add_argument("--priority-exponent", type=float, default=0.0,
+    p.add_argument("--priority-exponent", type=float, default=0.6,
                    help="every student's batch drawn by priority (its latest loss on each entry) to this power "
-                        "(DAggerConfig.priority_exponent; 0: uniform, SECANT's)")
+                        "(DAggerConfig.priority_exponent; 0: uniform, SECANT's; 0.6 from session 24: the Combo1 "
+                        "students stopped short of the target, a state the uniform batch rarely holds)")
     p.add_argument("--safe-fraction", type=float, default=0.2,
                    help="SafeDAgger: fraction of held-out states the head learns to flag (Zhang & Cho: 20%%)")
     p.add_argument("--query-fraction", type=float, default=0.3,
@@ -87,7 +90,9 @@ def main() -> None:
                         "image, round(4 * size / 84): 2 at 32x32, where 4 px slowed the crop student to about half "
                         "the return at 1,500 iterations, 2 seeds)")
     p.add_argument("--num-envs", type=int, default=16)
-    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--eval-episodes", type=int, default=32,
+                   help="per seed, policy and suite (session 24: 10 moved a seed's mean by up to +-130; 32 keeps the "
+                        "run inside 45 minutes, 2,500 s)")
     p.add_argument("--final-episodes", type=int, default=64,
                    help="episodes (train appearance) for the final DAgger and SafeDAgger students' returns")
     p.add_argument("--out", default="runs/bench-secant")
