@@ -436,12 +436,8 @@ def _programs(config: DAggerConfig, expert: Expert, env, mesh):
     def draw(state: DistillState, key, held_out: bool = False):
         """A local batch ``(clean pixels, label, slots)`` of one split (the training split by
         priority with ``priority_exponent``); with ``parallel`` labelled by the current expert."""
-        data = state.data
-        if config.priority_exponent > 0 and not held_out:
-            index = dataset.prioritised_slots(data, key, local_batch, config.priority_exponent, holdout)
-        else:
-            index = dataset.slots(jnp.minimum(data.count[0], data.capacity), key, local_batch, holdout, held_out)
-        clean, label, extra = dataset.gather(data, index)
+        index = dataset.sample_slots(state.data, key, local_batch, holdout, held_out, config.priority_exponent)
+        clean, label, extra = dataset.gather(state.data, index)
         if config.parallel:
             label = expert.act(expert_params(config, expert, state),
                                {"pixels": clean, **({} if extra is None else {expert.reads: extra})})

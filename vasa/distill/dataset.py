@@ -26,8 +26,8 @@ split with probability ``p_i^alpha / sum_j p_j^alpha``. The held-out split is al
 
 Layout and sharding. Leaves are ``obs: [N, H, W, C]``, ``label: [N, A]`` and ``count: [S]``
 with ``S`` shards (devices), plus ``extra: [N, ...]`` and ``priority: [N]`` when kept. Inside
-``jax.shard_map`` over ``"data"`` (every leaf split on its first axis) every function works on the local shard: each device adds its own
-environments' observations to its own ring of ``N / S`` entries and samples from it, as the
+``jax.shard_map`` over ``"data"`` (every leaf split on its first axis) every function works on
+the local shard: each device adds its own environments' observations to its own ring of ``N / S`` entries and samples from it, as the
 replay buffer does. ``count`` holds the entries ever added to each shard (not capped), so
 the shard's ring position is ``count % (N / S)`` and it holds ``min(count, N / S)`` entries.
 """
@@ -153,12 +153,22 @@ def gather(data: Dataset, index: jax.Array):
     return data.obs[index], data.label[index], None if data.extra is None else data.extra[index]
 
 
+def sample_slots(data: Dataset, key: jax.Array, batch_size: int, holdout: int = 0, held_out: bool = False,
+                 alpha: float = 0.0) -> jax.Array:
+    """``int32 [batch_size]`` slots of a single shard's stored entries, from the split
+    :func:`slots` describes: uniformly, or with ``alpha > 0`` the training split by priority
+    (:func:`prioritised_slots`; the held-out split stays uniform)."""
+    if alpha > 0 and not held_out:
+        return prioritised_slots(data, key, batch_size, alpha, holdout)
+    return slots(jnp.minimum(data.count[0], data.capacity), key, batch_size, holdout, held_out)
+
+
 def sample(data: Dataset, key: jax.Array, batch_size: int, holdout: int = 0, held_out: bool = False):
     """``(obs [B, ...], label [B, A], extra [B, ...] or None)`` drawn uniformly with
     replacement from a single shard's stored entries (it must hold at least one; with
     ``holdout`` one of each split), from the split :func:`slots` describes."""
-    stored = jnp.minimum(data.count[0], data.capacity)
-    return gather(data, slots(stored, key, batch_size, holdout, held_out))
+    return gather(data, sample_slots(data, key, batch_size, holdout, held_out))
 
 
-__all__ = ["Dataset", "add", "create", "gather", "prioritised_slots", "sample", "set_priority", "slots"]
+__all__ = ["Dataset", "add", "create", "gather", "prioritised_slots", "sample", "sample_slots", "set_priority",
+           "slots"]
