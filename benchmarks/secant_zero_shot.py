@@ -14,7 +14,8 @@ queries states whose logit reaches the top ``--query-fraction`` of the held-out 
 ``DAggerConfig.safety_query_fraction``): the student's return against the expert queries it took
 (``safedagger.png``); the check compares both final students over ``--final-episodes`` fresh episodes.
 
-Expert: PPO with CAPS's smoothness terms (``--expert-smooth``, session 23), whose labels students can fit.
+Expert: PPO with CAPS's smoothness terms (``--expert-smooth``, session 23), whose labels students can fit;
+``--expert sac`` for tasks with contacts, where state PPO's samples cost too much on a CPU (walker_stand, session 25).
 Students: ``drq`` encoder, batch 64, 3,000 steps at a constant rate (session 18's); session 21's
 ``--encoder drq_small --lr-schedule linear --student-steps 4000`` was worse for the Combo1 student (BENCHMARKS.md).
 Every student's batch is drawn by priority (``--priority-exponent 0.6``, session 24; 0 is SECANT's
@@ -27,6 +28,7 @@ final return with <= 40% of its queries. The script prints each check.
 
     python benchmarks/secant_zero_shot.py                       # CPU: reacher_easy, 32x32 (see --help)
     python benchmarks/secant_zero_shot.py --image-size 84 --env dmc/walker_walk --student-steps 30000  # GPU-scale
+    python benchmarks/secant_zero_shot.py --env dmc/walker_stand --expert sac --expert-env-steps 400000  # ~70 min CPU
     python benchmarks/secant_zero_shot.py --reevaluate --out runs/bench-secant  # evaluate an earlier run's policies again
 
 Writes ``--out`` (default ``runs/bench-secant``): every run directory, ``zero_shot.csv/png``,
@@ -63,6 +65,10 @@ def main() -> None:
     p.add_argument("--expert-env-steps", type=int, default=8_000_000,
                    help="the CAPS expert returns ~900 from 3M steps on; 8M (session 24; 16M before) keeps the whole "
                         "benchmark inside 45 minutes")
+    p.add_argument("--expert", default="ppo", choices=["ppo", "sac"],
+                   help="the privileged state expert: PPO with CAPS (reacher; --expert-env-steps 8M, ~100 s) or SAC "
+                        "(contact tasks, where PPO's samples cost too much on a CPU: walker_stand returns ~910 after "
+                        "--expert-env-steps 400000, ~11 min; SAC's settings: 256x256, batch 256, 16 envs, rate 3e-4)")
     p.add_argument("--action-repeat", type=int, default=4, help="expert and students (PAD's for reacher)")
     p.add_argument("--expert-smooth", type=float, default=0.1,
                    help="CAPS smoothness weights of the PPO expert (PPOConfig.smooth_temporal = smooth_spatial): plain "
@@ -118,7 +124,7 @@ def main() -> None:
     students, curves, timings = trained["students"], trained["curves"], trained["timings"]
 
     # ---- zero-shot evaluation: one program per suite, shared by the three student variants
-    sc = secant.SecantConfig(distill=base, ppo=expert_config, eval_episodes=args.eval_episodes, eval_seeds=1)
+    sc = secant.SecantConfig(distill=base, eval_episodes=args.eval_episodes, eval_seeds=1)
     student = dagger.Student(base, dagger.make_env(base))
     t = time.time()
     rows = secant.zero_shot(sc, {"expert": (expert.act, [expert.params]),
@@ -167,18 +173,26 @@ VARIANTS = ("secant", "weak", "dr")
 
 def _train(args, out: str) -> dict:
     """Stage 1 and 2: the privileged PPO expert, every student, SafeDAgger (seed 0)."""
-    from vasa.algos import ppo
+    from vasa.algos import ppo, sac
     from vasa.distill import dagger, experts
     from vasa.distill.augment import StrongAugConfig
     from vasa.run import RunConfig
 
     os.makedirs(out, exist_ok=True)
     quiet = {"progress": False, "overwrite": args.overwrite}
-    expert_config = ppo.PPOConfig(env=args.env, action_repeat=args.action_repeat, total_env_steps=args.expert_env_steps,
-                                  smooth_temporal=args.expert_smooth, smooth_spatial=args.expert_smooth)
     t = time.time()
-    _, expert_state, expert_rows = ppo.train(expert_config, RunConfig(run_dir=f"{out}/expert", **quiet))
-    expert = experts.expert_from_ppo(expert_config, expert_state)
+    if args.expert == "ppo":
+        expert_config = ppo.PPOConfig(env=args.env, action_repeat=args.action_repeat,
+                                      total_env_steps=args.expert_env_steps,
+                                      smooth_temporal=args.expert_smooth, smooth_spatial=args.expert_smooth)
+        _, expert_state, expert_rows = ppo.train(expert_config, RunConfig(run_dir=f"{out}/expert", **quiet))
+        expert = experts.expert_from_ppo(expert_config, expert_state)
+    else:
+        expert_config = sac.SACConfig(env=args.env, action_repeat=args.action_repeat,
+                                      total_env_steps=args.expert_env_steps, num_envs=16, hidden_layers=(256, 256),
+                                      batch_size=256, learning_starts=4000, learning_rate=3e-4)
+        _, expert_state, expert_rows = sac.train(expert_config, RunConfig(run_dir=f"{out}/expert", **quiet))
+        expert = experts.expert_from_sac(expert_config, expert_state)
     expert_s = time.time() - t
     print(f"expert: final eval {expert_rows[-1]['eval_return']:.1f} after {expert_s:.0f} s", flush=True)
 
@@ -231,14 +245,16 @@ def _load(args, out: str) -> dict:
     """What :func:`_train` returns, restored from an earlier run's directories in ``out``."""
     import csv
 
-    from vasa.algos import ppo
+    from vasa.algos import ppo, sac
     from vasa.distill import dagger, secant
     from vasa.run import Checkpointer
     from vasa.run.config import dataclass_from_dict
     from vasa.run.rundir import read_config_json
 
     expert = secant.load_expert(f"{out}/expert")
-    expert_config = dataclass_from_dict(ppo.PPOConfig, read_config_json(f"{out}/expert")["ppo"])
+    saved = read_config_json(f"{out}/expert")
+    expert_config = (dataclass_from_dict(ppo.PPOConfig, saved["ppo"]) if "ppo" in saved
+                     else dataclass_from_dict(sac.SACConfig, saved["sac"]))
 
     def restore(run_dir):
         config = dataclass_from_dict(dagger.DAggerConfig, read_config_json(run_dir)["dagger"])
