@@ -21,6 +21,7 @@
 #   bash benchmarks/gpu_session.sh ppo              # PPO vs Brax incl. dmc/cheetah_run parity (long)
 #   bash benchmarks/gpu_session.sh augment          # SECANT Combo1 throughput vs NumPy (~2 min)
 #   bash benchmarks/gpu_session.sh secant           # SECANT zero-shot at 84x84, 3 seeds (long: alone)
+#   bash benchmarks/gpu_session.sh secantwalk       # the same on walker_stand from a state SAC expert (long: alone)
 #   bash benchmarks/gpu_session.sh es               # ES vs evosax and Brax ES, population scaling (~8 min)
 #   bash benchmarks/gpu_session.sh pixppo           # PPO from 64x64 pixels (FF, LSTM) vs Brax vision PPO and state PPO (~8 min)
 #   bash benchmarks/gpu_session.sh stackdemo        # robo/stack: demonstration curriculum vs none, 8M steps each (~9 min)
@@ -69,6 +70,10 @@ for stage in "$@"; do
     secant)
       run secant 580 python3 benchmarks/secant_zero_shot.py --image-size 84 --num-envs 64 --student-steps 5000 --out "$OUT/secant"
       ;;
+    secantwalk)
+      # session 25: on walker_stand the 32x32 CPU student met the fit and SafeDAgger targets; the shifts need volume
+      run secantwalk 580 python3 benchmarks/secant_zero_shot.py --env dmc/walker_stand --expert sac --expert-env-steps 400000 --image-size 84 --num-envs 64 --student-steps 5000 --out "$OUT/secantwalk"
+      ;;
     es)
       run es 480 python3 benchmarks/es_vs_peers.py --population 1024 --iterations 20 --scaling \
         --populations 64 256 1024 4096 --out "$OUT/es"
@@ -92,7 +97,7 @@ for stage in "$@"; do
       run stackdemo 570 bash -c "python3 examples/record_demos.py --env robo/stack --out /tmp/stack_demos.npz --num-episodes 128 --episode-length 120 && python3 examples/train_ppo.py $STACK --demo-path /tmp/stack_demos.npz --demo-ratio 0.3 --demo-separate-advantages --demo-curriculum forward --demo-schedule 25 25 1 --run-dir /tmp/stack-demos && python3 examples/train_ppo.py $STACK --run-dir /tmp/stack-none && python3 examples/evaluate_success.py /tmp/stack-demos /tmp/stack-none --labels 'forward demonstration starts, growing window' 'no demonstrations' --num-episodes 128 --csv $OUT/stack_curriculum.csv --plot $OUT/stack_curriculum.png"
       ;;
     *)
-      echo "unknown stage '$stage' (one of: shift render sac ppo augment secant es pixppo nav robo stackdemo)"; exit 2
+      echo "unknown stage '$stage' (one of: shift render sac ppo augment secant secantwalk es pixppo nav robo stackdemo)"; exit 2
       ;;
   esac
 done
