@@ -81,6 +81,9 @@ def main() -> None:
     p.add_argument("--encoder", default="drq", choices=["drq", "drq_small", "nature"],
                    help="every student's encoder; drq_small (DrQ's with the second layer strided and the fourth "
                         "dropped) costs a quarter of drq's FLOPs at 32x32, so more student steps fit the budget")
+    p.add_argument("--secant-ops", nargs="+", default=["cutout_color", "conv", "mixup", "crop"],
+                   help="the SECANT student's pool (default Combo1 with NetRand's conv; session 25: RAD's rad_conv, "
+                        "which DMControl-GB's code uses, cut walker_stand's video_hard error by 35-50%%, two seeds)")
     p.add_argument("--priority-exponent", type=float, default=0.6,
                    help="every student's batch drawn by priority (its latest loss on each entry) to this power "
                         "(DAggerConfig.priority_exponent; 0: uniform, SECANT's; 0.6 from session 24: the Combo1 "
@@ -201,7 +204,7 @@ def _train(args, out: str) -> dict:
                                num_envs=args.num_envs, expert_steps=args.expert_steps,
                                student_steps=args.student_steps, dataset_size=20_000, batch_size=args.batch_size,
                                hidden_layers=(256, 256), encoder=args.encoder,
-                               lr_schedule=args.lr_schedule, augment=StrongAugConfig(crop_pad=pad),
+                               lr_schedule=args.lr_schedule, augment=StrongAugConfig(ops=tuple(args.secant_ops), crop_pad=pad),
                                priority_exponent=args.priority_exponent)
     weak = StrongAugConfig(ops=("crop",), crop_pad=pad)
     variants = {
