@@ -28,7 +28,7 @@ final return with <= 40% of its queries. The script prints each check.
 
     python benchmarks/secant_zero_shot.py                       # CPU: reacher_easy, 32x32 (see --help)
     python benchmarks/secant_zero_shot.py --image-size 84 --env dmc/walker_walk --student-steps 30000  # GPU-scale
-    python benchmarks/secant_zero_shot.py --env dmc/walker_stand --expert sac --expert-env-steps 400000  # ~70 min CPU
+    python benchmarks/secant_zero_shot.py --env dmc/walker_stand --expert sac --expert-env-steps 400000  # ~90 min CPU
     python benchmarks/secant_zero_shot.py --reevaluate --out runs/bench-secant  # evaluate an earlier run's policies again
 
 Writes ``--out`` (default ``runs/bench-secant``): every run directory, ``zero_shot.csv/png``,
@@ -64,7 +64,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--expert-env-steps", type=int, default=8_000_000,
                    help="the CAPS expert returns ~900 from 3M steps on; 8M (session 24; 16M before) keeps the whole "
-                        "benchmark inside 45 minutes")
+                        "benchmark inside 45 minutes (with --expert sac pass ~400000: SAC learns from far fewer samples)")
     p.add_argument("--expert", default="ppo", choices=["ppo", "sac"],
                    help="the privileged state expert: PPO with CAPS (reacher; --expert-env-steps 8M, ~100 s) or SAC "
                         "(contact tasks, where PPO's samples cost too much on a CPU: walker_stand returns ~910 after "
@@ -175,7 +175,7 @@ VARIANTS = ("secant", "weak", "dr")
 
 
 def _train(args, out: str) -> dict:
-    """Stage 1 and 2: the privileged PPO expert, every student, SafeDAgger (seed 0)."""
+    """Stage 1 and 2: the privileged state expert (PPO or SAC), every student, SafeDAgger (seed 0)."""
     from vasa.algos import ppo, sac
     from vasa.distill import dagger, experts
     from vasa.distill.augment import StrongAugConfig
