@@ -28,7 +28,7 @@ final return with <= 40% of its queries. The script prints each check.
 
     python benchmarks/secant_zero_shot.py                       # CPU: reacher_easy, 32x32 (see --help)
     python benchmarks/secant_zero_shot.py --image-size 84 --env dmc/walker_walk --student-steps 30000  # GPU-scale
-    python benchmarks/secant_zero_shot.py --env dmc/walker_stand --expert sac --expert-env-steps 400000  # ~90 min CPU
+    python benchmarks/secant_zero_shot.py --env dmc/walker_stand --expert sac --expert-env-steps 400000  # 90 min
     python benchmarks/secant_zero_shot.py --reevaluate --out runs/bench-secant  # evaluate an earlier run's policies again
 
 Writes ``--out`` (default ``runs/bench-secant``): every run directory, ``zero_shot.csv/png``,
@@ -64,7 +64,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--expert-env-steps", type=int, default=8_000_000,
                    help="the CAPS expert returns ~900 from 3M steps on; 8M (session 24; 16M before) keeps the whole "
-                        "benchmark inside 45 minutes (with --expert sac pass ~400000: SAC learns from far fewer samples)")
+                        "benchmark inside 45 minutes (with --expert sac pass ~400000: SAC learns from far fewer "
+                        "samples)")
     p.add_argument("--expert", default="ppo", choices=["ppo", "sac"],
                    help="the privileged state expert: PPO with CAPS (reacher; --expert-env-steps 8M, ~100 s) or SAC "
                         "(contact tasks, where PPO's samples cost too much on a CPU: walker_stand returns ~910 after "
@@ -83,7 +84,8 @@ def main() -> None:
                         "dropped) costs a quarter of drq's FLOPs at 32x32, so more student steps fit the budget")
     p.add_argument("--secant-ops", nargs="+", default=["cutout_color", "conv", "mixup", "crop"],
                    help="the SECANT student's pool (default Combo1 with NetRand's conv; session 25: RAD's rad_conv, "
-                        "which DMControl-GB's code uses, lifted walker_stand's video_hard return from 356 to 581, three seeds)")
+                        "which DMControl-GB's code uses, lifted walker_stand's video_hard return from 356 to 581, "
+                        "three seeds)")
     p.add_argument("--priority-exponent", type=float, default=0.6,
                    help="every student's batch drawn by priority (its latest loss on each entry) to this power "
                         "(DAggerConfig.priority_exponent; 0: uniform, SECANT's; 0.6 from session 24: the Combo1 "
@@ -123,7 +125,7 @@ def main() -> None:
     if args.reevaluate and os.path.exists(f"{out}/summary_reeval.json") and not args.overwrite:
         raise SystemExit(f"{out}/summary_reeval.json exists: pass --overwrite to replace it")
     trained = _load(args, out) if args.reevaluate else _train(args, out)
-    expert, expert_config, base = trained["expert"], trained["expert_config"], trained["base"]
+    expert, base = trained["expert"], trained["base"]
     students, curves, timings = trained["students"], trained["curves"], trained["timings"]
 
     # ---- zero-shot evaluation: one program per suite, shared by the three student variants
@@ -204,7 +206,8 @@ def _train(args, out: str) -> dict:
                                num_envs=args.num_envs, expert_steps=args.expert_steps,
                                student_steps=args.student_steps, dataset_size=20_000, batch_size=args.batch_size,
                                hidden_layers=(256, 256), encoder=args.encoder,
-                               lr_schedule=args.lr_schedule, augment=StrongAugConfig(ops=tuple(args.secant_ops), crop_pad=pad),
+                               lr_schedule=args.lr_schedule,
+                               augment=StrongAugConfig(ops=tuple(args.secant_ops), crop_pad=pad),
                                priority_exponent=args.priority_exponent)
     weak = StrongAugConfig(ops=("crop",), crop_pad=pad)
     variants = {
@@ -235,7 +238,7 @@ def _train(args, out: str) -> dict:
                                             dataclasses.replace(run, run_dir=f"{out}/safedagger-0"))
     timings["safedagger-0"] = time.time() - t
     curves["safedagger-0"] = _curve(safe_rows)
-    return {"expert": expert, "expert_config": expert_config, "base": base, "students": students, "curves": curves,
+    return {"expert": expert, "base": base, "students": students, "curves": curves,
             "timings": timings, "safe_student": safe_state.student, "expert_seconds": expert_s}
 
 
@@ -248,16 +251,12 @@ def _load(args, out: str) -> dict:
     """What :func:`_train` returns, restored from an earlier run's directories in ``out``."""
     import csv
 
-    from vasa.algos import ppo, sac
     from vasa.distill import dagger, secant
     from vasa.run import Checkpointer
     from vasa.run.config import dataclass_from_dict
     from vasa.run.rundir import read_config_json
 
-    expert = secant.load_expert(f"{out}/expert")
-    saved = read_config_json(f"{out}/expert")
-    expert_config = (dataclass_from_dict(ppo.PPOConfig, saved["ppo"]) if "ppo" in saved
-                     else dataclass_from_dict(sac.SACConfig, saved["sac"]))
+    expert = secant.load_expert(f"{out}/expert")  # PPO or SAC
 
     def restore(run_dir):
         config = dataclass_from_dict(dagger.DAggerConfig, read_config_json(run_dir)["dagger"])
@@ -278,7 +277,7 @@ def _load(args, out: str) -> dict:
                 base = config
     _, safe_student, curves["safedagger-0"] = restore(f"{out}/safedagger-0")
     print(f"loaded the expert and {sum(map(len, students.values())) + 1} students from {out}", flush=True)
-    return {"expert": expert, "expert_config": expert_config, "base": base, "students": students, "curves": curves,
+    return {"expert": expert, "base": base, "students": students, "curves": curves,
             "timings": {}, "safe_student": safe_student, "expert_seconds": 0.0}
 
 

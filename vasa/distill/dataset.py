@@ -27,9 +27,10 @@ split with probability ``p_i^alpha / sum_j p_j^alpha``. The held-out split is al
 Layout and sharding. Leaves are ``obs: [N, H, W, C]``, ``label: [N, A]`` and ``count: [S]``
 with ``S`` shards (devices), plus ``extra: [N, ...]`` and ``priority: [N]`` when kept. Inside
 ``jax.shard_map`` over ``"data"`` (every leaf split on its first axis) every function works on
-the local shard: each device adds its own environments' observations to its own ring of ``N / S`` entries and samples from it, as the
-replay buffer does. ``count`` holds the entries ever added to each shard (not capped), so
-the shard's ring position is ``count % (N / S)`` and it holds ``min(count, N / S)`` entries.
+the local shard: each device adds its own environments' observations to its own ring of
+``N / S`` entries and samples from it, as the replay buffer does. ``count`` holds the entries
+ever added to each shard (not capped), so the shard's ring position is ``count % (N / S)`` and
+it holds ``min(count, N / S)`` entries.
 """
 
 from __future__ import annotations
