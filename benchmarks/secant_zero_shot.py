@@ -8,7 +8,7 @@ by DAgger, each for ``--seeds`` seeds, evaluated zero-shot on the five appearanc
 * ``dr``: the weak augmentation under a randomised training appearance (``color_easy``), the
   domain-randomisation baseline.
 
-Then SafeDAgger against DAgger (seed 0, Combo1; the head learns to flag the worst
+Then SafeDAgger against DAgger (seed 0, or ``--safe-seeds N`` seeds, Combo1; the head learns to flag the worst
 ``--safe-fraction`` of held-out states, ``DAggerConfig.safety_unsafe_fraction``, and the switch
 queries states whose logit reaches the top ``--query-fraction`` of the held-out batch's,
 ``DAggerConfig.safety_query_fraction``): the student's return against the expert queries it took
@@ -29,6 +29,7 @@ final return with <= 40% of its queries. The script prints each check.
     python benchmarks/secant_zero_shot.py                       # CPU: reacher_easy, 32x32 (see --help)
     python benchmarks/secant_zero_shot.py --image-size 84 --env dmc/walker_walk --student-steps 30000  # GPU-scale
     python benchmarks/secant_zero_shot.py --env dmc/walker_stand --expert sac --expert-env-steps 400000  # 90 min
+    python benchmarks/secant_zero_shot.py --env dmc/walker_stand --expert-run runs/walker-sac --workers 2  # a trained expert
     python benchmarks/secant_zero_shot.py --reevaluate --out runs/bench-secant  # evaluate an earlier run's policies again
 
 Writes ``--out`` (default ``runs/bench-secant``): every run directory, ``zero_shot.csv/png``,
@@ -70,6 +71,9 @@ def main() -> None:
                    help="the privileged state expert: PPO with CAPS (reacher; --expert-env-steps 8M, ~100 s) or SAC "
                         "(contact tasks, where PPO's samples cost too much on a CPU: walker_stand returns ~910 after "
                         "--expert-env-steps 400000, ~11 min; SAC's settings: 256x256, batch 256, 16 envs, rate 3e-4)")
+    p.add_argument("--expert-run", default=None,
+                   help="a finished expert run directory (PPO or SAC, e.g. runs/walker-sac from examples/train_sac.py) "
+                        "to distil from instead of training one; the --expert* training options are then unused")
     p.add_argument("--action-repeat", type=int, default=4, help="expert and students (PAD's for reacher)")
     p.add_argument("--expert-smooth", type=float, default=0.1,
                    help="CAPS smoothness weights of the PPO expert (PPOConfig.smooth_temporal = smooth_spatial): plain "
@@ -95,6 +99,14 @@ def main() -> None:
     p.add_argument("--query-fraction", type=float, default=0.3,
                    help="SafeDAgger: the switch flags states whose head logit reaches this top quantile of the held-out "
                         "batch's (DAggerConfig.safety_query_fraction; 0: the plain sigmoid >= 0.5)")
+    p.add_argument("--safe-seeds", type=int, default=1,
+                   help="SafeDAgger runs (seeds 0..N-1), each against the secant student of its seed; the checks "
+                        "compare the means (session 25: on reacher one seed's ratio ran from 81%% to 118%% of "
+                        "DAgger's; each extra seed costs one student's training)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="train the students in this many processes at once (default: 2 on a CPU, where two walker "
+                        "students at once give 1.3x the throughput of one, session 26; 1 on an accelerator, which "
+                        "one process fills); every run is the same program either way")
     p.add_argument("--expert-steps", type=int, default=125, help="seeding rollout per env (half an episode at repeat 4)")
     p.add_argument("--crop-pad", type=int, default=None,
                    help="random-shift padding of every student's crop (default: DrQ's 4 px at 84 px scaled to the "
@@ -112,10 +124,16 @@ def main() -> None:
                    help="train nothing: load the expert and the students of an earlier run in --out and evaluate them "
                         "again (after a change to the suites); writes zero_shot_reeval.csv/png and summary_reeval.json")
     args = p.parse_args()
+    if args.workers is not None and args.workers < 1:
+        p.error(f"--workers {args.workers} is not allowed: it must be >= 1")
+    if not 1 <= args.safe_seeds <= args.seeds:
+        p.error(f"--safe-seeds {args.safe_seeds} is not allowed: it must be between 1 and --seeds ({args.seeds})")
     revision = vasa_revision()  # of the code this run loads (later commits do not change it)
 
     import jax
 
+    if args.workers is None:
+        args.workers = 2 if jax.default_backend() == "cpu" else 1
     from vasa.distill import dagger, secant
     from vasa.distill.zero_shot import write_table
 
@@ -135,12 +153,13 @@ def main() -> None:
     rows = secant.zero_shot(sc, {"expert": (expert.act, [expert.params]),
                                  **{name: (student.policy, params) for name, params in students.items()}})
     csv_path, png_path = write_table(rows, out, name=f"zero_shot{suffix}")
-    # the SafeDAgger check on the final students, DAgger's (secant seed 0) and SafeDAgger's, over
+    # the SafeDAgger check on the final students, DAgger's (secant seeds < --safe-seeds) and SafeDAgger's, over
     # --final-episodes fresh episodes each: the curves' last points average only 16 episodes, which on
     # reacher (episode returns from 0 to ~1,000) is +-100 noise, the size of the 5% being checked
+    safe_students = trained["safe_students"]
     final = secant.zero_shot(dataclasses.replace(sc, suites=("train",), eval_episodes=args.final_episodes),
-                             {"dagger": (student.policy, students["secant"][:1]),
-                              "safedagger": (student.policy, [trained["safe_student"]])})
+                             {"dagger": (student.policy, students["secant"][:len(safe_students)]),
+                              "safedagger": (student.policy, safe_students)})
     eval_s = time.time() - t
 
     # ---- checks against the targets
@@ -153,8 +172,10 @@ def main() -> None:
         "secant video_hard >= 1.25 x weak": m("secant", "video_hard") >= 1.25 * m("weak", "video_hard"),
     }
     final_return = {r["policy"]: r["mean"] for r in final}
-    dag = (curves["secant-0"][-1][0], final_return["dagger"])
-    safe = (curves["safedagger-0"][-1][0], final_return["safedagger"])
+    # queries: mean over the SafeDAgger seeds and their DAgger (secant) twins; returns: the seeds' mean
+    n_safe = len(safe_students)
+    dag = (np.mean([curves[f"secant-{s}"][-1][0] for s in range(n_safe)]), final_return["dagger"])
+    safe = (np.mean([curves[f"safedagger-{s}"][-1][0] for s in range(n_safe)]), final_return["safedagger"])
     checks["safedagger return >= 95% dagger"] = safe[1] >= 0.95 * dag[1]
     checks["safedagger queries <= 40% dagger"] = safe[0] <= 0.4 * dag[0]
     _plot_queries(curves["secant-0"], curves["safedagger-0"], f"{out}/safedagger{suffix}.png")
@@ -177,7 +198,8 @@ VARIANTS = ("secant", "weak", "dr")
 
 
 def _train(args, out: str) -> dict:
-    """Stage 1 and 2: the privileged state expert (PPO or SAC), every student, SafeDAgger (seed 0)."""
+    """Stage 1 and 2: the privileged state expert (PPO or SAC; or ``--expert-run``'s), every student,
+    SafeDAgger (seeds below ``--safe-seeds``); students in ``--workers`` processes."""
     from vasa.algos import ppo, sac
     from vasa.distill import dagger, experts
     from vasa.distill.augment import StrongAugConfig
@@ -186,7 +208,12 @@ def _train(args, out: str) -> dict:
     os.makedirs(out, exist_ok=True)
     quiet = {"progress": False, "overwrite": args.overwrite}
     t = time.time()
-    if args.expert == "ppo":
+    if args.expert_run:
+        from vasa.distill import secant
+
+        expert = secant.load_expert(args.expert_run)
+        print(f"expert: loaded from {args.expert_run}", flush=True)
+    elif args.expert == "ppo":
         expert_config = ppo.PPOConfig(env=args.env, action_repeat=args.action_repeat,
                                       total_env_steps=args.expert_env_steps,
                                       smooth_temporal=args.expert_smooth, smooth_spatial=args.expert_smooth)
@@ -199,10 +226,11 @@ def _train(args, out: str) -> dict:
         _, expert_state, expert_rows = sac.train(expert_config, RunConfig(run_dir=f"{out}/expert", **quiet))
         expert = experts.expert_from_sac(expert_config, expert_state)
     expert_s = time.time() - t
-    print(f"expert: final eval {expert_rows[-1]['eval_return']:.1f} after {expert_s:.0f} s", flush=True)
+    if not args.expert_run:
+        print(f"expert: final eval {expert_rows[-1]['eval_return']:.1f} after {expert_s:.0f} s", flush=True)
 
     pad = round(4 * args.image_size / 84) if args.crop_pad is None else args.crop_pad
-    base = dagger.DAggerConfig(env=args.env, image_size=args.image_size, action_repeat=expert_config.action_repeat,
+    base = dagger.DAggerConfig(env=args.env, image_size=args.image_size, action_repeat=args.action_repeat,
                                num_envs=args.num_envs, expert_steps=args.expert_steps,
                                student_steps=args.student_steps, dataset_size=20_000, batch_size=args.batch_size,
                                hidden_layers=(256, 256), encoder=args.encoder,
@@ -216,30 +244,73 @@ def _train(args, out: str) -> dict:
         "dr": dataclasses.replace(base, augment=weak, train_appearance="color_easy"),
     }
     run = dataclasses.replace(dagger.DEFAULT_RUN, eval_every=max(args.student_steps // 4, 1), **quiet)
-    students, curves, timings = {}, {}, {}
-    for name, config in variants.items():
-        for seed in range(args.seeds):
-            t = time.time()
-            # the training-time curve is plotted for DAgger (secant-0) only: the others evaluate once, at the end
-            every = run.eval_every if (name, seed) == ("secant", 0) else 0
-            _, state, rows = dagger.train(dataclasses.replace(config, seed=seed), expert,
-                                          dataclasses.replace(run, run_dir=f"{out}/{name}-{seed}", eval_every=every))
-            students.setdefault(name, []).append(state.student)
-            curves[f"{name}-{seed}"] = _curve(rows)
-            timings[f"{name}-{seed}"] = time.time() - t
-            print(f"{name} seed {seed}: eval {rows[-1]['eval_return']:.1f}, {timings[f'{name}-{seed}']:.0f} s",
-                  flush=True)
-
-    # SafeDAgger against DAgger (seed 0; DAgger is the secant-0 run)
-    t = time.time()
+    # SafeDAgger against DAgger (seeds 0..safe_seeds-1; DAgger is the secant run of the same seed)
     safe_config = dataclasses.replace(base, safe=True, safety_unsafe_fraction=args.safe_fraction,
                                       safety_query_fraction=args.query_fraction or None)
-    _, safe_state, safe_rows = dagger.train(safe_config, expert,
-                                            dataclasses.replace(run, run_dir=f"{out}/safedagger-0"))
-    timings["safedagger-0"] = time.time() - t
-    curves["safedagger-0"] = _curve(safe_rows)
+    jobs = {}
+    for name, config in (*variants.items(), ("safedagger", safe_config)):
+        for seed in range(args.safe_seeds if name == "safedagger" else args.seeds):
+            # the training-time curves are plotted for seed 0 of DAgger (secant) and SafeDAgger only: the
+            # others evaluate once, at the end
+            curve = seed == 0 and name in ("secant", "safedagger")
+            jobs[f"{name}-{seed}"] = (dataclasses.replace(config, seed=seed),
+                                      dataclasses.replace(run, run_dir=f"{out}/{name}-{seed}",
+                                                          eval_every=run.eval_every if curve else 0))
+    done = _run_jobs(jobs, expert, args.expert_run or f"{out}/expert", args.workers)
+    students, curves, timings = {}, {}, {}
+    for key in jobs:  # in the order of the serial run
+        params, curves[key], timings[key] = done[key]
+        name = key.rsplit("-", 1)[0]
+        students.setdefault(name, []).append(params)
+    safe_students = students.pop("safedagger")
     return {"expert": expert, "base": base, "students": students, "curves": curves,
-            "timings": timings, "safe_student": safe_state.student, "expert_seconds": expert_s}
+            "timings": timings, "safe_students": safe_students, "expert_seconds": expert_s}
+
+
+def _run_jobs(jobs: dict, expert, expert_dir: str, workers: int) -> dict:
+    """Train every student ``jobs[key] = (DAggerConfig, RunConfig)``; returns ``{key: (student params,
+    curve, seconds)}``. With ``workers > 1`` the runs go to that many spawned processes, each loading the
+    expert from ``expert_dir`` (session 26: two walker students at once on 2 cores take 148-161 ms per
+    iteration against 102 ms alone, 1.32x the throughput); each run is the same program either way."""
+    done = {}
+
+    def report(key, result):
+        done[key] = result
+        curve = result[1]
+        print(f"{key}: eval {curve[-1][1] if curve else float('nan'):.1f}, {curve[-1][0] if curve else 0:.0f} "
+              f"queries, {result[2]:.0f} s", flush=True)
+
+    if workers <= 1:
+        for key, (config, run) in jobs.items():
+            report(key, _train_one(config, run, expert))
+        return done
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_train_one, config, run, None, expert_dir): key for key, (config, run) in jobs.items()}
+        for future in as_completed(futures):
+            report(futures[future], future.result())
+    return done
+
+
+_EXPERTS: dict = {}
+
+
+def _train_one(config, run, expert=None, expert_dir: str | None = None):
+    """One DAgger/SafeDAgger run: ``(student params as NumPy, curve, seconds)``; in a worker process the
+    expert is loaded (once per process) from ``expert_dir``."""
+    import jax
+
+    from vasa.distill import dagger, secant
+
+    if expert is None:
+        if expert_dir not in _EXPERTS:
+            _EXPERTS[expert_dir] = secant.load_expert(expert_dir)
+        expert = _EXPERTS[expert_dir]
+    t = time.time()
+    _, state, rows = dagger.train(config, expert, run)
+    return jax.tree.map(np.asarray, state.student), _curve(rows), time.time() - t
 
 
 def _curve(rows) -> list[tuple[float, float]]:
@@ -256,7 +327,7 @@ def _load(args, out: str) -> dict:
     from vasa.run.config import dataclass_from_dict
     from vasa.run.rundir import read_config_json
 
-    expert = secant.load_expert(f"{out}/expert")  # PPO or SAC
+    expert = secant.load_expert(args.expert_run or f"{out}/expert")  # PPO or SAC
 
     def restore(run_dir):
         config = dataclass_from_dict(dagger.DAggerConfig, read_config_json(run_dir)["dagger"])
@@ -275,10 +346,14 @@ def _load(args, out: str) -> dict:
             students.setdefault(name, []).append(student)
             if name == "secant" and seed == 0:
                 base = config
-    _, safe_student, curves["safedagger-0"] = restore(f"{out}/safedagger-0")
-    print(f"loaded the expert and {sum(map(len, students.values())) + 1} students from {out}", flush=True)
+    safe_students = []
+    for seed in range(args.safe_seeds):
+        _, safe_student, curves[f"safedagger-{seed}"] = restore(f"{out}/safedagger-{seed}")
+        safe_students.append(safe_student)
+    print(f"loaded the expert and {sum(map(len, students.values())) + len(safe_students)} students from {out}",
+          flush=True)
     return {"expert": expert, "base": base, "students": students, "curves": curves,
-            "timings": {}, "safe_student": safe_student, "expert_seconds": 0.0}
+            "timings": {}, "safe_students": safe_students, "expert_seconds": 0.0}
 
 
 def _plot_queries(dagger_curve, safe_curve, path: str) -> None:
