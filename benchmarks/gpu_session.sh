@@ -71,8 +71,8 @@ for stage in "$@"; do
       run secant 580 python3 benchmarks/secant_zero_shot.py --image-size 84 --num-envs 64 --student-steps 5000 --out "$OUT/secant"
       ;;
     secantwalk)
-      # session 25: on walker_stand the 32x32 CPU student met the fit and SafeDAgger targets; the shifts need volume
-      run secantwalk 580 python3 benchmarks/secant_zero_shot.py --env dmc/walker_stand --expert sac --expert-env-steps 400000 --image-size 84 --num-envs 64 --student-steps 5000 --out "$OUT/secantwalk"
+      # sessions 25-26: on walker_stand the 32x32 CPU student (RAD's conv) met six of seven targets; color_hard did not
+      run secantwalk 580 python3 benchmarks/secant_zero_shot.py --env dmc/walker_stand --expert sac --expert-env-steps 400000 --image-size 84 --num-envs 64 --student-steps 5000 --secant-ops cutout_color rad_conv mixup crop --workers 1 --out "$OUT/secantwalk"
       ;;
     es)
       run es 480 python3 benchmarks/es_vs_peers.py --population 1024 --iterations 20 --scaling \
