@@ -29,7 +29,7 @@ final return with <= 40% of its queries. The script prints each check.
     python benchmarks/secant_zero_shot.py                       # CPU: reacher_easy, 32x32 (see --help)
     python benchmarks/secant_zero_shot.py --image-size 84 --env dmc/walker_walk --student-steps 30000  # GPU-scale
     python benchmarks/secant_zero_shot.py --env dmc/walker_stand --expert sac --expert-env-steps 400000  # 90 min
-    python benchmarks/secant_zero_shot.py --env dmc/walker_stand --expert-run runs/walker-sac --workers 2  # a trained expert
+    python benchmarks/secant_zero_shot.py --env dmc/walker_stand --expert-run runs/walker-sac  # a trained expert
     python benchmarks/secant_zero_shot.py --reevaluate --out runs/bench-secant  # evaluate an earlier run's policies again
 
 Writes ``--out`` (default ``runs/bench-secant``): every run directory, ``zero_shot.csv/png``,
