@@ -372,6 +372,40 @@ def test_data_modes_choose_who_rolls_out(toy):
     assert np.abs(seeded.env_state.obs["proprio"]).max() > 0.5
 
 
+def _executed(before, after):
+    """The toy's executed actions ``(after - before) / SPEED`` and where they are exact: neither
+    the position nor the action clipped."""
+    a = (after - before) / SPEED
+    return a, (np.abs(after) < 0.999) & (np.abs(a) < 0.999)
+
+
+def test_rollout_noise_perturbs_the_executed_actions_not_the_labels(toy):
+    sigma = 0.1
+    noisy = _programs(dataclasses.replace(TOY, rollout_noise=sigma))
+    state = noisy.fresh()
+    clean, _ = toy.seed(toy.fresh())  # the same start, seeded without noise
+    state, _ = noisy.seed(state)
+    drift = np.abs(np.asarray(state.env_state.obs["proprio"]) - np.asarray(clean.env_state.obs["proprio"]))
+    assert drift.max() > 0.01  # the expert's seeding rollout is perturbed too
+    residuals, n = [], S * E
+    for _ in range(6):
+        before, params = _host(state.env_state.obs), _copy(state.student)
+        state, _ = noisy.step(state)
+        n += E
+        # stored: the observation the student acted on, labelled by the expert's clean action on it
+        np.testing.assert_array_equal(state.data.obs[n - E:n], before["pixels"])
+        np.testing.assert_allclose(state.data.label[n - E:n], linear_expert_action(before["proprio"]), atol=1e-6)
+        a_s = np.asarray(noisy.student.policy(params, before["pixels"]))
+        executed, exact = _executed(before["proprio"], np.asarray(state.env_state.obs["proprio"]))
+        exact &= np.abs(a_s) < 1 - 4 * sigma  # (a clipped draw would bias the spread)
+        residuals.append((executed - a_s)[exact])
+    r = np.concatenate(residuals)  # executed - intended: N(0, sigma^2), a fresh draw per env, dimension and step
+    assert r.size >= 40
+    assert abs(r.mean()) < 4 * sigma / np.sqrt(r.size)
+    assert 0.7 * sigma < r.std() < 1.3 * sigma
+    assert len(np.unique(np.round(r, 6))) == r.size
+
+
 def _ppo_pendulum_expert():
     from vasa.algos import ppo
     from vasa.nn import RunningStats
@@ -431,6 +465,8 @@ def test_sac_adapters_read_the_right_observation():
     (dict(augment=StrongAugConfig(ops=())), "DAggerConfig.augment.ops=() is not allowed"),
     (dict(lr_schedule="step"), "DAggerConfig.lr_schedule='step' is not allowed: it must be one of constant, linear"),
     (dict(priority_exponent=1.5), "DAggerConfig.priority_exponent=1.5 is not allowed"),
+    (dict(rollout_noise=-0.1), "DAggerConfig.rollout_noise=-0.1 is not allowed"),
+    (dict(rollout_noise=float("nan")), "DAggerConfig.rollout_noise=nan is not allowed"),
 ])
 def test_config_errors_name_the_field(change, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -27,6 +27,13 @@ expert's own steps), and Combo1 students learned to stop a few pixels short of t
 where the expert would still push with |a| ~0.5 (session 24). No importance weights: the point
 is to fit those states, not an unbiased mean over the dataset.
 
+``rollout_noise=sigma > 0`` adds ``N(0, (sigma * half-range)^2)`` to every executed action,
+clipped to the bounds, a fresh draw per environment, dimension and step (DART, Laskey et al.,
+CoRL 2017): the dataset then also holds the states a slightly wrong policy drifts into and how
+the expert recovers from them, each labelled by the expert's clean action on its unaugmented
+observation. Not in SECANT; added because a walker student whose actions err under a visual
+shift falls from states its noiseless rollouts never visited (session 27).
+
 ``data`` selects the thesis's ablation (table 5.3): ``"dagger"`` (the expert seeds, the student
 rolls out), ``"expert"`` (the expert also does every later rollout; the student only learns)
 and ``"student"`` (the seeding rollout too is the untrained student's). Every observation is
@@ -149,6 +156,10 @@ class DAggerConfig:
     0: uniform (SECANT's)"""
     data: Literal["dagger", "expert", "student"] = "dagger"
     """who rolls out: dagger (expert seeds, then the student), expert (always), student (always)"""
+    rollout_noise: NonNegFloat = 0.0
+    """Gaussian noise on every executed action (seeding included), std in units of the action bounds' half-range,
+    clipped to the bounds (DART, Laskey et al. 2017): the dataset then holds the states a perturbed policy drifts
+    into, each still labelled by the expert's clean action. 0: SECANT's noiseless rollouts"""
     safe: bool = False
     """SafeDAgger: a safety head decides per step and env whether the expert acts and is queried"""
     safety_tau: PosFloat = 0.0025
@@ -376,8 +387,9 @@ def _programs(config: DAggerConfig, expert: Expert, env, mesh):
     holdout = config.safety_holdout if config.safe else 0
     learner_body = expert.learner.make_body(mesh)[0] if config.parallel else None
 
-    def env_step(state: DistillState, seeding: bool):
-        """One step of every local env: who acts, who is queried, the dataset, the counters."""
+    def env_step(state: DistillState, seeding: bool, noise_key=None):
+        """One step of every local env: who acts, who is queried, the dataset, the counters;
+        ``noise_key`` (``rollout_noise > 0``) perturbs the executed actions."""
         obs = state.env_state.obs
         a_e = expert.act(expert_params(config, expert, state), obs)
         student_rolls = config.data == "student" if seeding else config.data != "expert"
@@ -393,6 +405,11 @@ def _programs(config: DAggerConfig, expert: Expert, env, mesh):
             query = jnp.ones(a_e.shape[:1], bool)
             expert_acts = jnp.full(a_e.shape[:1], not student_rolls)
         action = jnp.where(expert_acts[:, None], a_e, a_s)
+        if config.rollout_noise > 0:
+            key = jax.random.fold_in(noise_key, jax.lax.axis_index(DATA_AXIS))
+            half = 0.5 * (student.high - student.low)
+            noisy = action + config.rollout_noise * half * jax.random.normal(key, action.shape, action.dtype)
+            action = jnp.clip(noisy, student.low, student.high)
         extra = None if state.data.extra is None else obs[expert.reads]
         data = dataset.add(state.data, obs["pixels"], a_e, query, extra)
         nxt = jax.vmap(env.step)(state.env_state, action)
@@ -465,10 +482,12 @@ def _programs(config: DAggerConfig, expert: Expert, env, mesh):
                 "expert_queries": state.queries, "dataset_size": psum(state.data.size(), DATA_AXIS)}
 
     def seed(state: DistillState):
-        def body(s, _):
-            return env_step(s, seeding=True)
+        def body(s, k):
+            return env_step(s, seeding=True, noise_key=k)
 
-        state, steps = jax.lax.scan(body, state, None, length=config.expert_steps)
+        keys = (jax.random.split(jax.random.fold_in(state.key, 1), config.expert_steps)
+                if config.rollout_noise > 0 else None)  # (state.key itself is left as it was)
+        state, steps = jax.lax.scan(body, state, keys, length=config.expert_steps)
         metrics = {"episodes": steps["episodes"].sum(), "return_sum": steps["return_sum"].sum(),
                    "action_error": steps["action_error"].mean()}
         return state.replace(seeded=jnp.ones((), bool)), summary(state, metrics)
@@ -490,11 +509,14 @@ def _programs(config: DAggerConfig, expert: Expert, env, mesh):
 
     def iteration(state: DistillState):
         key, k_learn = jax.random.split(state.key)
+        k_noise = None
+        if config.rollout_noise > 0:  # (without noise the keys stay as they were: same runs as before)
+            k_learn, k_noise = jax.random.split(k_learn)
         state, expert_metrics = expert_learns(state) if config.parallel else (state, {})
         # the environments step first, then the student learns: a batch read from the ring
         # *before* the step writes into it would make XLA copy the whole (donated) ring, twice
         # (measured: 149 vs 80 ms per iteration with a 20K x 32x32x9 ring on 2 CPU cores)
-        state, step_metrics = env_step(state, seeding=False)
+        state, step_metrics = env_step(state, seeding=False, noise_key=k_noise)
         state, aux = learn(state, k_learn)
         aux = {**aux, **expert_metrics}
         step_metrics.pop("queried")
