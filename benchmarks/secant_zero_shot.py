@@ -94,6 +94,9 @@ def main() -> None:
                    help="every student's batch drawn by priority (its latest loss on each entry) to this power "
                         "(DAggerConfig.priority_exponent; 0: uniform, SECANT's; 0.6 from session 24: the Combo1 "
                         "students stopped short of the target, a state the uniform batch rarely holds)")
+    p.add_argument("--rollout-noise", type=float, default=0.0,
+                   help="every student's DAggerConfig.rollout_noise: Gaussian noise on the executed actions (DART), std "
+                        "in half-ranges of the action bounds; the labels stay the expert's clean actions. 0: SECANT's")
     p.add_argument("--safe-fraction", type=float, default=0.2,
                    help="SafeDAgger: fraction of held-out states the head learns to flag (Zhang & Cho: 20%%)")
     p.add_argument("--query-fraction", type=float, default=0.3,
@@ -236,7 +239,7 @@ def _train(args, out: str) -> dict:
                                hidden_layers=(256, 256), encoder=args.encoder,
                                lr_schedule=args.lr_schedule,
                                augment=StrongAugConfig(ops=tuple(args.secant_ops), crop_pad=pad),
-                               priority_exponent=args.priority_exponent)
+                               priority_exponent=args.priority_exponent, rollout_noise=args.rollout_noise)
     weak = StrongAugConfig(ops=("crop",), crop_pad=pad)
     variants = {
         "secant": base,
