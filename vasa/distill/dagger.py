@@ -33,8 +33,8 @@ CoRL 2017): the dataset then also holds the states a slightly wrong policy drift
 the expert recovers from them, each labelled by the expert's clean action on its unaugmented
 observation. Not in SECANT. Tried because a walker student whose actions err under a visual
 shift falls from states its noiseless rollouts never visit; it did not help there (walker_stand,
-seed 0, Combo1 with RAD's conv, 3,000 steps, 16 episodes; train / color_hard / video_hard: 902.8
-/ 473.1 / 548.5 without noise, 917.7 / 352.8 / 581.5 at 0.05, 871.3 / 281.3 / 473.0 at 0.2;
+seed 0, Combo1 with RAD's conv, 3,000 steps; color_hard over 64 episodes: 375 without noise, 416
+at 0.05, 386 at 0.2, the walker falling in 69 / 64 / 67% of them; train 903 / 918 / 871 over 16;
 session 27), so the default stays 0.
 
 ``data`` selects the thesis's ablation (table 5.3): ``"dagger"`` (the expert seeds, the student
