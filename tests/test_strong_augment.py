@@ -17,7 +17,7 @@ from vasa.distill import augment as A
 from vasa.distill.augment import COMBOS, OPERATORS, StrongAugConfig, draw_params, operator_choices, strong_augment
 
 B, H, W, K = 24, 16, 16, 3  # tiny batches: 16x16 RGB, stacks of 3 frames
-ALL = COMBOS["combo2"] + ("gaussian", "impulse", "none")
+ALL = COMBOS["combo2"] + ("gaussian", "impulse", "color_map", "none")
 # one config (and one batch shape) for most tests, so the jitted operators compile once
 CFG = StrongAugConfig(ops=ALL, cutout_side=(0.2, 0.6), cutmix_side=(0.2, 0.6), crop_pad=3)
 
@@ -65,6 +65,14 @@ def np_reference(op, x, p, scale, bank_np, pad):
         out = np.clip(np_conv_same(x, p["kernel"]), 0, scale)
     elif op == "rad_conv":  # RAD's data_augs.random_conv: sigmoid(conv2d(replicate_pad(x / 255), randn)) * 255
         out = scale / (1 + np.exp(-np_conv_same(x / scale, p["kernel"], mode="edge")))
+    elif op == "color_map":  # sigmoid(gain * sin(u W + phi) A / sqrt(K / 2) + b) * range, per pixel
+        k = p["phase"].shape[0]
+        u = x / scale
+        z = np.zeros(x.shape[:-1] + (k,))
+        for j in range(k):  # explicit sums over the colour channels: no shared matmul code with the operator
+            z[..., j] = np.sin(sum(u[..., c] * p["freq"][c, j] for c in range(3)) + p["phase"][j])
+        logits = np.stack([sum(z[..., j] * p["mix"][j, o] for j in range(k)) for o in range(3)], -1)
+        out = scale / (1 + np.exp(-(p["gain"] * logits / np.sqrt(k / 2) + p["bias"])))
     elif op == "gaussian":
         out = np.clip(x + p["sigma"] * scale * p["noise"][:, :, None, :], 0, scale)
     elif op == "impulse":
@@ -103,7 +111,8 @@ def assert_close_to_reference(got, ref):
 
 
 @pytest.mark.parametrize("dtype", [jnp.uint8, jnp.float32], ids=["uint8", "float32"])
-@pytest.mark.parametrize("op", ["cutout_color", "conv", "rad_conv", "gaussian", "impulse", "mixup", "cutmix", "crop"])
+@pytest.mark.parametrize("op", ["cutout_color", "conv", "rad_conv", "color_map", "gaussian", "impulse", "mixup", "cutmix",
+                                "crop"])
 def test_operator_matches_numpy_reference(op, dtype):
     x, bk, key = images(dtype), bank(), jax.random.key(3)
     got = OPERATORS[op](key, x, CFG, bk)
@@ -121,6 +130,29 @@ def test_conv_kernels_differ_per_sample_and_pixels_clip():
     assert (y == 0).mean() > 0.2  # Xavier weights are zero-mean: many outputs fall below 0 and clip
     rad = np.asarray(draw_params("rad_conv", jax.random.key(0), x, CFG)["kernel"])
     np.testing.assert_allclose(rad, kernels / CFG.conv_weight_std * CFG.rad_conv_weight_std, rtol=1e-5)  # N(0, 1)
+
+
+def test_color_map_is_a_function_of_colour_that_separates_distant_colours():
+    """One colour function per observation: equal input colours give equal outputs anywhere in the
+    image; over many draws, nearby colours keep correlated outputs and distant ones do not."""
+    n = 4000
+    base = np.random.default_rng(5).uniform(0.1, 0.9, (n, 3))
+    direction = np.random.default_rng(6).normal(size=(n, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    cols = [base, base + 0.02 * direction, base + 0.8 * direction]  # three pixels per observation
+    x = np.zeros((n, 2, 2, 3), np.float32)
+    x[:, 0, 0], x[:, 0, 1], x[:, 1, 0], x[:, 1, 1] = cols[0], cols[1], cols[2], cols[0]
+    y = np.asarray(A.color_map(jax.random.key(17), jnp.asarray(x), CFG))
+    np.testing.assert_array_equal(y[:, 0, 0], y[:, 1, 1])  # same colour, same output, wherever it is
+    dy = y - y.mean(0)
+    near = np.mean([np.corrcoef(dy[:, 0, 0, c], dy[:, 0, 1, c])[0, 1] for c in range(3)])
+    far = np.mean([np.corrcoef(dy[:, 0, 0, c], dy[:, 1, 0, c])[0, 1] for c in range(3)])
+    assert near > 0.95 and far < 0.3, (near, far)
+    assert y.std(0).min() > 0.25  # outputs spread over the range, not washed out to grey
+    p = jax.tree.map(np.asarray, draw_params("color_map", jax.random.key(18), shape(n, 2, 2)))
+    assert abs(p["freq"].std() - CFG.color_map_freq) < 0.03 * CFG.color_map_freq and abs(p["freq"].mean()) < 0.03
+    assert p["phase"].min() >= 0 and p["phase"].max() < 2 * np.pi and abs(p["phase"].mean() - np.pi) < 0.02
+    assert abs(p["mix"].std() - 1) < 0.01 and abs(p["bias"].std() - 1) < 0.03 and (p["gain"] == CFG.color_map_gain).all()
 
 
 # ----------------------------------------------------------------------------- parameter ranges
@@ -283,6 +315,8 @@ def test_recipes_are_the_thesis_table():
     (dict(cutout_side=(0.1, float("nan"))), "StrongAugConfig.cutout_side=(0.1, nan)"),
     (dict(gaussian_sigma=(-0.1, 0.2)), "StrongAugConfig.gaussian_sigma=(-0.1, 0.2)"),
     (dict(conv_weight_std=0.0), "StrongAugConfig.conv_weight_std=0.0 is not allowed: it must be a number > 0"),
+    (dict(color_map_freq=float("inf")), "StrongAugConfig.color_map_freq=inf is not allowed: it must be a finite number"),
+    (dict(color_map_gain=-1.0), "StrongAugConfig.color_map_gain=-1.0 is not allowed: it must be a number > 0"),
     (dict(crop_pad=-1), "StrongAugConfig.crop_pad=-1 is not allowed: it must be an integer >= 0"),
     (dict(crop_pad=2.0), "StrongAugConfig.crop_pad=2.0 is not allowed: it must be an integer"),
 ])

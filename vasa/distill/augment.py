@@ -23,6 +23,15 @@ and table 5.2), each a function ``op(key, images, config, bank=None) -> images``
                    range: saturated, often inverted colours and bright edges where ``conv``
                    mostly tints and darkens. Which of the two SECANT's Cv was, the thesis
                    does not say; ``COMBOS`` use ``conv``.
+``color_map``      Cf (vasa's, not in the thesis): a random smooth function of each pixel's
+                   colour, one per observation: ``u = x / range``, ``out = range *
+                   sigmoid(color_map_gain * sin(u W + phi) A / sqrt(K / 2) + b)`` with
+                   ``K = 16`` random features, ``W [3, K] ~ N(0, color_map_freq^2)``,
+                   ``phi ~ U(0, 2 pi)``, ``A [K, 3]`` and ``b [3] ~ N(0, 1)``. Unlike a
+                   convolution (one linear colour map for the whole image), colours further
+                   apart than ~1 / ``color_map_freq`` go to nearly independent colours, so
+                   the agent, the floor and the sky each change colour on their own, as
+                   under DMControl-GB's ``color_hard``; shapes and edges stay.
 ``gaussian``       G: additive ``N(0, sigma^2)`` noise, ``sigma ~ U(gaussian_sigma)`` per
                    observation, in units of the pixel range (ImageNet-C severities 1-5:
                    0.08 .. 0.38); clipped.
@@ -146,7 +155,7 @@ def random_shift_pair(key: jax.Array, obs: Any, next_obs: Any, pad: int = 4) -> 
 
 # ============================================================================ strong augmentations
 
-Op = Literal["none", "crop", "cutout_color", "conv", "rad_conv", "gaussian", "impulse", "mixup", "cutmix"]
+Op = Literal["none", "crop", "cutout_color", "conv", "rad_conv", "color_map", "gaussian", "impulse", "mixup", "cutmix"]
 OPS: tuple[str, ...] = get_args(Op)
 """Every operator name, in the order of ``Op``."""
 
@@ -162,6 +171,9 @@ NEEDS_BANK = frozenset({"mixup", "cutmix"})
 
 XAVIER_STD_3X3 = math.sqrt(2.0 / (27 + 27))
 """Xavier-normal std of a 3x3 conv with 3 input and 3 output channels (fan in = fan out = 27)."""
+
+COLOR_MAP_FEATURES = 16
+"""Random sinusoidal features ``K`` of ``color_map``'s colour function (static: it fixes the draws' shapes)."""
 
 _RAD_SIDE = (10 / 84, 30 / 84)  # RAD's cutout_color box sides, 10..30 px on 84 px images
 
@@ -182,6 +194,11 @@ class StrongAugConfig:
     """std of the random 3x3 conv weights of ``conv`` (NetRand's Xavier-normal: sqrt(2/54))"""
     rad_conv_weight_std: PosFloat = 1.0
     """std of the random 3x3 conv weights of ``rad_conv`` (RAD / DMControl-GB's code: torch.randn, 1)"""
+    color_map_freq: PosFloat = 3.0
+    """std of ``color_map``'s random frequencies, per unit of the pixel range (colours ~1/freq apart
+    change independently)"""
+    color_map_gain: PosFloat = 2.0
+    """scale of ``color_map``'s random colour function before its sigmoid (larger: more saturated)"""
     gaussian_sigma: ordered_pair(NonNegFloat) = (0.08, 0.38)
     """Gaussian noise std range, fraction of the pixel range (ImageNet-C severities 1-5)"""
     impulse_amount: ordered_pair(UnitFloat) = (0.03, 0.27)
@@ -251,6 +268,12 @@ def _draw(op: str, key: jax.Array, h: int, w: int, config: dict, bank_size: int)
         return {"box": _box(u[:4], h, w, config["cutout_side"]), "color": u[4:]}
     if op in ("conv", "rad_conv"):
         return {"kernel": config[f"{op}_weight_std"] * jax.random.normal(key, (3, 3, 3, 3), jnp.float32)}
+    if op == "color_map":
+        k_w, k_phase, k_a, k_b = jax.random.split(key, 4)
+        return {"freq": config["color_map_freq"] * jax.random.normal(k_w, (3, COLOR_MAP_FEATURES), jnp.float32),
+                "phase": 2 * jnp.pi * jax.random.uniform(k_phase, (COLOR_MAP_FEATURES,)),
+                "mix": jax.random.normal(k_a, (COLOR_MAP_FEATURES, 3), jnp.float32),
+                "bias": jax.random.normal(k_b, (3,), jnp.float32), "gain": config["color_map_gain"]}
     if op == "gaussian":
         k_sigma, k_noise = jax.random.split(key)
         return {"sigma": _in_range(jax.random.uniform(k_sigma), config["gaussian_sigma"]),
@@ -310,6 +333,10 @@ def _apply(op: str, x: jax.Array, p: dict, pad: jax.Array, scale: float, bank: j
                 for c in range(3):
                     out = out + window[..., c:c + 1] * p["kernel"][a, b, c]
         return scale * jax.nn.sigmoid(out) if rad else jnp.clip(out, 0.0, scale)
+    if op == "color_map":
+        features = jnp.sin((x / scale) @ p["freq"] + p["phase"])  # [H, W, k, K]
+        logits = p["gain"] * (features @ p["mix"]) / math.sqrt(COLOR_MAP_FEATURES / 2) + p["bias"]
+        return scale * jax.nn.sigmoid(logits)
     if op == "gaussian":
         return jnp.clip(x + (p["sigma"] * scale) * p["noise"][:, :, None, :], 0.0, scale)
     if op == "impulse":
@@ -384,7 +411,8 @@ def draw_params(op: Op, key: jax.Array, images: Any, config: StrongAugConfig = S
 
     Keys by operator: crop ``offset int32 [B, 2]`` (dy, dx in ``[0, 2 pad]``); cutout_color
     ``box int32 [B, 4]`` (y, x, height, width) and ``color float32 [B, 3]`` in ``[0, 1)``; conv
-    ``kernel float32 [B, 3, 3, 3, 3]`` (dy, dx, c_in, c_out); gaussian ``sigma [B]`` and
+    ``kernel float32 [B, 3, 3, 3, 3]`` (dy, dx, c_in, c_out); color_map ``freq [B, 3, K]``,
+    ``phase [B, K]``, ``mix [B, K, 3]``, ``bias [B, 3]`` and ``gain [B]`` (``K = COLOR_MAP_FEATURES``); gaussian ``sigma [B]`` and
     ``noise [B, H, W, 3]`` (standard normal); impulse ``amount [B]``, ``hit`` and ``salt``
     ``[B, H, W, 3]`` uniforms (hit where ``hit < amount``, salt where ``salt < 0.5``); mixup
     ``alpha [B]`` and ``index int32 [B]``; cutmix ``box`` and ``index``.
@@ -454,6 +482,15 @@ def rad_random_conv(key: jax.Array, images: Any, config: StrongAugConfig = Stron
     return _run("rad_conv", key, images, config, bank)
 
 
+def color_map(key: jax.Array, images: Any, config: StrongAugConfig = StrongAugConfig(),
+              bank: jax.Array | None = None) -> Any:
+    """Cf: per observation, one random smooth colour function (``COLOR_MAP_FEATURES`` sinusoids of
+    the pixel's RGB with frequencies ``color_map_freq * N(0, 1)``, mixed by ``N(0, 1)`` weights, gain
+    ``color_map_gain``, then a sigmoid) applied to every pixel of every frame: distinct colours map
+    to nearly independent new colours, edges and shapes stay."""
+    return _run("color_map", key, images, config, bank)
+
+
 def gaussian_noise(key: jax.Array, images: Any, config: StrongAugConfig = StrongAugConfig(),
                    bank: jax.Array | None = None) -> Any:
     """G: per observation, ``sigma ~ U(gaussian_sigma)`` times one ``N(0, 1) [H, W, 3]`` pattern
@@ -495,7 +532,7 @@ def identity(key: jax.Array, images: Any, config: StrongAugConfig = StrongAugCon
 
 
 OPERATORS: dict[str, Callable] = {"none": identity, "crop": crop, "cutout_color": cutout_color, "conv": random_conv,
-                                  "rad_conv": rad_random_conv, "gaussian": gaussian_noise, "impulse": impulse_noise,
+                                  "rad_conv": rad_random_conv, "color_map": color_map, "gaussian": gaussian_noise, "impulse": impulse_noise,
                                   "mixup": mixup, "cutmix": cutmix}
 """Operator name -> its batch function ``(key, images, config, bank=None) -> images``."""
 
@@ -591,7 +628,7 @@ def random_conv_pair(key: jax.Array, obs: Any, next_obs: Any, std: float = XAVIE
     return random_conv(key, obs, config), random_conv(key, next_obs, config)
 
 
-__all__ = ["COMBOS", "NEEDS_BANK", "OPERATORS", "OPS", "Op", "StrongAugConfig", "XAVIER_STD_3X3", "crop", "cutmix",
+__all__ = ["COLOR_MAP_FEATURES", "COMBOS", "NEEDS_BANK", "OPERATORS", "OPS", "Op", "StrongAugConfig", "XAVIER_STD_3X3", "crop", "color_map", "cutmix",
            "cutout_color", "draw_params", "gaussian_noise", "identity", "impulse_noise", "mixup", "operator_choices",
            "rad_random_conv", "random_conv", "random_conv_pair", "random_shift", "random_shift_pair", "resize_bank", "shift_offsets",
            "strong_augment"]
