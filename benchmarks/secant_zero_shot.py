@@ -89,7 +89,8 @@ def main() -> None:
     p.add_argument("--secant-ops", nargs="+", default=["cutout_color", "conv", "mixup", "crop"],
                    help="the SECANT student's pool (default Combo1 with NetRand's conv; session 25: RAD's rad_conv, "
                         "which DMControl-GB's code uses, lifted walker_stand's video_hard return from 356 to 581, "
-                        "three seeds)")
+                        "three seeds; session 28: adding vasa's color_map (cutout_color rad_conv color_map mixup crop) "
+                        "at --image-size 48 kept 76%% of train under color_hard, three seeds x 64 episodes)")
     p.add_argument("--priority-exponent", type=float, default=0.6,
                    help="every student's batch drawn by priority (its latest loss on each entry) to this power "
                         "(DAggerConfig.priority_exponent; 0: uniform, SECANT's; 0.6 from session 24: the Combo1 "
