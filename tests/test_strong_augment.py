@@ -152,7 +152,8 @@ def test_color_map_is_a_function_of_colour_that_separates_distant_colours():
     p = jax.tree.map(np.asarray, draw_params("color_map", jax.random.key(18), shape(n, 2, 2)))
     assert abs(p["freq"].std() - CFG.color_map_freq) < 0.03 * CFG.color_map_freq and abs(p["freq"].mean()) < 0.03
     assert p["phase"].min() >= 0 and p["phase"].max() < 2 * np.pi and abs(p["phase"].mean() - np.pi) < 0.02
-    assert abs(p["mix"].std() - 1) < 0.01 and abs(p["bias"].std() - 1) < 0.03 and (p["gain"] == CFG.color_map_gain).all()
+    assert abs(p["mix"].std() - 1) < 0.01 and abs(p["bias"].std() - 1) < 0.03
+    assert (p["gain"] == CFG.color_map_gain).all()
 
 
 # ----------------------------------------------------------------------------- parameter ranges

@@ -412,9 +412,9 @@ def draw_params(op: Op, key: jax.Array, images: Any, config: StrongAugConfig = S
     Keys by operator: crop ``offset int32 [B, 2]`` (dy, dx in ``[0, 2 pad]``); cutout_color
     ``box int32 [B, 4]`` (y, x, height, width) and ``color float32 [B, 3]`` in ``[0, 1)``; conv
     ``kernel float32 [B, 3, 3, 3, 3]`` (dy, dx, c_in, c_out); color_map ``freq [B, 3, K]``,
-    ``phase [B, K]``, ``mix [B, K, 3]``, ``bias [B, 3]`` and ``gain [B]`` (``K = COLOR_MAP_FEATURES``); gaussian ``sigma [B]`` and
-    ``noise [B, H, W, 3]`` (standard normal); impulse ``amount [B]``, ``hit`` and ``salt``
-    ``[B, H, W, 3]`` uniforms (hit where ``hit < amount``, salt where ``salt < 0.5``); mixup
+    ``phase [B, K]``, ``mix [B, K, 3]``, ``bias [B, 3]`` and ``gain [B]`` (``K = COLOR_MAP_FEATURES``);
+    gaussian ``sigma [B]`` and ``noise [B, H, W, 3]`` (standard normal); impulse ``amount [B]``, ``hit``
+    and ``salt`` ``[B, H, W, 3]`` uniforms (hit where ``hit < amount``, salt where ``salt < 0.5``); mixup
     ``alpha [B]`` and ``index int32 [B]``; cutmix ``box`` and ``index``.
     """
     config.validate()
@@ -532,8 +532,8 @@ def identity(key: jax.Array, images: Any, config: StrongAugConfig = StrongAugCon
 
 
 OPERATORS: dict[str, Callable] = {"none": identity, "crop": crop, "cutout_color": cutout_color, "conv": random_conv,
-                                  "rad_conv": rad_random_conv, "color_map": color_map, "gaussian": gaussian_noise, "impulse": impulse_noise,
-                                  "mixup": mixup, "cutmix": cutmix}
+                                  "rad_conv": rad_random_conv, "color_map": color_map, "gaussian": gaussian_noise,
+                                  "impulse": impulse_noise, "mixup": mixup, "cutmix": cutmix}
 """Operator name -> its batch function ``(key, images, config, bank=None) -> images``."""
 
 
@@ -628,7 +628,7 @@ def random_conv_pair(key: jax.Array, obs: Any, next_obs: Any, std: float = XAVIE
     return random_conv(key, obs, config), random_conv(key, next_obs, config)
 
 
-__all__ = ["COLOR_MAP_FEATURES", "COMBOS", "NEEDS_BANK", "OPERATORS", "OPS", "Op", "StrongAugConfig", "XAVIER_STD_3X3", "crop", "color_map", "cutmix",
-           "cutout_color", "draw_params", "gaussian_noise", "identity", "impulse_noise", "mixup", "operator_choices",
-           "rad_random_conv", "random_conv", "random_conv_pair", "random_shift", "random_shift_pair", "resize_bank", "shift_offsets",
-           "strong_augment"]
+__all__ = ["COLOR_MAP_FEATURES", "COMBOS", "NEEDS_BANK", "OPERATORS", "OPS", "Op", "StrongAugConfig", "XAVIER_STD_3X3",
+           "color_map", "crop", "cutmix", "cutout_color", "draw_params", "gaussian_noise", "identity", "impulse_noise",
+           "mixup", "operator_choices", "rad_random_conv", "random_conv", "random_conv_pair", "random_shift",
+           "random_shift_pair", "resize_bank", "shift_offsets", "strong_augment"]
