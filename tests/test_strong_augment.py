@@ -65,14 +65,14 @@ def np_reference(op, x, p, scale, bank_np, pad):
         out = np.clip(np_conv_same(x, p["kernel"]), 0, scale)
     elif op == "rad_conv":  # RAD's data_augs.random_conv: sigmoid(conv2d(replicate_pad(x / 255), randn)) * 255
         out = scale / (1 + np.exp(-np_conv_same(x / scale, p["kernel"], mode="edge")))
-    elif op == "color_map":  # sigmoid(gain * sin(u W + phi) A / sqrt(K / 2) + b) * range, per pixel
+    elif op == "color_map":  # sigmoid(sin(u W + phi) A' + b) * range per pixel, A' = gain / sqrt(K / 2) * A
         k = p["phase"].shape[0]
         u = x / scale
         z = np.zeros(x.shape[:-1] + (k,))
         for j in range(k):  # explicit sums over the colour channels: no shared matmul code with the operator
             z[..., j] = np.sin(sum(u[..., c] * p["freq"][c, j] for c in range(3)) + p["phase"][j])
         logits = np.stack([sum(z[..., j] * p["mix"][j, o] for j in range(k)) for o in range(3)], -1)
-        out = scale / (1 + np.exp(-(p["gain"] * logits / np.sqrt(k / 2) + p["bias"])))
+        out = scale / (1 + np.exp(-(logits + p["bias"])))
     elif op == "gaussian":
         out = np.clip(x + p["sigma"] * scale * p["noise"][:, :, None, :], 0, scale)
     elif op == "impulse":
@@ -152,8 +152,9 @@ def test_color_map_is_a_function_of_colour_that_separates_distant_colours():
     p = jax.tree.map(np.asarray, draw_params("color_map", jax.random.key(18), shape(n, 2, 2)))
     assert abs(p["freq"].std() - CFG.color_map_freq) < 0.03 * CFG.color_map_freq and abs(p["freq"].mean()) < 0.03
     assert p["phase"].min() >= 0 and p["phase"].max() < 2 * np.pi and abs(p["phase"].mean() - np.pi) < 0.02
-    assert abs(p["mix"].std() - 1) < 0.01 and abs(p["bias"].std() - 1) < 0.03
-    assert (p["gain"] == CFG.color_map_gain).all()
+    mix_std = CFG.color_map_gain / np.sqrt(A.COLOR_MAP_FEATURES / 2)  # the gain, over the sines' std sqrt(K / 2)
+    assert abs(p["mix"].std() - mix_std) < 0.01 * mix_std and abs(p["mix"].mean()) < 0.01
+    assert abs(p["bias"].std() - 1) < 0.03
 
 
 # ----------------------------------------------------------------------------- parameter ranges

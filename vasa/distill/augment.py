@@ -270,10 +270,11 @@ def _draw(op: str, key: jax.Array, h: int, w: int, config: dict, bank_size: int)
         return {"kernel": config[f"{op}_weight_std"] * jax.random.normal(key, (3, 3, 3, 3), jnp.float32)}
     if op == "color_map":
         k_w, k_phase, k_a, k_b = jax.random.split(key, 4)
+        mix_std = config["color_map_gain"] / math.sqrt(COLOR_MAP_FEATURES / 2)  # the sines have variance 1/2
         return {"freq": config["color_map_freq"] * jax.random.normal(k_w, (3, COLOR_MAP_FEATURES), jnp.float32),
                 "phase": 2 * jnp.pi * jax.random.uniform(k_phase, (COLOR_MAP_FEATURES,)),
-                "mix": jax.random.normal(k_a, (COLOR_MAP_FEATURES, 3), jnp.float32),
-                "bias": jax.random.normal(k_b, (3,), jnp.float32), "gain": config["color_map_gain"]}
+                "mix": mix_std * jax.random.normal(k_a, (COLOR_MAP_FEATURES, 3), jnp.float32),
+                "bias": jax.random.normal(k_b, (3,), jnp.float32)}
     if op == "gaussian":
         k_sigma, k_noise = jax.random.split(key)
         return {"sigma": _in_range(jax.random.uniform(k_sigma), config["gaussian_sigma"]),
@@ -335,8 +336,7 @@ def _apply(op: str, x: jax.Array, p: dict, pad: jax.Array, scale: float, bank: j
         return scale * jax.nn.sigmoid(out) if rad else jnp.clip(out, 0.0, scale)
     if op == "color_map":
         features = jnp.sin((x / scale) @ p["freq"] + p["phase"])  # [H, W, k, K]
-        logits = p["gain"] * (features @ p["mix"]) / math.sqrt(COLOR_MAP_FEATURES / 2) + p["bias"]
-        return scale * jax.nn.sigmoid(logits)
+        return scale * jax.nn.sigmoid(features @ p["mix"] + p["bias"])
     if op == "gaussian":
         return jnp.clip(x + (p["sigma"] * scale) * p["noise"][:, :, None, :], 0.0, scale)
     if op == "impulse":
@@ -412,7 +412,8 @@ def draw_params(op: Op, key: jax.Array, images: Any, config: StrongAugConfig = S
     Keys by operator: crop ``offset int32 [B, 2]`` (dy, dx in ``[0, 2 pad]``); cutout_color
     ``box int32 [B, 4]`` (y, x, height, width) and ``color float32 [B, 3]`` in ``[0, 1)``; conv
     ``kernel float32 [B, 3, 3, 3, 3]`` (dy, dx, c_in, c_out); color_map ``freq [B, 3, K]``,
-    ``phase [B, K]``, ``mix [B, K, 3]``, ``bias [B, 3]`` and ``gain [B]`` (``K = COLOR_MAP_FEATURES``);
+    ``phase [B, K]``, ``mix [B, K, 3]`` (``color_map_gain / sqrt(K / 2) * N(0, 1)``) and ``bias [B, 3]``
+    (``K = COLOR_MAP_FEATURES``);
     gaussian ``sigma [B]`` and ``noise [B, H, W, 3]`` (standard normal); impulse ``amount [B]``, ``hit``
     and ``salt`` ``[B, H, W, 3]`` uniforms (hit where ``hit < amount``, salt where ``salt < 0.5``); mixup
     ``alpha [B]`` and ``index int32 [B]``; cutmix ``box`` and ``index``.
