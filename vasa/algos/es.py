@@ -48,7 +48,7 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from vasa.dist.mesh import DATA_AXIS, jit_sharded_step, make_mesh, psum
-from vasa.envs import EnvId, EnvOptions, make, parse_env_options
+from vasa.envs import EnvId, EnvOptions, batch_step, make, parse_env_options
 from vasa.envs.rollout import episode_returns
 from vasa.nn import MLP, RunningStats
 from vasa.run import RunConfig, chunk_plan, chunked_iterations, prepare_run, require
@@ -328,7 +328,7 @@ def make_train_step(config: ESConfig, env=None, mesh=None, chunk: int | None = N
                 dev = jnp.where(w > 0, s.obs - normalizer.mean, 0.0)  # where, not *: a finished episode may hold NaN
                 n, s1, s2 = n + w.sum(), s1 + (w * dev).sum(0), s2 + (w * dev**2).sum(0)
             noise = config.action_noise * draw(k_act, t) if noisy else None
-            s = jax.vmap(env.step)(s, act(member_params, s.obs, noise))
+            s = batch_step(env, s, act(member_params, s.obs, noise))
             total = total + jnp.where(alive > 0, s.reward, 0.0)
             return (s, total, jnp.where(s.done > 0, 0.0, alive), steps + alive, (n, s1, s2)), None
 

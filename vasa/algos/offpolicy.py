@@ -30,7 +30,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from vasa import replay
 from vasa.dist.mesh import DATA_AXIS, global_row_ids, jit_sharded_step, make_mesh, psum
-from vasa.envs import EnvId, EnvOptions, EnvState, make, parse_env_options
+from vasa.envs import EnvId, EnvOptions, EnvState, batch_step, make, parse_env_options
 from vasa.envs.curriculum import SCHEDULE, DemoSchedule, demo_overrides
 from vasa.envs.rollout import episode_returns
 from vasa.envs.randomize import SuiteName, appearance_problem
@@ -349,7 +349,7 @@ def make_train_step(config: OffPolicyConfig, learner: Learner, env, mesh=None, w
                     explore = jax.tree.map(lambda new, old: jnp.where(random_actions, old, new), new_explore, explore)
                 else:
                     explore = new_explore
-            nxt = jax.vmap(env.step)(env_state, action)
+            nxt = batch_step(env, env_state, action)
             buffer = replay.add_env_step(buffer, action, nxt)
             explore = learner.reset_explore(explore, nxt.done, env_ids)
             ended = (nxt.done, nxt.info["final_return"] * nxt.done)

@@ -17,6 +17,7 @@ from flax import struct
 from vasa.algos.ppo_config import PPOConfig
 from vasa.algos.ppo_networks import Networks
 from vasa.dist.mesh import global_row_ids
+from vasa.envs import batch_step
 
 
 @struct.dataclass
@@ -110,7 +111,7 @@ def make_rollout(config: PPOConfig, env, nets: Networks, local_envs: int) -> Cal
                 mean, log_std = nets.policy.apply(state.ref_policy, inputs)
             keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(key, t), env_ids)
             u = jax.vmap(dist.sample)(keys, mean, log_std)
-            nxt = jax.vmap(env.step)(env_state, dist.to_action(u))
+            nxt = batch_step(env, env_state, dist.to_action(u))
             tr = Transition(
                 obs=obs, raw_action=u, log_prob=dist.log_prob(u, mean, log_std), mean=mean, log_std=log_std,
                 reward=nxt.reward * config.reward_scaling, done=nxt.done, termination=nxt.termination,

@@ -106,7 +106,7 @@ from vasa.distill.augment import NEEDS_BANK, StrongAugConfig, resize_bank, stron
 from vasa.distill.distractors import DistractorConfig, make_bank
 from vasa.distill.experts import Expert, check_expert
 from vasa.distill.student import Student, StudentNetwork, needs_expert
-from vasa.envs import EnvId, EnvState, make, pixel_action_repeat
+from vasa.envs import EnvId, EnvState, batch_step, make, pixel_action_repeat
 from vasa.envs.randomize import SuiteName as Suite, appearance_problem
 from vasa.envs.rollout import episode_returns
 from vasa.nn.schedules import decay_schedule
@@ -415,7 +415,7 @@ def _programs(config: DAggerConfig, expert: Expert, env, mesh):
             action = jnp.clip(noisy, student.low, student.high)
         extra = None if state.data.extra is None else obs[expert.reads]
         data = dataset.add(state.data, obs["pixels"], a_e, query, extra)
-        nxt = jax.vmap(env.step)(state.env_state, action)
+        nxt = batch_step(env, state.env_state, action)
         sums = psum(jnp.stack([query.sum(), (~expert_acts).sum()]).astype(jnp.int32), DATA_AXIS)
         ended = psum(jnp.stack([nxt.done.sum(), (nxt.info["final_return"] * nxt.done).sum()]), DATA_AXIS)
         state = state.replace(data=data, env_state=nxt, queries=state.queries + sums[0])

@@ -14,11 +14,11 @@ from vasa.envs.core import (ArraySpec, Env, EnvId, EnvOptions, EnvState, check_e
                             register, registered_ids)
 from vasa.envs.tasks.foreign import BRAX_ENVS, DMC_TASKS
 from vasa.envs.wrappers import (ActionRepeat, AutoReset, EpisodeLimit, OwnCameraObservation, PixelObservation,
-                                RenderedObservation, Wrapper)
+                                RenderedObservation, Wrapper, batch_step)
 
 __all__ = [
     "ArraySpec", "Env", "EnvId", "EnvOptions", "EnvState", "parse_env_options", "Wrapper", "ActionRepeat", "AutoReset", "EpisodeLimit", "OwnCameraObservation", "PixelObservation",
-    "RenderedObservation",
+    "RenderedObservation", "batch_step",
     "make", "make_raw", "register", "registered_ids", "check_env_id", "PIXEL_ACTION_REPEAT", "SECANT_TASKS",
 ]
 

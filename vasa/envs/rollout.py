@@ -7,6 +7,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from vasa.envs.wrappers import batch_step
+
 
 def episode_returns(env, policy: Callable[..., Any], key: jax.Array, num_envs: int,
                     steps: int | None = None, carry: Any = None) -> jax.Array:
@@ -46,7 +48,7 @@ def episode_metrics(env, policy: Callable[..., Any], key: jax.Array, num_envs: i
             action = policy(s.obs)
         else:
             action, memory = policy(s.obs, memory)
-        s = jax.vmap(env.step)(s, action)
+        s = batch_step(env, s, action)
         best = {k: jnp.maximum(v, jnp.where(alive > 0, s.metrics[k].astype(jnp.float32), -jnp.inf))
                 for k, v in best.items()}
         return (s, total + alive * s.reward, alive * (1.0 - s.done), memory, best), None

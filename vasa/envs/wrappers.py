@@ -1,7 +1,8 @@
 """Environment wrappers: action repeat, episode limit (truncation), auto-reset.
 
 All wrappers act on a single environment and stay pure and vmappable; batch with
-``jax.vmap``. :func:`vasa.envs.make` applies them in the order
+``jax.vmap``, or step a batch with :func:`batch_step` (``vmap`` that skips the unused resets of
+:class:`AutoReset`). :func:`vasa.envs.make` applies them in the order
 ``AutoReset(EpisodeLimit(ActionRepeat(task)))``.
 """
 
@@ -141,26 +142,56 @@ class AutoReset(Wrapper):
         return inner.replace(info=info, metrics=metrics)
 
     def step(self, state, action):
+        return self._finish(state, self._advance(state, action), self._fresh(state))
+
+    def batch_step(self, state, action):
+        """``jax.vmap(self.step)(state, action)`` for a batch of environments (leading axis
+        ``E``), with the same values, but in ``"fresh"`` mode the next episodes' initial states
+        are computed only when some environment of the batch ended this step (``lax.cond`` on
+        the batch's ``any(done)``). ``vmap`` turns :meth:`step`'s per-environment branch into a
+        select that runs ``reset`` in every step; in a pixel environment that is a second
+        rendered frame per step (measured on walker_stand at 48x48, 16 environments: 58 ms per
+        step, of which the unused reset's frame ~28). Use it through :func:`batch_step`."""
+        nxt = jax.vmap(self._advance)(state, action)
+        finish = jax.vmap(self._finish)
+        if self.mode != "fresh":
+            return finish(state, nxt, jax.vmap(self._fresh)(state))
+        return jax.lax.cond(jnp.any(nxt.done > 0), lambda: finish(state, nxt, jax.vmap(self._fresh)(state)),
+                            lambda: finish(state, nxt, None))
+
+    def _advance(self, state, action):
+        """The wrapped env's step from ``state`` (this wrapper's own entries removed)."""
         own = ("final_obs", "final_return", "final_length", "reset_key", "first_state")
         inner_state = state.replace(
             info={k: v for k, v in state.info.items() if k not in own},
             metrics={k: v for k, v in state.metrics.items() if k not in ("episode_return", "episode_length")},
         )
-        nxt = self.env.step(inner_state, action)
+        return self.env.step(inner_state, action)
+
+    def _fresh(self, state):
+        """``(next reset key or None, the next episode's initial state)``."""
+        if self.mode == "fresh":
+            key, reset_key = jax.random.split(state.info["reset_key"])
+            return key, self.env.reset(reset_key)
+        return None, state.info["first_state"]
+
+    def _finish(self, state, nxt, fresh):
+        """The step's returned state: ``nxt``, or ``fresh = (key, initial state)`` where it
+        ended; ``fresh=None``: no environment ended (the same values as any ``fresh`` then)."""
         ep_return = state.metrics["episode_return"] + nxt.reward
         ep_length = state.metrics["episode_length"] + 1.0
         done = nxt.done > 0
 
         info = dict(state.info)
-        if self.mode == "fresh":
-            key, reset_key = jax.random.split(state.info["reset_key"])
-            fresh = self.env.reset(reset_key)
-            info["reset_key"] = jnp.where(done, key, state.info["reset_key"])
+        if fresh is None:
+            physics, obs, inner_info = nxt.physics, nxt.obs, nxt.info
         else:
-            fresh = state.info["first_state"]
-        physics = _select(done, fresh.physics, nxt.physics)
-        obs = _select(done, fresh.obs, nxt.obs)
-        inner_info = _select(done, {k: fresh.info[k] for k in nxt.info}, nxt.info)
+            key, initial = fresh
+            if key is not None:
+                info["reset_key"] = jnp.where(done, key, state.info["reset_key"])
+            physics = _select(done, initial.physics, nxt.physics)
+            obs = _select(done, initial.obs, nxt.obs)
+            inner_info = _select(done, {k: initial.info[k] for k in nxt.info}, nxt.info)
         info.update(inner_info)
         info["final_obs"] = nxt.obs
         info["final_return"] = jnp.where(done, ep_return, 0.0)
@@ -171,6 +202,16 @@ class AutoReset(Wrapper):
             "episode_length": jnp.where(done, 0.0, ep_length),
         }
         return nxt.replace(physics=physics, obs=obs, info=info, metrics=metrics)
+
+
+def batch_step(env, state, action):
+    """Step a batch of environments (leading axis ``E`` on ``state`` and ``action``): the same as
+    ``jax.vmap(env.step)(state, action)``, computed by :meth:`AutoReset.batch_step` when ``env``
+    is an :class:`AutoReset` (the next episodes' initial states only in steps where one ended),
+    else by that ``vmap``."""
+    if isinstance(env, AutoReset):  # (not getattr: a Wrapper forwards attributes it lacks to the env inside)
+        return env.batch_step(state, action)
+    return jax.vmap(env.step)(state, action)
 
 
 CHANNELS = {"rgb": 3, "grey": 1, "rgbd": 4}

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vasa.envs.tasks.navigation.pointgoal import PointGoalNav
+from vasa.envs.wrappers import batch_step
 
 
 def random_policy(obs, key, state=None) -> jax.Array:
@@ -97,7 +98,7 @@ def _run(env, policy, n, steps, reset=None):
                 act, memory = policy(state.obs, memory)
             else:
                 act = jax.vmap(policy)(state.obs, jax.random.split(k, n), state)
-            nxt = jax.vmap(env.step)(state, act)
+            nxt = batch_step(env, state, act)
             live = 1.0 - ended
             ret = ret + live * nxt.reward
             succ = jnp.maximum(succ, live * nxt.metrics["success"])
