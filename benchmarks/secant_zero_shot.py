@@ -19,7 +19,10 @@ Expert: PPO with CAPS's smoothness terms (``--expert-smooth``, session 23), whos
 Students: ``drq`` encoder, batch 64, 3,000 steps at a constant rate (session 18's); session 21's
 ``--encoder drq_small --lr-schedule linear --student-steps 4000`` was worse for the Combo1 student (BENCHMARKS.md).
 Every student's batch is drawn by priority (``--priority-exponent 0.6``, session 24; 0 is SECANT's
-uniform batch), and each policy is evaluated on 32 episodes per seed and suite.
+uniform batch), and each policy is evaluated on 32 episodes per seed and suite: each student in
+its worker process right after training (so two evaluate at once on a CPU), with the reset keys
+:func:`vasa.distill.secant.zero_shot` uses (seed ``s`` of every variant: ``PRNGKey(10_000 * s)``);
+a privileged expert once, in ``train`` (its state observation is the same under every suite).
 
 Targets (sign and size of table 5.1): the SECANT student keeps >= 90% of the expert's return
 in ``train``, >= 75% of its own ``train`` return under ``color_hard`` and ``video_hard``, and
@@ -108,7 +111,7 @@ def main() -> None:
                         "compare the means (session 25: on reacher one seed's ratio ran from 81%% to 118%% of "
                         "DAgger's; each extra seed costs one student's training)")
     p.add_argument("--workers", type=int, default=None,
-                   help="train the students in this many processes at once (default: 2 on a CPU, where two walker "
+                   help="train and evaluate the students in this many processes at once (default: 2 on a CPU, where two walker "
                         "students at once give 1.3x the throughput of one, session 26; 1 on an accelerator, which "
                         "one process fills); every run is the same program either way")
     p.add_argument("--expert-steps", type=int, default=125, help="seeding rollout per env (half an episode at repeat 4)")
@@ -138,8 +141,8 @@ def main() -> None:
 
     if args.workers is None:
         args.workers = 2 if jax.default_backend() == "cpu" else 1
-    from vasa.distill import dagger, secant
-    from vasa.distill.zero_shot import write_table
+    from vasa.distill import secant
+    from vasa.distill.zero_shot import summarize, write_table
 
     t_start = time.time()
     out = args.out
@@ -148,22 +151,31 @@ def main() -> None:
         raise SystemExit(f"{out}/summary_reeval.json exists: pass --overwrite to replace it")
     trained = _load(args, out) if args.reevaluate else _train(args, out)
     expert, base = trained["expert"], trained["base"]
-    students, curves, timings = trained["students"], trained["curves"], trained["timings"]
+    curves, timings = trained["curves"], trained["timings"]
 
-    # ---- zero-shot evaluation: one program per suite, shared by the three student variants
-    sc = secant.SecantConfig(distill=base, eval_episodes=args.eval_episodes, eval_seeds=1)
-    student = dagger.Student(base, dagger.make_env(base))
+    # ---- zero-shot evaluation: each student was evaluated in its worker right after training (one
+    # program per suite and process); here the expert, and whatever a worker did not evaluate (--reevaluate)
     t = time.time()
-    rows = secant.zero_shot(sc, {"expert": (expert.act, [expert.params]),
-                                 **{name: (student.policy, params) for name, params in students.items()}})
+    returns = {"expert": _expert_returns(args, expert, base)}
+    evals, finals = trained["evals"], trained["finals"]
+    for key in trained["order"]:
+        if key not in evals:
+            seed = int(key.rsplit("-", 1)[1])
+            evals[key], finals[key] = _evaluate_student(base, trained["params"][key], seed,
+                                                        *_evaluation(args, base, key)[1:])
+    for key in trained["order"]:
+        name = key.rsplit("-", 1)[0]
+        if name in VARIANTS:
+            for suite, r in evals[key].items():
+                returns.setdefault(name, {}).setdefault(suite, []).append(r)
+    rows = summarize(returns)
     csv_path, png_path = write_table(rows, out, name=f"zero_shot{suffix}")
     # the SafeDAgger check on the final students, DAgger's (secant seeds < --safe-seeds) and SafeDAgger's, over
     # --final-episodes fresh episodes each: the curves' last points average only 16 episodes, which on
     # reacher (episode returns from 0 to ~1,000) is +-100 noise, the size of the 5% being checked
-    safe_students = trained["safe_students"]
-    final = secant.zero_shot(dataclasses.replace(sc, suites=("train",), eval_episodes=args.final_episodes),
-                             {"dagger": (student.policy, students["secant"][:len(safe_students)]),
-                              "safedagger": (student.policy, safe_students)})
+    n_safe = args.safe_seeds
+    final = summarize({"dagger": {"train": [finals[f"secant-{s}"] for s in range(n_safe)]},
+                       "safedagger": {"train": [finals[f"safedagger-{s}"] for s in range(n_safe)]}})
     eval_s = time.time() - t
 
     # ---- checks against the targets
@@ -177,7 +189,6 @@ def main() -> None:
     }
     final_return = {r["policy"]: r["mean"] for r in final}
     # queries: mean over the SafeDAgger seeds and their DAgger (secant) twins; returns: the seeds' mean
-    n_safe = len(safe_students)
     dag = (np.mean([curves[f"secant-{s}"][-1][0] for s in range(n_safe)]), final_return["dagger"])
     safe = (np.mean([curves[f"safedagger-{s}"][-1][0] for s in range(n_safe)]), final_return["safedagger"])
     checks["safedagger return >= 95% dagger"] = safe[1] >= 0.95 * dag[1]
@@ -260,50 +271,66 @@ def _train(args, out: str) -> dict:
             jobs[f"{name}-{seed}"] = (dataclasses.replace(config, seed=seed),
                                       dataclasses.replace(run, run_dir=f"{out}/{name}-{seed}",
                                                           eval_every=run.eval_every if curve else 0))
-    done = _run_jobs(jobs, expert, args.expert_run or f"{out}/expert", args.workers)
-    students, curves, timings = {}, {}, {}
+    evaluations = {key: _evaluation(args, base, key) for key in jobs}
+    done = _run_jobs(jobs, expert, args.expert_run or f"{out}/expert", args.workers, evaluations)
+    result = {"expert": expert, "base": base, "order": list(jobs), "params": {}, "curves": {}, "timings": {},
+              "evals": {}, "finals": {}, "expert_seconds": expert_s}
     for key in jobs:  # in the order of the serial run
-        params, curves[key], timings[key] = done[key]
-        name = key.rsplit("-", 1)[0]
-        students.setdefault(name, []).append(params)
-    safe_students = students.pop("safedagger")
-    return {"expert": expert, "base": base, "students": students, "curves": curves,
-            "timings": timings, "safe_students": safe_students, "expert_seconds": expert_s}
+        (result["params"][key], result["curves"][key], result["timings"][key], result["evals"][key],
+         result["finals"][key]) = done[key]
+    return result
 
 
-def _run_jobs(jobs: dict, expert, expert_dir: str, workers: int) -> dict:
-    """Train every student ``jobs[key] = (DAggerConfig, RunConfig)``; returns ``{key: (student params,
-    curve, seconds)}``. With ``workers > 1`` the runs go to that many spawned processes, each loading the
+def _evaluation(args, base, key: str) -> tuple:
+    """What job ``key`` (``variant-seed``) is evaluated on: ``(base, eval_episodes, final_episodes,
+    suites)``: the variants on every suite, SafeDAgger on none; DAgger (secant) and SafeDAgger seeds
+    below ``--safe-seeds`` also over ``--final-episodes`` (the SafeDAgger check; 0: not in it)."""
+    from vasa.distill.zero_shot import SUITE_NAMES
+
+    name, seed = key.rsplit("-", 1)
+    final = args.final_episodes if name in ("secant", "safedagger") and int(seed) < args.safe_seeds else 0
+    return base, args.eval_episodes, final, SUITE_NAMES if name in VARIANTS else ()
+
+
+def _run_jobs(jobs: dict, expert, expert_dir: str, workers: int, evaluations: dict) -> dict:
+    """Train and evaluate every student ``jobs[key] = (DAggerConfig, RunConfig)`` (as
+    ``evaluations[key]`` says); returns ``{key: (student params, curve, seconds, {suite: episode
+    returns}, final returns)}`` (see :func:`_train_one`). With ``workers > 1`` the runs go to that many spawned processes, each loading the
     expert from ``expert_dir`` (session 26: two walker students at once on 2 cores take 148-161 ms per
     iteration against 102 ms alone, 1.32x the throughput); each run is the same program either way."""
     done = {}
 
     def report(key, result):
         done[key] = result
-        curve = result[1]
-        print(f"{key}: eval {curve[-1][1] if curve else float('nan'):.1f}, {curve[-1][0] if curve else 0:.0f} "
-              f"queries, {result[2]:.0f} s", flush=True)
+        curve, evals = result[1], result[3]
+        suites = " ".join(f"{s} {np.mean(r):.1f}" for s, r in evals.items())
+        print(f"{key}: queries {curve[-1][0] if curve else 0:.0f}, {result[2]['train']:.0f} s + evaluation "
+              f"{result[2]['eval']:.0f} s; {suites}", flush=True)
 
     if workers <= 1:
         for key, (config, run) in jobs.items():
-            report(key, _train_one(config, run, expert))
+            report(key, _train_one(config, run, evaluations[key], expert))
         return done
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_train_one, config, run, None, expert_dir): key for key, (config, run) in jobs.items()}
+        futures = {pool.submit(_train_one, config, run, evaluations[key], None, expert_dir): key
+                   for key, (config, run) in jobs.items()}
         for future in as_completed(futures):
             report(futures[future], future.result())
     return done
 
 
 _EXPERTS: dict = {}
+_EVALUATORS: dict = {}
 
 
-def _train_one(config, run, expert=None, expert_dir: str | None = None):
-    """One DAgger/SafeDAgger run: ``(student params as NumPy, curve, seconds)``; in a worker process the
-    expert is loaded (once per process) from ``expert_dir``."""
+def _train_one(config, run, evaluation: tuple, expert=None, expert_dir: str | None = None):
+    """One DAgger/SafeDAgger run, then its evaluation ``evaluation = (base, eval_episodes,
+    final_episodes, suites)`` (:func:`_evaluate_student`, in the same process, so two workers
+    evaluate at once): ``(student params as NumPy, curve, {"train": s, "eval": s}, {suite: returns},
+    final returns)``; in a worker process the expert is loaded (once per process) from ``expert_dir``."""
     import jax
 
     from vasa.distill import dagger, secant
@@ -314,7 +341,37 @@ def _train_one(config, run, expert=None, expert_dir: str | None = None):
         expert = _EXPERTS[expert_dir]
     t = time.time()
     _, state, rows = dagger.train(config, expert, run)
-    return jax.tree.map(np.asarray, state.student), _curve(rows), time.time() - t
+    seconds = {"train": time.time() - t}
+    params = jax.tree.map(np.asarray, state.student)
+    t = time.time()
+    returns, final = _evaluate_student(evaluation[0], params, config.seed, *evaluation[1:])
+    seconds["eval"] = time.time() - t
+    return params, _curve(rows), seconds, returns, final
+
+
+def _evaluate_student(base, params, seed: int, eval_episodes: int, final_episodes: int, suites):
+    """A student's zero-shot returns, as :func:`vasa.distill.secant.zero_shot` draws them (seed ``s``
+    of a variant resets with ``PRNGKey(10_000 * s)``, the same initial states and looks for every
+    variant): ``({suite: float32 [eval_episodes]}, train returns over final_episodes or None)``.
+    Evaluation environments are ``base``'s (the DR student is evaluated on the suites, not on its
+    training look); each process compiles one program per suite and episode count."""
+    from vasa.distill import dagger, secant
+    from vasa.distill.zero_shot import make_suite_evaluator
+
+    if "act" not in _EVALUATORS:
+        _EVALUATORS["act"] = dagger.Student(base, dagger.make_env(base)).policy
+
+    def evaluator(episodes, names):
+        key = (episodes, tuple(names))
+        if key not in _EVALUATORS:
+            _EVALUATORS[key] = make_suite_evaluator(lambda s: secant.make_suite_env(base, s), _EVALUATORS["act"],
+                                                    names, episodes)
+        return _EVALUATORS[key]
+
+    evaluate = evaluator(eval_episodes, suites) if suites else None
+    returns = {s: evaluate(params, s, 10_000 * seed) for s in suites}
+    final = evaluator(final_episodes, ("train",))(params, "train", 10_000 * seed) if final_episodes else None
+    return returns, final
 
 
 def _curve(rows) -> list[tuple[float, float]]:
@@ -343,21 +400,31 @@ def _load(args, out: str) -> dict:
         with open(f"{run_dir}/metrics.csv") as f:
             return config, state.student, _curve(list(csv.DictReader(f)))
 
-    students, curves = {}, {}
-    for name in VARIANTS:
-        for seed in range(args.seeds):
-            config, student, curves[f"{name}-{seed}"] = restore(f"{out}/{name}-{seed}")
-            students.setdefault(name, []).append(student)
-            if name == "secant" and seed == 0:
-                base = config
-    safe_students = []
-    for seed in range(args.safe_seeds):
-        _, safe_student, curves[f"safedagger-{seed}"] = restore(f"{out}/safedagger-{seed}")
-        safe_students.append(safe_student)
-    print(f"loaded the expert and {sum(map(len, students.values())) + len(safe_students)} students from {out}",
-          flush=True)
-    return {"expert": expert, "base": base, "students": students, "curves": curves,
-            "timings": {}, "safe_students": safe_students, "expert_seconds": 0.0}
+    result = {"expert": expert, "order": [], "params": {}, "curves": {}, "timings": {}, "evals": {}, "finals": {},
+              "expert_seconds": 0.0}
+    keys = [f"{name}-{seed}" for name in VARIANTS for seed in range(args.seeds)]
+    for key in keys + [f"safedagger-{seed}" for seed in range(args.safe_seeds)]:
+        config, result["params"][key], result["curves"][key] = restore(f"{out}/{key}")
+        result["order"].append(key)
+        if key == "secant-0":
+            result["base"] = config
+    print(f"loaded the expert and {len(result['order'])} students from {out}", flush=True)
+    return result
+
+
+def _expert_returns(args, expert, base) -> dict:
+    """The expert's zero-shot returns ``{suite: [float32 [eval_episodes]]}`` (reset key 0, as
+    seed 0 of every student). A privileged expert reads the state, which no appearance changes
+    (the suites never touch physics), so it runs once, in ``train``, and that row stands for
+    every suite; a pixel expert runs in each."""
+    from vasa.distill import secant
+    from vasa.distill.zero_shot import SUITE_NAMES, make_suite_evaluator
+
+    suites = SUITE_NAMES if expert.reads == "pixels" else ("train",)
+    evaluate = make_suite_evaluator(lambda s: secant.make_suite_env(base, s), expert.act, suites,
+                                    args.eval_episodes)
+    returns = {s: [evaluate(expert.params, s, 0)] for s in suites}
+    return {s: returns.get(s, returns["train"]) for s in SUITE_NAMES}
 
 
 def _plot_queries(dagger_curve, safe_curve, path: str) -> None:
