@@ -127,6 +127,11 @@ def main() -> None:
                    help="episodes (train appearance) for the final DAgger and SafeDAgger students' returns")
     p.add_argument("--out", default="runs/bench-secant")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out with the same options: the expert and every student whose "
+                        "run finished (finished.json) are restored, not trained again (restored students are evaluated "
+                        "in the main process); students whose run did not finish start again, replacing their "
+                        "partial directory; the tables and summary.json of --out are written anew")
     p.add_argument("--reevaluate", action="store_true",
                    help="train nothing: load the expert and the students of an earlier run in --out and evaluate them "
                         "again (after a change to the suites); writes zero_shot_reeval.csv/png and summary_reeval.json")
@@ -223,11 +228,12 @@ def _train(args, out: str) -> dict:
     os.makedirs(out, exist_ok=True)
     quiet = {"progress": False, "overwrite": args.overwrite}
     t = time.time()
-    if args.expert_run:
+    expert_rows = None
+    if args.expert_run or (args.resume and _finished_run(f"{out}/expert")):
         from vasa.distill import secant
 
-        expert = secant.load_expert(args.expert_run)
-        print(f"expert: loaded from {args.expert_run}", flush=True)
+        expert = secant.load_expert(args.expert_run or f"{out}/expert")
+        print(f"expert: loaded from {args.expert_run or f'{out}/expert'}", flush=True)
     elif args.expert == "ppo":
         expert_config = ppo.PPOConfig(env=args.env, action_repeat=args.action_repeat,
                                       total_env_steps=args.expert_env_steps,
@@ -241,7 +247,7 @@ def _train(args, out: str) -> dict:
         _, expert_state, expert_rows = sac.train(expert_config, RunConfig(run_dir=f"{out}/expert", **quiet))
         expert = experts.expert_from_sac(expert_config, expert_state)
     expert_s = time.time() - t
-    if not args.expert_run:
+    if expert_rows:
         print(f"expert: final eval {expert_rows[-1]['eval_return']:.1f} after {expert_s:.0f} s", flush=True)
 
     pad = round(4 * args.image_size / 84) if args.crop_pad is None else args.crop_pad
@@ -271,14 +277,56 @@ def _train(args, out: str) -> dict:
             jobs[f"{name}-{seed}"] = (dataclasses.replace(config, seed=seed),
                                       dataclasses.replace(run, run_dir=f"{out}/{name}-{seed}",
                                                           eval_every=run.eval_every if curve else 0))
+    restored = [key for key in jobs if args.resume and _finished_run(f"{out}/{key}")]
+    todo = {key: (config, dataclasses.replace(run, overwrite=run.overwrite or args.resume))
+            for key, (config, run) in jobs.items() if key not in restored}
+    if restored:
+        print(f"--resume: restoring {', '.join(restored)}; training {', '.join(todo) or 'nothing'}", flush=True)
     evaluations = {key: _evaluation(args, base, key) for key in jobs}
-    done = _run_jobs(jobs, expert, args.expert_run or f"{out}/expert", args.workers, evaluations)
+    done = _run_jobs(todo, expert, args.expert_run or f"{out}/expert", args.workers, evaluations)
     result = {"expert": expert, "base": base, "order": list(jobs), "params": {}, "curves": {}, "timings": {},
               "evals": {}, "finals": {}, "expert_seconds": expert_s}
-    for key in jobs:  # in the order of the serial run
-        (result["params"][key], result["curves"][key], result["timings"][key], result["evals"][key],
-         result["finals"][key]) = done[key]
+    for key in jobs:  # in the order of the serial run; restored students are evaluated by main()
+        if key in restored:
+            _, result["params"][key], result["curves"][key] = _restore(f"{out}/{key}", expert)
+        else:
+            (result["params"][key], result["curves"][key], result["timings"][key], result["evals"][key],
+             result["finals"][key]) = done[key]
     return result
+
+
+def _finished_run(run_dir: str) -> bool:
+    """Whether ``run_dir`` holds a run that finished (its ``finished.json`` says complete)."""
+    try:
+        with open(f"{run_dir}/finished.json") as f:
+            return bool(json.load(f).get("complete"))
+    except (OSError, ValueError):
+        return False
+
+
+def _restore(run_dir: str, expert):
+    """``(DAggerConfig, student params, curve)`` of the finished DAgger run in ``run_dir``."""
+    import csv
+
+    from vasa.distill import dagger
+    from vasa.run import Checkpointer
+    from vasa.run.config import dataclass_from_dict
+    from vasa.run.rundir import read_config_json
+
+    config = dataclass_from_dict(dagger.DAggerConfig, read_config_json(run_dir)["dagger"])
+    checkpointer = Checkpointer(run_dir)
+    try:
+        _, state = checkpointer.restore(dagger.init(config, expert, dagger.make_env(config)))
+    finally:
+        checkpointer.close()
+    with open(f"{run_dir}/metrics.csv") as f:
+        return config, _to_numpy(state.student), _curve(list(csv.DictReader(f)))
+
+
+def _to_numpy(tree):
+    import jax
+
+    return jax.tree.map(np.asarray, tree)
 
 
 def _evaluation(args, base, key: str) -> tuple:
@@ -331,8 +379,6 @@ def _train_one(config, run, evaluation: tuple, expert=None, expert_dir: str | No
     final_episodes, suites)`` (:func:`_evaluate_student`, in the same process, so two workers
     evaluate at once): ``(student params as NumPy, curve, {"train": s, "eval": s}, {suite: returns},
     final returns)``; in a worker process the expert is loaded (once per process) from ``expert_dir``."""
-    import jax
-
     from vasa.distill import dagger, secant
 
     if expert is None:
@@ -342,7 +388,7 @@ def _train_one(config, run, evaluation: tuple, expert=None, expert_dir: str | No
     t = time.time()
     _, state, rows = dagger.train(config, expert, run)
     seconds = {"train": time.time() - t}
-    params = jax.tree.map(np.asarray, state.student)
+    params = _to_numpy(state.student)
     t = time.time()
     returns, final = _evaluate_student(evaluation[0], params, config.seed, *evaluation[1:])
     seconds["eval"] = time.time() - t
@@ -381,30 +427,15 @@ def _curve(rows) -> list[tuple[float, float]]:
 
 def _load(args, out: str) -> dict:
     """What :func:`_train` returns, restored from an earlier run's directories in ``out``."""
-    import csv
-
-    from vasa.distill import dagger, secant
-    from vasa.run import Checkpointer
-    from vasa.run.config import dataclass_from_dict
-    from vasa.run.rundir import read_config_json
+    from vasa.distill import secant
 
     expert = secant.load_expert(args.expert_run or f"{out}/expert")  # PPO or SAC
-
-    def restore(run_dir):
-        config = dataclass_from_dict(dagger.DAggerConfig, read_config_json(run_dir)["dagger"])
-        checkpointer = Checkpointer(run_dir)
-        try:
-            _, state = checkpointer.restore(dagger.init(config, expert, dagger.make_env(config)))
-        finally:
-            checkpointer.close()
-        with open(f"{run_dir}/metrics.csv") as f:
-            return config, state.student, _curve(list(csv.DictReader(f)))
 
     result = {"expert": expert, "order": [], "params": {}, "curves": {}, "timings": {}, "evals": {}, "finals": {},
               "expert_seconds": 0.0}
     keys = [f"{name}-{seed}" for name in VARIANTS for seed in range(args.seeds)]
     for key in keys + [f"safedagger-{seed}" for seed in range(args.safe_seeds)]:
-        config, result["params"][key], result["curves"][key] = restore(f"{out}/{key}")
+        config, result["params"][key], result["curves"][key] = _restore(f"{out}/{key}", expert)
         result["order"].append(key)
         if key == "secant-0":
             result["base"] = config

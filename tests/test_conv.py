@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vasa.nn.conv import Conv2D, conv2d, conv_by_slices
+from vasa.nn.conv import Conv2D, conv2d, conv_by_slices, input_gradient, kernel_gradient
 
 
 def numpy_conv(x, w, stride):
@@ -48,6 +48,26 @@ def test_forward_and_gradients_match_numpy_and_xla(size, c, k, stride, f):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("k", [1, 3, 4])
+def test_stride_one_gradients_match_numpy_sums(k):
+    """The stride-1 backward pass (two forward convolutions) against the definitions:
+    ``dK[i,j,c,f] = sum_nhw x[n,h+i,w+j,c] g[n,h,w,f]``, ``dx[n,y,z,c] = sum_ijf g[n,y-i,z-j,f] K[i,j,c,f]``."""
+    rng = np.random.default_rng(k)
+    x = rng.normal(size=(2, 7, 9, 3))
+    w = rng.normal(size=(k, k, 3, 4))
+    g = rng.normal(size=(2, 8 - k, 10 - k, 4))
+    dk = np.zeros_like(w)
+    dx = np.zeros_like(x)
+    for i in range(k):
+        for j in range(k):
+            window = x[:, i:i + g.shape[1], j:j + g.shape[2], :]
+            dk[i, j] = np.einsum("nhwc,nhwf->cf", window, g)
+            dx[:, i:i + g.shape[1], j:j + g.shape[2], :] += np.einsum("nhwf,cf->nhwc", g, w[i, j])
+    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    np.testing.assert_allclose(kernel_gradient(f32(x), f32(g), k), dk, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(input_gradient(f32(g), f32(w)), dx, rtol=1e-4, atol=1e-4)
+
+
 def test_module_matches_flax_conv_parameters_and_values():
     import flax.linen as nn
 
@@ -61,8 +81,8 @@ def test_module_matches_flax_conv_parameters_and_values():
 
 
 def test_gradient_in_a_scan_has_no_convolution_on_cpu():
-    """The backward pass is slices and matrix products: the program of a scan of gradient
-    steps holds only the forward convolutions (XLA's CPU gradient convolutions are 10-16x
+    """A strided layer's backward pass is slices and matrix products: the program of a scan of
+    gradient steps holds only the forward convolution (XLA's CPU gradient convolutions are 10-16x
     slower inside a loop, jax-ml/jax#12868)."""
     w = jnp.ones((3, 3, 2, 4))
     xs = jnp.ones((5, 2, 9, 9, 2))
