@@ -7,7 +7,9 @@ environment, whether or not its episode ended; ``batch_step`` puts the batch's r
 distinct keys, then a few random steps, so no episode ends in the timed step), jitted, the
 first call not counted, then the median of ``--repeats`` calls each ended by
 ``block_until_ready``. Ratios are vmap / batch_step (> 1: batch_step is faster). The same
-states come out of both (``tests/test_batch_step.py``).
+states come out of both, up to float rounding (``tests/test_batch_step.py``). ``batch_step`` is
+timed with ``lazy_reset=True`` on any device (its default uses the ``cond`` on the CPU only:
+on an accelerator the ``cond``'s predicate is read on the host, which this script measures).
 
     python benchmarks/batch_step.py                       # the default cases, ~2 min on 2 cores
     python benchmarks/batch_step.py --cases dmc/walker_stand:48:16 brax/ant:0:256
@@ -66,7 +68,7 @@ def main() -> None:
         state = jax.jit(jax.vmap(env.reset))(jax.random.split(key, n))
         shape = (n,) + tuple(env.action_spec.shape)
         step_vmap = jax.jit(jax.vmap(env.step))
-        step_batch = jax.jit(lambda s, a, env=env: E.batch_step(env, s, a))
+        step_batch = jax.jit(lambda s, a, env=env: E.batch_step(env, s, a, lazy_reset=True))
         for _ in range(3):
             key, sub = jax.random.split(key)
             state = step_vmap(state, jax.random.uniform(sub, shape, minval=-1.0, maxval=1.0))

@@ -24,6 +24,8 @@
 #   bash benchmarks/gpu_session.sh secantwalk       # the same on walker_stand from a state SAC expert (long: alone)
 #   bash benchmarks/gpu_session.sh es               # ES vs evosax and Brax ES, population scaling (~8 min)
 #   bash benchmarks/gpu_session.sh pixppo           # PPO from 64x64 pixels (FF, LSTM) vs Brax vision PPO and state PPO (~8 min)
+#   bash benchmarks/gpu_session.sh step             # batch_step's lax.cond vs vmap, conv gradients (~3 min): decides
+#                                                   # whether batch_step's lazy reset should be the default off the CPU
 #   bash benchmarks/gpu_session.sh stackdemo        # robo/stack: demonstration curriculum vs none, 8M steps each (~9 min)
 # Stages run in the order given; each writes <stage>*.json and <stage>.log under $OUT.
 set -uo pipefail
@@ -89,6 +91,10 @@ for stage in "$@"; do
     robo)
       run robo 420 bash -c "python3 benchmarks/manipulation_throughput.py --num-envs 256 1024 4096 --tasks lift door stack two_arm_lift && python3 benchmarks/manipulation_throughput.py --num-envs 256 1024 --tasks lift door --pixels"
       ;;
+    step)
+      run step 240 python3 benchmarks/batch_step.py --cases dmc/walker_stand:0:1024 dmc/walker_stand:84:256 brax/ant:0:4096 robo/lift:0:1024
+      run step 240 python3 benchmarks/conv_gradient.py
+      ;;
     stackdemo)
       # issue 19: the demonstration curriculum against none on robo/stack, 8x the CPU runs' 0.92M
       # steps (BENCHMARKS.md, session 13); same budget for both, success of every checkpoint, one PNG.
@@ -98,7 +104,7 @@ for stage in "$@"; do
       run stackdemo 570 bash -c "python3 examples/record_demos.py --env robo/stack --out /tmp/stack_demos.npz --num-episodes 128 --episode-length 120 && python3 examples/train_ppo.py $STACK --demo-path /tmp/stack_demos.npz --demo-ratio 0.3 --demo-separate-advantages --demo-curriculum forward --demo-schedule 25 25 1 --run-dir /tmp/stack-demos && python3 examples/train_ppo.py $STACK --run-dir /tmp/stack-none && python3 examples/evaluate_success.py /tmp/stack-demos /tmp/stack-none --labels 'forward demonstration starts, growing window' 'no demonstrations' --num-episodes 128 --csv $OUT/stack_curriculum.csv --plot $OUT/stack_curriculum.png"
       ;;
     *)
-      echo "unknown stage '$stage' (one of: shift render sac ppo augment secant secantwalk es pixppo nav robo stackdemo)"; exit 2
+      echo "unknown stage '$stage' (one of: shift render sac ppo augment secant secantwalk es pixppo nav robo step stackdemo)"; exit 2
       ;;
   esac
 done

@@ -204,12 +204,19 @@ class AutoReset(Wrapper):
         return nxt.replace(physics=physics, obs=obs, info=info, metrics=metrics)
 
 
-def batch_step(env, state, action):
+def batch_step(env, state, action, lazy_reset: bool | None = None):
     """Step a batch of environments (leading axis ``E`` on ``state`` and ``action``): the same as
     ``jax.vmap(env.step)(state, action)``, computed by :meth:`AutoReset.batch_step` when ``env``
-    is an :class:`AutoReset` (the next episodes' initial states only in steps where one ended),
-    else by that ``vmap``."""
-    if isinstance(env, AutoReset):  # (not getattr: a Wrapper forwards attributes it lacks to the env inside)
+    is an :class:`AutoReset` and ``lazy_reset`` (the next episodes' initial states only in steps
+    where one ended), else by that ``vmap``.
+
+    ``lazy_reset=None`` (default): on the CPU only. There the ``lax.cond`` saves the unused
+    reset (a pixel step 1.4-1.8x faster, a state step about the same, ``benchmarks/batch_step.py``);
+    an accelerator decides a ``cond`` by reading its predicate on the host, one synchronisation
+    per step, not yet measured against the saved reset (``benchmarks/gpu_session.sh``)."""
+    if lazy_reset is None:
+        lazy_reset = jax.default_backend() == "cpu"
+    if lazy_reset and isinstance(env, AutoReset):  # (not getattr: a Wrapper forwards what it lacks)
         return env.batch_step(state, action)
     return jax.vmap(env.step)(state, action)
 
