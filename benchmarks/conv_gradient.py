@@ -61,7 +61,8 @@ def main() -> None:
     contenders = {"xla": lambda x, k, s: C._xla_conv(x, k, s), "slices (before)": slices_only,
                   "now": lambda x, k, s: C.conv2d(x, k, s)}
 
-    print(f"vasa {vasa_revision()}, jax {jax.__version__}, {jax.devices()[0].device_kind}; ms per gradient step in a scan")
+    print(f"vasa {vasa_revision()}, jax {jax.__version__}, {jax.devices()[0].device_kind}; "
+          "ms per gradient step in a scan")
     print(f"{'case':>20s} " + " ".join(f"{n:>15s}" for n in contenders) + "   xla/now  before/now")
     key = jax.random.PRNGKey(0)
     for name in args.cases:

@@ -343,9 +343,10 @@ def _evaluation(args, base, key: str) -> tuple:
 def _run_jobs(jobs: dict, expert, expert_dir: str, workers: int, evaluations: dict) -> dict:
     """Train and evaluate every student ``jobs[key] = (DAggerConfig, RunConfig)`` (as
     ``evaluations[key]`` says); returns ``{key: (student params, curve, seconds, {suite: episode
-    returns}, final returns)}`` (see :func:`_train_one`). With ``workers > 1`` the runs go to that many spawned processes, each loading the
-    expert from ``expert_dir`` (session 26: two walker students at once on 2 cores take 148-161 ms per
-    iteration against 102 ms alone, 1.32x the throughput); each run is the same program either way."""
+    returns}, final returns)}`` (see :func:`_train_one`). With ``workers > 1`` the runs go to that
+    many spawned processes, each loading the expert from ``expert_dir`` (session 26: two walker
+    students at once on 2 cores take 148-161 ms per iteration against 102 ms alone, 1.32x the
+    throughput); each run is the same program either way."""
     done = {}
 
     def report(key, result):
