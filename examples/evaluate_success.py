@@ -1,14 +1,15 @@
-"""Success rate of every checkpoint of one or more PPO runs, as a table, a CSV and one plot.
+"""Success rate of every checkpoint of one or more PPO, SAC or DDPG runs, as a table, a CSV and one plot.
 
     python examples/evaluate_success.py runs/lift                                  # all checkpoints, 64 episodes each
     python examples/evaluate_success.py runs/stack-demos runs/stack --labels "reverse curriculum" "no demonstrations" \\
         --plot docs/stack_curriculum.png --csv runs/stack_success.csv
     python examples/evaluate_success.py runs/stack-warm --previous runs/stack_success.csv --plot docs/both.png
 
-Each checkpoint's deterministic policy (Gaussian mean) runs one full episode of the run's own
-environment from the same ``--num-episodes`` fresh initial states (never from demonstration
-states, whatever the run trained with); an episode succeeds if the task reported success at
-any step (robosuite's convention). Files are never overwritten.
+Each checkpoint's deterministic policy (PPO's Gaussian mean, SAC's squashed mean, DDPG's
+actor) runs one full episode of the run's own environment from the same ``--num-episodes``
+fresh initial states (never from demonstration states, whatever the run trained with); an
+episode succeeds if the task reported success at any step (robosuite's convention). Files are
+never overwritten.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from vasa.algos import ppo_eval
 @dataclasses.dataclass(frozen=True)
 class Args:
     run_dirs: tyro.conf.Positional[tuple[str, ...]]
-    """PPO run directories (feed-forward or recurrent policies)"""
+    """PPO (feed-forward or recurrent policies), SAC or DDPG run directories"""
     labels: tuple[str, ...] = ()
     """legend labels, one per run (default: the directories)"""
     steps: tuple[int, ...] = ()

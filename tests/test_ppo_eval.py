@@ -1,4 +1,4 @@
-"""Evaluating saved PPO runs (``vasa.algos.ppo_eval``, ``examples/evaluate_success.py``).
+"""Evaluating saved PPO and SAC runs (``vasa.algos.ppo_eval``, ``examples/evaluate_success.py``).
 
 Reference: a NumPy rollout of ``toy/reach2d``'s dynamics (``p' = clip(p + 0.2 clip(a), -1, 1)``,
 success while ``|p'| < 0.1``, 50 steps) from the same initial states, driven by each restored
@@ -139,3 +139,54 @@ def test_recurrent_run_carries_memory_through_the_episode(tmp_path):
     p = starts[0]
     outs = [(carried(p), fresh(p)) for _ in range(3)]
     assert not np.allclose(outs[-1][0], outs[-1][1])
+
+
+def numpy_return(act, starts: np.ndarray, steps: int = 50) -> np.ndarray:
+    """Each start's undiscounted return ``sum -||p'||`` over ``steps`` steps of the policy."""
+    out = []
+    for p in starts.astype(np.float64):
+        total = 0.0
+        for _ in range(steps):
+            p = np.clip(p + 0.2 * np.clip(np.asarray(act(np.asarray(p, np.float32)), np.float64), -1, 1), -1, 1)
+            total -= np.linalg.norm(p)
+        out.append(total)
+    return np.array(out)
+
+
+def test_success_curve_of_an_off_policy_run_matches_a_numpy_rollout(tmp_path):
+    """A SAC run: each checkpoint is restored (replay buffer and all) and its squashed-mean
+    policy, applied one observation at a time in the NumPy rollout, gives the same success
+    rate and returns; an unknown algorithm's directory is refused by name."""
+    from vasa.algos import offpolicy, sac
+    from vasa.run import Checkpointer
+
+    config = sac.SACConfig(env="toy/reach2d", num_envs=4, total_env_steps=4 * 150, learning_starts=40,
+                           learning_rate=3e-3, batch_size=32, buffer_size=800, hidden_layers=(32,), episode_length=50)
+    path = str(tmp_path / "sac")
+    sac.train(config, RunConfig(run_dir=path, progress=False, eval_every=0, checkpoint_every=20, keep_checkpoints=10,
+                                chunk=10))
+    # iteration 20: 10 warm-up iterations (40 random transitions), then 10 of learning; 160: the end
+    rows = ppo_eval.success_curve(path, steps=(20, 160), num_episodes=16, seed=3, log=None)
+    assert [r["env_steps"] for r in rows] == [80, 640]
+    env = make("toy/reach2d")
+    starts = np.asarray(jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(3), 16)).obs)
+    learner = sac.make_learner(config, offpolicy.make_env(config))
+    template = offpolicy.init(config, learner, offpolicy.make_env(config))
+    successes = []
+    for row in rows:
+        checkpointer = Checkpointer(path)
+        try:
+            _, state = checkpointer.restore(template, row["iteration"])
+        finally:
+            checkpointer.close()
+        act = jax.jit(lambda obs, s=state: learner.policy(s.learner, obs[None])[0])
+        want = numpy_success(act, starts)
+        assert row["success"] == pytest.approx(want.mean()), (row["iteration"], want)
+        assert row["return"] == pytest.approx(numpy_return(act, starts).mean(), rel=1e-4)
+        successes.append(row["success"])
+    assert successes[0] < successes[1] == 1.0, successes  # learning shows, so the comparison is not vacuous
+    assert ppo_eval.read_run_config(path) == ("sac", config)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text('{"es": {}}')
+    with pytest.raises(RunDirectoryError, match=r"holds no PPO, SAC or DDPG run .*\['es'\]"):
+        ppo_eval.success_curve(str(tmp_path / "other"), log=None)

@@ -1,9 +1,11 @@
-"""Evaluate saved PPO runs: restore a checkpoint as a deterministic policy, and measure the
-success rate of every checkpoint of a run (a learning curve in successes, not returns).
+"""Evaluate saved runs: restore a PPO checkpoint as a deterministic policy, and measure the
+success rate of every checkpoint of a PPO, SAC or DDPG run (a learning curve in successes,
+not returns).
 
     from vasa.algos import ppo_eval
     config, env, step, act = ppo_eval.load_policy("runs/lift")          # newest intact checkpoint
     rows = ppo_eval.success_curve("runs/lift", num_episodes=64)          # every checkpoint
+    rows = ppo_eval.success_curve("runs/stack-sac", num_episodes=64)     # an off-policy run alike
 
 ``examples/evaluate_success.py`` prints and plots these; ``examples/evaluate_nav.py`` adds
 SPL and held-out layouts for ``nav/*`` runs.
@@ -18,7 +20,7 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
-from vasa.algos import ppo
+from vasa.algos import ddpg, offpolicy, ppo, sac
 from vasa.envs.rollout import episode_metrics
 from vasa.run import Checkpointer
 from vasa.run.config import dataclass_from_dict
@@ -35,6 +37,51 @@ def read_ppo_config(run_dir: str) -> ppo.PPOConfig:
     if "ppo" not in saved:
         raise RunDirectoryError(f"{run_dir} holds no PPO run (config.json sections: {sorted(saved)}).")
     return dataclass_from_dict(ppo.PPOConfig, saved["ppo"])
+
+
+OFF_POLICY = {sac.NAME: (sac.SACConfig, sac.make_learner), ddpg.NAME: (ddpg.DDPGConfig, ddpg.make_learner)}
+
+
+def read_run_config(run_dir: str) -> tuple[str, ppo.PPOConfig | offpolicy.OffPolicyConfig]:
+    """``(algorithm, config)`` of the run in ``run_dir``: ``"ppo"``, ``"sac"`` or ``"ddpg"``
+    and its saved config.
+
+    Raises:
+      RunDirectoryError: ``run_dir`` holds none of them (the message lists what it holds).
+    """
+    saved = read_config_json(run_dir)
+    if "ppo" in saved:
+        return "ppo", dataclass_from_dict(ppo.PPOConfig, saved["ppo"])
+    for name, (cls, _) in OFF_POLICY.items():
+        if name in saved:
+            return name, dataclass_from_dict(cls, saved[name])
+    raise RunDirectoryError(f"{run_dir} holds no PPO, SAC or DDPG run (config.json sections: {sorted(saved)}).")
+
+
+class _Evaluated:
+    """What :func:`success_curve` needs of a run: its evaluation env, a checkpoint template,
+    the policy parameters of a restored state, and the deterministic batched policy."""
+
+    def __init__(self, algorithm: str, config):
+        self.config = config
+        self.env = (ppo.make_env if algorithm == "ppo" else offpolicy.make_env)(config, evaluation=True)
+        train_env = (ppo.make_env if algorithm == "ppo" else offpolicy.make_env)(config)
+        self.recurrent = algorithm == "ppo" and config.core != "none"
+        if algorithm == "ppo":
+            self.template = ppo.init(config, train_env)  # the training env's state (demonstration starts included)
+            self.params = lambda state: _ppo_params(state, config.num_seeds)
+            self.acting = lambda params: _acting(config, train_env, params)
+        else:
+            learner = OFF_POLICY[algorithm][1](config, train_env)
+            self.template = offpolicy.init(config, learner, train_env)  # replay buffer included, as saved
+            self.params = lambda state: state.learner
+            self.acting = lambda params: (lambda obs: learner.policy(params, obs))
+
+
+def _ppo_params(state, num_seeds: int, seed_index: int = 0) -> dict:
+    if num_seeds > 1:
+        state = jax.tree.map(lambda x: x[seed_index], state)
+    return {"policy": state.params["policy"], "normalizer": state.normalizer}
 
 
 def _acting(config: ppo.PPOConfig, env, params):
@@ -55,9 +102,7 @@ def _acting(config: ppo.PPOConfig, env, params):
 def _restore_params(checkpointer: Checkpointer, template, step: int | None, num_seeds: int, seed_index: int = 0):
     """``(step, {"policy", "normalizer"})`` of seed ``seed_index`` from checkpoint ``step``."""
     step, state = checkpointer.restore(template, step)
-    if num_seeds > 1:
-        state = jax.tree.map(lambda x: x[seed_index], state)
-    return step, {"policy": state.params["policy"], "normalizer": state.normalizer}
+    return step, _ppo_params(state, num_seeds, seed_index)
 
 
 def load_policy(run_dir: str, step: int | None = None, seed_index: int = 0):
@@ -109,26 +154,28 @@ def _wall_times(run_dir: str) -> dict[int, float]:
 
 def success_curve(run_dir: str, steps: Sequence[int] | None = None, num_episodes: int = 64, seed: int = 0,
                   metric: str = "success", log: Callable[[str], None] | None = print) -> list[dict]:
-    """Success rate of each checkpoint of a PPO run on fresh episodes of its environment.
+    """Success rate of each checkpoint of a PPO, SAC or DDPG run on fresh episodes of its environment.
 
-    Every checkpoint in ``steps`` (default: all) is restored and its deterministic policy run
-    for one full episode (the run's ``episode_length``) from ``num_episodes`` initial states
-    drawn with ``jax.random.PRNGKey(seed)`` (the same states for every checkpoint); an episode
-    counts as a success when ``state.metrics[metric]`` was set at any step (robosuite's
-    convention). A recurrent policy's memory starts at zero and is carried through the
-    episode. One program is compiled and reused for all checkpoints.
+    Every checkpoint in ``steps`` (default: all) is restored and its deterministic policy
+    (PPO's Gaussian mean, SAC's squashed mean, DDPG's actor) run for one full episode (the
+    run's ``episode_length``) from ``num_episodes`` initial states drawn with
+    ``jax.random.PRNGKey(seed)`` (the same states for every checkpoint, never demonstration
+    starts); an episode counts as a success when ``state.metrics[metric]`` was set at any step
+    (robosuite's convention). A recurrent policy's memory starts at zero and is carried
+    through the episode. One program is compiled and reused for all checkpoints.
 
     Returns:
       rows ``{"iteration", "env_steps", "time_s" (NaN if not logged), "success" (fraction),
       "success_std", "return", "return_std"}``, ascending in iteration.
 
     Raises:
+      RunDirectoryError: ``run_dir`` holds no PPO, SAC or DDPG run, or no checkpoint.
       ValueError: ``steps`` without a checkpoint, a ``metric`` the task does
         not report, or ``num_episodes`` < 1 (each message names the value and what is allowed).
     """
     if isinstance(num_episodes, bool) or not isinstance(num_episodes, int) or num_episodes < 1:
         raise ValueError(f"num_episodes={num_episodes!r} is not allowed: an integer >= 1.")
-    config = read_ppo_config(run_dir)
+    algorithm, config = read_run_config(run_dir)
     available = checkpoint_steps(run_dir)
     steps = available if steps is None else [int(s) for s in steps]
     missing = sorted(set(steps) - set(available))
@@ -136,28 +183,27 @@ def success_curve(run_dir: str, steps: Sequence[int] | None = None, num_episodes
         raise ValueError(f"steps {missing} are not allowed: {run_dir} has checkpoints {available}.")
     if not steps:
         raise RunDirectoryError(f"{run_dir} has no checkpoints to evaluate.")
-    env = ppo.make_env(config, evaluation=True)
-    reported = sorted(jax.eval_shape(env.reset, jax.random.PRNGKey(0)).metrics)
+    run = _Evaluated(algorithm, config)
+    reported = sorted(jax.eval_shape(run.env.reset, jax.random.PRNGKey(0)).metrics)
     if metric not in reported:
         raise ValueError(f"metric={metric!r} is not allowed: {config.env} reports {reported}.")
 
     @jax.jit
     def evaluate(params, key):
-        act = _acting(config, env, params)
-        memory = act.zero_carry(num_episodes) if config.core != "none" else None
-        return episode_metrics(env, act, key, num_episodes, carry=memory, metrics=(metric,))
+        act = run.acting(params)
+        memory = act.zero_carry(num_episodes) if run.recurrent else None
+        return episode_metrics(run.env, act, key, num_episodes, carry=memory, metrics=(metric,))
 
-    template = ppo.init(config, ppo.make_env(config))  # the training env's state (demonstration starts included)
     times = _wall_times(run_dir)
     rows = []
     checkpointer = Checkpointer(run_dir)
     try:
         for step in steps:
-            _, params = _restore_params(checkpointer, template, step, config.num_seeds)
-            out = evaluate(params, jax.random.PRNGKey(seed))
+            _, state = checkpointer.restore(run.template, step)
+            out = evaluate(run.params(state), jax.random.PRNGKey(seed))
             succ = np.asarray(out[metric] > 0, np.float64)
             ret = np.asarray(out["return"], np.float64)
-            rows.append({"iteration": step, "env_steps": ppo.steps_done(config, step),
+            rows.append({"iteration": step, "env_steps": int(step) * config.env_steps_per_iteration,
                          "time_s": times.get(step, float("nan")), "success": succ.mean(), "success_std": succ.std(),
                          "return": ret.mean(), "return_std": ret.std()})
             if log:
