@@ -63,9 +63,8 @@ class _Evaluated:
     the policy parameters of a restored state, and the deterministic batched policy."""
 
     def __init__(self, algorithm: str, config):
-        self.config = config
-        self.env = (ppo.make_env if algorithm == "ppo" else offpolicy.make_env)(config, evaluation=True)
-        train_env = (ppo.make_env if algorithm == "ppo" else offpolicy.make_env)(config)
+        make_env = ppo.make_env if algorithm == "ppo" else offpolicy.make_env
+        self.env, train_env = make_env(config, evaluation=True), make_env(config)
         self.recurrent = algorithm == "ppo" and config.core != "none"
         if algorithm == "ppo":
             self.template = ppo.init(config, train_env)  # the training env's state (demonstration starts included)
