@@ -3,14 +3,34 @@
 from __future__ import annotations
 
 import subprocess
+import warnings
 from pathlib import Path
 
 
-def vasa_revision() -> str:
-    """The vasa checkout's git revision (``-dirty`` with uncommitted changes), or "unknown"."""
-    repo = Path(__file__).resolve().parents[1]
+def _describe(repo: Path) -> str:
     try:
         return subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty"],
                               capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def vasa_revision() -> str:
+    """The git revision (``-dirty`` with uncommitted changes, "unknown" outside git) of the vasa
+    package this process imports, which is the code a benchmark measures.
+
+    When that package is not this checkout's (an editable install left pointing at another copy,
+    or a wheel), the figures belong to the other code: this warns and appends ``imported from
+    <path>`` to the revision. Session 30's walker benchmark evaluated its restored students with
+    another copy's code and recorded this checkout's revision; a fresh process with this checkout's
+    code reproduced the students' in-worker returns to the decimal (BENCHMARKS.md, session 31)."""
+    import vasa
+
+    package_root = Path(vasa.__file__).resolve().parents[1]
+    here = Path(__file__).resolve().parents[1]
+    revision = _describe(package_root)
+    if package_root != here:
+        warnings.warn(f"vasa is imported from {package_root}, not from this checkout ({here}): the "
+                      f"figures measure that code; `pip install -e {here}` measures this one", stacklevel=2)
+        revision += f" (imported from {package_root})"
+    return revision
