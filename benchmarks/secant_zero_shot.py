@@ -142,6 +142,8 @@ def main() -> None:
         p.error(f"--safe-seeds {args.safe_seeds} is not allowed: it must be between 1 and --seeds ({args.seeds})")
     revision = vasa_revision()  # of the code this run loads (later commits do not change it)
 
+    import vasa  # noqa: F401  before JAX starts its backend (below), as the workers do: vasa.xla_flags
+
     import jax
 
     if args.workers is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 FUSION_FLAG = "--xla_cpu_use_fusion_emitters=false"
 
@@ -29,10 +30,27 @@ def request_legacy_cpu_fusion() -> bool:
             started = xla_bridge.backends_are_initialized()
         except (ImportError, AttributeError):  # pragma: no cover - private API moved
             pass
-    if started or "xla_cpu_use_fusion_emitters" in flags:
+    if "xla_cpu_use_fusion_emitters" in flags:
         return FUSION_FLAG in flags
+    if started:
+        if _cpu_backend():
+            warnings.warn("JAX's CPU backend started before `import vasa`, so XLA:CPU keeps its new fusion "
+                          "emitters in this process: deep kinematic trees (robo/*) compile and run far slower, and "
+                          "results differ in float rounding from processes that import vasa first (a chaotic task "
+                          f"amplifies that); import vasa before jax.devices() / jax.default_backend(), or set "
+                          f"XLA_FLAGS={FUSION_FLAG} yourself (see vasa.xla_flags)", stacklevel=3)
+        return False
     os.environ["XLA_FLAGS"] = (flags + " " + FUSION_FLAG).strip()
     return True
+
+
+def _cpu_backend() -> bool:
+    try:
+        import jax
+
+        return jax.default_backend() == "cpu"
+    except Exception:  # pragma: no cover - a broken backend is reported where it is used
+        return False
 
 
 LEGACY_CPU_FUSION = request_legacy_cpu_fusion()
