@@ -21,9 +21,9 @@ def vasa_revision() -> str:
 
     When that package is not this checkout's (an editable install left pointing at another copy,
     or a wheel), the figures belong to the other code: this warns and appends ``imported from
-    <path>`` to the revision. Session 30's walker benchmark evaluated its restored students with
-    another copy's code and recorded this checkout's revision; a fresh process with this checkout's
-    code reproduced the students' in-worker returns to the decimal (BENCHMARKS.md, session 31)."""
+    <path>`` to the revision (an editable install pointing at a removed or older copy has happened
+    here between sessions). Import order matters too: calling this first imports vasa before JAX
+    starts, as :mod:`vasa.xla_flags` needs."""
     import vasa
 
     package_root = Path(vasa.__file__).resolve().parents[1]

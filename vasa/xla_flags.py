@@ -37,7 +37,7 @@ def request_legacy_cpu_fusion() -> bool:
             warnings.warn("JAX's CPU backend started before `import vasa`, so XLA:CPU keeps its new fusion "
                           "emitters in this process: deep kinematic trees (robo/*) compile and run far slower, and "
                           "results differ in float rounding from processes that import vasa first (a chaotic task "
-                          f"amplifies that); import vasa before jax.devices() / jax.default_backend(), or set "
+                          "amplifies that); import vasa before jax.devices() / jax.default_backend(), or set "
                           f"XLA_FLAGS={FUSION_FLAG} yourself (see vasa.xla_flags)", stacklevel=3)
         return False
     os.environ["XLA_FLAGS"] = (flags + " " + FUSION_FLAG).strip()
