@@ -18,9 +18,11 @@ import warnings
 FUSION_FLAG = "--xla_cpu_use_fusion_emitters=false"
 
 
-def request_legacy_cpu_fusion() -> bool:
+def request_legacy_cpu_fusion(warn_if_too_late: bool = False) -> bool:
     """Add :data:`FUSION_FLAG` to ``XLA_FLAGS`` unless the backend has started or the user chose;
-    return whether the running (or next) backend uses the legacy emitters."""
+    return whether the running (or next) backend uses the legacy emitters. With
+    ``warn_if_too_late`` (once, at ``import vasa``), a CPU backend that started first without the
+    user's choice is reported."""
     flags = os.environ.get("XLA_FLAGS", "")
     started = False
     if "jax" in sys.modules:  # a backend can only have started if JAX is imported (import vasa does not import it)
@@ -33,7 +35,7 @@ def request_legacy_cpu_fusion() -> bool:
     if "xla_cpu_use_fusion_emitters" in flags:
         return FUSION_FLAG in flags
     if started:
-        if _cpu_backend():
+        if warn_if_too_late and _cpu_backend():
             warnings.warn("JAX's CPU backend started before `import vasa`, so XLA:CPU keeps its new fusion "
                           "emitters in this process: deep kinematic trees (robo/*) compile and run far slower, and "
                           "results differ in float rounding from processes that import vasa first (a chaotic task "
@@ -53,5 +55,5 @@ def _cpu_backend() -> bool:
         return False
 
 
-LEGACY_CPU_FUSION = request_legacy_cpu_fusion()
+LEGACY_CPU_FUSION = request_legacy_cpu_fusion(warn_if_too_late=True)
 """Whether XLA:CPU runs (or will run) with the legacy fusion emitters in this process."""
