@@ -227,9 +227,14 @@ def test_import_vasa_selects_legacy_cpu_fusion_unless_told_otherwise(tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
         return proc.stdout + proc.stderr
 
-    show = "import vasa, os; print('FLAGS', os.environ.get('XLA_FLAGS'))"
-    assert "FLAGS --xla_cpu_use_fusion_emitters=false" in run(show)
-    assert "FLAGS --xla_cpu_use_fusion_emitters=true" in run(show, "--xla_cpu_use_fusion_emitters=true")
+    show = "import vasa, os; print('FLAGS', os.environ.get('XLA_FLAGS'), vasa.xla_flags.YNN_CPU_DOT)"
+    assert "FLAGS --xla_cpu_use_fusion_emitters=false --xla_cpu_experimental_ynn_fusion_type=dot True" in run(show)
+    assert "FLAGS --xla_cpu_use_fusion_emitters=true --xla_cpu_experimental_ynn_fusion_type=dot True" in run(
+        show, "--xla_cpu_use_fusion_emitters=true")
+    # YNNPACK's dot fusions: a user's setting of that flag (here XLA's own kernels) is kept as it is
+    off = "--xla_cpu_experimental_ynn_fusion_type=-dot"
+    assert f"FLAGS {off} --xla_cpu_use_fusion_emitters=false False" in run(show, off)
+    assert "FLAGS None False" in run("import jax; jax.devices(); " + show.replace("import vasa, os; ", "import vasa, os;"))
     late = run("import jax; jax.devices(); import vasa.envs as E; E.make_raw('robo/lift')")
     assert "RuntimeWarning: JAX started on the CPU without --xla_cpu_use_fusion_emitters=false" in late
     early = run("import vasa.envs as E, jax; jax.devices(); E.make_raw('robo/lift')")
@@ -241,6 +246,15 @@ def test_import_vasa_selects_legacy_cpu_fusion_unless_told_otherwise(tmp_path):
     assert started_first in late and started_first not in early
     assert "LEGACY False" in (told := run(legacy)) and started_first in told
     assert started_first not in run(legacy, "--xla_cpu_use_fusion_emitters=true")
+
+
+def test_ynn_flag_only_for_the_jaxlib_versions_measured():
+    """:data:`vasa.xla_flags.YNN_FLAG` is requested on jaxlib 0.10.x only (an unknown XLA flag
+    aborts the backend), and never over a malformed or missing version."""
+    from vasa.xla_flags import jaxlib_knows_ynn
+
+    assert jaxlib_knows_ynn("0.10.0") and jaxlib_knows_ynn("0.10.2")
+    assert not any(jaxlib_knows_ynn(v) for v in ("0.9.2", "0.11.0", "1.10.0", "dev", "0"))
 
 
 def test_episode_metrics_counts_the_first_episode_only():
