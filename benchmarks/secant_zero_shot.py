@@ -112,8 +112,10 @@ def main() -> None:
                         "DAgger's; each extra seed costs one student's training)")
     p.add_argument("--workers", type=int, default=None,
                    help="train and evaluate the students in this many processes at once (default: 2 on a CPU, where two walker "
-                        "students at once give 1.3x the throughput of one, session 26; 1 on an accelerator, which "
-                        "one process fills); every run is the same program either way")
+                        "students at once gave 1.3x the throughput of one with Eigen's convolutions, session 26, and "
+                        "~1.05x with YNNPACK's, which use both cores, session 32, while still overlapping one "
+                        "worker's compiles and evaluations with the other's steps; 1 on an accelerator, which one "
+                        "process fills); every run is the same program either way")
     p.add_argument("--expert-steps", type=int, default=125, help="seeding rollout per env (half an episode at repeat 4)")
     p.add_argument("--crop-pad", type=int, default=None,
                    help="random-shift padding of every student's crop (default: DrQ's 4 px at 84 px scaled to the "
