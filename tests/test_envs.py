@@ -250,13 +250,22 @@ def test_import_vasa_selects_legacy_cpu_fusion_unless_told_otherwise(tmp_path):
     assert started_first not in run(legacy, "--xla_cpu_use_fusion_emitters=true")
 
 
-def test_ynn_flag_only_for_the_jaxlib_versions_measured():
+def test_ynn_flag_only_for_the_jaxlib_versions_measured(monkeypatch):
     """:data:`vasa.xla_flags.YNN_FLAG` is requested on jaxlib 0.10.x only (an unknown XLA flag
-    aborts the backend), and never over a malformed or missing version."""
-    from vasa.xla_flags import jaxlib_knows_ynn
+    aborts the backend), and never over a malformed or missing version; a user's own setting of
+    the flag is read, not changed (dot on when its last list names ``dot`` or ``+dot``)."""
+    import os
+
+    from vasa.xla_flags import jaxlib_knows_ynn, request_ynn_dot
 
     assert jaxlib_knows_ynn("0.10.0") and jaxlib_knows_ynn("0.10.2")
     assert not any(jaxlib_knows_ynn(v) for v in ("0.9.2", "0.11.0", "1.10.0", "dev", "0"))
+    name = "--xla_cpu_experimental_ynn_fusion_type="
+    for value, on in (("dot", True), ("+dot", True), ("dot,reduce", True), ("-dot", False), ("reduce", False),
+                      ("dot " + name + "-dot", False)):
+        monkeypatch.setenv("XLA_FLAGS", f"--xla_cpu_use_fusion_emitters=false {name}{value}")
+        assert request_ynn_dot() is on, value
+        assert os.environ["XLA_FLAGS"] == f"--xla_cpu_use_fusion_emitters=false {name}{value}"
 
 
 def test_episode_metrics_counts_the_first_episode_only():

@@ -11,9 +11,9 @@ Opt out with ``XLA_FLAGS=--xla_cpu_use_fusion_emitters=true``. GPU and TPU are u
 It also hands XLA:CPU's dot and convolution fusions to YNNPACK
 (``--xla_cpu_experimental_ynn_fusion_type=dot``, :data:`YNN_FLAG`) on the jaxlib versions where
 that was measured (:data:`YNN_JAXLIB`; an unknown flag would abort XLA on others). Convolutions
-run 2-3x faster than XLA's default (Eigen) kernels: the DrQ encoder's gradient on 64 images of
-48x48 takes 28 instead of 62 ms in a ``scan``, and a SECANT student's iteration at 48x48 94
-instead of 154 ms on 2 cores (``benchmarks/cpu_dot_library.py``, BENCHMARKS.md, session 32).
+run 2-3.4x faster than XLA's default (Eigen) kernels: the DrQ encoder's gradient on 64 images of
+48x48 takes 42 instead of 84 ms in a ``scan``, and a SECANT student's iteration at 48x48 95
+instead of 141 ms on 2 cores (``benchmarks/cpu_dot_library.py``, BENCHMARKS.md, session 32).
 Results differ from Eigen's in float rounding only. Opt out with
 ``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-dot`` (bitwise XLA's default; any setting of
 that flag in ``XLA_FLAGS`` is kept as it is).
@@ -58,8 +58,9 @@ def request_ynn_dot() -> bool:
     ``--xla_cpu_experimental_ynn_fusion_type`` or jaxlib is not one of :data:`YNN_JAXLIB`; return
     whether the running (or next) backend hands its dot fusions to YNNPACK by this flag."""
     flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_cpu_experimental_ynn_fusion_type" in flags:
-        return YNN_FLAG in flags.split()
+    if "xla_cpu_experimental_ynn_fusion_type" in flags:  # the user's: on if its (last) list names dot
+        values = [f.split("=", 1)[-1] for f in flags.split() if f.startswith("--xla_cpu_experimental_ynn_fusion_type=")]
+        return bool(values) and bool({"dot", "+dot"} & set(values[-1].split(",")))
     if _backend_started() or not jaxlib_knows_ynn():
         return False
     os.environ["XLA_FLAGS"] = (flags + " " + YNN_FLAG).strip()
@@ -78,14 +79,18 @@ def request_legacy_cpu_fusion(warn_if_too_late: bool = False) -> bool:
     if started:
         if warn_if_too_late and _cpu_backend():
             warnings.warn("JAX's CPU backend started before `import vasa`, so XLA:CPU keeps its new fusion "
-                          "emitters and its Eigen convolutions in this process: deep kinematic trees (robo/*) "
-                          "compile and run far slower, convolutions 2-3x slower, and results differ in float "
+                          "emitters (and, on jaxlib 0.10, its Eigen convolutions) in this process: deep kinematic "
+                          "trees (robo/*) compile and run far slower, convolutions 2-3x slower, and results differ in float "
                           "rounding from processes that import vasa first (a chaotic task amplifies that); import "
                           "vasa before jax.devices() / jax.default_backend(), or set "
-                          f"XLA_FLAGS='{FUSION_FLAG} {YNN_FLAG}' yourself (see vasa.xla_flags)", stacklevel=3)
+                          f"XLA_FLAGS='{' '.join(_flags_vasa_sets())}' yourself (see vasa.xla_flags)", stacklevel=3)
         return False
     os.environ["XLA_FLAGS"] = (flags + " " + FUSION_FLAG).strip()
     return True
+
+
+def _flags_vasa_sets() -> list[str]:
+    return [FUSION_FLAG] + ([YNN_FLAG] if jaxlib_knows_ynn() else [])
 
 
 def _cpu_backend() -> bool:
