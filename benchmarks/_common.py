@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import statistics
 import subprocess
+import time
 import warnings
 from pathlib import Path
 
@@ -34,3 +36,17 @@ def vasa_revision() -> str:
                       f"figures measure that code; `pip install -e {here}` measures this one", stacklevel=2)
         revision += f" (imported from {package_root})"
     return revision
+
+
+def median_ms(f, *args, repeats: int) -> float:
+    """Median wall time of ``f(*args)`` in ms over ``repeats`` calls (outputs blocked on), after
+    one untimed call that compiles."""
+    import jax
+
+    jax.block_until_ready(f(*args))
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(f(*args))
+        times.append(time.perf_counter() - t)
+    return 1e3 * statistics.median(times)

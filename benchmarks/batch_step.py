@@ -19,28 +19,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks._common import vasa_revision  # noqa: E402
+from benchmarks._common import median_ms, vasa_revision  # noqa: E402
 
 DEFAULT_CASES = ("dmc/walker_stand:0:16", "dmc/walker_stand:32:16", "dmc/walker_stand:48:16",
                  "dmc/walker_stand:84:16", "brax/ant:0:256")
-
-
-def _median_ms(f, *args, repeats: int) -> float:
-    import jax
-
-    jax.block_until_ready(f(*args))
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        times.append(time.perf_counter() - t)
-    return 1e3 * statistics.median(times)
 
 
 def main() -> None:
@@ -73,8 +59,8 @@ def main() -> None:
             key, sub = jax.random.split(key)
             state = step_vmap(state, jax.random.uniform(sub, shape, minval=-1.0, maxval=1.0))
         action = jnp.zeros(shape)
-        a = _median_ms(step_vmap, state, action, repeats=args.repeats)
-        b = _median_ms(step_batch, state, action, repeats=args.repeats)
+        a = median_ms(step_vmap, state, action, repeats=args.repeats)
+        b = median_ms(step_batch, state, action, repeats=args.repeats)
         print(f"{env_id:>18s} {size or '-':>6} {n:>5d} {a:8.2f} {b:13.2f} {a / b:6.2f}", flush=True)
 
 

@@ -29,29 +29,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 CASES = ("drq48", "drq84", "mlp", "walker", "lift", "dagger48")
 YNN = "--xla_cpu_experimental_ynn_fusion_type=dot"
 OFF = "--xla_cpu_experimental_ynn_fusion_type=-dot"  # XLA's own kernels (bitwise equal to no flag); vasa adds nothing
-
-
-def _timed(fn, args, repeats: int) -> float:
-    import jax
-
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def _conv_case(batch: int, size: int):
@@ -128,12 +114,12 @@ def _env_case(env_id: str, num_envs: int, length: int):
 def _dagger_case():
     import jax
 
-    from vasa.algos import sac
+    from vasa.algos import offpolicy, sac
     from vasa.distill import dagger, experts
     from vasa.distill.augment import StrongAugConfig
 
     sac_config = sac.SACConfig(env="dmc/walker_stand", action_repeat=4, hidden_layers=(256, 256))
-    env = sac.offpolicy.make_env(sac_config)
+    env = offpolicy.make_env(sac_config)
     params = sac.make_learner(sac_config, env).init(jax.random.PRNGKey(0))
     expert = experts.expert_from_sac(sac_config, params, env)
     config = dagger.DAggerConfig(env="dmc/walker_stand", image_size=48, action_repeat=4, num_envs=16, expert_steps=8,
@@ -156,7 +142,7 @@ def _dagger_case():
 def child(cases: list[str], repeats: int, dump: str) -> None:
     import numpy as np
 
-    from benchmarks._common import vasa_revision
+    from benchmarks._common import median_ms, vasa_revision
 
     revision = vasa_revision()  # imports vasa before JAX starts its backend
     import jax
@@ -178,7 +164,7 @@ def child(cases: list[str], repeats: int, dump: str) -> None:
             fn, args, per = _env_case("robo/lift", 256, 5)
         else:
             fn, args, per = _dagger_case()
-        out["ms"][name] = 1000 * _timed(fn, args, repeats) / per
+        out["ms"][name] = median_ms(fn, *args, repeats=repeats) / per
         print(f"  {name}: {out['ms'][name]:.2f} ms", file=sys.stderr, flush=True)
     np.savez(dump, **arrays)
     print(json.dumps(out))
@@ -205,7 +191,7 @@ def main() -> None:
                                    "--repeats", str(args.repeats)], env=env, stdout=subprocess.PIPE, text=True, check=True)
             results[side] = json.loads(proc.stdout.strip().splitlines()[-1])
         print(f"\nvasa {results['ynn']['revision']}; ms per step (median of {args.repeats}); ratio = XLA's / YNNPACK's\n")
-        print(f"| case | XLA:CPU default (Eigen) | YNNPACK dot fusions | ratio |\n| --- | --- | --- | --- |")
+        print("| case | XLA:CPU default (Eigen) | YNNPACK dot fusions | ratio |\n| --- | --- | --- | --- |")
         for name in args.cases:
             a, b = results["xla"]["ms"][name], results["ynn"]["ms"][name]
             print(f"| {name} | {a:.2f} | {b:.2f} | {a / b:.2f}x |")
