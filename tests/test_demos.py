@@ -283,6 +283,79 @@ def test_anneal_lowers_the_ratio_linearly_to_zero_after_the_warmup():
         make("robo/lift", demos=toy_demos(env_id="robo/lift"), demo_anneal=5, auto_reset=False)
 
 
+class ToyHit(Toy):
+    """:class:`Toy` whose step succeeds (``metrics["success"] = 1``) when its action is positive."""
+
+    def step(self, state, action):
+        nxt = super().step(state, action)
+        return nxt.replace(metrics={"success": (action[0] > 0).astype(jnp.float32)})
+
+
+def test_window_grows_only_when_the_slot_masters_it():
+    """Growth by success, against a hand-worked tally: reverse window 2, +3 steps per block of 2
+    demonstration episodes that has >= 1 success (``grow_at = 0.5``), 2-step episodes, every start
+    from the demonstrations (T = 40). Environment 0 succeeds in every episode, 1 in none, 2 in the
+    first step of every other episode (one hit per block), 3 in every fourth episode (blocks alternate
+    one hit and none); the tally below replays each environment's episodes in plain Python."""
+    task = ToyHit()
+    cur = DemoCurriculum(task, toy_demos(), 1.0, "reverse", env_id="toy/demo", window=2, increment=3,
+                         increment_every=2, grow_at=0.5)
+    env = DemoProgress(AutoReset(EpisodeLimit(cur, 2)), cur)
+    steps, T = 40, 40
+    episode = np.arange(steps) // 2
+    first = np.arange(steps) % 2 == 0
+    hit = np.stack([np.ones(steps, bool), np.zeros(steps, bool), (episode % 2 == 0) & first,
+                    (episode % 4 == 0) & ~first], axis=1)  # [steps, 4]
+    actions = jnp.asarray(np.where(hit, 1.0, -1.0)[..., None], jnp.float32)
+
+    def run(key):
+        state = jax.vmap(env.reset)(jax.random.split(key, 4))
+
+        def body(s, a):
+            nxt = jax.vmap(env.step)(s, a)
+            return nxt, (s.info["demo_width"], nxt.info["demo_width"], nxt.info["demo"]["t"], nxt.done)
+
+        return state, jax.lax.scan(body, state, actions)[1]
+
+    state, (before, after, t, done) = jax.jit(run)(jax.random.PRNGKey(3))
+    before, after, t, done = (np.asarray(x) for x in (before, after, t, done))
+    assert (np.asarray(state.info["demo_width"]) == 2).all()
+    want = np.zeros((steps, 4), int)
+    for e in range(4):
+        width, block, hits, ep_hit = 2, 0, 0, False
+        for k in range(steps):
+            ep_hit |= bool(hit[k, e])
+            if k % 2 == 1:  # the episode ends
+                block, hits, ep_hit = block + 1, hits + ep_hit, False
+                if block == 2:
+                    width = min(width + 3, T) if hits >= 1 else width
+                    block, hits = 0, 0
+            want[k, e] = width
+    np.testing.assert_array_equal(after, want)
+    assert want[-1].tolist() == [32, 2, 32, 17]  # ten blocks: mastered, never, every block, every other block
+    assert (done[1::2] > 0).all() and not (done[0::2] > 0).any()
+    # each new episode starts inside the window its slot had when the step began
+    new = done > 0
+    assert (t[new] >= T - before[new]).all() and (t[new] < T).all()
+    assert (t[new][(before[new] > 2)] < T - 2).any()  # and the grown window is used
+    # capped at the longest demonstration, and only for forward/reverse with a success metric
+    assert cur.max_width == T
+    _, plain = toy_env(0.5, "reverse")
+    assert "demo_width" not in jax.eval_shape(DemoProgress(AutoReset(plain), plain).reset, jax.random.PRNGKey(0)).info
+    with pytest.raises(ValueError, match="demo_grow_at=0.5 is not allowed with demo_curriculum='uniform'"):
+        toy_env(0.5, "uniform", grow_at=0.5)
+    with pytest.raises(ValueError, match=r"demo_grow_at=1.5 .*\[0\.0, 1\.0\]"):
+        toy_env(0.5, "reverse", grow_at=1.5)
+
+    class NoSuccess(Toy):
+        def _state(self, qpos, p):
+            return super()._state(qpos, p).replace(metrics={})
+
+    quiet = DemoCurriculum(NoSuccess(), toy_demos(), 0.5, "reverse", env_id="toy/demo", grow_at=0.5)
+    with pytest.raises(ValueError, match="demo_grow_at=0.5 is not allowed for NoSuccess: .*metrics\\['success'\\]"):
+        DemoProgress(AutoReset(quiet), quiet)
+
+
 def test_bad_curriculum_arguments_name_what_differs():
     task, demos = Toy(), toy_demos()
     with pytest.raises(ValueError, match=r"demo_ratio=1\.5 .*\[0\.0, 1\.0\]"):
@@ -487,6 +560,13 @@ def test_ppo_config_validates_demo_fields(lift, tmp_path):
         OffPolicyConfig(env="robo/lift", demo_anneal=1000).validate()
     with pytest.raises(ValueError, match="PPOConfig.demo_anneal=1000 is not allowed: .*set demo_ratio > 0"):
         PPOConfig(env="robo/lift", demo_path=path, demo_ratio=0.0, demo_anneal=1000).validate()
+    PPOConfig(env="robo/lift", demo_path=path, demo_curriculum="reverse", demo_grow_at=0.5).validate()
+    with pytest.raises(ValueError, match="OffPolicyConfig.demo_grow_at=0.5 is not allowed: it applies to demonstrations"):
+        OffPolicyConfig(env="robo/lift", demo_grow_at=0.5).validate()
+    with pytest.raises(ValueError, match="PPOConfig.demo_grow_at=0.5 is not allowed: it grows the forward/reverse"):
+        PPOConfig(env="robo/lift", demo_path=path, demo_grow_at=0.5).validate()
+    with pytest.raises(ValueError, match=r"PPOConfig.demo_grow_at=2.0 is not allowed: it must be a number in \[0, 1\]"):
+        PPOConfig(env="robo/lift", demo_path=path, demo_curriculum="reverse", demo_grow_at=2.0).validate()
 
 
 def test_make_passes_the_schedule_to_the_curriculum(lift, tmp_path):
@@ -499,7 +579,11 @@ def test_make_passes_the_schedule_to_the_curriculum(lift, tmp_path):
     (cur,) = [e for e in _chain(ppo.make_env(config)) if isinstance(e, DemoCurriculum)]
     assert (cur.ratio, cur.mode, cur.window, cur.increment, cur.increment_every) == (0.25, "reverse", 5, 10, 2)
     assert not cur.until_success and (cur.lengths == lift[1].length).all()
-    assert cur.warmup == 0
+    assert cur.warmup == 0 and cur.grow_at == 0 and not cur.adaptive
+    grown = dataclasses.replace(config, demo_grow_at=0.6)
+    (cur,) = [e for e in _chain(ppo.make_env(grown)) if isinstance(e, DemoCurriculum)]
+    assert cur.grow_at == 0.6 and cur.adaptive
+    (cur,) = [e for e in _chain(ppo.make_env(config)) if isinstance(e, DemoCurriculum)]
     # the warm-up in environment steps of all environments (repeats counted) becomes steps of each:
     # ceil(1000 / (64 * 1)) = 16, ceil(1000 / (64 * 4)) = 4
     for repeat, want in ((1, 16), (4, 4)):

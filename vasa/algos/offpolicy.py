@@ -29,7 +29,7 @@ from flax import struct
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from vasa import replay
-from vasa.dist.mesh import DATA_AXIS, global_row_ids, jit_sharded_step, make_mesh, psum
+from vasa.dist.mesh import DATA_AXIS, global_row_ids, jit_sharded_step, make_mesh, pmean, psum
 from vasa.envs import EnvId, EnvOptions, EnvState, batch_step, make, parse_env_options
 from vasa.envs.curriculum import SCHEDULE, DemoSchedule, demo_overrides
 from vasa.envs.rollout import episode_returns
@@ -119,6 +119,10 @@ class OffPolicyConfig:
     demo_anneal: NonNegInt = 0
     """environment steps (counted like demo_warmup) after the warm-up over which demo_ratio falls linearly to 0,
     then every episode starts as the task's own: the demonstrations as a crutch taken away (0: constant)"""
+    demo_grow_at: UnitFloat = 0.0
+    """grow the forward/reverse window (by demo_schedule's growth, checked every demo_schedule[2] demonstration
+    episodes of an environment) only if at least this fraction of those episodes succeeded: the window moves
+    back as the agent masters it (Florensa et al. 2017's reverse curriculum); 0: the fixed schedule"""
 
     @property
     def updates_per_iteration(self) -> int:
@@ -392,6 +396,8 @@ def make_train_step(config: OffPolicyConfig, learner: Learner, env, mesh=None, w
         metrics.update(episodes=episodes, episode_return=jnp.where(episodes > 0, return_sum / jnp.maximum(episodes, 1),
                                                                    jnp.nan),
                        buffer_size=stored.astype(jnp.float32))
+        if "demo_width" in state.env_state.info:  # the curriculum's window, growing by success: its mean width
+            metrics["demo_window"] = pmean(state.env_state.info["demo_width"].mean(dtype=jnp.float32), DATA_AXIS)
         return state.replace(key=key, iteration=state.iteration + 1), metrics
 
     abstract = jax.eval_shape(lambda: _abstract_state(config, learner, env))
@@ -474,7 +480,7 @@ def train(config: OffPolicyConfig, make_learner: Callable[[OffPolicyConfig, Any]
         evaluate = make_evaluate(config, learner, eval_env, run.num_eval_envs)
         session.begin(total, start)
         eval_key = jax.random.PRNGKey(config.seed + 10_000)
-        names = ("episode_return", "episodes", "buffer_size") + tuple(logged)
+        names = ("episode_return", "episodes", "buffer_size") + ("demo_window",) * (config.demo_grow_at > 0) + tuple(logged)
         stop = total if run.max_iterations is None else min(total, start + run.max_iterations)
         # calls end at evaluations (counted from the end of the warm-up), checkpoints and
         # the end of the warm-up itself (so no call mixes cheap and learning iterations)

@@ -415,6 +415,8 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
             episode_return=return_mean,
             episode_return_std=jnp.sqrt(jnp.maximum(return_sq / count - return_mean**2, 0.0)),
             learning_rate=jnp.asarray(schedule(grad_steps), jnp.float32))
+        if "demo_width" in env_state.info:  # the curriculum's window, growing by success: its mean over environments
+            metrics["demo_window"] = pmean(env_state.info["demo_width"].mean(dtype=jnp.float32), DATA_AXIS)
         new_state = TrainState(params=params, ref_policy=ref_policy, opt_state=opt_state, normalizer=normalizer,
                                beta=beta, key=key, iteration=it, env_state=env_state, core=core)
         return new_state, metrics
@@ -526,6 +528,7 @@ def make_evaluate(config: PPOConfig, num_envs: int = 16, env=None):
 LOGGED = ("episode_return", "episode_return_std", "episodes", "loss", "policy_loss", "value_loss", "entropy",
           "kl", "beta", "clip_fraction", "grad_norm", "learning_rate", "updates_skipped")
 SMOOTH_LOGGED = ("smooth_temporal", "smooth_spatial")  # with PPOConfig.smooth_temporal / smooth_spatial > 0
+DEMO_LOGGED = ("demo_window",)  # with PPOConfig.demo_grow_at > 0: the curriculum window's mean width (steps)
 
 
 def train(config: PPOConfig, run: RunConfig = RunConfig()) -> tuple[Callable, TrainState, list[dict]]:
@@ -565,7 +568,7 @@ def train(config: PPOConfig, run: RunConfig = RunConfig()) -> tuple[Callable, Tr
             session.wall += dt
             row = {"iteration": it, "env_steps": steps_done(config, it), "wall_time": session.wall,
                    "sps": config.env_steps_per_iteration * config.num_seeds / dt,
-                   **{k: values[k] for k in LOGGED + SMOOTH_LOGGED if k in values}, "eval_return": float("nan")}
+                   **{k: values[k] for k in LOGGED + SMOOTH_LOGGED + DEMO_LOGGED if k in values}, "eval_return": float("nan")}
             if it == total or (run.eval_every and it % run.eval_every == 0):
                 row["eval_return"] = float(np.mean(evaluate(state, jax.random.fold_in(eval_key, it))))
             session.log(row)

@@ -164,6 +164,10 @@ class PPOConfig:
     demo_anneal: NonNegInt = 0
     """environment steps (counted like demo_warmup) after the warm-up over which demo_ratio falls linearly to 0,
     then every episode starts as the task's own: the demonstrations as a crutch taken away (0: constant)"""
+    demo_grow_at: UnitFloat = 0.0
+    """grow the forward/reverse window (by demo_schedule's growth, checked every demo_schedule[2] demonstration
+    episodes of an environment) only if at least this fraction of those episodes succeeded: the window moves
+    back as the agent masters it (Florensa et al. 2017's reverse curriculum); 0: the fixed schedule"""
     demo_separate_advantages: bool = False
     """standardise the advantages of episodes begun from demonstrations and from the task's own starts
     separately, each group by its own minibatch mean and std (needs demo_path and normalize_advantages);

@@ -106,6 +106,7 @@ def make(
     demo_until_success: bool = True,
     demo_warmup: int = 0,
     demo_anneal: int = 0,
+    demo_grow_at: float = 0.0,
     **kwargs,
 ) -> Env:
     """Build a registered environment with vasa's standard wrappers.
@@ -155,7 +156,9 @@ def make(
         100 demonstration starts of an environment); ``demo_until_success``: only states
         before each demonstration's first success; ``demo_warmup``: steps of each environment
         before its first demonstration start (then ``demo_ratio``); ``demo_anneal``: steps of
-        each environment after the warm-up over which ``demo_ratio`` falls linearly to 0.
+        each environment after the warm-up over which ``demo_ratio`` falls linearly to 0;
+        ``demo_grow_at``: grow the forward/reverse window only when at least this fraction of an
+        environment's last ``increment_every`` demonstration episodes succeeded (0: the schedule).
       **kwargs: passed to the task builder (Brax constructor arguments, Playground config
         overrides).
 
@@ -181,7 +184,7 @@ def make(
         task = curriculum = add_curriculum(task, env_id, demos, demo_ratio, demo_curriculum, auto_reset=auto_reset,
                                            reset_mode=reset_mode, schedule=demo_schedule,
                                            until_success=demo_until_success, warmup=demo_warmup,
-                                           anneal=demo_anneal)
+                                           anneal=demo_anneal, grow_at=demo_grow_at)
     if dynamics is not None:
         from vasa.envs.randomize import RandomizedDynamics
 

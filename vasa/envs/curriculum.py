@@ -29,6 +29,18 @@ here each vmapped environment is such an actor). ``n`` lives in the batched stat
 wrapper; :func:`vasa.envs.make` adds it when ``demos`` are given. Without it (a bare
 ``reset``) ``n = 0``: the initial window.
 
+Growth by success (vasa's addition; ``grow_at > 0``, ``forward``/``reverse`` only): the window
+grows only when the agent masters it, as Florensa et al.'s reverse curriculum (2017) and Salimans
+and Chen's start-from-a-demonstration (2018) move the start back once the agent succeeds from it.
+Each slot counts its episodes begun from a demonstration in blocks of ``increment_every``; at the
+end of a block its window grows by ``increment`` steps if at least ``grow_at`` of the block's
+episodes succeeded (the task's ``metrics["success"]`` at any of their steps), and stays otherwise.
+(With ``grow_at = 0`` every block would grow it, which is the fixed schedule above in steps of
+demonstration *episodes* ended rather than begun; ``grow_at = 0`` selects that schedule.) The slot's width, block count and successes live in the batched state as
+``info["demo_width"]``, ``["demo_block"]`` and ``["demo_hits"]`` (``int32``), and whether the
+current episode has succeeded as ``info["demo_hit"]`` (``bool``), kept by :class:`DemoProgress`;
+the width never exceeds the longest demonstration.
+
 Warm-up (vasa's addition, not SURREAL's): with ``warmup > 0`` no episode starts from a
 demonstration until the environment slot has taken ``warmup`` steps; from then on ``ratio``
 applies. The task's own starts first teach the early stages (on ``robo/stack``, PPO without
@@ -85,19 +97,21 @@ def window_width(num_demo_resets, length: int, window: int = WINDOW, increment: 
 
 
 def sample_start(key: jax.Array, num_demo_resets, num_episodes: int, length, mode: str,
-                 window: int = WINDOW, increment: int = INCREMENT, every: int = INCREMENT_EVERY):
+                 window: int = WINDOW, increment: int = INCREMENT, every: int = INCREMENT_EVERY, width=None):
     """Draw a demonstration state: ``(episode [] int32, t [] int32)`` (see the module docstring).
 
     ``length``: the demonstrations' length ``T`` (an int), or each one's own (``int32 [E]``,
     e.g. :meth:`~vasa.envs.demos.Demos.steps_to_success`): the episode is drawn uniformly, then
-    ``t`` within that episode's length."""
+    ``t`` within that episode's length. ``width`` (``[] int32``, optional): the window's width
+    ``W`` itself (growth by success), in place of the schedule's ``window_width(num_demo_resets)``;
+    either is capped at the episode's length."""
     k_e, k_t = jax.random.split(key)
     episode = jax.random.randint(k_e, (), 0, num_episodes)
     lengths = jnp.broadcast_to(jnp.asarray(length, jnp.int32), (num_episodes,))
     own = lengths[episode]
     if mode == "uniform":
         return episode, jax.random.randint(k_t, (), 0, own)
-    w = window_width(num_demo_resets, own, window, increment, every)
+    w = window_width(num_demo_resets, own, window, increment, every) if width is None else jnp.minimum(own, width)
     offset = jax.random.randint(k_t, (), 0, w)  # uniform in [0, W)
     return episode, (offset if mode == "forward" else own - 1 - offset).astype(jnp.int32)
 
@@ -119,6 +133,9 @@ class DemoCurriculum(Wrapper):
         docstring); needs :class:`DemoProgress` (the auto-reset) to count them.
       anneal: steps of each slot after the warm-up over which the probability falls linearly
         from ``ratio`` to 0 (module docstring; 0: constant); counted like ``warmup``.
+      grow_at: success rate in ``[0, 1]`` of a slot's block of ``increment_every`` demonstration
+        episodes at which its window grows (module docstring; 0: the fixed schedule);
+        ``forward``/``reverse`` only, kept by :class:`DemoProgress`.
 
     Raises:
       ValueError: a bad ``ratio``/``mode``/schedule, or demonstrations that do not fit
@@ -129,8 +146,9 @@ class DemoCurriculum(Wrapper):
 
     def __init__(self, env, demos, ratio: float = 0.5, mode: str = "uniform", *, env_id: str | None = None,
                  window: int = WINDOW, increment: int = INCREMENT, increment_every: int = INCREMENT_EVERY,
-                 until_success: bool = True, warmup: int = 0, anneal: int = 0):
+                 until_success: bool = True, warmup: int = 0, anneal: int = 0, grow_at: float = 0.0):
         _check_number("demo_ratio", ratio, 0.0, 1.0)
+        _check_number("demo_grow_at", grow_at, 0.0, 1.0)
         _check_number("demo_warmup", warmup, 0, integer=True)
         _check_number("demo_anneal", anneal, 0, integer=True)
         if until_success not in (True, False):
@@ -140,6 +158,9 @@ class DemoCurriculum(Wrapper):
         _check_number("window", window, 1, integer=True)
         _check_number("increment", increment, 0, integer=True)
         _check_number("increment_every", increment_every, 1, integer=True)
+        if grow_at > 0 and mode == "uniform":
+            raise ValueError(f"demo_grow_at={grow_at!r} is not allowed with demo_curriculum='uniform': it grows the "
+                             "forward/reverse window (choose 'forward' or 'reverse', or demo_grow_at=0).")
         super().__init__(env)
         if isinstance(demos, (str, os.PathLike)):
             demos = Demos.load(demos, env_id=env_id)
@@ -154,7 +175,18 @@ class DemoCurriculum(Wrapper):
         self.until_success = bool(until_success)
         self.lengths = demos.steps_to_success() if until_success else np.full(demos.num_episodes, demos.length, np.int32)
         self.warmup, self.anneal = int(warmup), int(anneal)
-        self._progress, self._clock = None, None
+        self.grow_at = float(grow_at)
+        self._progress, self._clock, self._width = None, None, None
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether the window grows by success (``grow_at > 0``) rather than by the schedule."""
+        return self.grow_at > 0
+
+    @property
+    def max_width(self) -> int:
+        """The longest demonstration (in the sampled lengths): where a growing window stops."""
+        return int(np.max(self.lengths))
 
     @property
     def clock_limit(self) -> int:
@@ -174,16 +206,17 @@ class DemoCurriculum(Wrapper):
 
     # ------------------------------------------------------------------ schedule
     @contextlib.contextmanager
-    def scheduled(self, num_demo_resets, clock=None):
-        """Within this block, resets use the schedule position ``num_demo_resets`` and the
-        slot's step count ``clock`` (traced ``[] int32`` each; :class:`DemoProgress` sets them
-        around each step, as :class:`~vasa.envs.randomize.RandomizedDynamics` swaps its traced
-        model)."""
-        old, self._progress, self._clock = (self._progress, self._clock), num_demo_resets, clock
+    def scheduled(self, num_demo_resets, clock=None, width=None):
+        """Within this block, resets use the schedule position ``num_demo_resets``, the
+        slot's step count ``clock`` and, growing by success, its window ``width`` (traced ``[]
+        int32`` each; :class:`DemoProgress` sets them around each step, as
+        :class:`~vasa.envs.randomize.RandomizedDynamics` swaps its traced model)."""
+        old = (self._progress, self._clock, self._width)
+        self._progress, self._clock, self._width = num_demo_resets, clock, width
         try:
             yield
         finally:
-            self._progress, self._clock = old
+            self._progress, self._clock, self._width = old
 
     def demo_state(self, episode, t) -> EnvState:
         """The task state of demonstration ``episode`` at step ``t`` (``[] int32`` each)."""
@@ -192,13 +225,16 @@ class DemoCurriculum(Wrapper):
         return self.env.state_from(a["qpos"], a["qvel"], a["ctrl"], params, act=a["act"],
                                    qacc_warmstart=a["qacc_warmstart"])
 
-    def reset_at(self, key: jax.Array, num_demo_resets=0, clock=0) -> EnvState:
-        """A reset at schedule position ``num_demo_resets`` after ``clock`` steps of this slot
-        (pure; ``reset`` uses those set by :meth:`scheduled`, else 0 and 0)."""
+    def reset_at(self, key: jax.Array, num_demo_resets=0, clock=0, width=None) -> EnvState:
+        """A reset at schedule position ``num_demo_resets`` after ``clock`` steps of this slot,
+        growing by success with the window ``width`` (pure; ``reset`` uses those set by
+        :meth:`scheduled`, else 0, 0 and the initial ``window``)."""
         k_use, k_pick, k_task = jax.random.split(key, 3)
         d = self.demos
+        if self.adaptive and width is None:
+            width = jnp.int32(self.window)
         episode, t = sample_start(k_pick, num_demo_resets, d.num_episodes, self.lengths, self.mode, self.window,
-                                  self.increment, self.increment_every)
+                                  self.increment, self.increment_every, width=width if self.adaptive else None)
         use = jax.random.uniform(k_use) < self.ratio_at(clock)
         if self.ratio == 0.0:
             state = self.env.reset(k_task)
@@ -213,7 +249,7 @@ class DemoCurriculum(Wrapper):
 
     def reset(self, key: jax.Array) -> EnvState:
         return self.reset_at(key, 0 if self._progress is None else self._progress,
-                             0 if self._clock is None else self._clock)
+                             0 if self._clock is None else self._clock, self._width)
 
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
         demo = state.info["demo"]
@@ -224,20 +260,32 @@ class DemoCurriculum(Wrapper):
 
 class DemoProgress(Wrapper):
     """Carry each environment's count of demonstration starts, ``info["demo_resets"]``
-    (``[] int32``), and with a warm-up or annealing its step count ``info["demo_clock"]``
-    (``[] int32``, saturating at ``warmup + anneal``), and hand them to the :class:`DemoCurriculum` inside for the
+    (``[] int32``), with a warm-up or annealing its step count ``info["demo_clock"]``
+    (``[] int32``, saturating at ``warmup + anneal``), and growing by success its window and
+    block tally (``info["demo_width"]``, ``["demo_block"]``, ``["demo_hits"]``, ``["demo_hit"]``;
+    :class:`DemoCurriculum`'s docstring), and hand them to the :class:`DemoCurriculum` inside for the
     resets done within ``step`` (auto-resets). Wrap it around
     :class:`~vasa.envs.wrappers.AutoReset` (``"fresh"`` mode)."""
+
+    OWN = ("demo_resets", "demo_clock", "demo_width", "demo_block", "demo_hits", "demo_hit")
 
     def __init__(self, env, curriculum: DemoCurriculum):
         super().__init__(env)
         self.curriculum = curriculum
+        if curriculum.adaptive and "success" not in jax.eval_shape(env.reset, jax.random.PRNGKey(0)).metrics:
+            raise ValueError(f"demo_grow_at={curriculum.grow_at!r} is not allowed for {type(curriculum.env).__name__}: "
+                             "growing the window by success needs a task that reports metrics['success'] "
+                             "(the robo/* tasks do); use demo_grow_at=0.")
 
     def reset(self, key: jax.Array) -> EnvState:
         state = self.env.reset(key)
         info = {**state.info, "demo_resets": state.info["demo"]["used"].astype(jnp.int32)}
         if self.curriculum.clock_limit > 0:
             info["demo_clock"] = jnp.zeros((), jnp.int32)
+        if self.curriculum.adaptive:
+            zero = jnp.zeros((), jnp.int32)
+            info.update(demo_width=jnp.int32(self.curriculum.window), demo_block=zero, demo_hits=zero,
+                        demo_hit=state.metrics["success"] > 0)
         return state.replace(info=info)
 
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
@@ -245,14 +293,34 @@ class DemoProgress(Wrapper):
         clock = state.info.get("demo_clock")
         if clock is not None:  # this step is the slot's (clock + 1)-th: its auto-reset comes after it
             clock = jnp.minimum(clock + 1, self.curriculum.clock_limit).astype(jnp.int32)
-        inner = state.replace(info={k: v for k, v in state.info.items() if k not in ("demo_resets", "demo_clock")})
-        with self.curriculum.scheduled(count, clock):
+        inner = state.replace(info={k: v for k, v in state.info.items() if k not in self.OWN})
+        with self.curriculum.scheduled(count, clock, state.info.get("demo_width")):
             nxt = self.env.step(inner, action)
         started = (nxt.done > 0) & (nxt.info["demo"]["used"] > 0)
         info = {**nxt.info, "demo_resets": count + started.astype(jnp.int32)}
         if clock is not None:
             info["demo_clock"] = clock
+        if self.curriculum.adaptive:
+            info.update(self._tally(state, nxt))
         return nxt.replace(info=info)
+
+    def _tally(self, state: EnvState, nxt: EnvState) -> dict:
+        """Growth by success: the slot's window and block tally after the step ``state -> nxt``.
+        ``nxt.metrics["success"]`` is the step's own (where the episode ended, its last step's:
+        :class:`~vasa.envs.wrappers.AutoReset` keeps the stepped metrics)."""
+        c, info = self.curriculum, state.info
+        done = nxt.done > 0
+        hit = info["demo_hit"] | (nxt.metrics["success"] > 0)
+        ended = done & (info["demo"]["used"] > 0)  # an episode begun from a demonstration ended
+        block = info["demo_block"] + ended.astype(jnp.int32)
+        hits = info["demo_hits"] + (ended & hit).astype(jnp.int32)
+        full = block >= c.increment_every
+        grow = full & (hits.astype(jnp.float32) >= c.grow_at * c.increment_every)
+        width = jnp.where(grow, jnp.minimum(info["demo_width"] + c.increment, c.max_width), info["demo_width"])
+        zero = jnp.zeros((), jnp.int32)
+        # the next episode's first state: its own success counts (a demonstration start may begin on the brink)
+        return {"demo_width": width.astype(jnp.int32), "demo_block": jnp.where(full, zero, block),
+                "demo_hits": jnp.where(full, zero, hits), "demo_hit": jnp.where(done, False, hit)}
 
 
 def check_compatible(env, demos: Demos, env_id: str | None = None) -> None:
@@ -295,7 +363,7 @@ def demo_overrides(config, evaluation: bool = False) -> dict:
     return {"demos": config.demo_path, "demo_ratio": config.demo_ratio, "demo_curriculum": config.demo_curriculum,
             "demo_schedule": tuple(config.demo_schedule), "demo_until_success": config.demo_until_success,
             "demo_warmup": slot_steps(config, config.demo_warmup),
-            "demo_anneal": slot_steps(config, config.demo_anneal)}
+            "demo_anneal": slot_steps(config, config.demo_anneal), "demo_grow_at": config.demo_grow_at}
 
 
 def slot_steps(config, env_steps: int) -> int:
@@ -308,7 +376,7 @@ def slot_steps(config, env_steps: int) -> int:
 
 def check_demo_fields(config) -> None:
     """Validate a training config's ``demo_path``, ``demo_ratio``, ``demo_curriculum``,
-    ``demo_schedule``, ``demo_warmup`` and ``demo_anneal`` (PPO, SAC/DDPG) before anything compiles: the file exists and loads for
+    ``demo_schedule``, ``demo_warmup``, ``demo_anneal`` and ``demo_grow_at`` (PPO, SAC/DDPG) before anything compiles: the file exists and loads for
     ``config.env``; ratio, curriculum and schedule apply only with a path (the schedule only
     to ``forward``/``reverse``); ``reset_mode`` (where present) is ``"fresh"``. Errors name
     the field and value."""
@@ -327,6 +395,7 @@ def check_demo_fields(config) -> None:
                 "it applies to demonstrations: set demo_path")
         require(config, config.demo_warmup == 0, "demo_warmup", "it applies to demonstrations: set demo_path")
         require(config, config.demo_anneal == 0, "demo_anneal", "it applies to demonstrations: set demo_path")
+        require(config, config.demo_grow_at == 0, "demo_grow_at", "it applies to demonstrations: set demo_path")
         return
     require(config, config.demo_warmup == 0 or config.demo_ratio > 0, "demo_warmup",
             "it delays demonstration starts, and demo_ratio=0 has none: set demo_ratio > 0")
@@ -335,6 +404,8 @@ def check_demo_fields(config) -> None:
     if config.demo_curriculum == "uniform":
         require(config, tuple(config.demo_schedule) == SCHEDULE, "demo_schedule",
                 "it moves the forward/reverse window: set demo_curriculum='forward' or 'reverse'")
+        require(config, config.demo_grow_at == 0, "demo_grow_at",
+                "it grows the forward/reverse window: set demo_curriculum='forward' or 'reverse'")
     if not os.path.isfile(path):
         raise MissingPathError(f"{name}.demo_path={path!r} is not allowed: it must be an existing .npz file.")
     try:
@@ -366,7 +437,7 @@ __all__ = [
 
 def add_curriculum(task, env_id: str, demos, ratio: float, mode: str, *, auto_reset: bool = True,
                    reset_mode: str = "fresh", schedule=SCHEDULE, until_success: bool = True,
-                   warmup: int = 0, anneal: int = 0) -> DemoCurriculum:
+                   warmup: int = 0, anneal: int = 0, grow_at: float = 0.0) -> DemoCurriculum:
     """:class:`DemoCurriculum` around the raw ``task`` for :func:`vasa.envs.make` (``schedule``:
     ``(window, increment, increment_every)``; ``warmup``, ``anneal``: steps per environment),
     refusing wrapper settings under which it cannot work: ``reset_mode="cached"`` (each slot
@@ -389,4 +460,5 @@ def add_curriculum(task, env_id: str, demos, ratio: float, mode: str, *, auto_re
                          f"e.g. {SCHEDULE}.")
     window, increment, every = schedule
     return DemoCurriculum(task, demos, ratio, mode, env_id=env_id, window=window, increment=increment,
-                          increment_every=every, until_success=until_success, warmup=warmup, anneal=anneal)
+                          increment_every=every, until_success=until_success, warmup=warmup, anneal=anneal,
+                          grow_at=grow_at)
