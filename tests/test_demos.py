@@ -293,50 +293,61 @@ class ToyHit(Toy):
 
 def test_window_grows_only_when_the_slot_masters_it():
     """Growth by success, against a hand-worked tally: reverse window 2, +3 steps per block of 2
-    demonstration episodes that has >= 1 success (``grow_at = 0.5``), 2-step episodes, every start
-    from the demonstrations (T = 40). Environment 0 succeeds in every episode, 1 in none, 2 in the
-    first step of every other episode (one hit per block), 3 in every fourth episode (blocks alternate
-    one hit and none); the tally below replays each environment's episodes in plain Python."""
+    episodes begun at the frontier that has >= 1 success (``grow_at = 0.5``), 2-step episodes,
+    every start from the demonstrations (T = 40). Environment 0 succeeds in every episode, 1 in
+    none, 2 in the first step of every other episode, 3 in the last step of every fourth; the tally
+    replays each environment's episodes in plain Python, counting those that began at the frontier
+    (recorded by the wrapper: about half of them, drawn from the window's oldest 3 steps)."""
     task = ToyHit()
     cur = DemoCurriculum(task, toy_demos(), 1.0, "reverse", env_id="toy/demo", window=2, increment=3,
                          increment_every=2, grow_at=0.5)
     env = DemoProgress(AutoReset(EpisodeLimit(cur, 2)), cur)
-    steps, T = 40, 40
+    n_env, steps, T = 64, 80, 40
     episode = np.arange(steps) // 2
     first = np.arange(steps) % 2 == 0
-    hit = np.stack([np.ones(steps, bool), np.zeros(steps, bool), (episode % 2 == 0) & first,
-                    (episode % 4 == 0) & ~first], axis=1)  # [steps, 4]
+    pattern = np.stack([np.ones(steps, bool), np.zeros(steps, bool), (episode % 2 == 0) & first,
+                        (episode % 4 == 0) & ~first], axis=1)  # [steps, 4]
+    hit = np.tile(pattern, (1, n_env // 4))  # [steps, n_env]
     actions = jnp.asarray(np.where(hit, 1.0, -1.0)[..., None], jnp.float32)
 
     def run(key):
-        state = jax.vmap(env.reset)(jax.random.split(key, 4))
+        state = jax.vmap(env.reset)(jax.random.split(key, n_env))
 
         def body(s, a):
             nxt = jax.vmap(env.step)(s, a)
-            return nxt, (s.info["demo_width"], nxt.info["demo_width"], nxt.info["demo"]["t"], nxt.done)
+            return nxt, (s.info["demo_width"], s.info["demo"]["frontier"], nxt.info["demo_width"],
+                         nxt.info["demo"]["t"], nxt.info["demo"]["frontier"], nxt.done)
 
         return state, jax.lax.scan(body, state, actions)[1]
 
-    state, (before, after, t, done) = jax.jit(run)(jax.random.PRNGKey(3))
-    before, after, t, done = (np.asarray(x) for x in (before, after, t, done))
+    state, out = jax.jit(run)(jax.random.PRNGKey(3))
+    before, frontier, after, t, new_frontier, done = (np.asarray(x) for x in out)
     assert (np.asarray(state.info["demo_width"]) == 2).all()
-    want = np.zeros((steps, 4), int)
-    for e in range(4):
+    want = np.zeros((steps, n_env), int)
+    for e in range(n_env):
         width, block, hits, ep_hit = 2, 0, 0, False
         for k in range(steps):
             ep_hit |= bool(hit[k, e])
             if k % 2 == 1:  # the episode ends
-                block, hits, ep_hit = block + 1, hits + ep_hit, False
+                if frontier[k, e] > 0:
+                    block, hits = block + 1, hits + ep_hit
+                ep_hit = False
                 if block == 2:
                     width = min(width + 3, T) if hits >= 1 else width
                     block, hits = 0, 0
             want[k, e] = width
     np.testing.assert_array_equal(after, want)
-    assert want[-1].tolist() == [32, 2, 32, 17]  # ten blocks: mastered, never, every block, every other block
+    last = want[-1].reshape(-1, 4)
+    assert (last[:, 1] == 2).all() and (last[:, 0] > 20).all()  # never grows without success; mastered grows
+    assert last[:, 3].mean() < last[:, 2].mean() < last[:, 0].mean()  # rarer successes grow it more slowly
     assert (done[1::2] > 0).all() and not (done[0::2] > 0).any()
-    # each new episode starts inside the window its slot had when the step began
+    # each new episode starts inside the window its slot had when the step began; about half at its frontier
     new = done > 0
     assert (t[new] >= T - before[new]).all() and (t[new] < T).all()
+    share = new_frontier[new].mean()
+    assert abs(share - 0.5) < 4 * np.sqrt(0.25 / new.sum()), share
+    front = new & (new_frontier > 0)
+    assert (t[front] < T - np.maximum(before[front] - 3, 0)).all()  # the window's oldest 3 steps
     assert (t[new][(before[new] > 2)] < T - 2).any()  # and the grown window is used
     # capped at the longest demonstration, and only for forward/reverse with a success metric
     assert cur.max_width == T
