@@ -217,9 +217,11 @@ def _learn(programs, iterations):
 
 
 def test_student_learns_the_linear_expert_from_augmented_pixels(toy):
-    before, after, metrics = _learn(toy, 300)  # about 2-4 s on a 2-core CPU; measured 1.23 -> 0.27
+    # about 4-6 s on a 2-core CPU. The held-out error falls fast, then wanders (0.33-0.54 between 150 and
+    # 300 steps with YNNPACK's kernels, 0.22-0.43 with Eigen's): measured 1.23 -> 0.17 / 0.16 at 500
+    before, after, metrics = _learn(toy, 500)
     assert before > 0.9 and after < before / 3, (before, after)
-    assert int(metrics["expert_queries"]) == (S + 300) * E and int(metrics["dataset_size"]) == TOY.dataset_size  # full ring
+    assert int(metrics["expert_queries"]) == (S + 500) * E and int(metrics["dataset_size"]) == TOY.dataset_size  # full ring
 
 
 def test_keypoint_student_learns_the_linear_expert():

@@ -165,9 +165,10 @@ class PPOConfig:
     """environment steps (counted like demo_warmup) after the warm-up over which demo_ratio falls linearly to 0,
     then every episode starts as the task's own: the demonstrations as a crutch taken away (0: constant)"""
     demo_grow_at: UnitFloat = 0.0
-    """grow the forward/reverse window (by demo_schedule's growth, checked every demo_schedule[2] demonstration
-    episodes of an environment) only if at least this fraction of those episodes succeeded: the window moves
-    back as the agent masters it (Florensa et al. 2017's reverse curriculum); 0: the fixed schedule"""
+    """grow the forward/reverse window (by demo_schedule's growth, checked every demo_schedule[2] episodes of an
+    environment begun at the window's frontier, where half its demonstration starts are drawn) only if at least
+    this fraction of those episodes succeeded: the window moves back as the agent masters it (Florensa et al.
+    2017's reverse curriculum); 0: the fixed schedule"""
     demo_separate_advantages: bool = False
     """standardise the advantages of episodes begun from demonstrations and from the task's own starts
     separately, each group by its own minibatch mean and std (needs demo_path and normalize_advantages);
