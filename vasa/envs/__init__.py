@@ -158,7 +158,9 @@ def make(
         before its first demonstration start (then ``demo_ratio``); ``demo_anneal``: steps of
         each environment after the warm-up over which ``demo_ratio`` falls linearly to 0;
         ``demo_grow_at``: grow the forward/reverse window only when at least this fraction of an
-        environment's last ``increment_every`` demonstration episodes succeeded (0: the schedule).
+        environment's last ``increment_every`` episodes begun at the window's frontier (where half
+        its demonstration starts are drawn) succeeded (0: the schedule; see
+        :mod:`vasa.envs.curriculum`).
       **kwargs: passed to the task builder (Brax constructor arguments, Playground config
         overrides).
 
