@@ -481,7 +481,8 @@ def train(config: OffPolicyConfig, make_learner: Callable[[OffPolicyConfig, Any]
         evaluate = make_evaluate(config, learner, eval_env, run.num_eval_envs)
         session.begin(total, start)
         eval_key = jax.random.PRNGKey(config.seed + 10_000)
-        names = ("episode_return", "episodes", "buffer_size") + ("demo_window",) * (config.demo_grow_at > 0) + tuple(logged)
+        grown = ("demo_window",) if config.demo_grow_at > 0 else ()  # the curriculum's mean window, growing by success
+        names = ("episode_return", "episodes", "buffer_size") + grown + tuple(logged)
         stop = total if run.max_iterations is None else min(total, start + run.max_iterations)
         # calls end at evaluations (counted from the end of the warm-up), checkpoints and
         # the end of the warm-up itself (so no call mixes cheap and learning iterations)

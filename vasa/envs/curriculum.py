@@ -400,9 +400,10 @@ def slot_steps(config, env_steps: int) -> int:
 
 def check_demo_fields(config) -> None:
     """Validate a training config's ``demo_path``, ``demo_ratio``, ``demo_curriculum``,
-    ``demo_schedule``, ``demo_warmup``, ``demo_anneal`` and ``demo_grow_at`` (PPO, SAC/DDPG) before anything compiles: the file exists and loads for
-    ``config.env``; ratio, curriculum and schedule apply only with a path (the schedule only
-    to ``forward``/``reverse``); ``reset_mode`` (where present) is ``"fresh"``. Errors name
+    ``demo_schedule``, ``demo_warmup``, ``demo_anneal`` and ``demo_grow_at`` (PPO, SAC/DDPG)
+    before anything compiles: the file exists and loads for ``config.env``; ratio, curriculum and
+    schedule apply only with a path (the schedule and growth by success only to
+    ``forward``/``reverse``); ``reset_mode`` (where present) is ``"fresh"``. Errors name
     the field and value."""
     from vasa.run import require
     from vasa.run.fields import MissingPathError
