@@ -40,6 +40,7 @@ import optax
 from flax import struct
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from vasa.algos.demo_bc import bc_error, bc_weight, demo_pairs
 from vasa.algos.returns import advantage_stats, gae_advantages
 from vasa.dist.mesh import DATA_AXIS, jit_sharded_step, make_mesh, pmean, psum
 from vasa.envs import EnvState, make, parse_env_options
@@ -225,6 +226,13 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
 
     normalize = nets.inputs
     recurrent = nets.recurrent
+    bc = config.demo_bc_coef > 0  # DAPG's behaviour-cloning term on the demonstrations (vasa.algos.demo_bc)
+    if bc:
+        from vasa.envs.demos import Demos
+
+        bc_obs, bc_action = map(jnp.asarray, demo_pairs(Demos.load(config.demo_path, env_id=config.env),
+                                                        config.demo_until_success, np.asarray(dist.low),
+                                                        np.asarray(dist.high)))
 
     def _shift(key, pixels):
         from vasa.distill.augment import random_shift
@@ -291,6 +299,11 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
             temporal, spatial = caps_terms(act, obs, nxt, mb.get("smooth_key"), config.smooth_sigma)
             loss = loss + config.smooth_temporal * temporal + config.smooth_spatial * spatial
             aux.update(smooth_temporal=temporal, smooth_spatial=spatial)
+        if bc:
+            act = lambda x: dist.to_action(nets.policy.apply(params["policy"], normalize(normalizer, x))[0])  # noqa: E731
+            error = bc_error(act, bc_obs, bc_action, mb["bc_key"], config.demo_bc_batch)
+            loss = loss + mb["bc_weight"] * error
+            aux["demo_bc"] = error
         return loss, aux
 
     def kl_fn(policy_params, mb, normalizer):
@@ -388,6 +401,9 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
                 mbs = with_advantage_stats(mbs)
             if config.smooth_spatial > 0:
                 mbs["smooth_key"] = jax.random.split(jax.random.fold_in(k, jax.lax.axis_index(DATA_AXIS) + 7919), M)
+            if bc:
+                mbs["bc_key"] = jax.random.split(jax.random.fold_in(k, jax.lax.axis_index(DATA_AXIS) + 104_729), M)
+                mbs["bc_weight"] = jnp.full((M,), bc_weight(config.demo_bc_coef, config.demo_bc_decay, state.iteration))
             if config.pixels and config.augment == "crop":
                 mbs["aug_key"] = jax.random.split(jax.random.fold_in(k, jax.lax.axis_index(DATA_AXIS) + 1), M)
             return jax.lax.scan(functools.partial(sgd_step, state), carry, mbs)
@@ -528,7 +544,9 @@ def make_evaluate(config: PPOConfig, num_envs: int = 16, env=None):
 LOGGED = ("episode_return", "episode_return_std", "episodes", "loss", "policy_loss", "value_loss", "entropy",
           "kl", "beta", "clip_fraction", "grad_norm", "learning_rate", "updates_skipped")
 SMOOTH_LOGGED = ("smooth_temporal", "smooth_spatial")  # with PPOConfig.smooth_temporal / smooth_spatial > 0
-DEMO_LOGGED = ("demo_window",)  # with PPOConfig.demo_grow_at > 0: the curriculum window's mean width (steps)
+# with PPOConfig.demo_grow_at > 0: the curriculum window's mean width (steps); with demo_bc_coef > 0: the
+# behaviour-cloning term's squared error (unweighted)
+DEMO_LOGGED = ("demo_window", "demo_bc")
 
 
 def train(config: PPOConfig, run: RunConfig = RunConfig()) -> tuple[Callable, TrainState, list[dict]]:

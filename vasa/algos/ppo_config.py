@@ -169,6 +169,14 @@ class PPOConfig:
     environment begun at the window's frontier, where half its demonstration starts are drawn) only if at least
     this fraction of those episodes succeeded: the window moves back as the agent masters it (Florensa et al.
     2017's reverse curriculum); 0: the fixed schedule"""
+    demo_bc_coef: NonNegFloat = 0.0
+    """weight of a behaviour-cloning term on the demonstrations' (observation, action) pairs added to the loss:
+    demo_bc_coef * demo_bc_decay^iteration * mean ||policy's deterministic action - demonstrated action||^2 (DAPG,
+    Rajeswaran et al. 2018; vasa.algos.demo_bc); needs demo_path, state observations and core='none'; 0: off"""
+    demo_bc_decay: Annotated[float, Range(gt=0, le=1)] = 1.0
+    """factor on demo_bc_coef per iteration (DAPG's lambda1): 1 keeps it, 0.99 halves it every 69 iterations"""
+    demo_bc_batch: PosInt = 256
+    """demonstration pairs drawn (uniformly, per device) for each minibatch's behaviour-cloning term"""
     demo_separate_advantages: bool = False
     """standardise the advantages of episodes begun from demonstrations and from the task's own starts
     separately, each group by its own minibatch mean and std (needs demo_path and normalize_advantages);
@@ -227,6 +235,13 @@ class PPOConfig:
         from vasa.envs.curriculum import check_demo_fields
 
         check_demo_fields(self)  # demo_path exists and loads for env; demo_ratio/demo_curriculum need it
+        if self.demo_bc_coef > 0:
+            need(self.demo_path is not None, "demo_bc_coef", "it clones demonstrations: set demo_path")
+            need(not self.pixels and self.core == "none", "demo_bc_coef",
+                 "demonstrations record state observations and single steps: set pixels=False and core='none'")
+        else:
+            need(self.demo_bc_decay == 1.0, "demo_bc_decay", "it decays the behaviour-cloning term: set demo_bc_coef > 0")
+            need(self.demo_bc_batch == 256, "demo_bc_batch", "it sizes the behaviour-cloning term: set demo_bc_coef > 0")
         if self.demo_separate_advantages:
             need(self.demo_path is not None, "demo_separate_advantages",
                  "it applies to demonstrations: set demo_path")
