@@ -26,7 +26,7 @@
 #   bash benchmarks/gpu_session.sh pixppo           # PPO from 64x64 pixels (FF, LSTM) vs Brax vision PPO and state PPO (~8 min)
 #   bash benchmarks/gpu_session.sh step             # batch_step's lax.cond vs vmap, conv gradients (~3 min): decides
 #                                                   # whether batch_step's lazy reset should be the default off the CPU
-#   bash benchmarks/gpu_session.sh stackdemo        # robo/stack: demonstration curriculum vs none, 8M steps each (~9 min)
+#   bash benchmarks/gpu_session.sh stackdemo        # robo/stack: BC term + reverse starts, BC term, none, 3M steps each (~9 min)
 # Stages run in the order given; each writes <stage>*.json and <stage>.log under $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/vasa_out}
@@ -96,12 +96,12 @@ for stage in "$@"; do
       run step 240 python3 benchmarks/conv_gradient.py
       ;;
     stackdemo)
-      # issue 19: the demonstration curriculum against none on robo/stack, 8x the CPU runs' 0.92M
-      # steps (BENCHMARKS.md, session 13); same budget for both, success of every checkpoint, one PNG.
-      # The forward window that kept PPO's pace on the CPU (session 20: 25 25 3 at 128 envs); with 2,048 envs each
-      # slot starts ~6 demonstrations in 8M steps at ratio 0.3, so it grows every start
-      STACK="--env robo/stack --num-envs 2048 --unroll-length 32 --action-repeat 1 --episode-length 200 --total-env-steps 8000000 --num-minibatches 32 --num-epochs 4 --learning-rate 3e-4 --policy-layers 256 256 --value-layers 256 256 --checkpoint-every 10 --keep-checkpoints 100 --no-progress"
-      run stackdemo 570 bash -c "python3 examples/record_demos.py --env robo/stack --out /tmp/stack_demos.npz --num-episodes 128 --episode-length 120 && python3 examples/train_ppo.py $STACK --demo-path /tmp/stack_demos.npz --demo-ratio 0.3 --demo-separate-advantages --demo-curriculum forward --demo-schedule 25 25 1 --run-dir /tmp/stack-demos && python3 examples/train_ppo.py $STACK --run-dir /tmp/stack-none && python3 examples/evaluate_success.py /tmp/stack-demos /tmp/stack-none --labels 'forward demonstration starts, growing window' 'no demonstrations' --num-episodes 128 --csv $OUT/stack_curriculum.csv --plot $OUT/stack_curriculum.png"
+      # issue 19: demonstrations on robo/stack at GPU scale, three runs of 3M steps each with the same budget:
+      # DAPG's behaviour-cloning term (--demo-bc-coef 10) with reverse demonstration starts growing by success
+      # (session 34's CPU command), the term alone, and no demonstrations; success of every checkpoint, one PNG.
+      STACK="--env robo/stack --num-envs 2048 --unroll-length 32 --action-repeat 1 --episode-length 200 --total-env-steps 3000000 --num-minibatches 32 --num-epochs 4 --learning-rate 3e-4 --policy-layers 256 256 --value-layers 256 256 --checkpoint-every 5 --keep-checkpoints 100 --no-progress"
+      BC="--demo-path /tmp/stack_demos.npz --demo-bc-coef 10"
+      run stackdemo 570 bash -c "python3 examples/record_demos.py --env robo/stack --out /tmp/stack_demos.npz --num-episodes 256 --episode-length 120 && python3 examples/train_ppo.py $STACK $BC --demo-ratio 0.5 --demo-curriculum reverse --demo-schedule 5 5 8 --demo-grow-at 0.5 --run-dir /tmp/stack-bc-rev && python3 examples/train_ppo.py $STACK $BC --demo-ratio 0 --run-dir /tmp/stack-bc && python3 examples/train_ppo.py $STACK --run-dir /tmp/stack-none && python3 examples/evaluate_success.py /tmp/stack-bc-rev /tmp/stack-bc /tmp/stack-none --labels 'BC term + reverse starts' 'BC term' 'no demonstrations' --num-episodes 128 --csv $OUT/stack_curriculum.csv --plot $OUT/stack_curriculum.png"
       ;;
     *)
       echo "unknown stage '$stage' (one of: shift render sac ppo augment secant secantwalk es pixppo nav robo step stackdemo)"; exit 2
