@@ -21,9 +21,6 @@ from vasa.algos.demo_bc import bc_error, bc_weight, demo_pairs  # noqa: E402
 from vasa.algos.ppo_config import PPOConfig  # noqa: E402
 from vasa.envs.core import register  # noqa: E402
 
-register("toy/demo", lambda **_: Toy())  # the curriculum tests' pure-JAX task, as an env id PPO can build
-
-
 def sine_demos(first_success=(39, 9, 25)):
     """Toy demonstrations whose action is ``0.8 sin(t / 5)`` (1.3 at t = 0 before clipping) and
     whose episode ``e`` first succeeds after the action of step ``first_success[e]``."""
@@ -64,6 +61,7 @@ def test_weight_decays_geometrically_and_error_is_the_mean_squared_distance():
 
 
 def _config(path, **kw):
+    register("toy/demo", lambda **_: Toy())  # the curriculum tests' pure-JAX task, as an env id PPO builds
     fields = dict(env="toy/demo", num_envs=4, unroll_length=8, num_minibatches=2, num_epochs=2, episode_length=16,
                   action_repeat=1, total_env_steps=100 * 32, policy_layers=(32,), value_layers=(16,), demo_path=path,
                   demo_ratio=0.0, learning_rate=3e-3, entropy_coef=0.0, normalize_observations=False)
