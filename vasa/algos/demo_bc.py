@@ -32,8 +32,7 @@ def demo_pairs(demos: Demos, until_success: bool = True, low=None, high=None) ->
     """The ``(obs [N, O] float32, action [N, A] float32)`` pairs of ``demos``, episode by episode
     and step by step (``N``: the sum of each episode's length up to its first success, or of all
     ``E * T`` steps with ``until_success=False``); actions clipped to ``[low, high]`` when given."""
-    lengths = demos.steps_to_success() if until_success else np.full(demos.num_episodes, demos.length)
-    keep = np.arange(demos.length)[None, :] < np.asarray(lengths)[:, None]  # [E, T]
+    keep = np.arange(demos.length)[None, :] < demos.lengths(until_success)[:, None]  # [E, T]
     obs = demos.obs[keep].astype(np.float32)
     action = demos.action[keep].astype(np.float32)
     if low is not None or high is not None:

@@ -263,8 +263,9 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
     hinge = config.surrogate == "kl" and config.kl_hinge_coef > 0
     smooth = config.smooth_temporal > 0 or config.smooth_spatial > 0
 
-    def loss_fn(params, mb, normalizer, beta):
-        """The local minibatch loss (without the KL hinge, whose weight needs the global KL)."""
+    def loss_fn(params, mb, normalizer, beta, bc_scale):
+        """The local minibatch loss (without the KL hinge, whose weight needs the global KL);
+        ``bc_scale``: the behaviour-cloning term's weight this iteration (unused without it)."""
         obs = normalize(normalizer, mb["obs"])
         if config.pixels and config.augment == "crop":  # DrQ's random shift of the update batch
             obs = {**obs, "pixels": _shift(mb["aug_key"], obs["pixels"])}
@@ -302,7 +303,7 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
         if bc:
             act = lambda x: dist.to_action(nets.policy.apply(params["policy"], normalize(normalizer, x))[0])  # noqa: E731
             error = bc_error(act, bc_obs, bc_action, mb["bc_key"], config.demo_bc_batch)
-            loss = loss + mb["bc_weight"] * error
+            loss = loss + bc_scale * error
             aux["demo_bc"] = error
         return loss, aux
 
@@ -314,7 +315,8 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
 
     def sgd_step(state: TrainState, carry, mb):
         params, opt_state, stopped = carry
-        (loss, aux), grads = grad_fn(params, mb, state.normalizer, state.beta)
+        bc_scale = bc_weight(config.demo_bc_coef, config.demo_bc_decay, state.iteration) if bc else None
+        (loss, aux), grads = grad_fn(params, mb, state.normalizer, state.beta, bc_scale)
         local = dict(grads=grads, aux={**aux, "loss": loss})
         if hinge:
             local["kl_grad"] = jax.grad(kl_fn)(params["policy"], mb, state.normalizer)
@@ -403,7 +405,6 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
                 mbs["smooth_key"] = jax.random.split(jax.random.fold_in(k, jax.lax.axis_index(DATA_AXIS) + 7919), M)
             if bc:
                 mbs["bc_key"] = jax.random.split(jax.random.fold_in(k, jax.lax.axis_index(DATA_AXIS) + 104_729), M)
-                mbs["bc_weight"] = jnp.full((M,), bc_weight(config.demo_bc_coef, config.demo_bc_decay, state.iteration))
             if config.pixels and config.augment == "crop":
                 mbs["aug_key"] = jax.random.split(jax.random.fold_in(k, jax.lax.axis_index(DATA_AXIS) + 1), M)
             return jax.lax.scan(functools.partial(sgd_step, state), carry, mbs)

@@ -194,7 +194,7 @@ class DemoCurriculum(Wrapper):
         self._arrays = {k: jnp.asarray(getattr(demos, k)) for k in ("qpos", "qvel", "act", "ctrl", "qacc_warmstart")}
         self._params = {k: jnp.asarray(v) for k, v in demos.params.items()}
         self.until_success = bool(until_success)
-        self.lengths = demos.steps_to_success() if until_success else np.full(demos.num_episodes, demos.length, np.int32)
+        self.lengths = demos.lengths(until_success)
         self.warmup, self.anneal = int(warmup), int(anneal)
         self.grow_at = float(grow_at)
         self._progress, self._clock, self._width = None, None, None

@@ -204,6 +204,13 @@ class Demos:
         first = np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, self.length)
         return first.astype(np.int32)
 
+    def lengths(self, until_success: bool = True) -> np.ndarray:
+        """``int32 [E]``: the states of each episode that count as the demonstration:
+        :meth:`steps_to_success` with ``until_success``, else every one of the ``T``."""
+        if until_success:
+            return self.steps_to_success()
+        return np.full(self.num_episodes, self.length, np.int32)
+
     def successful(self) -> Demos:
         """The episodes that succeed at some step; the others are added to ``num_dropped``."""
         ok = self.success.max(axis=1, initial=0.0) > 0
