@@ -65,6 +65,9 @@ def main() -> None:
                         "still visible at 32x32 (cartpole_balance's expert acts with |a| ~ 0.006: doing nothing scores "
                         "~700 of its 999, and its 1-pixel pole hides the angle)")
     p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--supersample", type=int, default=1,
+                   help="rays per pixel side of every student's camera (DAggerConfig.supersample; 2 antialiases as "
+                        "DMControl's MuJoCo frames are)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--expert-env-steps", type=int, default=8_000_000,
                    help="the CAPS expert returns ~900 from 3M steps on; 8M (session 24; 16M before) keeps the whole "
@@ -255,7 +258,8 @@ def _train(args, out: str) -> dict:
         print(f"expert: final eval {expert_rows[-1]['eval_return']:.1f} after {expert_s:.0f} s", flush=True)
 
     pad = round(4 * args.image_size / 84) if args.crop_pad is None else args.crop_pad
-    base = dagger.DAggerConfig(env=args.env, image_size=args.image_size, action_repeat=args.action_repeat,
+    base = dagger.DAggerConfig(env=args.env, image_size=args.image_size, supersample=args.supersample,
+                               action_repeat=args.action_repeat,
                                num_envs=args.num_envs, expert_steps=args.expert_steps,
                                student_steps=args.student_steps, dataset_size=20_000, batch_size=args.batch_size,
                                hidden_layers=(256, 256), encoder=args.encoder,

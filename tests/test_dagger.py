@@ -469,6 +469,7 @@ def test_sac_adapters_read_the_right_observation():
     (dict(priority_exponent=1.5), "DAggerConfig.priority_exponent=1.5 is not allowed"),
     (dict(rollout_noise=-0.1), "DAggerConfig.rollout_noise=-0.1 is not allowed"),
     (dict(rollout_noise=float("nan")), "DAggerConfig.rollout_noise=nan is not allowed"),
+    (dict(supersample=0), "DAggerConfig.supersample=0 is not allowed"),
 ])
 def test_config_errors_name_the_field(change, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -295,6 +295,23 @@ def test_pixel_channels_grey_and_rgbd(cartpole):
     assert depth.max() == 255 and depth.min() < 255  # background saturates, the scene does not
 
 
+def test_pixel_supersample_averages_the_finer_grid():
+    """``supersample=2`` at 8x8 casts the rays of a 16x16 frame's pixel centres and averages each 2x2
+    block (MuJoCo's multisampling, as DMControl's frames are antialiased): the 16x16 render, mean-pooled."""
+    kw = dict(pixels=True, frame_stack=1, auto_reset=False)
+    fine = E.make("dmc/cartpole_balance", image_size=16, **kw)
+    coarse = E.make("dmc/cartpole_balance", image_size=8, supersample=2, **kw)
+    assert _find(coarse, E.PixelObservation).renderer.supersample == 2
+    key = jax.random.PRNGKey(4)
+    a = np.asarray(jax.jit(fine.reset)(key).obs["pixels"]).astype(float)
+    b = np.asarray(jax.jit(coarse.reset)(key).obs["pixels"]).astype(float)
+    pooled = a.reshape(8, 2, 8, 2, 3).mean((1, 3))
+    assert np.abs(b - pooled).max() <= 1.0  # the fine frame is quantised before pooling, the coarse one after
+    assert np.abs(b - a[::2, ::2]).max() > 10  # not a subsample: edges are blended
+    with pytest.raises(ValueError, match=r"supersample=2 is not allowed for toy/reach2d: it renders itself"):
+        E.make("toy/reach2d", pixels=True, supersample=2)
+
+
 def test_pixel_errors():
     with pytest.raises(ValueError, match="frame_stack=0"):
         E.make("dmc/cartpole_balance", pixels=True, frame_stack=0)

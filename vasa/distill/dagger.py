@@ -126,6 +126,9 @@ class DAggerConfig:
     """rendered image height and width"""
     frame_stack: PosInt = 3
     """frames per observation"""
+    supersample: PosInt = 1
+    """rays per pixel side of the student's camera (2: a 2x2 grid averaged, as MuJoCo's 4x multisampling
+    antialiases DMControl's frames; RGB costs supersample ** 2 rays per pixel)"""
     action_repeat: PosInt | None = None
     """repeat each action this many task steps (None: PAD's, vasa.envs.pixel_action_repeat); must equal the expert's"""
     episode_length: PosInt | None = None
@@ -242,7 +245,8 @@ def make_env(config: DAggerConfig, evaluation: bool = False, appearance: str | N
     offset = (1_000 if evaluation else 0) if seed_offset is None else seed_offset
     return make(config.env, pixels=True, image_size=config.image_size, frame_stack=config.frame_stack,
                 action_repeat=config.resolved_action_repeat(), episode_length=config.episode_length,
-                appearance=appearance or config.train_appearance, appearance_seed=config.seed + offset)
+                appearance=appearance or config.train_appearance, appearance_seed=config.seed + offset,
+                supersample=config.supersample)
 
 
 # --------------------------------------------------------------------------- state

@@ -98,6 +98,7 @@ def make(
     video=None,
     shadows: bool = False,
     shading: str = "mujoco",
+    supersample: int = 1,
     dynamics=None,
     demos=None,
     demo_ratio: float = 0.5,
@@ -199,7 +200,7 @@ def make(
     if pixels and (hasattr(task, "render_rgb") or own_rgb):  # draws itself (toy/reach2d) or its camera (nav/objectnav)
         height, width = hw
         own = dict(appearance=(appearance, "train"), channels=(channels, "rgb"), video=(video, None), shadows=(shadows, False),
-                   shading=(shading, "mujoco"))
+                   shading=(shading, "mujoco"), supersample=(supersample, 1))
         for name, (value, only) in own.items():
             if not (value is only or (isinstance(value, str) and value == only)):
                 raise ValueError(f"{name}={value!r} is not allowed for {env_id}: it renders itself, with one look "
@@ -216,7 +217,8 @@ def make(
             video = load_video(video, (height, width)) if isinstance(video, (str, os.PathLike)) else load_videos(video, (height, width))
         env = PixelObservation(env, width=width, height=height, camera=camera, channels=channels,
                                frame_stack=frame_stack, appearance=appearance, redraw=redraw,
-                               seed=appearance_seed, video=video, shadows=shadows, shading=shading)
+                               seed=appearance_seed, video=video, shadows=shadows, shading=shading,
+                               supersample=supersample)
     if auto_reset:
         env = AutoReset(env, mode=reset_mode)
     if curriculum is not None and auto_reset:
