@@ -1,6 +1,7 @@
-"""PPO's behaviour-cloning term on demonstrations (``demo_bc_coef``; :mod:`vasa.algos.demo_bc`):
-the pairs it clones, its weight schedule, that it pulls the policy's deterministic action onto
-the demonstrated one (measured with NumPy outside the trainer), and its config validation."""
+"""The behaviour-cloning term on demonstrations (``demo_bc_coef``; :mod:`vasa.algos.demo_bc`) in
+PPO's loss and in SAC's and DDPG's actor loss: the pairs it clones, its weight schedule, the
+Q-filter's mask against NumPy, that it pulls the policy's deterministic action onto the
+demonstrated one (measured with NumPy outside the trainer), and its config validation."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_demos import Toy, toy_demos  # noqa: E402
 
 from vasa.algos import ppo  # noqa: E402
-from vasa.algos.demo_bc import bc_error, bc_weight, demo_pairs  # noqa: E402
+from vasa.algos import ddpg, offpolicy, sac  # noqa: E402
+from vasa.algos.demo_bc import bc_term, bc_weight, demo_pairs  # noqa: E402
 from vasa.algos.ppo_config import PPOConfig  # noqa: E402
 from vasa.envs.core import register  # noqa: E402
+
 
 def sine_demos(first_success=(39, 9, 25)):
     """Toy demonstrations whose action is ``0.8 sin(t / 5)`` (1.3 at t = 0 before clipping) and
@@ -56,8 +59,20 @@ def test_weight_decays_geometrically_and_error_is_the_mean_squared_distance():
     key = jax.random.PRNGKey(3)
     idx = np.asarray(jax.random.randint(key, (50,), 0, 6))
     act = lambda o: 0.5 * o  # noqa: E731
-    want = ((0.5 * np.asarray(obs)[idx] - np.asarray(action)[idx]) ** 2).sum(-1).mean()
-    assert float(bc_error(act, obs, action, key, 50)) == pytest.approx(want, rel=1e-6)
+    err = ((0.5 * np.asarray(obs)[idx] - np.asarray(action)[idx]) ** 2).sum(-1)
+    error, kept = bc_term(act, obs, action, key, 50)
+    assert float(error) == pytest.approx(err.mean(), rel=1e-6) and float(kept) == 1.0
+    # Nair et al.'s Q-filter: only pairs whose demonstrated action the critic values above the policy's
+    q = lambda o, a: -(a[:, 1] - (o[:, 0] - 5.0)) ** 2  # noqa: E731  the best second action: o_0 - 5
+    o, a = np.asarray(obs)[idx], np.asarray(action)[idx]
+    keep = np.abs(a[:, 1] - (o[:, 0] - 5)) < np.abs(0.5 * o[:, 1] - (o[:, 0] - 5))
+    assert 0 < keep.mean() < 1  # the draw holds pairs of both kinds
+    error, kept = bc_term(act, obs, action, key, 50, q)
+    assert float(error) == pytest.approx((keep * err).mean(), rel=1e-6)
+    assert float(kept) == pytest.approx(keep.mean(), rel=1e-6)
+    grad = jax.grad(lambda w: bc_term(lambda o: w * o, obs, action, key, 50, q)[0])(0.5)
+    want = (keep[:, None] * 2 * (0.5 * o - a) * o).sum(-1).mean()  # no gradient through the mask
+    assert float(grad) == pytest.approx(want, rel=1e-5)
 
 
 def _config(path, **kw):
@@ -93,6 +108,51 @@ def test_ppo_with_the_term_imitates_the_demonstrations(tmp_path):
     assert last0 > 0.5 * first0 and np.isnan(logged0).all()  # without the term nothing pulls it there
 
 
+def _offpolicy_config(algo, path, **kw):
+    register("toy/demo", lambda **_: Toy())
+    cls = {"sac": sac.SACConfig, "ddpg": ddpg.DDPGConfig}[algo]
+    fields = dict(env="toy/demo", num_envs=4, episode_length=16, action_repeat=1, total_env_steps=10_000,
+                  hidden_layers=(32, 32), batch_size=64, buffer_size=2_000, learning_starts=64, demo_path=path,
+                  demo_ratio=0.0, learning_rate=3e-3)
+    if algo == "sac":
+        fields.update(actor_update_freq=1)
+    else:
+        fields.update(actor_learning_rate=3e-3, sigma_max=0.3)
+    return cls(**{**fields, **kw})
+
+
+@pytest.mark.parametrize("algo", ["sac", "ddpg"])
+def test_offpolicy_actor_with_the_term_imitates_the_demonstrations(tmp_path, algo):
+    """The toy task pays ``action``; training never visits the demonstration states (``demo_ratio=0``),
+    where RL alone leaves the actor's deterministic action far from ``0.8 sin(t / 5)`` (SAC ~0.5, DDPG
+    -1 on average). The term pulls it onto the sine (error below a tenth), and the logged error is that
+    error on a sample. With the Q-filter the critic, which values a larger action more, keeps only the
+    pairs whose demonstrated action beats the actor's: a few percent once the actor sits near +1, so the
+    error stays large (measured: kept 4%, actions ~+1, error ~0.97 against ~0.002 unfiltered)."""
+    d = sine_demos()
+    path = d.save(tmp_path / "toy.npz")
+    obs, action = demo_pairs(d, low=-1.0, high=1.0)
+    module = {"sac": sac, "ddpg": ddpg}[algo]
+
+    def error(config, iterations=150):
+        env = offpolicy.make_env(config)
+        learner = module.make_learner(config, env)
+        state = offpolicy.init(config, learner, env)
+        step = offpolicy.make_train_step(config, learner, env, chunk=iterations)
+        state, metrics = step(state, iterations)
+        actions = np.asarray(learner.policy(state.learner, jnp.asarray(obs)))
+        last = ((actions - action) ** 2).sum(-1).mean()
+        return last, {k: np.asarray(metrics[k])[-10:].mean() for k in ("demo_bc", "demo_bc_kept") if k in metrics}
+
+    plain, none = error(_offpolicy_config(algo, path))
+    assert not none and plain > 0.25, plain  # RL alone: far from the sine
+    cloned, logged = error(_offpolicy_config(algo, path, demo_bc_coef=30.0))
+    assert cloned < 0.1 * plain, (cloned, plain)
+    assert logged["demo_bc"] == pytest.approx(cloned, rel=0.5, abs=0.01) and logged["demo_bc_kept"] == 1.0
+    filtered, logged_q = error(_offpolicy_config(algo, path, demo_bc_coef=30.0, demo_bc_q_filter=True))
+    assert logged_q["demo_bc_kept"] < 0.9 and filtered > 2 * cloned, (logged_q, filtered, cloned)
+
+
 def test_config_refuses_the_term_where_it_cannot_apply(tmp_path):
     path = sine_demos().save(tmp_path / "toy.npz")
     _config(path, demo_bc_coef=1.0, demo_bc_decay=0.99, demo_bc_batch=64).validate()
@@ -109,3 +169,17 @@ def test_config_refuses_the_term_where_it_cannot_apply(tmp_path):
     for kw, message in cases:
         with pytest.raises(ValueError, match=message):
             _config(path, **kw).validate()
+    _offpolicy_config("sac", path, demo_bc_coef=1.0, demo_bc_decay=0.99, demo_bc_batch=64,
+                      demo_bc_q_filter=True).validate()
+    offpolicy_cases = [
+        (dict(demo_path=None, demo_ratio=0.5, demo_bc_coef=1.0), "demo_bc_coef=1.0 is not allowed: it clones"),
+        (dict(demo_bc_coef=1.0, pixels=True), "demo_bc_coef=1.0 is not allowed: demonstrations record state "
+                                              "observations: set pixels=False"),
+        (dict(demo_bc_q_filter=True), "demo_bc_q_filter=True is not allowed: it filters"),
+        (dict(demo_bc_decay=0.5), "demo_bc_decay=0.5 is not allowed: it decays"),
+        (dict(demo_bc_coef=1.0, demo_bc_batch=0), "demo_bc_batch=0 is not allowed"),
+    ]
+    for algo in ("sac", "ddpg"):
+        for kw, message in offpolicy_cases:
+            with pytest.raises(ValueError, match=message):
+                _offpolicy_config(algo, path, **kw).validate()

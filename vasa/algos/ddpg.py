@@ -99,6 +99,7 @@ class DDPGLearner:
         self.tx_critic = (optax.adamw(config.learning_rate, weight_decay=config.weight_decay)
                           if config.weight_decay > 0 else optax.adam(config.learning_rate))
         self.tx_actor = optax.adam(config.actor_learning_rate)
+        self.cloning = offpolicy.DemoCloning(config, spec.low, spec.high)
 
     def _action(self, actor, critic, x=None, h=None):
         return self.dist.to_action(self.mu.apply(actor["mu"], self.trunk.actor_features(actor, critic, x, h)))
@@ -159,10 +160,15 @@ class DDPGLearner:
         feat = self.trunk.critic_features(critic, h=h)
 
         def actor_loss(a):
-            return -jnp.mean(self.q.apply(critic["q"], feat, self._action(a, critic, h=h))[0])
+            loss, cloned = -jnp.mean(self.q.apply(critic["q"], feat, self._action(a, critic, h=h))[0]), ()
+            if self.cloning.enabled:  # behaviour cloning on the demonstrations (state observations)
+                bc, cloned = self.cloning.term(lambda o: self._action(a, critic, o),
+                                               lambda o, act: self.q.apply(critic["q"], self.trunk.critic_features(critic, o), act)[0], key, step)
+                loss = loss + bc
+            return loss, cloned
 
-        a_loss, g = jax.value_and_grad(actor_loss)(actor)
-        g, a_loss = pmean((g, a_loss), DATA_AXIS)
+        (a_loss, cloned), g = jax.value_and_grad(actor_loss, has_aux=True)(actor)
+        g, a_loss, cloned = pmean((g, a_loss, cloned), DATA_AXIS)
         actor, opt_a = apply_gradients(self.tx_actor, g, state["opt"]["actor"], actor)
 
         online = {"critic": critic, "actor": actor}
@@ -172,6 +178,8 @@ class DDPGLearner:
             copy = (step + 1) % cfg.hard_update_interval == 0
             target = jax.tree.map(lambda new, old: jnp.where(copy, new, old), online, target)
         metrics = {"critic_loss": c_loss, "actor_loss": a_loss, "q_mean": q_mean}
+        if self.cloning.enabled:
+            metrics.update(demo_bc=cloned[0], demo_bc_kept=cloned[1])
         return {"critic": critic, "actor": actor, "target": target, "opt": {"critic": opt_c, "actor": opt_a}}, metrics
 
 

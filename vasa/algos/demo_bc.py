@@ -17,6 +17,12 @@ stays the entropy bonus's business).
 The pairs are the demonstration proper: each episode's states up to the one whose action first
 led to success (:meth:`vasa.envs.demos.Demos.steps_to_success`), or the whole recording with
 ``until_success=False``, as the curriculum samples its starts.
+
+SAC and DDPG (``OffPolicyConfig.demo_bc_*``) add the same term to the actor's loss, weighted per
+iteration of learning, optionally with Nair et al.'s Q-filter ("Overcoming exploration in
+reinforcement learning with demonstrations", ICRA 2018): a pair is cloned only where the critic
+prefers the demonstrated action to the policy's (``demo_bc_q_filter``), so the demonstrations
+stop pulling once the policy does better.
 """
 
 from __future__ import annotations
@@ -45,14 +51,56 @@ def bc_weight(coef: float, decay: float, iteration: jax.Array) -> jax.Array:
     return jnp.asarray(coef, jnp.float32) * jnp.asarray(decay, jnp.float32) ** jnp.asarray(iteration, jnp.float32)
 
 
-def bc_error(act, obs: jax.Array, action: jax.Array, key: jax.Array, batch: int) -> jax.Array:
-    """Mean over ``batch`` pairs drawn uniformly (with replacement, by ``key``) of the squared
-    error ``|| act(obs_i) - action_i ||^2`` summed over the action axis: ``[] float32``.
+def bc_term(act, obs: jax.Array, action: jax.Array, key: jax.Array, batch: int, q=None) -> tuple[jax.Array, jax.Array]:
+    """The behaviour-cloning error on ``batch`` pairs drawn uniformly (with replacement, by ``key``):
+    ``(error [] float32, kept [] float32)``, ``error`` the mean over the drawn pairs of
+    ``keep_i * || act(obs_i) - action_i ||^2`` (summed over the action axis).
 
     ``act``: ``[B, O] -> [B, A]`` deterministic actions (the caller normalises the input);
-    ``obs [N, O]``, ``action [N, A]``: :func:`demo_pairs`."""
+    ``obs [N, O]``, ``action [N, A]``: :func:`demo_pairs`. Without ``q`` every pair is kept
+    (``kept = 1``). With ``q`` (``(obs [B, O], actions [B, A]) -> [B]``, the critic's value),
+    Nair et al. 2018's Q-filter: a pair is kept only where the critic values the demonstrated
+    action above the policy's, ``q(o_i, action_i) > q(o_i, act(o_i))`` (no gradient through the
+    test); ``kept`` is the kept fraction."""
     idx = jax.random.randint(key, (batch,), 0, obs.shape[0])
-    return jnp.sum((act(obs[idx]) - action[idx]) ** 2, axis=-1).mean()
+    o, a = obs[idx], action[idx]
+    pi = act(o)
+    error = jnp.sum((pi - a) ** 2, axis=-1)
+    if q is None:
+        return error.mean(), jnp.ones((), jnp.float32)
+    keep = jax.lax.stop_gradient((q(o, a) > q(o, pi)).astype(jnp.float32))
+    return (keep * error).mean(), keep.mean()
 
 
-__all__ = ["bc_error", "bc_weight", "demo_pairs"]
+def load_pairs(config, low, high) -> tuple[jax.Array, jax.Array]:
+    """:func:`demo_pairs` of ``config.demo_path`` (checked against ``config.env``), actions clipped to
+    ``[low, high]``, as device arrays (``config.demo_until_success`` decides where episodes end)."""
+    from vasa.envs.demos import Demos
+
+    demos = Demos.load(config.demo_path, env_id=config.env)
+    return tuple(map(jnp.asarray, demo_pairs(demos, config.demo_until_success, np.asarray(low), np.asarray(high))))
+
+
+def check_bc_fields(config) -> None:
+    """Validate a PPO or off-policy config's ``demo_bc_*`` fields (messages name the field, the value
+    and what is allowed): the term needs ``demo_path`` and state observations (and PPO's
+    ``core='none'``: the pairs are single steps); its other fields need the term."""
+    from vasa.run import require
+
+    def need(ok, field, allowed):
+        require(config, ok, field, allowed)
+
+    recurrent = hasattr(config, "core")
+    if config.demo_bc_coef > 0:
+        need(config.demo_path is not None, "demo_bc_coef", "it clones demonstrations: set demo_path")
+        need(not config.pixels and getattr(config, "core", "none") == "none", "demo_bc_coef",
+             "demonstrations record state observations" + (" and single steps: set pixels=False and core='none'"
+                                                            if recurrent else ": set pixels=False"))
+    else:
+        need(config.demo_bc_decay == 1.0, "demo_bc_decay", "it decays the behaviour-cloning term: set demo_bc_coef > 0")
+        need(config.demo_bc_batch == 256, "demo_bc_batch", "it sizes the behaviour-cloning term: set demo_bc_coef > 0")
+        need(not getattr(config, "demo_bc_q_filter", False), "demo_bc_q_filter",
+             "it filters the behaviour-cloning term: set demo_bc_coef > 0")
+
+
+__all__ = ["bc_term", "bc_weight", "check_bc_fields", "demo_pairs", "load_pairs"]

@@ -35,7 +35,7 @@ from vasa.envs.curriculum import SCHEDULE, DemoSchedule, demo_overrides
 from vasa.envs.rollout import episode_returns
 from vasa.envs.randomize import SuiteName, appearance_problem
 from vasa.run import RunConfig, chunk_plan, chunked_iterations, prepare_run, require
-from vasa.run.fields import NonNegInt, PosFloat, PosInt, Range, Seed, UnitFloat, check_fields
+from vasa.run.fields import NonNegFloat, NonNegInt, PosFloat, PosInt, Range, Seed, UnitFloat, check_fields
 
 
 Suite = SuiteName  # (kept under its old name)
@@ -124,6 +124,17 @@ class OffPolicyConfig:
     environment begun at the window's frontier, where half its demonstration starts are drawn) only if at least
     this fraction of those episodes succeeded: the window moves back as the agent masters it (Florensa et al.
     2017's reverse curriculum); 0: the fixed schedule"""
+    demo_bc_coef: NonNegFloat = 0.0
+    """weight of a behaviour-cloning term on the demonstrations' (observation, action) pairs in the actor's loss:
+    demo_bc_coef * demo_bc_decay^k * mean ||actor's deterministic action - demonstrated action||^2 at learning
+    iteration k (vasa.algos.demo_bc); needs demo_path and state observations; 0: off"""
+    demo_bc_decay: Annotated[float, Range(gt=0, le=1)] = 1.0
+    """factor on demo_bc_coef per iteration of learning (updates_per_iteration actor updates): 1 keeps it"""
+    demo_bc_batch: PosInt = 256
+    """demonstration pairs drawn (uniformly, per device) for each update's behaviour-cloning term"""
+    demo_bc_q_filter: bool = False
+    """clone a pair only where the critic values the demonstrated action above the actor's (Nair et al. 2018's
+    Q-filter): the demonstrations stop pulling where the policy already does better"""
 
     @property
     def updates_per_iteration(self) -> int:
@@ -184,6 +195,9 @@ class OffPolicyConfig:
         from vasa.envs.curriculum import check_demo_fields
 
         check_demo_fields(self)  # demo_path exists and loads for env; demo_ratio/demo_curriculum need it
+        from vasa.algos.demo_bc import check_bc_fields
+
+        check_bc_fields(self)  # demo_bc_*: the term needs demo_path and state observations
 
 
 def make_env(config: OffPolicyConfig, evaluation: bool = False):
@@ -482,7 +496,8 @@ def train(config: OffPolicyConfig, make_learner: Callable[[OffPolicyConfig, Any]
         session.begin(total, start)
         eval_key = jax.random.PRNGKey(config.seed + 10_000)
         grown = ("demo_window",) if config.demo_grow_at > 0 else ()  # the curriculum's mean window, growing by success
-        names = ("episode_return", "episodes", "buffer_size") + grown + tuple(logged)
+        cloned = DEMO_BC_LOGGED if config.demo_bc_coef > 0 else ()  # the actor's behaviour-cloning term
+        names = ("episode_return", "episodes", "buffer_size") + grown + tuple(logged) + cloned
         stop = total if run.max_iterations is None else min(total, start + run.max_iterations)
         # calls end at evaluations (counted from the end of the warm-up), checkpoints and
         # the end of the warm-up itself (so no call mixes cheap and learning iterations)
@@ -505,6 +520,39 @@ def train(config: OffPolicyConfig, make_learner: Callable[[OffPolicyConfig, Any]
                 session.save(it, state)
     params = state.learner
     return (lambda obs: learner.policy(params, obs)), state, session.rows
+
+
+# with demo_bc_coef > 0: the behaviour-cloning error on the drawn demonstration pairs (after the Q-filter's
+# mask, if on) and the fraction of pairs the Q-filter kept (1 without it), averaged over the actor updates
+DEMO_BC_LOGGED = ("demo_bc", "demo_bc_kept")
+
+
+class DemoCloning:
+    """The actor's behaviour-cloning term for SAC and DDPG (``demo_bc_*``; :mod:`vasa.algos.demo_bc`):
+    the demonstration pairs (state observations, actions clipped to the action bounds) and
+    ``term(act, q, key, step) -> (weighted loss [], (error [], kept []))`` for one actor update,
+    ``act`` the actor's deterministic ``[B, O] -> [B, A]``, ``q`` the critic's ``(obs, actions) -> [B]``
+    (used by the Q-filter only), ``step`` the learner's update count (the weight decays per
+    iteration of learning, ``updates_per_iteration`` updates). ``enabled`` is False with
+    ``demo_bc_coef = 0``: then nothing is loaded or compiled in."""
+
+    def __init__(self, config: OffPolicyConfig, low, high):
+        self.config = config
+        self.enabled = config.demo_bc_coef > 0
+        if self.enabled:
+            from vasa.algos.demo_bc import load_pairs
+
+            self.obs, self.action = load_pairs(config, low, high)
+
+    def term(self, act, q, key, step):
+        from vasa.algos.demo_bc import bc_term, bc_weight
+
+        cfg = self.config
+        key = jax.random.fold_in(key, 0x5BC)  # its own stream: runs without the term draw as before
+        error, kept = bc_term(act, self.obs, self.action, key, cfg.demo_bc_batch,
+                              q if cfg.demo_bc_q_filter else None)
+        weight = bc_weight(cfg.demo_bc_coef, cfg.demo_bc_decay, step // cfg.updates_per_iteration)
+        return weight * error, (error, kept)
 
 
 def soft_update(target, online, tau: float):
@@ -572,5 +620,5 @@ def apply_gradients(tx, grads, opt_state, params):
 
 
 
-__all__ = ["DEFAULT_RUN", "Learner", "OffPolicyConfig", "TrainState", "init", "make_env", "make_evaluate", "make_train_step",
+__all__ = ["DEFAULT_RUN", "DEMO_BC_LOGGED", "DemoCloning", "Learner", "OffPolicyConfig", "TrainState", "init", "make_env", "make_evaluate", "make_train_step",
            "PixelTrunk", "apply_gradients", "example_input", "network_input", "soft_update", "state_specs", "train"]

@@ -40,7 +40,7 @@ import optax
 from flax import struct
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from vasa.algos.demo_bc import bc_error, bc_weight, demo_pairs
+from vasa.algos.demo_bc import bc_term, bc_weight, load_pairs
 from vasa.algos.returns import advantage_stats, gae_advantages
 from vasa.dist.mesh import DATA_AXIS, jit_sharded_step, make_mesh, pmean, psum
 from vasa.envs import EnvState, make, parse_env_options
@@ -228,11 +228,7 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
     recurrent = nets.recurrent
     bc = config.demo_bc_coef > 0  # DAPG's behaviour-cloning term on the demonstrations (vasa.algos.demo_bc)
     if bc:
-        from vasa.envs.demos import Demos
-
-        bc_obs, bc_action = map(jnp.asarray, demo_pairs(Demos.load(config.demo_path, env_id=config.env),
-                                                        config.demo_until_success, np.asarray(dist.low),
-                                                        np.asarray(dist.high)))
+        bc_obs, bc_action = load_pairs(config, dist.low, dist.high)
 
     def _shift(key, pixels):
         from vasa.distill.augment import random_shift
@@ -302,7 +298,7 @@ def make_iteration(config: PPOConfig, env=None, mesh=None) -> tuple[Callable, Tr
             aux.update(smooth_temporal=temporal, smooth_spatial=spatial)
         if bc:
             act = lambda x: dist.to_action(nets.policy.apply(params["policy"], normalize(normalizer, x))[0])  # noqa: E731
-            error = bc_error(act, bc_obs, bc_action, mb["bc_key"], config.demo_bc_batch)
+            error = bc_term(act, bc_obs, bc_action, mb["bc_key"], config.demo_bc_batch)[0]
             loss = loss + bc_scale * error
             aux["demo_bc"] = error
         return loss, aux

@@ -235,13 +235,9 @@ class PPOConfig:
         from vasa.envs.curriculum import check_demo_fields
 
         check_demo_fields(self)  # demo_path exists and loads for env; demo_ratio/demo_curriculum need it
-        if self.demo_bc_coef > 0:
-            need(self.demo_path is not None, "demo_bc_coef", "it clones demonstrations: set demo_path")
-            need(not self.pixels and self.core == "none", "demo_bc_coef",
-                 "demonstrations record state observations and single steps: set pixels=False and core='none'")
-        else:
-            need(self.demo_bc_decay == 1.0, "demo_bc_decay", "it decays the behaviour-cloning term: set demo_bc_coef > 0")
-            need(self.demo_bc_batch == 256, "demo_bc_batch", "it sizes the behaviour-cloning term: set demo_bc_coef > 0")
+        from vasa.algos.demo_bc import check_bc_fields
+
+        check_bc_fields(self)  # demo_bc_*: the term needs demo_path and state observations
         if self.demo_separate_advantages:
             need(self.demo_path is not None, "demo_separate_advantages",
                  "it applies to demonstrations: set demo_path")

@@ -96,6 +96,7 @@ class SACLearner:
                                        state_dependent_std=True, init_log_std=0.0,
                                        min_log_std=config.log_std_min, max_log_std=config.log_std_max)
         self.tx = optax.adam(config.learning_rate)
+        self.cloning = offpolicy.DemoCloning(config, spec.low, spec.high)
         self.target_entropy = (-float(self.action_size) if config.target_entropy is None
                                else float(config.target_entropy))
 
@@ -124,11 +125,8 @@ class SACLearner:
         return self.dist.to_action(u), explore
 
     def policy(self, state, obs):
-        def greedy(x):
-            features = self.trunk.actor_features(state["actor"], state["critic"], x)
-            return self.dist.to_action(self.head.apply(state["actor"]["head"], features)[0])
-
-        return self.trunk.on_batch(greedy, network_input(self.config, obs))
+        return self.trunk.on_batch(lambda x: self._greedy(state["actor"], state["critic"], x),
+                                   network_input(self.config, obs))
 
     def update(self, state, batch, key, step):
         cfg = self.config
@@ -161,19 +159,26 @@ class SACLearner:
             def actor_loss(a):
                 u, logp = self._sample(a, k_pi, self.trunk.actor_features(a, critic, h=h))
                 q = self.q.apply(critic["q"], self.trunk.critic_features(critic, h=h), self.dist.to_action(u))
-                return jnp.mean(jnp.exp(log_alpha) * logp - q.min(0)), logp
+                loss, cloned = jnp.mean(jnp.exp(log_alpha) * logp - q.min(0)), ()
+                if self.cloning.enabled:  # behaviour cloning on the demonstrations (state observations)
+                    def q_min(o, act):
+                        return self.q.apply(critic["q"], self.trunk.critic_features(critic, o), act).min(0)
 
-            (a_loss, logp), g = jax.value_and_grad(actor_loss, has_aux=True)(actor)
+                    bc, cloned = self.cloning.term(lambda o: self._greedy(a, critic, o), q_min, k_pi, step)
+                    loss = loss + bc
+                return loss, (logp, cloned)
+
+            (a_loss, (logp, cloned)), g = jax.value_and_grad(actor_loss, has_aux=True)(actor)
             # the temperature's gradient uses the same (pre-update) log-probs
             slack = jax.lax.stop_gradient(-logp - self.target_entropy)
             al_loss, g_al = jax.value_and_grad(lambda la: jnp.mean(jnp.exp(la) * slack))(log_alpha)
-            g, g_al, aux = pmean((g, g_al, jnp.stack([a_loss, al_loss, -logp.mean()])), DATA_AXIS)
+            g, g_al, aux = pmean((g, g_al, jnp.stack([a_loss, al_loss, -logp.mean(), *cloned])), DATA_AXIS)
             actor, opt_a = apply_gradients(self.tx, g, opt_a, actor)
             log_alpha, opt_al = apply_gradients(self.tx, g_al, opt_al, log_alpha)
             return (actor, log_alpha, opt_a, opt_al), aux
 
         def skip(operand):
-            return operand, jnp.full((3,), jnp.nan)
+            return operand, jnp.full((5 if self.cloning.enabled else 3,), jnp.nan)
 
         operand = (actor, state["log_alpha"], state["opt"]["actor"], state["opt"]["alpha"])
         if cfg.actor_update_freq == 1:
@@ -192,9 +197,15 @@ class SACLearner:
         metrics = {"critic_loss": c_loss, "q_mean": q_mean,
                    "actor_loss": actor_aux[0], "alpha_loss": actor_aux[1], "entropy": actor_aux[2],
                    "alpha": jnp.exp(log_alpha)}
+        if self.cloning.enabled:
+            metrics.update(demo_bc=actor_aux[3], demo_bc_kept=actor_aux[4])
         return new_state, metrics
 
     # ---------------------------------------------------------------- helpers
+
+    def _greedy(self, actor, critic, x):
+        """The deterministic action ``[B, A]`` (the squashed mean) on network inputs ``x``."""
+        return self.dist.to_action(self.head.apply(actor["head"], self.trunk.actor_features(actor, critic, x))[0])
 
     def _sample(self, actor, key, features):
         """Reparameterised pre-squash sample ``[B, A]`` and the action log-prob ``[B]``."""
