@@ -15,7 +15,11 @@ What SURREAL-DDPG (Fan et al., CoRL 2018; dissertation section 2.5.2) prescribes
   target updates;
 * **pixel mode**: the shared conv encoder is trained by the critic loss only; the actor sees its
   stop-gradient output through its own projection (as SAC's pixel mode, DrQ's weak random
-  shift included when ``augment_pad > 0``, or the ``augment`` chosen: crop, conv, none).
+  shift included when ``augment_pad > 0``, or the ``augment`` chosen: crop, conv, none);
+* **demonstrations** (state observations): ``demo_bc_coef`` adds a behaviour-cloning term on their
+  (observation, action) pairs to the actor's loss, with Nair et al.'s Q-filter on request
+  (``demo_bc_q_filter``; :class:`vasa.algos.offpolicy.DemoCloning`), the combination DDPG from
+  demonstrations was introduced with.
 """
 
 from __future__ import annotations
@@ -162,8 +166,10 @@ class DDPGLearner:
         def actor_loss(a):
             loss, cloned = -jnp.mean(self.q.apply(critic["q"], feat, self._action(a, critic, h=h))[0]), ()
             if self.cloning.enabled:  # behaviour cloning on the demonstrations (state observations)
-                bc, cloned = self.cloning.term(lambda o: self._action(a, critic, o),
-                                               lambda o, act: self.q.apply(critic["q"], self.trunk.critic_features(critic, o), act)[0], key, step)
+                def q_value(o, act):
+                    return self.q.apply(critic["q"], self.trunk.critic_features(critic, o), act)[0]
+
+                bc, cloned = self.cloning.term(lambda o: self._action(a, critic, o), q_value, key, step)
                 loss = loss + bc
             return loss, cloned
 

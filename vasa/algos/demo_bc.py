@@ -90,12 +90,12 @@ def check_bc_fields(config) -> None:
     def need(ok, field, allowed):
         require(config, ok, field, allowed)
 
-    recurrent = hasattr(config, "core")
+    has_core = hasattr(config, "core")  # PPO's configs
     if config.demo_bc_coef > 0:
         need(config.demo_path is not None, "demo_bc_coef", "it clones demonstrations: set demo_path")
         need(not config.pixels and getattr(config, "core", "none") == "none", "demo_bc_coef",
              "demonstrations record state observations" + (" and single steps: set pixels=False and core='none'"
-                                                            if recurrent else ": set pixels=False"))
+                                                            if has_core else ": set pixels=False"))
     else:
         need(config.demo_bc_decay == 1.0, "demo_bc_decay", "it decays the behaviour-cloning term: set demo_bc_coef > 0")
         need(config.demo_bc_batch == 256, "demo_bc_batch", "it sizes the behaviour-cloning term: set demo_bc_coef > 0")

@@ -8,6 +8,7 @@ locomotion on MJX) and ``dmc/<task>`` (DM Control Suite from MuJoCo Playground, 
 
 from __future__ import annotations
 
+import numbers
 import os
 
 from vasa.envs.core import (ArraySpec, Env, EnvId, EnvOptions, EnvState, check_env_id, make_raw, parse_env_options,
@@ -202,7 +203,7 @@ def make(
         own = dict(appearance=(appearance, "train"), channels=(channels, "rgb"), video=(video, None), shadows=(shadows, False),
                    shading=(shading, "mujoco"), supersample=(supersample, 1))
         for name, (value, only) in own.items():
-            if not (value is only or (isinstance(value, str) and value == only)):
+            if not (value is only or (isinstance(value, (str, numbers.Integral)) and value == only)):
                 raise ValueError(f"{name}={value!r} is not allowed for {env_id}: it renders itself, with one look "
                                  f"({name}={only!r} only).")
         if own_rgb:  # the task's own camera frame, stacked: no second render
