@@ -29,6 +29,7 @@ from flax import struct
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from vasa import replay
+from vasa.algos.demo_bc import bc_term, bc_weight, check_bc_fields, load_pairs
 from vasa.dist.mesh import DATA_AXIS, global_row_ids, jit_sharded_step, make_mesh, pmean, psum
 from vasa.envs import EnvId, EnvOptions, EnvState, batch_step, make, parse_env_options
 from vasa.envs.curriculum import SCHEDULE, DemoSchedule, demo_overrides
@@ -195,8 +196,6 @@ class OffPolicyConfig:
         from vasa.envs.curriculum import check_demo_fields
 
         check_demo_fields(self)  # demo_path exists and loads for env; demo_ratio/demo_curriculum need it
-        from vasa.algos.demo_bc import check_bc_fields
-
         check_bc_fields(self)  # demo_bc_*: the term needs demo_path and state observations
 
 
@@ -540,13 +539,9 @@ class DemoCloning:
         self.config = config
         self.enabled = config.demo_bc_coef > 0
         if self.enabled:
-            from vasa.algos.demo_bc import load_pairs
-
             self.obs, self.action = load_pairs(config, low, high)
 
     def term(self, act, q, key, step):
-        from vasa.algos.demo_bc import bc_term, bc_weight
-
         cfg = self.config
         key = jax.random.fold_in(key, 0x5BC)  # its own stream: runs without the term draw as before
         error, kept = bc_term(act, self.obs, self.action, key, cfg.demo_bc_batch,
