@@ -87,20 +87,19 @@ def check_bc_fields(config) -> None:
     ``core='none'``: the pairs are single steps); its other fields need the term."""
     from vasa.run import require
 
-    def need(ok, field, allowed):
-        require(config, ok, field, allowed)
-
-    has_core = hasattr(config, "core")  # PPO's configs
+    core = getattr(config, "core", None)  # PPO's configs have one
     if config.demo_bc_coef > 0:
-        need(config.demo_path is not None, "demo_bc_coef", "it clones demonstrations: set demo_path")
-        need(not config.pixels and getattr(config, "core", "none") == "none", "demo_bc_coef",
-             "demonstrations record state observations" + (" and single steps: set pixels=False and core='none'"
-                                                            if has_core else ": set pixels=False"))
+        require(config, config.demo_path is not None, "demo_bc_coef", "it clones demonstrations: set demo_path")
+        require(config, not config.pixels and core in (None, "none"), "demo_bc_coef",
+                "demonstrations record state observations" + (": set pixels=False" if core is None else
+                                                               " and single steps: set pixels=False and core='none'"))
     else:
-        need(config.demo_bc_decay == 1.0, "demo_bc_decay", "it decays the behaviour-cloning term: set demo_bc_coef > 0")
-        need(config.demo_bc_batch == 256, "demo_bc_batch", "it sizes the behaviour-cloning term: set demo_bc_coef > 0")
-        need(not getattr(config, "demo_bc_q_filter", False), "demo_bc_q_filter",
-             "it filters the behaviour-cloning term: set demo_bc_coef > 0")
+        require(config, config.demo_bc_decay == 1.0, "demo_bc_decay",
+                "it decays the behaviour-cloning term: set demo_bc_coef > 0")
+        require(config, config.demo_bc_batch == 256, "demo_bc_batch",
+                "it sizes the behaviour-cloning term: set demo_bc_coef > 0")
+        require(config, not getattr(config, "demo_bc_q_filter", False), "demo_bc_q_filter",
+                "it filters the behaviour-cloning term: set demo_bc_coef > 0")
 
 
 __all__ = ["bc_term", "bc_weight", "check_bc_fields", "demo_pairs", "load_pairs"]

@@ -142,7 +142,9 @@ def make(
         ``pixels=True``.
       frame_stack, channels (``rgb``/``grey``/``rgbd``), redraw (``episode``/``never``),
       appearance_seed, shadows, shading (``mujoco``: MuJoCo's lighting; ``fast``: one
-      light): see :class:`PixelObservation`.
+      light), supersample (rays per pixel side, averaged: 2 antialiases as MuJoCo's
+      multisampling does; tasks that render themselves allow 1 only): see
+      :class:`PixelObservation`.
       video: background frames for the video suites: a path (see
         :func:`~vasa.envs.randomize.load_video`), a list of paths, or a ``uint8`` array
         ``[F, h, w, 3]``/``[V, F, h, w, 3]``; default: procedural moving backgrounds.
