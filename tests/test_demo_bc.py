@@ -1,6 +1,6 @@
 """The behaviour-cloning term on demonstrations (``demo_bc_coef``; :mod:`vasa.algos.demo_bc`) in
 PPO's loss and in SAC's and DDPG's actor loss: the pairs it clones, its weight schedule, the
-Q-filter's mask against NumPy, that it pulls the policy's deterministic action onto the
+Q-filter's mask against NumPy, TD3+BC's normalisation of the actor's RL term, that it pulls the policy's deterministic action onto the
 demonstrated one (measured with NumPy outside the trainer), and its config validation."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from test_demos import Toy, toy_demos  # noqa: E402
 
 from vasa.algos import ppo  # noqa: E402
 from vasa.algos import ddpg, offpolicy, sac  # noqa: E402
-from vasa.algos.demo_bc import bc_term, bc_weight, demo_pairs  # noqa: E402
+from vasa.algos.demo_bc import bc_term, bc_weight, demo_pairs, q_scale  # noqa: E402
 from vasa.algos.ppo_config import PPOConfig  # noqa: E402
 from vasa.envs.core import register  # noqa: E402
 
@@ -153,6 +153,60 @@ def test_offpolicy_actor_with_the_term_imitates_the_demonstrations(tmp_path, alg
     assert logged_q["demo_bc_kept"] < 0.9 and filtered > 2 * cloned, (logged_q, filtered, cloned)
 
 
+def test_q_scale_is_td3bc_normaliser_over_all_devices():
+    """``q_scale(q) = 1 / mean |q|`` (TD3+BC's lambda / alpha) against NumPy, without gradient, and under a
+    two-way named axis (two devices' batches) the mean over both batches; zeros hit the floor."""
+    q = jax.random.normal(jax.random.PRNGKey(0), (2, 32)) * 7.0 - 3.0
+    q_np = np.asarray(q, np.float64)
+    one = jax.vmap(q_scale, axis_name="data")(q[:1])  # one device
+    assert float(one[0]) == pytest.approx(1.0 / np.abs(q_np[0]).mean(), rel=1e-6)
+    both = jax.vmap(q_scale, axis_name="data")(q)  # two devices: one factor from both batches
+    np.testing.assert_allclose(np.asarray(both), 1.0 / np.abs(q_np).mean(), rtol=1e-6)
+    grad = jax.grad(lambda x: jax.vmap(q_scale, axis_name="data")(x).sum())(q)
+    assert not np.asarray(grad).any()  # a constant factor: the gradient flows through the RL term only
+    assert float(jax.vmap(q_scale, axis_name="data")(jnp.zeros((1, 8)))[0]) == pytest.approx(1e6)
+
+
+@pytest.mark.parametrize("algo", ["sac", "ddpg"])
+def test_normalised_actor_loss_divides_the_rl_term_by_mean_abs_q(tmp_path, algo):
+    """With ``demo_bc_normalize`` the actor's loss is ``RL / mean |Q| + C * error`` (TD3+BC): on the toy task
+    every Q of the actor's actions is negative (its actions start near -1 and it pays ``action``), so
+    ``-mean(Q) / mean |Q| = 1`` exactly and the logged ``actor_loss - C * demo_bc`` is 1 (SAC with a
+    temperature of 1e-6, whose entropy term then weighs nothing), where unnormalised it is ``-mean Q``
+    (~14). And the normalised RL term still moves the actor: with a small coefficient the SAC actor,
+    cloning -0.5 on the very states it trains on, follows the reward upward (measured -0.28)."""
+    path = sine_demos().save(tmp_path / "toy.npz")
+    module = {"sac": sac, "ddpg": ddpg}[algo]
+    extra = dict(init_temperature=1e-6) if algo == "sac" else {}
+
+    def train(config, iterations=40):
+        env = offpolicy.make_env(config)
+        learner = module.make_learner(config, env)
+        state = offpolicy.init(config, learner, env)
+        state, metrics = offpolicy.make_train_step(config, learner, env, chunk=iterations)(state, iterations)
+        return learner, state, {k: np.asarray(v) for k, v in metrics.items()}
+
+    for normalize in (True, False):
+        _, _, m = train(_offpolicy_config(algo, path, demo_bc_coef=3.0, demo_bc_normalize=normalize, **extra))
+        learning = ~np.isnan(m["actor_loss"])  # iterations after learning_starts
+        assert learning.sum() >= 20
+        rl = (m["actor_loss"] - 3.0 * m["demo_bc"])[learning]
+        assert (m["q_mean"][learning] < -5).all()
+        if normalize:
+            np.testing.assert_allclose(rl, 1.0, rtol=0, atol=1e-4)
+        else:
+            assert (rl > 5).all(), rl
+    if algo == "sac":
+        d = toy_demos()
+        obs = d.obs.copy()
+        obs[..., :2], obs[..., 2] = -1.0, 100.0 + np.linspace(0, 1, obs[..., 2].size).reshape(obs.shape[:2])
+        on = dataclasses.replace(d, obs=obs.astype(np.float32), action=np.full_like(d.action, -0.5))
+        config = _offpolicy_config(algo, on.save(tmp_path / "on.npz"), demo_bc_coef=0.05, demo_bc_normalize=True)
+        learner, state, _ = train(config, 150)
+        actions = np.asarray(learner.policy(state.learner, jnp.asarray(demo_pairs(on)[0])))
+        assert actions.mean() > -0.45, actions.mean()
+
+
 def test_config_refuses_the_term_where_it_cannot_apply(tmp_path):
     path = sine_demos().save(tmp_path / "toy.npz")
     _config(path, demo_bc_coef=1.0, demo_bc_decay=0.99, demo_bc_batch=64).validate()
@@ -176,6 +230,7 @@ def test_config_refuses_the_term_where_it_cannot_apply(tmp_path):
         (dict(demo_bc_coef=1.0, pixels=True), "demo_bc_coef=1.0 is not allowed: demonstrations record state "
                                               "observations: set pixels=False"),
         (dict(demo_bc_q_filter=True), "demo_bc_q_filter=True is not allowed: it filters"),
+        (dict(demo_bc_normalize=True), "demo_bc_normalize=True is not allowed: it scales the RL term"),
         (dict(demo_bc_decay=0.5), "demo_bc_decay=0.5 is not allowed: it decays"),
         (dict(demo_bc_coef=1.0, demo_bc_batch=0), "demo_bc_batch=0 is not allowed"),
     ]

@@ -22,7 +22,9 @@ SAC and DDPG (``OffPolicyConfig.demo_bc_*``) add the same term to the actor's lo
 iteration of learning, optionally with Nair et al.'s Q-filter ("Overcoming exploration in
 reinforcement learning with demonstrations", ICRA 2018): a pair is cloned only where the critic
 prefers the demonstrated action to the policy's (``demo_bc_q_filter``), so the demonstrations
-stop pulling once the policy does better.
+stop pulling once the policy does better. With ``demo_bc_normalize`` the actor's RL term is first
+divided by the batch's mean ``|Q|`` (:func:`q_scale`, TD3+BC's normalisation), so one coefficient
+serves tasks whose rewards differ in scale.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vasa.dist.mesh import DATA_AXIS, pmean
 from vasa.envs.demos import Demos
 
 
@@ -72,6 +75,16 @@ def bc_term(act, obs: jax.Array, action: jax.Array, key: jax.Array, batch: int, 
     return (keep * error).mean(), keep.mean()
 
 
+def q_scale(q: jax.Array, floor: float = 1e-6) -> jax.Array:
+    """TD3+BC's normaliser (Fujimoto & Gu, "A minimalist approach to offline reinforcement learning",
+    NeurIPS 2021): ``1 / max(mean |q|, floor)`` as ``[] float32``, without gradient, ``q [B]`` the critic's
+    value of the actor's actions. Inside ``shard_map`` over ``"data"`` the mean runs over every device's
+    equal batch, so the factor does not depend on the number of devices. The actor's RL term times this
+    factor has unit scale whatever the reward's; ``floor`` only guards a critic that outputs zeros."""
+    mean_abs = pmean(jnp.mean(jnp.abs(jax.lax.stop_gradient(q).astype(jnp.float32))), DATA_AXIS)
+    return 1.0 / jnp.maximum(mean_abs, floor)
+
+
 def load_pairs(config, low, high) -> tuple[jax.Array, jax.Array]:
     """:func:`demo_pairs` of ``config.demo_path`` (checked against ``config.env``), actions clipped to
     ``[low, high]``, as device arrays (``config.demo_until_success`` decides where episodes end)."""
@@ -100,6 +113,8 @@ def check_bc_fields(config) -> None:
                 "it sizes the behaviour-cloning term: set demo_bc_coef > 0")
         require(config, not getattr(config, "demo_bc_q_filter", False), "demo_bc_q_filter",
                 "it filters the behaviour-cloning term: set demo_bc_coef > 0")
+        require(config, not getattr(config, "demo_bc_normalize", False), "demo_bc_normalize",
+                "it scales the RL term against the behaviour-cloning term: set demo_bc_coef > 0")
 
 
-__all__ = ["bc_term", "bc_weight", "check_bc_fields", "demo_pairs", "load_pairs"]
+__all__ = ["bc_term", "bc_weight", "check_bc_fields", "demo_pairs", "load_pairs", "q_scale"]

@@ -29,7 +29,7 @@ from flax import struct
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from vasa import replay
-from vasa.algos.demo_bc import bc_term, bc_weight, check_bc_fields, load_pairs
+from vasa.algos.demo_bc import bc_term, bc_weight, check_bc_fields, load_pairs, q_scale
 from vasa.dist.mesh import DATA_AXIS, global_row_ids, jit_sharded_step, make_mesh, pmean, psum
 from vasa.envs import EnvId, EnvOptions, EnvState, batch_step, make, parse_env_options
 from vasa.envs.curriculum import SCHEDULE, DemoSchedule, demo_overrides
@@ -136,6 +136,11 @@ class OffPolicyConfig:
     demo_bc_q_filter: bool = False
     """clone a pair only where the critic values the demonstrated action above the actor's (Nair et al. 2018's
     Q-filter): the demonstrations stop pulling where the policy already does better"""
+    demo_bc_normalize: bool = False
+    """divide the actor's RL term by the batch mean of |Q| at the actor's actions (no gradient through it; the
+    mean over all devices' batches), TD3+BC's normalisation (Fujimoto & Gu, NeurIPS 2021): demo_bc_coef then
+    weighs the cloning against a unit-scale RL term whatever the reward scale. TD3+BC's alpha = 2.5 (its
+    squared error averaged over the action's entries) is demo_bc_coef = 1 / (2.5 * action size)"""
 
     @property
     def updates_per_iteration(self) -> int:
@@ -540,6 +545,11 @@ class DemoCloning:
         self.enabled = config.demo_bc_coef > 0
         if self.enabled:
             self.obs, self.action = load_pairs(config, low, high)
+
+    def rl_scale(self, q: jax.Array) -> jax.Array:
+        """The factor ``[] float32`` on the actor's RL term: with ``demo_bc_normalize``, :func:`q_scale` of
+        ``q [B]`` (the critic's value of the actor's actions); 1 otherwise."""
+        return q_scale(q) if self.config.demo_bc_normalize else jnp.ones((), jnp.float32)
 
     def term(self, act, q, key, step):
         cfg = self.config

@@ -161,9 +161,11 @@ class SACLearner:
 
             def actor_loss(a):
                 u, logp = self._sample(a, k_pi, self.trunk.actor_features(a, critic, h=h))
-                q = self.q.apply(critic["q"], self.trunk.critic_features(critic, h=h), self.dist.to_action(u))
-                loss, cloned = jnp.mean(jnp.exp(log_alpha) * logp - q.min(0)), ()
+                q = self.q.apply(critic["q"], self.trunk.critic_features(critic, h=h), self.dist.to_action(u)).min(0)
+                loss, cloned = jnp.mean(jnp.exp(log_alpha) * logp - q), ()
                 if self.cloning.enabled:  # behaviour cloning on the demonstrations (state observations)
+                    loss = loss * self.cloning.rl_scale(q)  # 1 unless demo_bc_normalize (TD3+BC's 1 / mean |Q|)
+
                     def q_min(o, act):
                         return self.q.apply(critic["q"], self.trunk.critic_features(critic, o), act).min(0)
 
