@@ -19,7 +19,8 @@ What SURREAL-DDPG (Fan et al., CoRL 2018; dissertation section 2.5.2) prescribes
 * **demonstrations** (state observations): ``demo_bc_coef`` adds a behaviour-cloning term on their
   (observation, action) pairs to the actor's loss, with Nair et al.'s Q-filter on request
   (``demo_bc_q_filter``; :class:`vasa.algos.offpolicy.DemoCloning`), the combination DDPG from
-  demonstrations was introduced with.
+  demonstrations was introduced with; ``demo_bc_normalize`` divides the RL term by the batch's mean
+  ``|Q|`` first, which makes the actor's loss TD3+BC's.
 """
 
 from __future__ import annotations

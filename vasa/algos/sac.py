@@ -16,7 +16,8 @@ buffer and learner all on the accelerator.
   are updated on every k-th gradient update (DrQ: 2 and 2).
 * Demonstrations (state observations): ``demo_bc_coef`` adds a behaviour-cloning term on their
   (observation, action) pairs to the actor's loss, optionally Q-filtered (``demo_bc_q_filter``;
-  :class:`vasa.algos.offpolicy.DemoCloning`, :mod:`vasa.algos.demo_bc`).
+  :class:`vasa.algos.offpolicy.DemoCloning`, :mod:`vasa.algos.demo_bc`), and with
+  ``demo_bc_normalize`` the RL term divided by the batch's mean ``|Q|`` first (TD3+BC's form).
 * Many parallel environments with an explicit ``replay_ratio`` (gradient updates per
   collected transition); see :mod:`vasa.algos.offpolicy` for collection, sharded replay and
   the outer loop. Defaults follow DrQ: lr 1e-3, batch 512, tau 0.01, initial temperature
