@@ -168,7 +168,7 @@ class DDPGLearner:
             q = self.q.apply(critic["q"], feat, self._action(a, critic, h=h))[0]
             loss, cloned = -jnp.mean(q), ()
             if self.cloning.enabled:  # behaviour cloning on the demonstrations (state observations)
-                loss = loss * self.cloning.rl_scale(q)  # 1 unless demo_bc_normalize (TD3+BC's 1 / mean |Q|)
+                loss = self.cloning.scale_rl(loss, q)  # demo_bc_normalize: TD3+BC's 1 / mean |Q|
 
                 def q_value(o, act):
                     return self.q.apply(critic["q"], self.trunk.critic_features(critic, o), act)[0]

@@ -546,10 +546,10 @@ class DemoCloning:
         if self.enabled:
             self.obs, self.action = load_pairs(config, low, high)
 
-    def rl_scale(self, q: jax.Array) -> jax.Array:
-        """The factor ``[] float32`` on the actor's RL term: with ``demo_bc_normalize``, :func:`q_scale` of
-        ``q [B]`` (the critic's value of the actor's actions); 1 otherwise."""
-        return q_scale(q) if self.config.demo_bc_normalize else jnp.ones((), jnp.float32)
+    def scale_rl(self, loss: jax.Array, q: jax.Array) -> jax.Array:
+        """The actor's RL term ``loss []`` as the term joins it: with ``demo_bc_normalize`` times
+        :func:`q_scale` of ``q [B]`` (the critic's value of the actor's actions), else unchanged."""
+        return loss * q_scale(q) if self.config.demo_bc_normalize else loss
 
     def term(self, act, q, key, step):
         cfg = self.config

@@ -165,7 +165,7 @@ class SACLearner:
                 q = self.q.apply(critic["q"], self.trunk.critic_features(critic, h=h), self.dist.to_action(u)).min(0)
                 loss, cloned = jnp.mean(jnp.exp(log_alpha) * logp - q), ()
                 if self.cloning.enabled:  # behaviour cloning on the demonstrations (state observations)
-                    loss = loss * self.cloning.rl_scale(q)  # 1 unless demo_bc_normalize (TD3+BC's 1 / mean |Q|)
+                    loss = self.cloning.scale_rl(loss, q)  # demo_bc_normalize: TD3+BC's 1 / mean |Q|
 
                     def q_min(o, act):
                         return self.q.apply(critic["q"], self.trunk.critic_features(critic, o), act).min(0)
