@@ -80,10 +80,50 @@ def test_randomisation_per_env_and_reproducible(cartpole):
         ids = np.nonzero(groups.agent_group == k)[0]
         np.testing.assert_array_equal(colors[:, ids], np.repeat(colors[:, ids[:1]], len(ids), 1))
     # jitter stays within its range of the original colour
-    easy = _looks(r, "color_easy", n=16)
+    spec = Z.AppearanceRandomization(agent_color="jitter", color_jitter=0.2)
+    easy = jax.vmap(lambda k: Z.randomize_appearance(k, r.default_appearance(), spec, groups))(
+        jax.random.split(jax.random.PRNGKey(0), 16))
     agent = groups.agent_group >= 0
     delta = np.abs(np.asarray(easy.geom_rgb)[:, agent] - np.asarray(r.default_appearance().geom_rgb)[agent])
     assert delta.max() <= 0.2 + 1e-6 and delta.max() > 0.05
+
+
+# DMControl-GB's src/env/data/color_{easy,hard}.pt (100 draws each), measured: mean and standard
+# deviation per channel of self_rgb, grid_rgb1 and skybox_rgb (grid_rgb2 = grid_rgb1 + 0.1 in all 200)
+DMCGB_STATS = {
+    "color_easy": {"self": ([.700, .498, .312], [.101, .091, .107]), "grid": ([.106, .207, .276], [.076, .100, .098]),
+                   "sky": ([.408, .615, .790], [.094, .107, .110])},
+    "color_hard": {"self": ([.708, .478, .301], [.181, .198, .176]), "grid": ([.123, .248, .296], [.150, .194, .164]),
+                   "sky": ([.422, .554, .784], [.198, .183, .184])},
+}
+
+
+@pytest.mark.parametrize("name", ["color_easy", "color_hard"])
+def test_colour_suites_draw_dmcgb_colours(name):
+    """vasa's colour suites against DMControl-GB's stored draws (its ``.pt`` files, 100 each):
+    per-channel mean and spread of the agent's ``self`` colour, the floor grid's first colour
+    and the skybox's top colour within three standard errors of DMControl-GB's 100 (a uniform
+    draw, vasa's suite before session 38, is 0.29 apart in spread); the floor's second colour
+    is the first plus 0.1 and the sky's bottom stays."""
+    m = E.make_raw("dmc/walker_stand").mj_model
+    r = R.Renderer(m, 8, 8)
+    groups = Z.SceneGroups.from_model(m)
+    base = r.default_appearance()
+    looks = jax.vmap(lambda k: Z.randomize_appearance(k, base, Z.SUITES[name], groups))(
+        jax.random.split(jax.random.PRNGKey(11), 4000))
+    rgb, rgb2 = np.asarray(looks.geom_rgb), np.asarray(looks.geom_rgb2)
+    agent = int(np.flatnonzero(groups.agent_group >= 0)[0])
+    floor = int(np.flatnonzero(groups.floor)[0])
+    np.testing.assert_allclose(np.asarray(base.geom_rgb)[floor], [.1, .2, .3], atol=0.005)  # DMControl's grid
+    np.testing.assert_allclose(np.asarray(base.bg_top), [.4, .6, .8], atol=0.005)  # and skybox rgb1
+    drawn = {"self": rgb[:, agent], "grid": rgb[:, floor], "sky": np.asarray(looks.bg_top)}
+    for part, (mean, std) in DMCGB_STATS[name].items():
+        se_mean, se_std = np.asarray(std) / np.sqrt(100), np.asarray(std) / np.sqrt(200)
+        assert np.all(np.abs(drawn[part].mean(0) - mean) <= 3 * se_mean + 0.005), (part, drawn[part].mean(0), mean)
+        assert np.all(np.abs(drawn[part].std(0) - std) <= 3 * se_std + 0.005), (part, drawn[part].std(0), std)
+    np.testing.assert_allclose(rgb2[:, floor], np.minimum(rgb[:, floor] + 0.1, 1.0), atol=2e-3)
+    np.testing.assert_array_equal(np.asarray(looks.bg_bottom), np.broadcast_to(base.bg_bottom, (4000, 3)))
+    assert (np.asarray(looks.background) == R.BG_SKYBOX).all()  # the model's sky, recoloured
 
 
 @pytest.mark.parametrize("task, kept", [("dmc/reacher_easy", ("target", "finger")),

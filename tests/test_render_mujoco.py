@@ -226,6 +226,57 @@ def test_textures_tint_and_skybox_match_mujoco_renderer(tmp_path):
     assert (out["geom_id"] == m.geom("wall").id).sum() + (out["geom_id"] == m.geom("floor").id).sum() > 100
 
 
+SKY_XML = """
+<mujoco>
+  <asset>
+    <texture name="skybox" type="skybox" builtin="gradient" rgb1="{top}" rgb2="0 0 0" width="400" height="400"
+             mark="random" markrgb="1 1 1"/>
+  </asset>
+  <worldbody>
+    <camera name="up" pos="0 0 0" xyaxes="1 0 0 0 .5 .87" fovy="90"/>
+    <camera name="level" pos="0 0 0" xyaxes="1 0 0 0 0 1" fovy="100"/>
+    <geom name="ball" type="sphere" size=".05" pos="0 2 0" rgba=".6 .3 .3 1"/>
+  </worldbody>
+</mujoco>
+"""
+
+
+def test_recoloured_skybox_matches_mujoco_with_rewritten_gradient(tmp_path):
+    """DMControl-GB's colour suites rewrite the skybox gradient's ``rgb1`` (its zenith colour)
+    and keep ``rgb2`` and the white marks: vasa's recoloured skybox (``bg_top``) against
+    MuJoCo's render of the model rebuilt with the drawn ``rgb1``; a plain gradient in the same
+    colours (vasa before session 38) loses the marks and MuJoCo's elevation profile."""
+    from vasa.envs import randomize as Z
+
+    m = mujoco.MjModel.from_xml_string(SKY_XML.format(top=".4 .6 .8"))
+    d = mujoco.MjData(m)
+    mujoco.mj_forward(m, d)
+    size = 48
+    r = R.Renderer(m, size, size, shading="mujoco")
+    base = r.default_appearance()
+    np.testing.assert_allclose(np.asarray(base.bg_top), [.4, .6, .8], atol=0.005)  # uint8 texels
+    np.testing.assert_allclose(np.asarray(base.bg_bottom), 0.0, atol=0.003)
+    data = R.data_dict(d)
+    render = jax.jit(lambda app, cam: r.render(data, cam, app, outputs=("rgb", "geom_id")))
+    groups = Z.SceneGroups.from_model(m)
+    for seed in range(2):
+        app = Z.randomize_appearance(jax.random.PRNGKey(seed), base, Z.SUITES["color_hard"], groups)
+        top = np.asarray(app.bg_top)
+        assert np.abs(top - [.4, .6, .8]).max() > 0.05 and int(app.background) == R.BG_SKYBOX
+        xml = SKY_XML.format(top=" ".join(f"{float(x):.6f}" for x in top))
+        ref = mujoco_reference([dict(key="sky", xml=xml, qpos=[], cams=[0, 1])], size, tmp_path)
+        plain = app.replace(background=jnp.asarray(R.BG_GRADIENT, jnp.int32))
+        for cam in (0, 1):
+            rgb, ids = ref[f"sky/{cam}/rgb"].astype(int), ref[f"sky/{cam}/geom_id"]
+            sky = interior(ids) & (ids < 0)
+            assert sky.sum() > 500
+            camera = r.model_camera(data, cam)
+            diff = np.abs(jax.device_get(render(app, camera))["rgb"].astype(int) - rgb).max(-1)
+            assert np.median(diff[sky]) <= 3 and np.mean(diff[sky] <= 8) >= 0.9, (seed, cam, np.median(diff[sky]))
+            old = np.abs(jax.device_get(render(plain, camera))["rgb"].astype(int) - rgb).max(-1)
+            assert np.median(old[sky]) > 2 * max(np.median(diff[sky]), 2), (seed, cam, np.median(old[sky]))
+
+
 GRID_XML = """
 <mujoco>
   <visual><headlight ambient=".3 .3 .3" diffuse=".5 .5 .5" specular=".2 .2 .2"/></visual>

@@ -30,12 +30,12 @@ import numpy as np
 
 from vasa import media
 from vasa.envs.core import EnvState
-from vasa.envs.render import (BG_GRADIENT, BG_VIDEO, BG_WAVES, PLANE, TEX_BACKGROUND, TEX_CHECKER, TEX_GRID,
+from vasa.envs.render import (BG_GRADIENT, BG_SKYBOX, BG_VIDEO, BG_WAVES, PLANE, TEX_BACKGROUND, TEX_CHECKER, TEX_GRID,
                               TEX_MODEL, TEX_MODEL_RECOLOUR, TEX_NOISE, Appearance, Renderer)
 from vasa.envs.wrappers import Wrapper
 from vasa.run.fields import NonNegFloat, PosFloat, UnitFloat, check_fields, ordered_pair
 
-ColorMode = Literal["keep", "jitter", "uniform"]
+ColorMode = Literal["keep", "jitter", "normal", "uniform"]
 TextureMode = Literal["keep", "random", "background"]
 BackgroundMode = Literal["keep", "color", "waves", "video"]
 COLOR_MODES, TEXTURE_MODES, BACKGROUND_MODES = get_args(ColorMode), get_args(TextureMode), get_args(BackgroundMode)
@@ -46,17 +46,23 @@ PosRange = ordered_pair(PosFloat)
 @dataclasses.dataclass(frozen=True)
 class AppearanceRandomization:
     """What an appearance draw changes. Colour modes: ``keep``; ``jitter`` (each channel
-    moved by U[-color_jitter, color_jitter], clipped to [0, 1]); ``uniform`` (each channel
-    U[0, 1]).
+    moved by U[-color_jitter, color_jitter], clipped to [0, 1]); ``normal`` (each channel
+    moved by N(0, color_jitter^2), clipped to [0, 1]: DMControl-GB's colour suites);
+    ``uniform`` (each channel U[0, 1]).
 
     agent_color: colours of the agent, one draw per colour group (geoms sharing a material or
       colour move together; in DMControl models only the ``self`` material, as DMControl-GB:
       :class:`SceneGroups`).
     floor_color: both colours of the floor's checker (planes of the world body); a floor with
       the model's texture keeps its texture map (cells, lines) in the two new colours.
-    sky_color: the background gradient's colours.
+    floor_tied: the floor's second colour keeps its offset from the first (one draw moves
+      both, as DMControl-GB's ``grid_rgb2 = grid_rgb1 + 0.1``) instead of a draw of its own.
+    sky_color: the background gradient's colours (a skybox keeps its texture, marks included,
+      in the new gradient colours).
+    sky_top_only: only the gradient's top colour is drawn (DMControl-GB rewrites the skybox's
+      ``rgb1`` and keeps its black ``rgb2``).
     static_color: other world-body geoms (rails, targets' anchors).
-    color_jitter: amplitude of ``jitter``.
+    color_jitter: amplitude of ``jitter`` (half-width) and ``normal`` (standard deviation).
     agent_texture_prob: probability that an agent colour group gets a random procedural
       texture (checker, grid or noise) instead of a plain colour.
     floor_texture: ``keep``; ``random`` (checker, grid or noise at a random scale);
@@ -73,7 +79,9 @@ class AppearanceRandomization:
     name: str = "custom"
     agent_color: ColorMode = "keep"
     floor_color: ColorMode = "keep"
+    floor_tied: bool = False
     sky_color: ColorMode = "keep"
+    sky_top_only: bool = False
     static_color: ColorMode = "keep"
     color_jitter: NonNegFloat = 0.2
     agent_texture_prob: UnitFloat = 0.0
@@ -100,10 +108,13 @@ SUITES: dict[str, AppearanceRandomization] = {
     s.name: s
     for s in (
         AppearanceRandomization(name="train"),
-        AppearanceRandomization(name="color_easy", agent_color="jitter", floor_color="jitter", sky_color="jitter",
-                                background="color", color_jitter=0.2),
-        AppearanceRandomization(name="color_hard", agent_color="uniform", floor_color="uniform", sky_color="uniform",
-                                background="color"),
+        # DMControl-GB's colour suites (its color_easy.pt / color_hard.pt: 100 draws each of
+        # the ``self`` material, the floor grid's rgb1 (rgb2 = rgb1 + 0.1) and the skybox's rgb1,
+        # every channel the default plus N(0, 0.1^2) or N(0, 0.2^2), clipped to [0, 1])
+        AppearanceRandomization(name="color_easy", agent_color="normal", floor_color="normal", floor_tied=True,
+                                sky_color="normal", sky_top_only=True, background="color", color_jitter=0.1),
+        AppearanceRandomization(name="color_hard", agent_color="normal", floor_color="normal", floor_tied=True,
+                                sky_color="normal", sky_top_only=True, background="color", color_jitter=0.2),
         AppearanceRandomization(name="video_easy", background="video"),
         AppearanceRandomization(name="video_hard", background="video", floor_texture="background"),
     )
@@ -149,6 +160,9 @@ def appearance_problem(env_id: str, appearance, training: bool = False) -> str |
 
 DMC_SELF_MATERIAL = "self"
 """DMControl's material of the agent's body: the one DMControl-GB's colour suites recolour."""
+DMC_FLOOR_MATERIAL = "grid"
+"""DMControl's floor material: the only floor DMControl-GB's suites recolour (reacher's
+arena sides, ``decoration``, keep their colour)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,6 +175,9 @@ class SceneGroups:
     ball_in_cup ball, the finger's tip and decorations keep their colours). In any other model
     (the table-top and indoor scenes, toy tasks) every geom of a non-world body, one colour
     group per material or per distinct rgba.
+
+    The floor: planes of the world body; in a DMControl model (one with a material named
+    ``grid``) only the planes of that material, the rest of the world's planes count as static.
     """
 
     floor: np.ndarray  # bool: planes of the world body
@@ -173,6 +190,9 @@ class SceneGroups:
         m = mj_model
         world = m.geom_bodyid == 0
         floor = world & (m.geom_type == PLANE)
+        grid_mat = [i for i in range(m.nmat) if m.material(i).name == DMC_FLOOR_MATERIAL]
+        if grid_mat:  # DMControl-GB: the ``grid`` floor only
+            floor = floor & (m.geom_matid == grid_mat[0])
         static = world & ~floor
         keys, group = {}, np.full(m.ngeom, -1, np.int32)
         recoloured = ~world
@@ -190,6 +210,8 @@ def _draw_color(key, base, mode, jitter):
         return jax.random.uniform(key, base.shape)
     if mode == "jitter":
         return jnp.clip(base + jax.random.uniform(key, base.shape, minval=-jitter, maxval=jitter), 0.0, 1.0)
+    if mode == "normal":
+        return jnp.clip(base + jitter * jax.random.normal(key, base.shape), 0.0, 1.0)
     return base
 
 
@@ -255,7 +277,10 @@ def randomize_appearance(key: jax.Array, base: Appearance, spec: AppearanceRando
     if spec.floor_color != "keep":
         k1, k2 = jax.random.split(next(ks))
         c1 = _draw_color(k1, rgb, spec.floor_color, spec.color_jitter)
-        c2 = _draw_color(k2, rgb2, spec.floor_color, spec.color_jitter)
+        if spec.floor_tied:
+            c2 = jnp.clip(c1 + (rgb2 - rgb), 0.0, 1.0)
+        else:
+            c2 = _draw_color(k2, rgb2, spec.floor_color, spec.color_jitter)
         rgb = jnp.where(floor[:, None], c1, rgb)
         rgb2 = jnp.where(floor[:, None], c2, rgb2)
         # a floor drawn with the model's texture keeps its map with the two colours swapped (as
@@ -279,9 +304,10 @@ def randomize_appearance(key: jax.Array, base: Appearance, spec: AppearanceRando
     k_bg = next(ks)
     if spec.background == "color":
         k1, k2 = jax.random.split(k_bg)
-        app = app.replace(background=jnp.asarray(BG_GRADIENT, jnp.int32),
-                          bg_top=_draw_color(k1, app.bg_top, spec.sky_color, spec.color_jitter),
-                          bg_bottom=_draw_color(k2, app.bg_bottom, spec.sky_color, spec.color_jitter))
+        # a skybox stays (its gradient recoloured, its marks kept); otherwise a gradient
+        bottom = app.bg_bottom if spec.sky_top_only else _draw_color(k2, app.bg_bottom, spec.sky_color, spec.color_jitter)
+        app = app.replace(background=jnp.where(app.background == BG_SKYBOX, BG_SKYBOX, BG_GRADIENT).astype(jnp.int32),
+                          bg_top=_draw_color(k1, app.bg_top, spec.sky_color, spec.color_jitter), bg_bottom=bottom)
     elif spec.background in ("waves", "video"):
         k1, k2, k3, k4, k5, k6, k7 = jax.random.split(k_bg, 7)
         sign = jnp.where(jax.random.bernoulli(k5, 0.5, (3, 2)), 1.0, -1.0)

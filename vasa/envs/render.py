@@ -69,7 +69,8 @@ from vasa.envs.lidar import LidarConfig
 from vasa.envs.render_camera import Camera
 from vasa.envs.render_geometry import _EPS, BOX, MESH, PLANE, PRIMITIVES, Hits, _get, _poses
 from vasa.envs.render_shading import ModelLights
-from vasa.envs.render_textures import BG_GRADIENT, BG_SKYBOX, TEX_BACKGROUND, TEX_MODEL, TEX_NONE, skybox_faces
+from vasa.envs.render_textures import (BG_GRADIENT, BG_SKYBOX, TEX_BACKGROUND, TEX_MODEL, TEX_NONE, skybox_faces,
+                                       skybox_gradient_colours, skybox_recolour_basis)
 
 # re-exported: the rest of this module's API, which lives in the modules above
 from vasa.envs.lidar import (OCC_FREE as OCC_FREE, OCC_OCCUPIED as OCC_OCCUPIED, OCC_UNKNOWN as OCC_UNKNOWN,
@@ -134,7 +135,9 @@ class Appearance:
     background: ``[] int32``: 0 vertical gradient ``bg_bottom -> bg_top`` (by ray
       elevation), 1 procedural moving waves, 2 frames of the renderer's video, 3 the
       model's skybox (by ray direction; the default when the model has one).
-    bg_top, bg_bottom: ``[3] float32`` gradient colours.
+    bg_top, bg_bottom: ``[3] float32`` gradient colours; on the skybox (background 3) its
+      gradient's ``rgb1`` and ``rgb2`` (the zenith and nadir colours at the model's own look;
+      marks keep their colour).
     wave_rgb ``[3, 3]``, wave_freq ``[3, 2]``, wave_speed ``[3]``, wave_phase ``[3]``:
       three travelling colour waves over screen coordinates (background 1).
     video_index, video_offset: ``[] int32``, which video and which start frame (background 2).
@@ -298,13 +301,13 @@ class Renderer:
         # nadir colours seed the gradient background that colour suites recolour
         fovy = float(np.max(m.cam_fovy)) if m.ncam else 45.0
         faces = skybox_faces(m, self._pixel_angle(fovy))
-        self._skybox = None if faces is None else jnp.asarray(faces)
         if faces is None:
             top = bottom = np.zeros(3, np.float32)  # MuJoCo's default: black
         else:
-            c = faces.shape[1] // 2
-            top, bottom = faces[2, c, c], faces[3, c, c]
+            top, bottom = skybox_gradient_colours(m)
         self._sky = (np.asarray(top, np.float32), np.asarray(bottom, np.float32))
+        # the skybox as fixed part + weights of its gradient colours (recoloured by bg_top/bg_bottom)
+        self._skybox = None if faces is None else jnp.asarray(skybox_recolour_basis(m, faces, *self._sky))
         light = np.array([0.0, 0.0, -1.0], np.float32)
         if self._lights.count:
             light = self._lights.dir0[0] / max(np.linalg.norm(self._lights.dir0[0]), 1e-9)

@@ -257,21 +257,75 @@ class GeomTextures:
 # ----------------------------------------------------------------------------------------
 
 
-def skybox_faces(m: mujoco.MjModel, pixel_angle: float) -> np.ndarray | None:
-    """The model's first skybox as ``float32 [6, S, S, 3]`` cube faces, box-filtered so a
-    texel spans about ``pixel_angle`` radians at a face's centre (what a mipmap lookup for
-    one pixel averages); None without a skybox."""
+def _skybox_full(m: mujoco.MjModel) -> np.ndarray | None:
+    """The model's first skybox at full resolution, ``float32 [6, w, w, 3]``; None without one."""
     sky = [t for t in range(m.ntex) if m.tex_type[t] == int(mujoco.mjtTexture.mjTEXTURE_SKYBOX)]
     if not sky:
         return None
     img = texture_image(m, sky[0])
     w = img.shape[1]
-    faces = img.reshape(6, w, w, 3) if img.shape[0] == 6 * w else np.broadcast_to(img[:w, :w], (6, w, w, 3))
+    return img.reshape(6, w, w, 3) if img.shape[0] == 6 * w else np.broadcast_to(img[:w, :w], (6, w, w, 3))
+
+
+def skybox_faces(m: mujoco.MjModel, pixel_angle: float) -> np.ndarray | None:
+    """The model's first skybox as ``float32 [6, S, S, 3]`` cube faces, box-filtered so a
+    texel spans about ``pixel_angle`` radians at a face's centre (what a mipmap lookup for
+    one pixel averages); None without a skybox."""
+    faces = _skybox_full(m)
+    if faces is None:
+        return None
+    w = faces.shape[1]
     # a face spans tan in [-1, 1]: w / 2 texels per radian near its centre
     k = 2 ** max(round(math.log2(max(pixel_angle * w / 2, 1.0))), 0)
     s = w // k
     faces = faces[:, :s * k, :s * k].reshape(6, s, k, s, k, 3).mean((2, 4))
     return np.ascontiguousarray(faces, np.float32)
+
+
+def skybox_gradient_colours(m: mujoco.MjModel) -> tuple[np.ndarray, np.ndarray] | None:
+    """The skybox's zenith and nadir colours, ``float32 [3]`` each (a gradient skybox's
+    ``rgb1`` and ``rgb2``): medians of the full-resolution texels around the centres of the
+    up and down faces, so a mark there does not count; None without a skybox."""
+    full = _skybox_full(m)
+    if full is None:
+        return None
+    c, k = full.shape[1] // 2, max(full.shape[1] // 64, 1)
+    patch = full[:, c - k:c + k + 1, c - k:c + k + 1].reshape(6, -1, 3)
+    return np.median(patch[2], 0).astype(np.float32), np.median(patch[3], 0).astype(np.float32)
+
+
+def skybox_recolour_basis(m: mujoco.MjModel, faces: np.ndarray, top: np.ndarray, bottom: np.ndarray,
+                          min_mark: float = 0.05) -> np.ndarray:
+    """Split the skybox ``faces [6, S, S, 3]`` (:func:`skybox_faces`) so its gradient colours
+    can be redrawn: ``float32 [6, S, S, 5]`` = ``(fixed [3], a, b)`` per texel with
+    ``texel = fixed + a * top + b * bottom``.
+
+    MuJoCo's builtin ``gradient`` skybox mixes ``rgb1`` (``top``, the zenith) and ``rgb2``
+    (``bottom``, the nadir) by elevation and paints random marks in ``markrgb`` (DMControl's
+    stars, white); a box filter keeps every texel a linear mix of the three. Each texel is
+    solved for its weights of ``top - bottom`` and ``mark - bottom`` (least squares); the mark
+    colour is the full-resolution texel furthest from the ``bottom -> top`` segment (no marks
+    when that is under ``min_mark``). ``fixed + a * top' + b * bottom'`` is then the skybox
+    MuJoCo builds with ``rgb1 = top'`` and ``rgb2 = bottom'``, marks unchanged, which is what
+    DMControl-GB's colour suites do (they rewrite ``skybox_rgb``, the gradient's ``rgb1``);
+    at ``top' = top, bottom' = bottom`` it returns ``faces``.
+    """
+    top, bottom = np.asarray(top, np.float64), np.asarray(bottom, np.float64)
+    full = _skybox_full(m).reshape(-1, 3).astype(np.float64)
+    axis = top - bottom
+    t = np.clip((full - bottom) @ axis / max(axis @ axis, 1e-12), 0.0, 1.0)
+    dist = np.linalg.norm(full - (bottom + t[:, None] * axis), axis=-1)
+    basis = [axis]
+    if dist.max() >= min_mark:
+        basis.append(full[np.argmax(dist)] - bottom)
+    basis = np.stack(basis, -1)  # [3, 1 or 2]
+    x = faces.reshape(-1, 3).astype(np.float64) - bottom
+    coef = np.linalg.lstsq(basis, x.T, rcond=None)[0].T  # [N, 1 or 2]
+    a = coef[:, 0]
+    b = 1.0 - coef.sum(-1)  # the weight of rgb2 in the gradient part of each texel
+    fixed = x + bottom - a[:, None] * top - b[:, None] * bottom
+    out = np.concatenate([fixed, a[:, None], b[:, None]], -1).reshape(faces.shape[:3] + (5,))
+    return np.ascontiguousarray(out, np.float32)
 
 
 def skybox_lookup(faces: jax.Array, dirs: jax.Array) -> jax.Array:
@@ -303,7 +357,9 @@ def background(app, dirs: jax.Array, t: jax.Array, h: int, w: int, *, video: jax
     """Background colour ``[h*w, 3]`` for the camera's rays ``dirs`` (an ``h x w`` grid)
     at frame ``t``, of the kind ``app.background`` (``app``: a
     :class:`vasa.envs.render.Appearance`): a vertical gradient, moving waves, a frame of
-    ``video [V, F, h, w, 3] uint8`` or the ``skybox`` cube map (:func:`skybox_faces`)."""
+    ``video [V, F, h, w, 3] uint8`` or the ``skybox`` cube map, as
+    :func:`skybox_recolour_basis` splits it, in the gradient colours ``app.bg_top`` and
+    ``app.bg_bottom``."""
     s = 0.5 + 0.5 * dirs[:, 2:3]
     grad = app.bg_bottom + (app.bg_top - app.bg_bottom) * s
     v, u = jnp.meshgrid(jnp.linspace(0.0, 1.0, h), jnp.linspace(0.0, 1.0, w), indexing="ij")
@@ -320,7 +376,9 @@ def background(app, dirs: jax.Array, t: jax.Array, h: int, w: int, *, video: jax
         img = frame[rows][:, cols].reshape(-1, 3).astype(jnp.float32) / 255.0
         out = jnp.where(app.background == BG_VIDEO, img, out)
     if skybox is not None:
-        out = jnp.where(app.background == BG_SKYBOX, skybox_lookup(skybox, dirs), out)
+        sky = skybox_lookup(skybox, dirs)
+        sky = sky[:, :3] + sky[:, 3:4] * app.bg_top + sky[:, 4:5] * app.bg_bottom
+        out = jnp.where(app.background == BG_SKYBOX, jnp.clip(sky, 0.0, 1.0), out)
     return out
 
 
