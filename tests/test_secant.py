@@ -5,6 +5,7 @@ import csv
 import dataclasses
 import json
 import os
+import warnings
 
 import jax
 import numpy as np
@@ -105,6 +106,20 @@ def test_config_mismatches_fail_before_anything_runs(tmp_path):
     with pytest.raises(ValueError, match=r"SecantConfig\.expert_run='.*' is not allowed: SECANT-Parallel"):
         dataclasses.replace(parallel, expert_run=str(tmp_path)).validate()
     assert not os.listdir(tmp_path)
+
+
+def test_scene_distractors_of_the_students_own_task_warn():
+    """Distractor frames rendered from the student's own task under a test suite break the
+    zero-shot condition: validation warns; another task's frames do not."""
+    from vasa.distill.distractors import DistractorConfig
+
+    scenes = DistractorConfig(sources=("scenes",), scene_tasks=("dmc/walker_walk",))
+    with pytest.warns(UserWarning, match=r"renders dmc/walker_walk, the student's own task, under 'color_hard'"):
+        dagger.DAggerConfig(env="dmc/walker_walk", distractors=scenes).validate()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dagger.DAggerConfig(env="dmc/cheetah_run", distractors=scenes).validate()
+        dagger.DAggerConfig(env="dmc/walker_walk", distractors=dataclasses.replace(scenes, scene_appearance="train")).validate()
 
 
 def test_secant_parallel_has_no_expert_stage(tmp_path):

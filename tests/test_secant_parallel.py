@@ -55,8 +55,12 @@ def test_learning_expert_runs_on_schedule_and_labels_with_its_current_parameters
     assert state.data.extra is not None and state.data.extra.shape == (TOY.dataset_size, 2)
     step = dagger.make_train_step(config, expert, env)
     state = state.replace(student=_zero_policy(state.student))
+    assert int(state.queries) == config.expert_steps * config.num_envs
     for i in range(1, S + 1):
+        before = int(state.queries)
         state, metrics = step(state)
+        # every environment's new observation, and the sampled batch the current expert relabels
+        assert int(state.queries) == int(metrics["expert_queries"]) == before + config.num_envs + config.batch_size
         n = int(state.expert["n"])
         assert n == i * E // S == dagger.expert_iterations(config, expert, i)
         ran = i * E // S > (i - 1) * E // S

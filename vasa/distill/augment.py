@@ -11,7 +11,7 @@ and table 5.2), each a function ``op(key, images, config, bank=None) -> images``
 
 =================  =====================================================================
 ``cutout_color``   Cc: a rectangle of one random colour (uniform per channel) at a random
-                   place; sides uniform in ``cutout_side`` x the image side (RAD: 10..30 px
+                   place; sides uniform in ``cutout_side`` x the image side (RAD: 10..29 px
                    at 84 px), each side drawn independently, the rectangle inside the image.
 ``conv``           Cv as NetRand's layer: a random 3x3 convolution, 3 -> 3 channels, no
                    bias, zero 'same' padding. Weights i.i.d. ``N(0, conv_weight_std^2)``;
@@ -175,7 +175,7 @@ XAVIER_STD_3X3 = math.sqrt(2.0 / (27 + 27))
 COLOR_MAP_FEATURES = 16
 """Random sinusoidal features ``K`` of ``color_map``'s colour function (static: it fixes the draws' shapes)."""
 
-_RAD_SIDE = (10 / 84, 30 / 84)  # RAD's cutout_color box sides, 10..30 px on 84 px images
+_RAD_SIDE = (10 / 84, 29 / 84)  # RAD's cutout_color box sides, np.random.randint(10, 30): 10..29 px at 84 px
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,8 @@ class StrongAugConfig:
     ops: Annotated[tuple[Op, ...], Length(min=1)] = COMBOS["combo1"]
     """operator pool, one drawn uniformly per observation (SECANT combo1: cutout_color conv mixup crop)"""
     cutout_side: ordered_pair(UnitFloat) = _RAD_SIDE
-    """cutout_color rectangle side as a fraction of the image side (RAD: 10..30 px at 84 px)"""
+    """cutout_color rectangle side as a fraction of the image side, both ends included (RAD: 10..29 px at
+    84 px, its ``np.random.randint(10, 30)``)"""
     conv_weight_std: PosFloat = XAVIER_STD_3X3
     """std of the random 3x3 conv weights of ``conv`` (NetRand's Xavier-normal: sqrt(2/54))"""
     rad_conv_weight_std: PosFloat = 1.0

@@ -59,7 +59,8 @@ student: at every step it is the ``1 - f`` quantile of the squared errors in the
 (logged as ``safety_tau``), so the head learns to flag the fraction ``f`` of states where the
 student is worst, whatever the scale of the actions. DAgger is the special case that always
 queries. ``queries`` counts the labels used, exactly: ``expert_steps * num_envs`` for the
-seeding plus the queried environments of every step. (On the device the expert network is run on
+seeding plus the queried environments of every step (with ``parallel``, plus every sampled
+batch, held-out batches included, which the learning expert labels afresh). (On the device the expert network is run on
 all environments' observations and its output selected where queried; the diagnostic
 ``action_error``, the student-expert distance on the current observations, uses those too and
 is not a query: nothing learns from it.)
@@ -91,6 +92,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -219,6 +221,12 @@ class DAggerConfig:
         check_fields(self)
         self.augment.validate()
         self.distractors.validate()
+        d = self.distractors
+        if "scenes" in d.sources and d.scene_appearance != "train" and self.env in d.scene_tasks:
+            warnings.warn(f"distractors.scene_tasks renders {self.env}, the student's own task, under "
+                          f"{d.scene_appearance!r}: mixup and cutmix then show the student a look it is evaluated "
+                          "on, and that suite's zero-shot figure is no longer zero-shot (SECANT: neither expert "
+                          "nor student sees the test environments). Drop the task from scene_tasks.", stacklevel=2)
         problem = appearance_problem(self.env, self.train_appearance, training=True)  # robo/* levels, no held-out
         need(problem is None, "train_appearance", problem or "")
         for field in ("num_envs", "batch_size", "dataset_size"):
@@ -481,6 +489,8 @@ def _programs(config: DAggerConfig, expert: Expert, env, mesh):
             state = state.replace(data=dataset.set_priority(state.data, index, each))
         if config.safe:  # the devices' mean quantile (pmean-ed with aux): the same switch on every device
             state = state.replace(safety_threshold=aux["safety_threshold"])
+        if config.parallel:  # the learning expert labelled every sampled observation (and the held-out batch)
+            state = state.replace(queries=state.queries + config.batch_size * (2 if config.safe else 1))
         return state, aux
 
     def summary(state, step_metrics):

@@ -539,7 +539,9 @@ class DistractorConfig:
       (default ``images``, or the only one).
     max_loaded: at most this many images from ``folder`` and from ``npz`` (a seeded random
       subset); ``None``: all.
-    scene_tasks, scene_appearance, scene_steps: see :func:`scene_frames`.
+    scene_tasks, scene_appearance, scene_steps: see :func:`scene_frames`. A student whose own
+      task is among ``scene_tasks`` sees its task under ``scene_appearance`` in mixup and cutmix,
+      which breaks the zero-shot condition for that suite (``DAggerConfig.validate`` warns).
     """
 
     sources: Annotated[tuple[Source, ...], Length(min=1), Check(_distinct, "distinct sources")] = (
