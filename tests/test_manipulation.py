@@ -171,6 +171,122 @@ def test_control_math_against_numpy():
     np.testing.assert_allclose(ctl.orientation_error(jnp.asarray(goal), jnp.asarray(cur)), delta, atol=2e-4)
 
 
+# --------------------------------------------------------------------------- joint velocity
+class RobosuiteJointVelocity:
+    """NumPy transcription of robosuite 1.5.1 ``JointVelocityController`` (``controllers/parts/
+    generic/joint_vel.py``: ``__init__`` with a scalar kp, ``run_controller``) and its
+    ``utils/buffers.py`` ``RingBuffer``, on robosuite's Panda motor ranges (``robot.xml``: +-80
+    N m on joints 1-5, +-12 on 6-7), numbers typed in. One line is vasa's documented departure:
+    the PID torque enters as ``M (M + dt K)^-1 pid`` (robosuite: ``pid``) before the compensation."""
+
+    def __init__(self):
+        low, high = -np.array([80.0] * 5 + [12.0] * 2), np.array([80.0] * 5 + [12.0] * 2)
+        self.kp = 3.0 * (high - low)
+        self.ki, self.kd = self.kp * 0.005, self.kp * 0.001
+        self.last_err, self.summed_err, self.saturated = np.zeros(7), np.zeros(7), False
+        self.buf, self.ptr, self.size = np.zeros((5, 7)), 4, 0  # RingBuffer(dim=7, length=5)
+
+    def run(self, goal_vel, joint_vel, compensation, limit, mass, dt):
+        err = goal_vel - joint_vel
+        derr = err - self.last_err
+        self.last_err = err
+        self.ptr = (self.ptr + 1) % 5  # RingBuffer.push
+        self.buf[self.ptr] = derr
+        self.size = min(self.size + 1, 5)
+        if not self.saturated:
+            self.summed_err += err
+        pid = self.kp * err + self.ki * self.summed_err + self.kd * np.mean(self.buf[:self.size], axis=0)
+        torques = mass @ np.linalg.solve(mass + dt * np.diag(self.kp), pid) + compensation
+        clipped = np.clip(torques, -limit, limit)
+        self.saturated = np.sum(np.abs(clipped - torques)) != 0
+        return pid, clipped
+
+
+def bare_arm(state_size: int):
+    """A lone arm (no table, no objects) with the tasks' physics options: C model, MJX model, Arm."""
+    spec = table.new_spec(0.005)
+    names = robots.add_arms(spec, [((-0.56, 0.0, 0.912), 0.0)], actuation="torque")[0]
+    spec.nuserdata = state_size
+    mm = spec.compile()
+    return mm, mjx.put_model(mm, impl="jax"), ctl.Arm.from_model(mm, names)
+
+
+def test_joint_velocity_pid_matches_robosuite_numpy():
+    """joint_velocity torques and PID memory over 24 sub-steps of random states (MuJoCo C's
+    mass matrix and bias forces), goals changing every 4 sub-steps, against the NumPy
+    transcription of robosuite's controller; the states alternate between slow joints (torques
+    within the limits) and fast ones (clipped: robosuite's anti-windup freezes the sum)."""
+    mm, m, arm = bare_arm(ctl.PID_STATE_SIZE)
+    assert ctl.JOINT_VEL_KP == (480.0,) * 5 + (72.0,) * 2 and ctl.JOINT_VEL_SCALE == 0.5
+    torques = jax.jit(lambda d, qdot: ctl.joint_velocity_torques(arm, m, d, qdot))
+    pid_only = jax.jit(ctl.joint_velocity_pid)
+    ref = RobosuiteJointVelocity()
+    limit = np.array(robots.TORQUE_LIMIT)
+    rng = np.random.default_rng(4)
+    d = mujoco.MjData(mm)
+    memory = jnp.zeros(ctl.PID_STATE_SIZE, jnp.float32)
+    saturated = []
+    for k in range(24):
+        if k % 4 == 0:  # a control step: a new action, its goal held for the sub-steps
+            action = rng.uniform(-1.2, 1.2, 8)
+            goal = np.asarray(ctl.set_goal("joint_velocity", arm, m, d, jnp.asarray(action, jnp.float32))["qdot"])
+            np.testing.assert_allclose(goal, 0.5 * np.clip(action[:7], -1, 1), rtol=1e-6)
+        d.qpos[arm.qpos] = rng.uniform(robots.JOINT_LOW, robots.JOINT_HIGH)
+        d.qvel[arm.dof] = rng.normal(0.0, 0.02 if k % 3 else 1.0, 7)
+        mujoco.mj_forward(mm, d)
+        mass = np.zeros((mm.nv, mm.nv))
+        mujoco.mj_fullM(mm, d, mass)
+        want_pid, want = ref.run(goal, d.qvel[arm.dof], d.qfrc_bias[arm.dof], limit, mass[np.ix_(arm.dof, arm.dof)],
+                                 0.005)
+        dj = mjx.put_data(mm, d, impl="jax").replace(userdata=memory)
+        pid, _ = pid_only(jnp.asarray(goal - d.qvel[arm.dof], jnp.float32), memory)
+        tau, memory = torques(dj, jnp.asarray(goal, jnp.float32))
+        np.testing.assert_allclose(pid, want_pid, rtol=1e-4, atol=2e-3, err_msg=str(k))
+        np.testing.assert_allclose(tau, want, rtol=1e-4, atol=2e-3, err_msg=str(k))
+        np.testing.assert_allclose(memory[0:7], ref.summed_err, rtol=1e-4, atol=1e-4, err_msg=str(k))
+        np.testing.assert_allclose(memory[7:14], ref.last_err, rtol=1e-5, atol=1e-5, err_msg=str(k))
+        assert bool(memory[-1]) == ref.saturated, k
+        saturated.append(ref.saturated)
+    assert any(saturated) and not all(saturated)  # both branches of the anti-windup were exercised
+
+
+def test_joint_velocity_tracks_commanded_velocities_in_mjx():
+    """MJX dynamics of the lone arm at the rest posture: 0.2 s (4 control steps, 40 sub-steps) of
+    one joint_velocity action; every joint is within 10% of its target (+-0.5 rad/s x action),
+    held ones within 0.02 rad/s, and the PID memory in ``d.userdata`` is what the sub-steps
+    summed. The previous law, ``M 3 (qdot* - qdot)``, reached about half the target by then."""
+    mm, m, arm = bare_arm(ctl.PID_STATE_SIZE)
+    d = mujoco.MjData(mm)
+    d.qpos[arm.qpos] = robots.HOME_QPOS
+    d.qpos[arm.finger_qpos] = robots.FINGER_TRAVEL
+    mujoco.mj_forward(mm, d)
+    action = jnp.array([0.6, -0.4, 0.0, -0.6, 0.8, 1.0, -1.0, -1.0])
+
+    @jax.jit
+    def run(d):
+        goal = ctl.set_goal("joint_velocity", arm, m, d, action)
+
+        def sub(d, _):
+            d = physics.step(m, ctl.apply("joint_velocity", arm, m, d, goal))
+            return d, goal["qdot"] - d.qvel[arm.dof]
+
+        return jax.lax.scan(sub, d, None, length=40)
+
+    d, errs = run(mjx.put_data(mm, d, impl="jax"))
+    target = 0.5 * np.asarray(action[:7])
+    qvel = np.asarray(d.qvel[arm.dof])
+    assert np.all(np.abs(qvel - target) <= 0.1 * np.abs(target) + 0.02), (qvel, target)
+    assert np.all(np.abs(qvel[target != 0] / target[target != 0] - 1) < 0.1), (qvel, target)
+    # the memory carried in d.userdata: the errors the controller saw before each sub-step (the
+    # target itself at the first, the arm starting at rest; none of these torques saturates)
+    seen = np.concatenate([target[None], np.asarray(errs[:-1])])
+    memory = np.asarray(d.userdata)
+    np.testing.assert_allclose(memory[0:7], seen.sum(0), atol=1e-4)
+    np.testing.assert_allclose(memory[7:14], seen[-1], atol=1e-6)
+    np.testing.assert_allclose(memory[14:14 + 35].reshape(5, 7), np.diff(seen[-6:], axis=0)[::-1], atol=1e-6)
+    assert memory[-2] == 5 and memory[-1] == 0
+
+
 # --------------------------------------------------------------------------- scenes
 def test_scene_reproducible_by_seed_and_placements():
     a, b, c = Lift(seed=3), Lift(seed=3), Lift(seed=4)

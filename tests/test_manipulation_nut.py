@@ -121,6 +121,12 @@ def test_ring_of_boxes_slides_over_its_peg_in_mujoco_c():
     clearance it penetrates the peg; dropped, it falls down the peg to the table (MuJoCo C)."""
     env = NutAssembly(nut_type="both")
     m = env.mj_model
+    # robosuite: pegs at z 0.85 (pegs_arena.xml), NutAssembly's table top at 0.82 (table_offset),
+    # half-height 0.1: centres 0.03 m above the table top, tops 0.13 m above it
+    for kind in pegs.NUT_KINDS:
+        assert m.body(f"peg_{kind}").pos[2] == pytest.approx(TOP + 0.85 - 0.82)
+        assert m.body(f"peg_{kind}").pos[2] + m.geom(f"peg_{kind}_geom").size[2 if kind == "square" else 1] \
+            + (pegs.ROUND_PEG_RADIUS if kind == "round" else 0.0) == pytest.approx(TOP + 0.13)
     peg_geom = {k: m.geom(f"peg_{k}_geom").id for k in pegs.NUT_KINDS}
     ring = {k: [m.geom(g).id for g in env.names[f"{k}_nut"]["geoms"]] for k in pegs.NUT_KINDS}
     z = TOP + 0.1

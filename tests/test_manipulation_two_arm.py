@@ -21,6 +21,7 @@ import pytest
 from mujoco import mjx
 
 from vasa.envs.scenes import robots, table
+from vasa.envs.tasks.manipulation import control as ctl
 from vasa.envs.tasks.manipulation import scripted_two_arm
 from vasa.envs.tasks.manipulation.two_arm_lift import TwoArmLift
 from vasa.envs.tasks.manipulation.two_arm_peg_in_hole import (
@@ -95,7 +96,11 @@ def test_sizes_cameras_and_registry():
     lift, peg = TwoArmLift(), TwoArmPegInHole()
     assert lift.action_spec.shape == (14,) and lift.observation_spec.shape == (83,)
     assert peg.action_spec.shape == (14,) and peg.observation_spec.shape == (81,)
-    assert TwoArmLift(control="joint_velocity").action_spec.shape == (16,)
+    jv = TwoArmLift(control="joint_velocity")
+    assert jv.action_spec.shape == (16,)
+    # joint_velocity's PID memory: one block per arm in d.userdata (none in the other modes)
+    assert jv.mj_model.nuserdata == 2 * ctl.PID_STATE_SIZE and lift.mj_model.nuserdata == 0
+    assert [arm.state_adr for arm in jv.arms] == [0, ctl.PID_STATE_SIZE]
     for env in (lift, peg):
         cams = {env.mj_model.camera(i).name for i in range(env.mj_model.ncam)}
         assert {"agentview", "eye_in_hand", "robot1_eye_in_hand"} <= cams

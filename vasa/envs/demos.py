@@ -13,7 +13,9 @@ never succeed are dropped and counted in ``Demos.num_dropped``.
 Those states are what SURREAL's demonstration curriculum restarts from
 (:class:`vasa.envs.curriculum.DemoCurriculum`, dissertation section 2.5.3); a task restores
 one with ``state_from(qpos, qvel, ctrl, params, act, qacc_warmstart)``
-(:meth:`vasa.envs.tasks.manipulation.base.ArmTask.state_from`).
+(:meth:`vasa.envs.tasks.manipulation.base.ArmTask.state_from`). The ``joint_velocity``
+controller's PID memory (``d.userdata``) is not recorded: a restored state starts with it at
+zero, as after a reset.
 
 File format (``Demos.save``/``Demos.load``): one ``.npz`` holding the arrays under their
 field names, the task parameters under ``object/<name>`` and the metadata as 0-d arrays

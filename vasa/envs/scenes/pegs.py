@@ -5,8 +5,10 @@ Facts from robosuite (``robosuite/models/assets/arenas/pegs_arena.xml``,
 ``robosuite/models/assets/objects/square-nut.xml`` and ``round-nut.xml``):
 
 * pegs fixed to the table at ``(0.23, +-0.10)`` (x, y), half-height 0.1 m with their centre
-  0.05 m above the table top (0.15 m stand out): the square peg is a box of half-width 0.016 m at
-  ``y = +0.1``, the round peg a cylinder of radius 0.02 m at ``y = -0.1``;
+  0.03 m above the table top (0.13 m stand out; robosuite's pegs are at z 0.85 and its
+  NutAssembly's table top at 0.82, ``table_offset`` in ``nut_assembly.py``): the square peg is
+  a box of half-width 0.016 m at ``y = +0.1``, the round peg a cylinder of radius 0.02 m at
+  ``y = -0.1``;
 * the square nut is 4 walls around a square hole of half-width 0.02275 m (walls 0.021 m thick,
   outer half-width 0.04375 m) with a handle box (half-sizes 0.02525 x 0.015875) centred 0.054 m
   along the nut's +x; the round nut is 8 boxes (half-sizes 0.01125 radial x 0.0225 tangential)
@@ -46,7 +48,7 @@ from vasa.envs.scenes.table import TABLE_TOP
 
 PEG_XY = {"square": (0.23, 0.10), "round": (0.23, -0.10)}
 PEG_HALF_HEIGHT = 0.1
-PEG_CENTRE_ABOVE_TABLE = 0.05  # robosuite: pegs at z 0.85 on a table whose top is at 0.8
+PEG_CENTRE_ABOVE_TABLE = 0.03  # robosuite: pegs at z 0.85 (pegs_arena.xml), NutAssembly's table top at 0.82
 SQUARE_PEG_HALF = 0.016
 ROUND_PEG_RADIUS = 0.02
 NUT_HALF_HEIGHT = 0.01

@@ -9,6 +9,16 @@ lies 0.1034 m beyond the flange, between the finger pads. Joint position and tor
 are Franka's datasheet values. Link masses are Franka's published estimates; inertias follow
 from the capsules.
 
+Differences from robosuite's Panda (``models/assets/robots/panda/robot.xml``,
+``models/assets/grippers/panda_gripper.xml``, ``models/robots/robot_model.py``): its
+``grip_site`` is 0.1065 + 0.097 = 0.2035 m beyond link 7 and turned -90 deg about z from the
+hand (``right_gripper``), vasa's 0.107 + 0.1034 = 0.2104 m with the hand's orientation, so
+the grasp-site quaternion in the proprioception is yawed 90 deg from robosuite's ``eef_quat``;
+its motors are limited to +-80 N m on joints 1-5 and +-12 on 6-7 (vasa: 87 on 1-4, 12 on 5-7);
+its joints carry an armature of ``5 / i`` kg m^2 on joint ``i``, vasa's 0.1 (joints 1-4) and
+0.05 (5-7), so vasa's arm has far less reflected inertia (this is why the joint_velocity
+controller of :mod:`vasa.envs.tasks.manipulation.control` integrates its P term implicitly).
+
 Collisions are kept to what manipulation needs: only the finger pads collide (with objects,
 ``contype 1``; see :mod:`vasa.envs.scenes.table`), each pad as two small spheres flush with its
 inner face (one contact per sphere, where a box-box pair costs MJX up to eight); the palm and

@@ -2,6 +2,12 @@
 control loop (one policy action per control step, torques recomputed at every physics
 sub-step), proprioception and the reward wrapper (sparse or staged, scaled).
 
+The torques of a sub-step are computed before its ``mjx.step``, from the current ``qpos`` and
+``qvel`` but the kinematics, mass matrix and bias forces of the previous sub-step (``mjx.step``
+runs its forward pass before integrating; robosuite runs forward kinematics before its
+controllers): a 5 ms feedback delay, see :mod:`.control`. joint_velocity's PID memory lives in
+``d.userdata`` (``mj_model.nuserdata`` is 0 in the other modes).
+
 Physics step: ``timestep = 0.005`` s, 10 sub-steps per 20 Hz control step, MuJoCo's
 ``implicitfast`` integrator (the joint damping and the finger servos' damping are
 integrated implicitly), Newton solver (6 iterations, 8 line-search steps; a task may set its own
@@ -158,9 +164,11 @@ class ArmTask(abc.ABC):
         names = arm_names[0]
         self.arm_names = arm_names
         self.names = {**names, **self._build_objects(spec, rng)}
+        state = ctl.state_size(control)  # controller memory per arm (joint_velocity's PID), in d.userdata
+        spec.nuserdata = state * len(arm_names)
         self.spec = spec
         self.mj_model = spec.compile()
-        self.arms = tuple(ctl.Arm.from_model(self.mj_model, n) for n in arm_names)
+        self.arms = tuple(ctl.Arm.from_model(self.mj_model, n, state_adr=i * state) for i, n in enumerate(arm_names))
         self.arm = self.arms[0]
         self._mjx_model = mjx.put_model(self.mj_model, impl="jax")
         self._data0 = mjx.make_data(self.mj_model, impl="jax")
@@ -281,7 +289,9 @@ class ArmTask(abc.ABC):
         ``qacc_warmstart [nv]`` (optional) float32, ``params`` the task's ``info["object"]``.
         Kinematics come from ``mjx.forward`` with the per-environment model, so the observation
         is that of ``qpos`` itself (a stepped state's observation reads poses one physics
-        sub-step older); ``reward`` and ``done`` are 0, ``metrics["success"]`` that of the state."""
+        sub-step older); ``reward`` and ``done`` are 0, ``metrics["success"]`` that of the state.
+        The controller memory (joint_velocity's PID sums, ``d.userdata``) starts at zero, as after
+        a reset."""
         d = self._data0.replace(qpos=jnp.asarray(qpos, jnp.float32), qvel=jnp.asarray(qvel, jnp.float32),
                                 ctrl=jnp.asarray(ctrl, jnp.float32))
         if act is not None:

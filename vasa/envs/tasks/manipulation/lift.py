@@ -12,7 +12,8 @@ friction live in ``info["object"]`` and are swapped into the MJX model for each 
 The cube's colour is drawn once per scene from ``seed`` (pixels show the nominal 0.021 m size).
 
 ``obs``: 32 proprioceptive values (see :class:`~vasa.envs.tasks.manipulation.base.ArmTask`)
-then cube position ``[3]``, quaternion ``[4]`` and cube minus grasp-site position ``[3]``.
+then cube position ``[3]``, quaternion ``[4]`` (w, x, y, z; robosuite's is x, y, z, w) and cube
+minus grasp-site position ``[3]``.
 """
 
 from __future__ import annotations

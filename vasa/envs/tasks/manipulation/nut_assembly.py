@@ -25,12 +25,24 @@ Facts transcribed from robosuite v1.5 ``environments/manipulation/nut_assembly.p
   (the grasp site is compared with the handle sites, lift and hover with the nut centres);
 * normalisation: the reward is multiplied by ``reward_scale / 2`` for both nuts and by
   ``reward_scale`` for a single nut (``reward_scale=None``: raw values). robosuite's single
-  variants keep the removed nut (parked far away) in these sums, which grants them the full
-  lift reward whenever something is grasped; here only the nuts in the scene count.
+  variants move the removed nut to ``(10, 10, 10)`` at reset (``clear_objects``,
+  ``environments/base.py``) and keep it in these sums as an unplaced nut: it falls (MuJoCo's
+  floor plane is infinite for collisions) and, until it drops below the lift target (~1.35 s,
+  the first ~27 control steps), makes ``r_lift`` 0.5 whenever something is grasped; once on
+  the floor it changes nothing. Here only the nuts in the scene count.
+
+Heights: vasa's table top is at 0.8 in every task, robosuite's NutAssembly raises its table to
+0.82 (``table_offset``) and keeps the robot base where it is, so its base is 0.092 m above the
+table top, vasa's 0.112 m. The pegs stand on vasa's table as on robosuite's (centre 0.03 m
+above the top, :mod:`vasa.envs.scenes.pegs`), and ``on_peg`` and the lift target are measured
+from the table top as robosuite's are.
 
 ``obs``: 32 proprioceptive values (see :class:`~vasa.envs.tasks.manipulation.base.ArmTask`),
 then per nut (square first): centre ``[3]``, quaternion ``[4]`` (w, x, y, z), centre minus
-grasp site ``[3]`` and handle site minus grasp site ``[3]`` (13 values per nut).
+grasp site ``[3]`` and handle site minus grasp site ``[3]`` (13 values per nut), all in the
+world frame. robosuite observes each nut's position, quaternion (x, y, z, w) and its pose in
+the gripper frame (``{nut}_to_eef_pos``/``_quat``, ``manipulation_env.py``
+``_get_rel_obj_eef_sensor``), as vasa's :mod:`.pick_place` does; the handle offset is vasa's.
 """
 
 from __future__ import annotations

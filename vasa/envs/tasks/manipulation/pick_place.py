@@ -25,19 +25,26 @@ the four classes per environment at every reset (mode 1 generalised) and parks t
 the table plane out of reach (at x = 0.75 m, behind the agentview camera).
 
 Success (robosuite's ``_check_success``/``not_in_bin``): every active object is in its
-compartment (strictly inside the quadrant in x and y, centre between bin2's floor and 0.1 m
-above it) with the grasp site more than ``atanh(0.4) / 10 ~ 0.042`` m from its centre
-(robosuite's ``1 - tanh(10 d) < 0.6``).
+compartment (strictly inside the quadrant in x and y, centre between z = 0.8 and 0.9) with the
+grasp site more than ``atanh(0.4) / 10 ~ 0.042`` m from its centre (robosuite's
+``1 - tanh(10 d) < 0.6``). Heights: robosuite tests ``bin2_pos[2] = 0.8 < z < 0.9`` and lifts
+toward ``0.8 + 0.25``, but its bin floor is a box whose top is at 0.82 (``bins_arena.xml``), so
+relative to the floor its window is [-0.02, 0.08] m and its lift target 0.23 m. vasa's bin floor
+is the table plane at 0.8 (:mod:`vasa.envs.scenes.bins`) and the same absolute numbers give
+[0, 0.10] m and 0.25 m: the window and the target sit 2 cm higher above the floor here.
 
 Rewards (robosuite ``PickPlace.reward``/``staged_rewards``, over the active objects not yet in
 place): sparse = number of objects in place; shaped = that plus the largest stage: reach
 ``0.1 (1 - tanh(10 d_min))``, grasp 0.35 (both pads touch such objects), lift (while grasping)
-``0.35 + 0.15 (1 - tanh(15 max(z_t - z, 0)_min))`` with ``z_t`` = bin2 floor + 0.25, hover
+``0.35 + 0.15 (1 - tanh(15 max(z_t - z, 0)_min))`` with ``z_t = 0.8 + 0.25`` (see Heights), hover
 (per object, ``d``: horizontal distance to its compartment centre) ``0.5 + 0.2 (1 - tanh(10 d))``
 when above its quadrant (within a quarter bin size) else ``r_lift + 0.2 (1 - tanh(10 d))``.
 Normalised by ``num_objects`` (robosuite: 4 or 1) times ``reward_scale``. Deviation: objects that
 are parked (not drawn this episode) are ignored, where robosuite keeps cleared objects in its
-sums (they are far away and contribute nothing there either).
+sums as objects not yet in place: ``clear_objects`` moves them to ``(10, 10, 10)`` at reset and
+they fall to the floor (``environments/base.py``); until they drop below the lift target
+(~1.35 s, the first ~27 control steps) they make ``r_lift`` 0.5 whenever something is
+grasped, and once on the floor (far from the gripper and the bins) they change nothing.
 
 ``obs``: 32 proprioceptive values, then per built object (4, or 1 with ``object_type``) 16
 values: position ``[3]``, quaternion ``[4]`` (w, x, y, z), position ``[3]`` and quaternion

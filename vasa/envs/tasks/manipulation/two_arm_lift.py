@@ -5,6 +5,9 @@ across the table (``robot0_`` at ``y = -0.56`` facing +y, ``robot1_`` at ``y = +
 -y, both on 0.912 m mounts as in ``robo/lift``). The action is ``[14]`` (``osc_pose``: robot0's
 7 values then robot1's) or ``[16]`` for the joint modes; ``obs`` starts with robot0's then
 robot1's 32 proprioceptive values (:class:`~vasa.envs.tasks.manipulation.base.ArmTask`).
+``osc_pose`` deltas are in the world frame for both arms (as robosuite 1.4); robosuite 1.5
+reads them in each robot's base frame (``input_ref_frame: base``), turned +-pi/2 here, so its
+robot0 ``dx`` moves along world +y (see :mod:`.control`).
 
 The pot (robosuite's ``PotWithHandlesObject`` layout): a 0.14 m cube-shaped pot (walls 0.01 m)
 with a bar handle on each side, ``handle0`` on the pot's +y side and ``handle1`` on its -y side,
@@ -18,7 +21,8 @@ visual only, which keeps MJX's contact count small.
 Success and rewards (robosuite ``two_arm_lift.py``): the pot's bottom (centre minus 0.07 m) is
 more than 0.10 m above the table and the pot is tilted by at most 30 deg (``cos`` of the angle
 between its z axis and the world's ``>= cos(pi / 6)``; robosuite pays its 3.0 only then, so a
-tilted lift scores 0 and is not a success here). Staged shaping (unnormalised): lifting
+tilted lift scores 0; robosuite's ``_check_success`` tests the height alone and counts a tilted
+lift as a success, vasa does not). Staged shaping (unnormalised): lifting
 ``10 * level * clip(elevation - 0.05, 0, 0.15)`` (``elevation``: pot bottom above the table,
 ``level``: the tilt test above), plus per arm ``0.25`` while both its finger pads touch its
 handle and reaching ``0.5 (1 - tanh(10 d))`` (``d``: its grasp site to its handle's site).

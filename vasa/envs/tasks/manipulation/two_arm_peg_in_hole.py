@@ -6,7 +6,9 @@ of the table's centre line so that peg and plate start clear of each other). rob
 has no table and no grippers; here the table stays (nothing of this task touches it) and the
 grippers stay too: their action element moves the fingers, which collide with nothing here.
 The action is ``[14]`` (``osc_pose``: robot0's 7 values, then robot1's); ``obs`` starts with
-robot0's then robot1's 32 proprioceptive values.
+robot0's then robot1's 32 proprioceptive values. ``osc_pose`` deltas are in the world frame for
+both arms (as robosuite 1.4); robosuite 1.5 reads them in each robot's base frame
+(``input_ref_frame: base``), turned +-pi/2 here (see :mod:`.control`).
 
 Objects, welded to the hands as robosuite attaches them (no joints):
 
