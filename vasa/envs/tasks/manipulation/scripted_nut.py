@@ -7,19 +7,20 @@ on its peg (square first) is the one worked on.
 
 Yaw: the fingers close across the handle, so the gripper's yaw is the handle's direction
 modulo pi. The arm cannot reach over the pegs with the handle pointing away from the robot (the
-grasp site would be ~0.85 m from the base). Single nuts are carried with the gripper at yaw +pi/2
-(at -pi/2 the last joint nears its limit), so the handle points sideways (+y or -y, depending on
-which way round it was grasped); the square nut's walls then lie parallel to the square peg's
-faces. The grasp is the one nearest the current yaw.
+grasp site would be ~0.85 m from the base).
 
-Reach (``nut_type="both"``): Panda's elbow (joint 4) has 0.0825 m offsets, so the shoulder-wrist
-distance is longest at joint 4 ~ -0.47 rad, not at its limit -0.07: past -0.47 the arm is
-"hyperextended", and there pulling the hand back toward the robot needs joint 4 to move further
-toward -0.07, so OSC's J^T F drives it into its limit and the arm stalls (the old failure: 0/32,
-every arm stuck after the square nut, elbow at -0.07). Lowering the nut with the handle sideways
-puts the grasp site ~0.79 m out at z ~0.91 (2 cm lower than with the taller pegs used until
-2026-12-06), right at that point. With both nuts the controller
-therefore (all static on ``nut_type``, so the single variants run the code above unchanged):
+Reach: Panda's elbow (joint 4) has 0.0825 m offsets, so the shoulder-wrist distance is longest at
+joint 4 ~ -0.47 rad, not at its limit -0.07: past -0.47 the arm is "hyperextended", and there
+pulling the hand back toward the robot needs joint 4 to move further toward -0.07, so OSC's J^T F
+drives it into its limit and the arm stalls (the old failure with both nuts: 0/32, every arm stuck
+after the square nut, elbow at -0.07). Lowering the nut with the handle sideways puts the grasp
+site ~0.79 m out at z ~0.91 (2 cm lower than with the taller pegs used until 2026-12-06), right
+at that point: single nuts used to be carried that way (gripper at yaw +pi/2), and lowered onto
+the square peg the hand fell ~7-10 mm short of it (elbow at its limit), the ring jammed tilted on
+the peg's top while the controller kept pushing down, or tipped off it once let go (4 of the 7
+square failures on the 64 states below). Every nut type is therefore handled the same way (the
+"reach-safe" controller written for ``nut_type="both"``, 2026-12-06 also for single nuts); the
+controller:
 
 * carries the nut with its handle toward the robot (nut yaw pi: the grasp site 5.4 cm closer to
   the base, the square's walls still parallel to the peg's faces); the grasp (handle yaw or
@@ -33,8 +34,12 @@ therefore (all static on ``nut_type``, so the single variants run the code above
   handle than when level; the peg's top levels the ring as it is lowered, and aimed by the
   tilted centre the square ring then sat 8 mm off the peg (clearance 6.75 mm), jammed on its
   top, pivoted about the handle and fell off;
-* lowers the nut at most 2 cm per step, and lets go as soon as the ring is level and around the
-  peg's top when the elbow is nearly straight;
+* lowers the nut at most 2 cm per step, and lets go of a level ring only once it is
+  ``RELEASE_DEPTH`` = 4 cm below the peg's top (1.5 cm until 2026-12-06: the ring, barely
+  around the peg, tilted as the fingers opened, the controller re-grasped it there and flipped it
+  off the peg), or, when the elbow is nearly straight, as soon as it is level and around the top;
+* once the fingers are open, leaves a nut whose ring is around its peg (centre within 2 cm of the
+  peg's axis, below its top) to slide down, instead of re-grasping it;
 * goes straight for a nut that lies in front of the back-off line (one fallen by the pegs)
   instead of backing off first (which, being memoryless, it repeated every step: the arm hovered
   at the line for the rest of the episode);
@@ -43,27 +48,30 @@ therefore (all static on ``nut_type``, so the single variants run the code above
   hand out over the table, moves the wrist outward (and up): that drives joint 4 back through
   straight, after which the hand can come back.
 
-Measured success (2026-12-06, pegs at robosuite's height, CPU, 32 random initial states each,
-``jax.random.split(jax.random.PRNGKey(seed), 32)``, success at the last step; in brackets the
-64 states of ``split(PRNGKey(seed), 64)``, and the same 64 with the pegs 2 cm taller as before):
+Measured success (2026-12-06, pegs at robosuite's height, CPU, the 64 random initial states of
+``jax.random.split(jax.random.PRNGKey(seed), 64)``, success at the last step; in brackets the
+same 64 states with the controller before the changes of 2026-12-06 (single nuts carried with
+the handle sideways, rings let go 1.5 cm below the peg's top and re-grasped while settling)):
 
-* ``nut_type="square"`` (seed 100): 30/32 = 94% after 250 steps (27/32 by step 100)
-  [57/64 = 89%; taller pegs 54/64];
-* ``nut_type="round"`` (seed 101): 31/32 = 97% after 250 steps (31/32 by step 100) [63/64];
-* ``nut_type="both"`` (seed 102): 31/32 = 97% after 350 steps (the same at 500; 10/32 by step
-  250, 27/32 by 300) [56/64 = 88% by step 350, 58/64 by 500; taller pegs 59/64 and 60/64].
+* ``nut_type="square"`` (seed 100): 61/64 = 95% after 250 steps (60/64 by step 200, 56 by 140,
+  4 by 100) [57/64 = 89%; 51 by step 100];
+* ``nut_type="round"`` (seed 101): 64/64 after 250 steps (64 by step 200, 61 by 140, 3 by
+  100) [63/64; 63 by step 100];
+* ``nut_type="both"`` (seed 102): 57/64 = 89% after 350 steps, 58/64 = 91% after 500
+  (robosuite's horizon; 13/64 by step 250) [56/64 by step 350, 58/64 by 500].
 
-With the taller pegs (2026-12-02) the 32 states gave 31/32 for each variant; before the reach
-handling "both" gave 0/32, with it but without the grasp cost, the levelled aim and the direct
-approach to a fallen nut 21/32. Single episodes flip with the batch they run in (MJX's float32
-reductions differ with the batch size: two of the 64 "both" states that fail in the batch of 64
-succeed in a batch of 2), so differences of a few states are noise. The 95% target is met by
-"round" only, with either peg height. (Wall time of a 32-environment, 500-step scan on 2
-shared CPU cores: ~190 s with the compile.)
+The single nuts now take ~30 steps longer (median first success ~115 steps, was ~80: the carry
+turn to the handle-toward-the-robot yaw and the slower, 2 cm/step descent), so they need a
+horizon of ~250 steps. The 95% target is met by "square" (just) and "round", not by "both".
+Single episodes flip with the batch they run in (MJX's float32 reductions differ with the batch
+size: two of the 64 "both" states that fail in the batch of 64 succeed in a batch of 2) and with
+small, unrelated changes to the traced function, so differences of a few states are noise. (Wall
+time of a 64-environment, 250-step scan on 2 heavily shared CPU cores: ~4 min with the compile.)
 
-Failures: a nut jammed tilted on its peg's top while held (the controller keeps pushing down)
-or tipped off it after release, the pads slipping into the handle (the nut then sticks to the
-open fingers), or the arm stalling short of the peg.
+Failures: with both nuts mostly (4 of the 6) a nut stuck to the open fingers after its grasp
+slipped (the pads slip off the handle; the controller, chasing the handle to hover above it,
+carries the nut up and away); otherwise a nut knocked onto its edge or out of reach while
+being grasped (3 of the square failures), or tipped over at its peg.
 """
 
 from __future__ import annotations
@@ -96,6 +104,7 @@ RETREAT_X = 0.1  # m: back off to here after letting go
 CARRY_YAW = jnp.pi  # the handle toward the robot
 Q7_REACH = 2.6  # rad: joint 7 targets within this (limit 2.8973)
 STANDOFF = 0.12  # m between nut and peg centres while the nut is below the peg's top
+RELEASE_DEPTH = 0.04  # m: let go of a level ring only this far below the peg's top (0.015 before 2026-12-06)
 DESCENT = 0.02  # m per step at most while lowering the nut around its peg
 SHOULDER = np.array([ROBOT_BASE[0], ROBOT_BASE[1], ROBOT_BASE[2] + 0.333], np.float32)  # joint 2's axis
 WRIST_ABOVE = robots.FLANGE_D + robots.GRIP_OFFSET  # joint 6's axis above the grasp site (hand down)
@@ -113,7 +122,6 @@ def nut_assembly_policy(obs: jnp.ndarray, nut_type: str = "both") -> jnp.ndarray
     ``"both"``, else 1); ``nut_type`` is static (bind it with ``functools.partial``).
     Returns a ``[7] float32`` OSC_POSE action."""
     kinds = nuts_for(nut_type)
-    reach_safe = nut_type == "both"  # the reach-safe carry (see the module docstring); static
     grip, rot = obs[POS], quat_to_mat(obs[QUAT])
     fingers = obs[FINGERS].sum()
     blocks = obs[32:32 + OBS_PER_NUT * len(kinds)].reshape(len(kinds), OBS_PER_NUT)
@@ -149,8 +157,7 @@ def nut_assembly_policy(obs: jnp.ndarray, nut_type: str = "both") -> jnp.ndarray
         t2 = _wrap(t1 - carry_err)
         over = jnp.maximum(jnp.abs(t1) - Q7_REACH, 0.0) + jnp.maximum(jnp.abs(t2) - Q7_REACH, 0.0)
         return jnp.abs(g) + 0.5 * jnp.abs(t2) + 10.0 * over
-    # single nuts: the grasp nearest the current yaw
-    grasp_err = jnp.where(cost(e) <= cost(alt), e, alt) if reach_safe else e
+    grasp_err = jnp.where(cost(e) <= cost(alt), e, alt)
     rel = h + jnp.array([0.0, 0.0, GRASP_DZ]) - grip
     xy_err = jnp.linalg.norm(rel[:2])
     holding = (fingers < 0.05) & (fingers > 0.01) & (jnp.linalg.norm(rel) < 0.02)
@@ -159,24 +166,16 @@ def nut_assembly_policy(obs: jnp.ndarray, nut_type: str = "both") -> jnp.ndarray
     # hover 0.08 m over the handle; coming from the pegs (second nut), first back off toward the
     # robot at TRAVEL_Z: a sideways move out there stretches the elbow to its limit (OSC stalls)
     hover = h + jnp.array([0.0, 0.0, 0.08])
-    behind = (h[0] < RETREAT_X - 0.03) if reach_safe else True  # (a nut fallen by the pegs: straight to it)
+    behind = h[0] < RETREAT_X - 0.03  # (a nut fallen by the pegs: straight to it)
     hover = jnp.where((grip[0] > RETREAT_X) & behind, jnp.stack([RETREAT_X - 0.03, grip[1], TRAVEL_Z]), hover)
     approach = jnp.where(aligned, grip + rel, hover)  # descend only when aligned over the handle
     squeezing = holding & (jnp.abs(obs[30:32]).sum() > 0.02)
 
-    # ---- carry: both nuts with the handle toward the robot (nut yaw pi); single nuts with the
-    # gripper at yaw +pi/2 (the wrist's comfortable side, joint 7 ~ -0.6 rad), the handle +-y
-    if reach_safe:  # handle toward the robot
-        carry_turn = q7 - _wrap(q7 - carry_err)  # the gripper's yaw up = joint 7 down: keep joint 7 in (-pi, pi]
-    else:  # single nuts: gripper at yaw +pi/2, handle sideways (+-y)
-        offset = _wrap(yaw - grip_yaw)
-        flipped = jnp.abs(offset) > jnp.pi / 2
-        carry_err = _wrap(jnp.where(flipped, -jnp.pi / 2, jnp.pi / 2) - yaw)
-        carry_turn = jnp.pi / 2 - _wrap(offset - jnp.where(flipped, jnp.pi, 0.0)) - grip_yaw  # no wrap: turn via 0
-    c_xy = c[:2]
-    if reach_safe:  # the nut hangs tilted about the pads: aim with where its centre will be once level
-        hc = c - h
-        c_xy = h[:2] + hc[:2] * jnp.linalg.norm(hc) / jnp.maximum(jnp.linalg.norm(hc[:2]), 1e-6)
+    # ---- carry: the handle toward the robot (nut yaw pi), every nut type
+    carry_turn = q7 - _wrap(q7 - carry_err)  # the gripper's yaw up = joint 7 down: keep joint 7 in (-pi, pi]
+    # the nut hangs tilted about the pads: aim with where its centre will be once level
+    hc = c - h
+    c_xy = h[:2] + hc[:2] * jnp.linalg.norm(hc) / jnp.maximum(jnp.linalg.norm(hc[:2]), 1e-6)
     e_xy = peg - c_xy
     dist = jnp.linalg.norm(e_xy)
     dist_c = jnp.linalg.norm(peg - c[:2])
@@ -188,7 +187,7 @@ def nut_assembly_policy(obs: jnp.ndarray, nut_type: str = "both") -> jnp.ndarray
     over = (dist < 0.004) & (jnp.abs(carry_err) < 0.05)
     down = near & (over | (c[2] < ABOVE_PEG - 0.01))
     lower = TOP - 0.005 - c[2]
-    dz = jnp.where(down, jnp.maximum(lower, -DESCENT) if reach_safe else lower, CARRY_Z - c[2])
+    dz = jnp.where(down, jnp.maximum(lower, -DESCENT), CARRY_Z - c[2])
     carry = grip + jnp.concatenate([e_move, dz[None]])
 
     # ---- let go and back off: up past the handle, then back toward the robot (straight up over
@@ -199,11 +198,13 @@ def nut_assembly_policy(obs: jnp.ndarray, nut_type: str = "both") -> jnp.ndarray
 
     # ---- the ring is around its peg: let go (it slides down the peg)
     # (a tilted ring resting on the peg's top also has its centre low: then only when far down)
-    around = (dist_c < 0.015) & (c[2] < PEG_TOP - 0.015) & (level | (c[2] < PEG_TOP - 0.05))
+    around = (dist_c < 0.015) & (c[2] < PEG_TOP - RELEASE_DEPTH) & (level | (c[2] < PEG_TOP - 0.05))
     # the arm nearly straight: let go as soon as the ring is level and around the peg's top
-    if reach_safe:
-        around = around | (stretched & (dist_c < 0.012) & (c[2] < PEG_TOP - 0.005) & level)
-    release = around | done
+    around = around | (stretched & (dist_c < 0.012) & (c[2] < PEG_TOP - 0.005) & level)
+    # once let go, a nut around its peg is left to settle: re-grasping it there (it tilts as the
+    # fingers open and leave) flipped it off the peg
+    settling = (fingers > 0.06) & (dist_c < 0.02) & (c[2] < PEG_TOP)
+    release = around | done | settling
 
     target = jnp.where(holding, jnp.where(squeezing, grip, carry), approach)
     target = jnp.where(release, retreat, target)
@@ -216,9 +217,8 @@ def nut_assembly_policy(obs: jnp.ndarray, nut_type: str = "both") -> jnp.ndarray
     # reach: never move the wrist away from the shoulder while the elbow is nearly straight (past
     # straight, OSC's J^T F drives joint 4 into its limit and the hand cannot come back); once past
     # straight, move outward: that bends the elbow back through straight
-    if reach_safe:
-        outward = jnp.dot(delta, radial)
-        delta = jnp.where(stretched, delta - jnp.maximum(outward, 0.0) * radial, delta)
-        out_front = (grip[0] > 0.0) & (grip[2] < TOP + 0.3)  # only out over the table's front
-        delta = jnp.where(hyper & out_front, 0.03 * radial + jnp.array([0.0, 0.0, 0.02]), delta)
+    outward = jnp.dot(delta, radial)
+    delta = jnp.where(stretched, delta - jnp.maximum(outward, 0.0) * radial, delta)
+    out_front = (grip[0] > 0.0) & (grip[2] < TOP + 0.3)  # only out over the table's front
+    delta = jnp.where(hyper & out_front, 0.03 * radial + jnp.array([0.0, 0.0, 0.02]), delta)
     return jnp.concatenate([_move(delta, 1.5), _turn(goal_rot, rot), gripper[None]]).astype(jnp.float32)
