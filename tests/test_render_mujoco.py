@@ -285,14 +285,14 @@ GRID_XML = """
              width="300" height="300"/>
     <texture name="tiles" type="2d" builtin="checker" rgb1="{b1}" rgb2="{b2}" mark="edge" markrgb="{b2}"
              width="300" height="300"/>
-    <material name="grid" texture="grid" texrepeat="1 1" texuniform="true"/>
+    <material name="floormat" texture="grid" texrepeat="1 1" texuniform="true"/>  <!-- not "grid": both planes are floor -->
     <material name="tiles" texture="tiles" texrepeat="1.5 1"/>
   </asset>
   <worldbody>
     <light name="sun" directional="true" dir=".3 .2 -1" diffuse=".4 .4 .4" castshadow="false"/>
     <camera name="top" pos="0 0 .75" fovy="50"/>
     <camera name="oblique" pos="0 -1.6 1.1" xyaxes="1 0 0 0 .6 .8" fovy="60"/>
-    <geom name="floor" type="plane" size=".3 .3 .1" material="grid"/>
+    <geom name="floor" type="plane" size=".3 .3 .1" material="floormat"/>
     <geom name="wall" type="plane" size=".8 .4 .1" pos="0 .9 .3" euler="70 0 0" material="tiles"/>
     <geom name="ball" type="sphere" size=".05" pos=".1 .1 .05" rgba=".6 .3 .3 1"/>
   </worldbody>
