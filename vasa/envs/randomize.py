@@ -26,6 +26,7 @@ from typing import Literal, Sequence, get_args
 
 import jax
 import jax.numpy as jnp
+import mujoco
 import numpy as np
 
 from vasa import media
@@ -190,15 +191,15 @@ class SceneGroups:
         m = mj_model
         world = m.geom_bodyid == 0
         floor = world & (m.geom_type == PLANE)
-        grid_mat = [i for i in range(m.nmat) if m.material(i).name == DMC_FLOOR_MATERIAL]
-        if grid_mat:  # DMControl-GB: the ``grid`` floor only
-            floor = floor & (m.geom_matid == grid_mat[0])
+        grid_mat = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_MATERIAL, DMC_FLOOR_MATERIAL)
+        if grid_mat >= 0:  # DMControl-GB: the ``grid`` floor only
+            floor = floor & (m.geom_matid == grid_mat)
         static = world & ~floor
         keys, group = {}, np.full(m.ngeom, -1, np.int32)
         recoloured = ~world
-        self_mat = [i for i in range(m.nmat) if m.material(i).name == DMC_SELF_MATERIAL]
-        if self_mat:  # DMControl-GB: the ``self`` material only
-            recoloured = recoloured & (m.geom_matid == self_mat[0])
+        self_mat = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_MATERIAL, DMC_SELF_MATERIAL)
+        if self_mat >= 0:  # DMControl-GB: the ``self`` material only
+            recoloured = recoloured & (m.geom_matid == self_mat)
         for g in np.nonzero(recoloured)[0]:
             key = ("mat", int(m.geom_matid[g])) if m.geom_matid[g] >= 0 else ("rgba", tuple(np.round(m.geom_rgba[g], 4)))
             group[g] = keys.setdefault(key, len(keys))

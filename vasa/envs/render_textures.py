@@ -311,13 +311,15 @@ def skybox_recolour_basis(m: mujoco.MjModel, faces: np.ndarray, top: np.ndarray,
     at ``top' = top, bottom' = bottom`` it returns ``faces``.
     """
     top, bottom = np.asarray(top, np.float64), np.asarray(bottom, np.float64)
-    full = _skybox_full(m).reshape(-1, 3).astype(np.float64)
+    rel = _skybox_full(m).reshape(-1, 3) - bottom.astype(np.float32)  # float32: 6 w^2 texels
     axis = top - bottom
-    t = np.clip((full - bottom) @ axis / max(axis @ axis, 1e-12), 0.0, 1.0)
-    dist = np.linalg.norm(full - (bottom + t[:, None] * axis), axis=-1)
+    t = np.clip(rel @ axis.astype(np.float32) / max(axis @ axis, 1e-12), 0.0, 1.0)
+    rel -= t[:, None] * axis.astype(np.float32)
+    dist2 = np.einsum("ij,ij->i", rel, rel)
     basis = [axis]
-    if dist.max() >= min_mark:
-        basis.append(full[np.argmax(dist)] - bottom)
+    if dist2.max() >= min_mark ** 2:
+        i = int(np.argmax(dist2))
+        basis.append(rel[i] + t[i] * axis)  # that texel minus bottom
     basis = np.stack(basis, -1)  # [3, 1 or 2]
     x = faces.reshape(-1, 3).astype(np.float64) - bottom
     coef = np.linalg.lstsq(basis, x.T, rcond=None)[0].T  # [N, 1 or 2]
