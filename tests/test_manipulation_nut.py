@@ -285,12 +285,12 @@ def test_bad_nut_type_and_variants():
 # --------------------------------------------------------------------------- scripted controller
 @pytest.mark.slow
 @pytest.mark.parametrize("nut_type,seed,horizon,at_least", [
-    ("square", 100, 140, 3), ("round", 101, 140, 3),
-    ("both", 102, 350, 3),  # 31/32 (97%) of the draws succeed with both nuts by step 350
+    ("square", 100, 200, 3), ("round", 101, 200, 3),
+    ("both", 102, 500, 3),  # 64 draws: 63-64 succeed with both nuts by step 350 (scripted_nut's docstring)
 ])
 def test_scripted_nut_assembly_succeeds(nut_type, seed, horizon, at_least):
-    """A few random initial states (the first of the 32 draws used for the success rates quoted
-    in :mod:`vasa.envs.tasks.manipulation.scripted_nut`): each nut ends on its peg in at least
+    """A few random initial states (the first 3 of ``split(PRNGKey(seed), 32)``; the success rates
+    quoted in :mod:`vasa.envs.tasks.manipulation.scripted_nut` use 64 draws): each nut ends on its peg in at least
     ``at_least`` of the 3 episodes, with full reward and every nut within 3 cm of its peg."""
     env = NutAssembly(nut_type=nut_type)
     reset, step = jax.jit(jax.vmap(env.reset)), jax.jit(jax.vmap(env.step))

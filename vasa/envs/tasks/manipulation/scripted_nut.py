@@ -48,30 +48,47 @@ controller:
   hand out over the table, moves the wrist outward (and up): that drives joint 4 back through
   straight, after which the hand can come back.
 
+Grasping (session 39, 2026-12-06): the controller
+
+* grasps ``GRASP_OUT`` = 8 mm beyond the handle's centre, away from the ring: at the centre the
+  open pads (4 cm either side of the grasp site) cleared the square ring's corners by 4 mm, and
+  the grip, drifting up to 8 mm toward the ring on a 5 cm/step descent, landed a pad on the ring
+  and tipped the nut onto its edge or its back; it also descends at most ``DESCENT`` per step;
+* closes the fingers gradually (each finger's target ``SQUEEZE`` = 6 mm inside its present
+  opening): slammed shut (+1) the pads crossed ~3 cm within one 50 ms step and, the grasp a few
+  mm off the handle's centre line, one pad went into the handle's box (fingers at ~7 mm each
+  against the handle's 15.9 mm half-width). The nut then hung on that pad, dropped out of the
+  "holding" test, and stayed stuck to the fingers once they opened: the controller, chasing the
+  handle, carried it up and away for the rest of the episode (4 of the 6 failures with both
+  nuts before);
+* does not turn the gripper for the carry while the fingers are still closing ("holding" starts
+  as they pass 2.5 cm, before the pads touch: turning then twisted the handle between them);
+* keeps the grasp it is turned to on near-ties (``GRASP_KEEP``: joint 7 jitters as the arm
+  descends, and where the two grasps' costs were within that the choice flipped over the handle
+  and sent the arm back up, again and again) and never picks a grasp past joint 7's limit.
+
 Measured success (2026-12-06, pegs at robosuite's height, CPU, the 64 random initial states of
 ``jax.random.split(jax.random.PRNGKey(seed), 64)``, success at the last step; in brackets the
-same 64 states with the controller before the changes of 2026-12-06 (single nuts carried with
-the handle sideways, rings let go 1.5 cm below the peg's top and re-grasped while settling)):
+same 64 states before these grasping changes):
 
-* ``nut_type="square"`` (seed 100): 61/64 = 95% after 250 steps (60/64 by step 200, 56 by 140,
-  4 by 100) [57/64 = 89%; 51 by step 100];
-* ``nut_type="round"`` (seed 101): 64/64 after 250 steps (64 by step 200, 61 by 140, 3 by
-  100) [63/64; 63 by step 100];
-* ``nut_type="both"`` (seed 102): 57/64 = 89% after 350 steps, 58/64 = 91% after 500
-  (robosuite's horizon; 13/64 by step 250) [56/64 by step 350, 58/64 by 500].
+* ``nut_type="square"``: seed 100, **64/64** after 150 steps [61/64 after 250]; seed 200,
+  64/64 after 200 (63 by 150);
+* ``nut_type="round"``: seed 101, **64/64** after 250 steps (61 by 150, 62 by 200) [64/64];
+  seed 201, 64/64 after 250 (58 by 150, 63 by 200);
+* ``nut_type="both"``: seed 102, **64/64** after 350 steps (55 by 300) [58/64 after 500];
+  seed 202, 62/64 after 350 and after 500 (robosuite's horizon).
 
-The single nuts now take ~30 steps longer (median first success ~115 steps, was ~80: the carry
-turn to the handle-toward-the-robot yaw and the slower, 2 cm/step descent), so they need a
-horizon of ~250 steps. The 95% target is met by "square" (just) and "round", not by "both".
-Single episodes flip with the batch they run in (MJX's float32 reductions differ with the batch
-size: two of the 64 "both" states that fail in the batch of 64 succeed in a batch of 2) and with
-small, unrelated changes to the traced function, so differences of a few states are noise. (Wall
-time of a 64-environment, 250-step scan on 2 heavily shared CPU cores: ~4 min with the compile.)
+Single nuts need ~150-250 steps, both nuts ~350. Single episodes flip with the batch they run in
+(MJX's float32 reductions differ with the batch size) and with small, unrelated changes to the
+traced function, so differences of one or two states are noise. (Wall time of a 64-environment,
+250-step scan on the 2-core CPU: ~90-130 s with the compile; 500 steps with both nuts ~240-580 s,
+depending on what else runs.)
 
-Failures: with both nuts mostly (4 of the 6) a nut stuck to the open fingers after its grasp
-slipped (the pads slip off the handle; the controller, chasing the handle to hover above it,
-carries the nut up and away); otherwise a nut knocked onto its edge or out of reach while
-being grasped (3 of the square failures), or tipped over at its peg.
+Remaining failures (2 of the 384 episodes above; single episodes flip with the batch): an arm
+whose only reachable grasp needs joint 7 at its limit, which rises and descends over the handle
+for the whole episode; and a round nut shoved sideways by the first pad to touch its handle, so
+that the pads close off its centre line and it sticks to them. Seen in earlier variants: a nut
+knocked out of reach before the grasp.
 """
 
 from __future__ import annotations
@@ -98,11 +115,14 @@ CARRY_Z = TOP + pegs.PEG_CENTRE_ABOVE_TABLE + pegs.PEG_HALF_HEIGHT + pegs.NUT_HA
 PEG_TOP = TOP + pegs.PEG_CENTRE_ABOVE_TABLE + pegs.PEG_HALF_HEIGHT
 ABOVE_PEG = PEG_TOP + 0.015  # nut centre clear of the peg top
 GRASP_DZ = 0.001  # grasp this far above the handle's centre: both pad spheres on its faces
+GRASP_OUT = 0.008  # m: grasp this far beyond the handle's centre (handle: 0.0253 m half-length)
 LEVEL_COS = 0.966  # cos 15 deg
 TRAVEL_Z = TOP + 0.2  # grasp-site height while travelling to a nut
 RETREAT_X = 0.1  # m: back off to here after letting go
 CARRY_YAW = jnp.pi  # the handle toward the robot
 Q7_REACH = 2.6  # rad: joint 7 targets within this (limit 2.8973)
+Q7_LIMIT = robots.JOINT_HIGH[6]  # rad: joint 7's limit; a grasp past it is out of reach
+GRASP_KEEP = 0.3  # cost bonus of the grasp the gripper is within 0.15 rad of (hysteresis)
 STANDOFF = 0.12  # m between nut and peg centres while the nut is below the peg's top
 RELEASE_DEPTH = 0.04  # m: let go of a level ring only this far below the peg's top (0.015 before 2026-12-06)
 DESCENT = 0.02  # m per step at most while lowering the nut around its peg
@@ -111,6 +131,7 @@ WRIST_ABOVE = robots.FLANGE_D + robots.GRIP_OFFSET  # joint 6's axis above the g
 WRIST_BACK = 0.088  # ... and behind it, toward the base
 ELBOW_STRAIGHT = -0.47  # joint 4 where shoulder -> wrist is longest (the 0.0825 m offsets kink the arm)
 ELBOW_GUARD = -0.8  # beyond this (toward straight) no motion away from the shoulder
+SQUEEZE = 0.006  # m: each finger's target this far inside its opening while grasping (~9 N at kp 1500)
 
 
 def _wrap(a):
@@ -156,19 +177,33 @@ def nut_assembly_policy(obs: jnp.ndarray, nut_type: str = "both") -> jnp.ndarray
         t1 = q7 - g
         t2 = _wrap(t1 - carry_err)
         over = jnp.maximum(jnp.abs(t1) - Q7_REACH, 0.0) + jnp.maximum(jnp.abs(t2) - Q7_REACH, 0.0)
-        return jnp.abs(g) + 0.5 * jnp.abs(t2) + 10.0 * over
+        # a grasp joint 7 cannot reach at all (past its limit): the hand stalled over the handle at
+        # the limit, the other grasp only ~0.3 dearer by the costs above (a margin inside the limit
+        # made arms whose joint 7 drifts from 2.81 to 2.87 on the way down flip grasps and rise)
+        over = over + 10.0 * jnp.maximum(jnp.abs(t1) - Q7_LIMIT, 0.0)
+        # the grasp the gripper is already turned to wins ties: joint 7 jitters by ~5 mrad as the
+        # arm descends, and where the two costs were within that (joint 7 ~0.2 rad past Q7_REACH
+        # after one carry turn) the choice flipped over the handle and sent the arm back up
+        return jnp.abs(g) + 0.5 * jnp.abs(t2) + 10.0 * over - jnp.where(jnp.abs(g) < 0.15, GRASP_KEEP, 0.0)
     grasp_err = jnp.where(cost(e) <= cost(alt), e, alt)
-    rel = h + jnp.array([0.0, 0.0, GRASP_DZ]) - grip
+    # grasp GRASP_OUT beyond the handle's centre, away from the ring: at the centre the open pads
+    # (4 cm either side) cleared the square ring's corners by 4 mm, and the grip drifting ~8 mm
+    # toward the ring on the way down landed a pad on the ring and tipped the nut
+    out = h[:2] - c[:2]
+    out = GRASP_OUT * out / jnp.maximum(jnp.linalg.norm(out), 1e-6)
+    rel = h + jnp.concatenate([out, jnp.array([GRASP_DZ])]) - grip
     xy_err = jnp.linalg.norm(rel[:2])
     holding = (fingers < 0.05) & (fingers > 0.01) & (jnp.linalg.norm(rel) < 0.02)
     aligned = (xy_err < jnp.where(rel[2] > -0.05, 0.01, 0.005)) & (jnp.abs(grasp_err) < 0.08)
     at_handle = aligned & (jnp.abs(rel[2]) < 0.002)
     # hover 0.08 m over the handle; coming from the pegs (second nut), first back off toward the
     # robot at TRAVEL_Z: a sideways move out there stretches the elbow to its limit (OSC stalls)
-    hover = h + jnp.array([0.0, 0.0, 0.08])
+    hover = grip + rel + jnp.array([0.0, 0.0, 0.08])
     behind = h[0] < RETREAT_X - 0.03  # (a nut fallen by the pegs: straight to it)
     hover = jnp.where((grip[0] > RETREAT_X) & behind, jnp.stack([RETREAT_X - 0.03, grip[1], TRAVEL_Z]), hover)
-    approach = jnp.where(aligned, grip + rel, hover)  # descend only when aligned over the handle
+    # descend only when aligned over the handle, at most DESCENT per step (faster, OSC's lag let
+    # the grip drift sideways by up to 8 mm on the way down)
+    approach = jnp.where(aligned, grip + rel.at[2].set(jnp.maximum(rel[2], -DESCENT)), hover)
     squeezing = holding & (jnp.abs(obs[30:32]).sum() > 0.02)
 
     # ---- carry: the handle toward the robot (nut yaw pi), every nut type
@@ -208,11 +243,18 @@ def nut_assembly_policy(obs: jnp.ndarray, nut_type: str = "both") -> jnp.ndarray
 
     target = jnp.where(holding, jnp.where(squeezing, grip, carry), approach)
     target = jnp.where(release, retreat, target)
-    turn = jnp.where(holding, jnp.clip(carry_turn, -1.0, 1.0), grasp_err)
+    # no carry turn while the fingers still close: "holding" starts as they pass 2.5 cm, before the
+    # pads touch, and turning then twisted the handle between them (a pad went into its box)
+    turn = jnp.where(holding, jnp.where(squeezing, 0.0, jnp.clip(carry_turn, -1.0, 1.0)), grasp_err)
     turn = jnp.where(release, 0.0, turn)
     goal_rot = _rot_z(grip_yaw + turn) @ DOWN
     close = (at_handle | holding) & ~release
-    gripper = jnp.where(close, 1.0, -1.0)
+    # close gradually: each finger's target SQUEEZE inside its present opening, so it moves at most
+    # that far per step and then squeezes the handle with ~kp * SQUEEZE. Slammed shut (+1) the
+    # pads crossed ~3 cm within one step and, the grasp a few mm off the handle's centre line, one
+    # went into its box (module docstring)
+    finger_goal = jnp.maximum(0.5 * fingers - SQUEEZE, 0.0)
+    gripper = jnp.where(close, 1.0 - 2.0 * finger_goal / robots.FINGER_TRAVEL, -1.0)
     delta = target - grip
     # reach: never move the wrist away from the shoulder while the elbow is nearly straight (past
     # straight, OSC's J^T F drives joint 4 into its limit and the hand cannot come back); once past
