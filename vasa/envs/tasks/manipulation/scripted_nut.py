@@ -18,7 +18,7 @@ site ~0.79 m out at z ~0.91 (2 cm lower than with the taller pegs used until 202
 at that point: single nuts used to be carried that way (gripper at yaw +pi/2), and lowered onto
 the square peg the hand fell ~7-10 mm short of it (elbow at its limit), the ring jammed tilted on
 the peg's top while the controller kept pushing down, or tipped off it once let go (4 of the 7
-square failures on the 64 states below). Every nut type is therefore handled the same way (the
+square failures on 64 states in session 38). Every nut type is therefore handled the same way (the
 "reach-safe" controller written for ``nut_type="both"``, 2026-12-06 also for single nuts); the
 controller:
 
