@@ -11,6 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from vasa.envs.scenes import robots
 from vasa.envs.tasks.manipulation import control as ctl
 
 # proprioception layout (see ArmTask): cos q [0:7], sin q [7:14], qdot [14:21], grip pos [21:24],
@@ -40,6 +41,15 @@ def _move(delta: jax.Array, gain: float = 1.0) -> jax.Array:
 
 def _turn(goal_rot: jax.Array, rot: jax.Array) -> jax.Array:
     return jnp.clip(ctl.orientation_error(goal_rot, rot) / ctl.OSC_ROT_SCALE, -1.0, 1.0)
+
+
+def _squeeze(fingers: jax.Array, inside: float) -> jax.Array:
+    """Gripper action whose finger targets sit ``inside`` m within the present opening (``fingers``:
+    ``[]`` the two fingers' summed opening, m): at most ``inside`` of closing per finger and step,
+    then a grip of ~kp ``inside`` (the finger servos' kp is 1500 N/m). The inverse of
+    :func:`~vasa.envs.tasks.manipulation.control.set_goal`'s gripper mapping."""
+    target = jnp.maximum(0.5 * fingers - inside, 0.0)
+    return 1.0 - 2.0 * target / robots.FINGER_TRAVEL
 
 
 def lift_policy(obs: jax.Array) -> jax.Array:

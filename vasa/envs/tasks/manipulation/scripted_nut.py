@@ -106,6 +106,7 @@ from vasa.envs.tasks.manipulation.scripted import (
     QUAT,
     _move,
     _rot_z,
+    _squeeze,
     _turn,
     quat_to_mat,
 )
@@ -253,8 +254,7 @@ def nut_assembly_policy(obs: jnp.ndarray, nut_type: str = "both") -> jnp.ndarray
     # that far per step and then squeezes the handle with ~kp * SQUEEZE. Slammed shut (+1) the
     # pads crossed ~3 cm within one step and, the grasp a few mm off the handle's centre line, one
     # went into its box (module docstring)
-    finger_goal = jnp.maximum(0.5 * fingers - SQUEEZE, 0.0)
-    gripper = jnp.where(close, 1.0 - 2.0 * finger_goal / robots.FINGER_TRAVEL, -1.0)
+    gripper = jnp.where(close, _squeeze(fingers, SQUEEZE), -1.0)
     delta = target - grip
     # reach: never move the wrist away from the shoulder while the elbow is nearly straight (past
     # straight, OSC's J^T F drives joint 4 into its limit and the hand cannot come back); once past

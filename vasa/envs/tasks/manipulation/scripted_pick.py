@@ -32,7 +32,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from vasa.envs.scenes import robots, table
+from vasa.envs.scenes import table
 from vasa.envs.tasks.manipulation import pick_place as pp
 from vasa.envs.tasks.manipulation.scripted import (
     DOWN,
@@ -41,6 +41,7 @@ from vasa.envs.tasks.manipulation.scripted import (
     QUAT,
     _move,
     _rot_z,
+    _squeeze,
     _turn,
     quat_to_mat,
 )
@@ -114,7 +115,7 @@ def pick_and_place(obs: jnp.ndarray, obj: jnp.ndarray, obj_quat: jnp.ndarray, go
     goal_rot = _rot_z(jnp.where(held | done, grip_yaw, grip_yaw + err)) @ DOWN
     # once holding, squeeze gently: finger targets SQUEEZE inside the object's faces (a soft MJX contact
     # creeps in proportion to its force; the full 20 N squeezes a round object out of an off-centre grasp)
-    gentle = 1.0 - (fingers / 2 - SQUEEZE) / (0.5 * robots.FINGER_TRAVEL)
+    gentle = _squeeze(fingers, SQUEEZE)
     gripper = jnp.where(held, gentle, jnp.where(at_obj & ~done, 1.0, -1.0))
     return jnp.concatenate([_move(target - grip, gain), _turn(goal_rot, rot),
                             jnp.clip(gripper, -1.0, 1.0)[None]]).astype(jnp.float32)
