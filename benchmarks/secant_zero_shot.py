@@ -227,7 +227,7 @@ VARIANTS = ("secant", "weak", "dr")
 def _train(args, out: str) -> dict:
     """Stage 1 and 2: the privileged state expert (PPO or SAC; or ``--expert-run``'s), every student,
     SafeDAgger (seeds below ``--safe-seeds``); students in ``--workers`` processes."""
-    from vasa.algos import ppo, sac
+    from vasa.algos import offpolicy, ppo, sac
     from vasa.distill import dagger, experts
     from vasa.distill.augment import StrongAugConfig
     from vasa.run import RunConfig
@@ -251,7 +251,12 @@ def _train(args, out: str) -> dict:
         expert_config = sac.SACConfig(env=args.env, action_repeat=args.action_repeat,
                                       total_env_steps=args.expert_env_steps, num_envs=16, hidden_layers=(256, 256),
                                       batch_size=256, learning_starts=4000, learning_rate=3e-4)
-        _, expert_state, expert_rows = sac.train(expert_config, RunConfig(run_dir=f"{out}/expert", **quiet))
+        # SAC's own run settings (offpolicy.DEFAULT_RUN: chunks of 50 iterations, the replay buffer checkpointed
+        # at the end), evaluated every 500 iterations (32K env steps; ~10 points on the curve): a plain
+        # RunConfig() is PPO's cadence, which for SAC's 64-step iterations evaluated every 640 env steps (469
+        # evaluations of 16 episodes, ~1,750 s of a 300K-step expert's 2,300, session 40)
+        expert_run = dataclasses.replace(offpolicy.DEFAULT_RUN, run_dir=f"{out}/expert", eval_every=500, **quiet)
+        _, expert_state, expert_rows = sac.train(expert_config, expert_run)
         expert = experts.expert_from_sac(expert_config, expert_state)
     expert_s = time.time() - t
     if expert_rows:
