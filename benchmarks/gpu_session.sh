@@ -70,7 +70,8 @@ for stage in "$@"; do
       run augment 240 python3 benchmarks/augment_throughput.py --per-op
       ;;
     secant)
-      run secant 580 python3 benchmarks/secant_zero_shot.py --image-size 84 --num-envs 64 --student-steps 5000 --out "$OUT/secant"
+      # reacher_easy from a state PPO expert (the benchmark's default task until session 40, now walker_stand)
+      run secant 580 python3 benchmarks/secant_zero_shot.py --env dmc/reacher_easy --expert ppo --query-fraction 0.3 --eval-episodes 32 --secant-ops cutout_color conv mixup crop --image-size 84 --num-envs 64 --student-steps 5000 --out "$OUT/secant"
       ;;
     secantwalk)
       # sessions 25-26: on walker_stand the 32x32 CPU student (RAD's conv) met six of seven targets; color_hard did not;

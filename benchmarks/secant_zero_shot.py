@@ -1,9 +1,11 @@
 """SECANT zero-shot generalisation on a CPU (the dissertation's table 5.1, in small).
 
-One privileged expert (PPO on the task's state), then three pixel students distilled from it
-by DAgger, each for ``--seeds`` seeds, evaluated zero-shot on the five appearance suites:
+One privileged expert (SAC on the task's state; ``--expert ppo`` for PPO), then three pixel
+students distilled from it by DAgger, each for ``--seeds`` seeds, evaluated zero-shot on the
+five appearance suites:
 
-* ``secant``: strong augmentations, Combo1 (cutout-colour, random conv, mixup, crop);
+* ``secant``: strong augmentations, Combo1 (cutout-colour, random conv, mixup, crop; by default
+  RAD's random conv and vasa's colour map, see ``--secant-ops``);
 * ``weak``: the weak augmentation only (crop), the thesis's W->W control;
 * ``dr``: the weak augmentation under a randomised training appearance (``color_easy``), the
   domain-randomisation baseline.
@@ -14,12 +16,18 @@ queries states whose logit reaches the top ``--query-fraction`` of the held-out 
 ``DAggerConfig.safety_query_fraction``): the student's return against the expert queries it took
 (``safedagger.png``); the check compares both final students over ``--final-episodes`` fresh episodes.
 
-Expert: PPO with CAPS's smoothness terms (``--expert-smooth``, session 23), whose labels students can fit;
-``--expert sac`` for tasks with contacts, where state PPO's samples cost too much on a CPU (walker_stand, session 25).
-Students: ``drq`` encoder, batch 64, 3,000 steps at a constant rate (session 18's); session 21's
+The default run (session 40) is walker_stand at 32x32: a SAC expert on the state for 250,000
+environment steps, students of 2,000 steps with 8 environments each, 24 episodes per seed and
+suite, SafeDAgger with ``--query-fraction 0.6``; it ran in 37.9 minutes on a 2-core CPU from an empty
+compilation cache and passes the five zero-shot targets; its SafeDAgger check fails (68% of DAgger's
+return with 33% of its queries; BENCHMARKS.md, session 40).
+Expert: SAC (256x256, batch 256, 16 envs); ``--expert ppo`` is PPO with CAPS's smoothness terms
+(``--expert-smooth``, session 23), whose labels students can fit, for reacher_easy (state PPO's
+samples cost too much on a CPU for tasks with contacts, session 25).
+Students: ``drq`` encoder, batch 64, a constant rate (session 18's); session 21's
 ``--encoder drq_small --lr-schedule linear --student-steps 4000`` was worse for the Combo1 student (BENCHMARKS.md).
 Every student's batch is drawn by priority (``--priority-exponent 0.6``, session 24; 0 is SECANT's
-uniform batch), and each policy is evaluated on 32 episodes per seed and suite: each student in
+uniform batch), and each policy is evaluated on ``--eval-episodes`` per seed and suite: each student in
 its worker process right after training (so two evaluate at once on a CPU), with the reset keys
 :func:`vasa.distill.secant.zero_shot` uses (seed ``s`` of every variant: ``PRNGKey(10_000 * s)``);
 a privileged expert once, in ``train`` (its state observation is the same under every suite).
@@ -29,10 +37,11 @@ in ``train``, >= 75% of its own ``train`` return under ``color_hard`` and ``vide
 beats the weak student by >= 25% (relative) under both; SafeDAgger reaches >= 95% of DAgger's
 final return with <= 40% of its queries. The script prints each check.
 
-    python benchmarks/secant_zero_shot.py                       # CPU: reacher_easy, 32x32 (see --help)
+    python benchmarks/secant_zero_shot.py                       # CPU: walker_stand, 32x32, ~38 min (see --help)
     python benchmarks/secant_zero_shot.py --image-size 84 --env dmc/walker_walk --student-steps 30000  # GPU-scale
-    python benchmarks/secant_zero_shot.py --env dmc/walker_stand --expert sac --expert-env-steps 400000  # 90 min
-    python benchmarks/secant_zero_shot.py --env dmc/walker_stand --expert-run runs/walker-sac  # a trained expert
+    python benchmarks/secant_zero_shot.py --env dmc/reacher_easy --expert ppo --query-fraction 0.3 \
+        --num-envs 16 --student-steps 3000 --eval-episodes 32 --secant-ops cutout_color conv mixup crop  # before s40
+    python benchmarks/secant_zero_shot.py --expert-run runs/walker-sac  # a trained expert (examples/train_sac.py)
     python benchmarks/secant_zero_shot.py --reevaluate --out runs/bench-secant  # evaluate an earlier run's policies again
 
 Writes ``--out`` (default ``runs/bench-secant``): every run directory, ``zero_shot.csv/png``,
@@ -60,23 +69,25 @@ from benchmarks._common import vasa_revision  # noqa: E402
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--env", default="dmc/reacher_easy",
-                   help="reacher_easy: a SECANT task where doing nothing scores little, with a large target and an arm "
-                        "still visible at 32x32 (cartpole_balance's expert acts with |a| ~ 0.006: doing nothing scores "
-                        "~700 of its 999, and its 1-pixel pole hides the angle)")
+    p.add_argument("--env", default="dmc/walker_stand",
+                   help="walker_stand (session 40; reacher_easy before): the task on which every quality target holds "
+                        "at 32x32 within the 45 minutes, a contact task whose 7-joint body is still legible at 32x32 "
+                        "(reacher_easy's students kept only 31%%/46%% of train under color_hard/video_hard at 32x32, "
+                        "session 24; cartpole_balance's expert acts with |a| ~ 0.006: doing nothing scores ~700 of "
+                        "its 999, and its 1-pixel pole hides the angle)")
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--supersample", type=int, default=1,
                    help="rays per pixel side of every student's camera (DAggerConfig.supersample; 2 antialiases as "
                         "DMControl's MuJoCo frames are)")
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--expert-env-steps", type=int, default=8_000_000,
-                   help="the CAPS expert returns ~900 from 3M steps on; 8M (session 24; 16M before) keeps the whole "
-                        "benchmark inside 45 minutes (with --expert sac pass ~400000: SAC learns from far fewer "
-                        "samples)")
-    p.add_argument("--expert", default="ppo", choices=["ppo", "sac"],
-                   help="the privileged state expert: PPO with CAPS (reacher; --expert-env-steps 8M, ~100 s) or SAC "
-                        "(contact tasks, where PPO's samples cost too much on a CPU: walker_stand returns ~910 after "
-                        "--expert-env-steps 400000, ~11 min; SAC's settings: 256x256, batch 256, 16 envs, rate 3e-4)")
+    p.add_argument("--expert-env-steps", type=int, default=None,
+                   help="the expert's training steps (default: 250,000 for --expert sac, whose walker_stand expert "
+                        "returns ~930 after them in ~7.5 min, session 40; 8,000,000 for --expert ppo, whose reacher "
+                        "CAPS expert returns ~900 from 3M steps on, session 24)")
+    p.add_argument("--expert", default="sac", choices=["ppo", "sac"],
+                   help="the privileged state expert: SAC (contact tasks such as walker_stand, where PPO's samples "
+                        "cost too much on a CPU; SAC's settings: 256x256, batch 256, 16 envs, rate 3e-4, SAC's run "
+                        "settings evaluated every 500 iterations) or PPO with CAPS (reacher_easy; ~100 s)")
     p.add_argument("--expert-run", default=None,
                    help="a finished expert run directory (PPO or SAC, e.g. runs/walker-sac from examples/train_sac.py) "
                         "to distil from instead of training one; the --expert* training options are then unused")
@@ -85,18 +96,21 @@ def main() -> None:
                    help="CAPS smoothness weights of the PPO expert (PPOConfig.smooth_temporal = smooth_spatial): plain "
                         "PPO's reacher expert changes its action by 1.21 from step to step, labels no student can fit; "
                         "0.1 makes it 0.007 at the same return (session 23). 0: plain PPO, as before session 23")
-    p.add_argument("--student-steps", type=int, default=3000)
+    p.add_argument("--student-steps", type=int, default=2000,
+                   help="every student's gradient steps (one environment step of --num-envs envs each; session 40: "
+                        "2,000 with 8 envs ran the whole benchmark in 38 minutes; 3,000 with 16, ~54 estimated)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr-schedule", default="constant", choices=["constant", "linear", "cosine"],
                    help="every student's learning rate over its steps (linear: decays to 0, a steadier final student)")
     p.add_argument("--encoder", default="drq", choices=["drq", "drq_small", "nature"],
                    help="every student's encoder; drq_small (DrQ's with the second layer strided and the fourth "
                         "dropped) costs a quarter of drq's FLOPs at 32x32, so more student steps fit the budget")
-    p.add_argument("--secant-ops", nargs="+", default=["cutout_color", "conv", "mixup", "crop"],
-                   help="the SECANT student's pool (default Combo1 with NetRand's conv; session 25: RAD's rad_conv, "
-                        "which DMControl-GB's code uses, lifted walker_stand's video_hard return from 356 to 581, "
-                        "three seeds; session 28: adding vasa's color_map (cutout_color rad_conv color_map mixup crop) "
-                        "at --image-size 48 kept 76%% of train under color_hard, three seeds x 64 episodes)")
+    p.add_argument("--secant-ops", nargs="+", default=["cutout_color", "rad_conv", "color_map", "mixup", "crop"],
+                   help="the SECANT student's pool (default: Combo1 with RAD's random conv, which DMControl-GB's code "
+                        "uses, plus vasa's color_map; the thesis's Combo1 exactly: cutout_color conv mixup crop. "
+                        "Session 25: rad_conv instead of NetRand's conv lifted walker_stand's video_hard return from "
+                        "356 to 581, three seeds; session 28: adding color_map at --image-size 48 kept 76%% of train "
+                        "under color_hard, three seeds x 64 episodes)")
     p.add_argument("--priority-exponent", type=float, default=0.6,
                    help="every student's batch drawn by priority (its latest loss on each entry) to this power "
                         "(DAggerConfig.priority_exponent; 0: uniform, SECANT's; 0.6 from session 24: the Combo1 "
@@ -106,9 +120,11 @@ def main() -> None:
                         "in half-ranges of the action bounds; the labels stay the expert's clean actions. 0: SECANT's")
     p.add_argument("--safe-fraction", type=float, default=0.2,
                    help="SafeDAgger: fraction of held-out states the head learns to flag (Zhang & Cho: 20%%)")
-    p.add_argument("--query-fraction", type=float, default=0.3,
+    p.add_argument("--query-fraction", type=float, default=0.6,
                    help="SafeDAgger: the switch flags states whose head logit reaches this top quantile of the held-out "
-                        "batch's (DAggerConfig.safety_query_fraction; 0: the plain sigmoid >= 0.5)")
+                        "batch's (DAggerConfig.safety_query_fraction; 0: the plain sigmoid >= 0.5). 0.6 on "
+                        "walker_stand (session 39: 96%% of DAgger's return with 27%% of its queries; 0.3: 94%% with "
+                        "10%%); pass 0.3 on reacher_easy, whose SafeDAgger took 24%% of DAgger's queries with it")
     p.add_argument("--safe-seeds", type=int, default=1,
                    help="SafeDAgger runs (seeds 0..N-1), each against the secant student of its seed; the checks "
                         "compare the means (session 25: on reacher one seed's ratio ran from 81%% to 118%% of "
@@ -124,10 +140,13 @@ def main() -> None:
                    help="random-shift padding of every student's crop (default: DrQ's 4 px at 84 px scaled to the "
                         "image, round(4 * size / 84): 2 at 32x32, where 4 px slowed the crop student to about half "
                         "the return at 1,500 iterations, 2 seeds)")
-    p.add_argument("--num-envs", type=int, default=16)
-    p.add_argument("--eval-episodes", type=int, default=32,
-                   help="per seed, policy and suite (session 24: 10 moved a seed's mean by up to +-130; 32 keeps the "
-                        "run inside 45 minutes, 2,500 s)")
+    p.add_argument("--num-envs", type=int, default=8,
+                   help="every student's environments (8 from session 40: a walker student's step costs ~32 ms of "
+                        "physics and rendering with 16 envs against ~33 ms of learning; 16 before)")
+    p.add_argument("--eval-episodes", type=int, default=24,
+                   help="per seed, policy and suite (session 24: 10 moved a seed's mean by up to +-130; 24, 72 per "
+                        "policy and suite over 3 seeds, keeps the walker run inside 45 minutes, session 40: each "
+                        "evaluation of five suites costs a walker student ~2 s per episode on the CPU)")
     p.add_argument("--final-episodes", type=int, default=64,
                    help="episodes (train appearance) for the final DAgger and SafeDAgger students' returns")
     p.add_argument("--out", default="runs/bench-secant")
@@ -141,6 +160,8 @@ def main() -> None:
                    help="train nothing: load the expert and the students of an earlier run in --out and evaluate them "
                         "again (after a change to the suites); writes zero_shot_reeval.csv/png and summary_reeval.json")
     args = p.parse_args()
+    if args.expert_env_steps is None:
+        args.expert_env_steps = 250_000 if args.expert == "sac" else 8_000_000
     if args.workers is not None and args.workers < 1:
         p.error(f"--workers {args.workers} is not allowed: it must be >= 1")
     if not 1 <= args.safe_seeds <= args.seeds:
@@ -376,9 +397,11 @@ def _run_jobs(jobs: dict, expert, expert_dir: str, workers: int, evaluations: di
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
+    # SafeDAgger first: the longest job (its own program to compile, the longer final evaluation); last,
+    # it ran alone for ~4 minutes while the other worker idled (session 40). Results keep the jobs' order.
+    order = sorted(jobs, key=lambda key: not key.startswith("safedagger"))
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_train_one, config, run, evaluations[key], None, expert_dir): key
-                   for key, (config, run) in jobs.items()}
+        futures = {pool.submit(_train_one, *jobs[key], evaluations[key], None, expert_dir): key for key in order}
         for future in as_completed(futures):
             report(futures[future], future.result())
     return done
