@@ -70,11 +70,12 @@ from benchmarks._common import vasa_revision  # noqa: E402
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--env", default="dmc/walker_stand",
-                   help="walker_stand (session 40; reacher_easy before): the task on which every quality target holds "
-                        "at 32x32 within the 45 minutes, a contact task whose 7-joint body is still legible at 32x32 "
-                        "(reacher_easy's students kept only 31%%/46%% of train under color_hard/video_hard at 32x32, "
-                        "session 24; cartpole_balance's expert acts with |a| ~ 0.006: doing nothing scores ~700 of "
-                        "its 999, and its 1-pixel pole hides the angle)")
+                   help="walker_stand (session 40; reacher_easy before): a contact task whose 7-part body is still "
+                        "legible at 32x32, on which the five zero-shot targets hold within the 45 minutes (all seven "
+                        "with 3,000 steps of 16 envs, sessions 38-39); reacher_easy's students kept only 31%%/46%% of "
+                        "train under color_hard/video_hard at 32x32 (session 24, vasa's old colour suites); "
+                        "cartpole_balance's expert acts with |a| ~ 0.006: doing nothing scores ~700 of its 999, and "
+                        "its 1-pixel pole hides the angle")
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--supersample", type=int, default=1,
                    help="rays per pixel side of every student's camera (DAggerConfig.supersample; 2 antialiases as "
@@ -145,8 +146,8 @@ def main() -> None:
                         "physics and rendering with 16 envs against ~33 ms of learning; 16 before)")
     p.add_argument("--eval-episodes", type=int, default=24,
                    help="per seed, policy and suite (session 24: 10 moved a seed's mean by up to +-130; 24, 72 per "
-                        "policy and suite over 3 seeds, keeps the walker run inside 45 minutes, session 40: each "
-                        "evaluation of five suites costs a walker student ~2 s per episode on the CPU)")
+                        "policy and suite over 3 seeds, keeps the walker run inside 45 minutes, session 40: a walker "
+                        "student's five suites of 24 episodes take 50-70 s on the CPU once compiled)")
     p.add_argument("--final-episodes", type=int, default=64,
                    help="episodes (train appearance) for the final DAgger and SafeDAgger students' returns")
     p.add_argument("--out", default="runs/bench-secant")
