@@ -448,16 +448,20 @@ def _programs(config: DAggerConfig, expert: Expert, env, mesh):
             each = distance(action, label)
             loss = jnp.mean(each)
             return loss, ({"student_loss": loss}, jax.lax.stop_gradient(each))
-        action, logit = student.apply(params, jnp.concatenate([augmented, held]))
-        b = augmented.shape[0]
-        each = distance(action[:b], label)
+        action, _ = student.apply(params, augmented)
+        each = distance(action, label)
         policy_loss = jnp.mean(each)
-        error = jnp.sum((jax.lax.stop_gradient(action[b:]) - held_label) ** 2, axis=-1)
+        # the held-out batch trains the safety head only: every other parameter enters it as a constant,
+        # so XLA runs no convolution backward for it (one batch through the encoder's backward, not two)
+        head_only = {**params, "params": {name: p if name == "safety" else jax.lax.stop_gradient(p)
+                                          for name, p in params["params"].items()}}
+        held_action, logit = student.apply(head_only, held)
+        error = jnp.sum((held_action - held_label) ** 2, axis=-1)
         threshold = tau if config.safety_unsafe_fraction is None else jnp.quantile(
             error, 1.0 - config.safety_unsafe_fraction)
         unsafe = (error > threshold).astype(jnp.float32)
-        safety_loss = jnp.mean(optax.sigmoid_binary_cross_entropy(logit[b:], unsafe))
-        held_logit = jax.lax.stop_gradient(logit[b:])
+        safety_loss = jnp.mean(optax.sigmoid_binary_cross_entropy(logit, unsafe))
+        held_logit = jax.lax.stop_gradient(logit)
         switch = (jnp.zeros((), jnp.float32) if config.safety_query_fraction is None
                   else jnp.quantile(held_logit, 1.0 - config.safety_query_fraction))
         return policy_loss + config.safety_weight * safety_loss, ({
