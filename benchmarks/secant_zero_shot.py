@@ -121,15 +121,29 @@ def main() -> None:
                         "in half-ranges of the action bounds; the labels stay the expert's clean actions. 0: SECANT's")
     p.add_argument("--safe-fraction", type=float, default=0.2,
                    help="SafeDAgger: fraction of held-out states the head learns to flag (Zhang & Cho: 20%%)")
-    p.add_argument("--query-fraction", type=float, default=0.6,
+    p.add_argument("--query-fraction", type=float, default=0.3,
                    help="SafeDAgger: the switch flags states whose head logit reaches this top quantile of the held-out "
-                        "batch's (DAggerConfig.safety_query_fraction; 0: the plain sigmoid >= 0.5). 0.6 on "
-                        "walker_stand (session 39: 96%% of DAgger's return with 27%% of its queries; 0.3: 94%% with "
-                        "10%%); pass 0.3 on reacher_easy, whose SafeDAgger took 24%% of DAgger's queries with it")
-    p.add_argument("--safe-seeds", type=int, default=1,
+                        "batch's (DAggerConfig.safety_query_fraction; 0: the plain sigmoid >= 0.5). 0.3 from session 41 "
+                        "(walker_stand, 5,000 steps seeded by the student: 100%% of DAgger's return with 23%% of its "
+                        "queries); on reacher_easy it took 24%% of DAgger's queries (session 25)")
+    p.add_argument("--safe-steps", type=int, default=None,
+                   help="SafeDAgger's student steps (default: 1.5 x --student-steps). Its steps cost no queries where "
+                        "the head says safe, and its student learns from fewer labels: at DAgger's 2,000 steps it kept "
+                        "68%% of DAgger's return (session 40), at 5,000 100%% (session 41)")
+    p.add_argument("--safe-data", default="student", choices=["student", "dagger"],
+                   help="who rolls out SafeDAgger's seeding steps (DAggerConfig.data): the untrained student (session "
+                        "41), whose flailing and falls the expert labels, or the expert (DAgger's). Seeded by the "
+                        "expert, SafeDAgger's takeovers keep the student from ever falling while it learns, and 17-47%% "
+                        "of its students' test episodes fell (return < 500) against DAgger's 3%%")
+    p.add_argument("--safe-seeds", type=int, default=None,
                    help="SafeDAgger runs (seeds 0..N-1), each against the secant student of its seed; the checks "
-                        "compare the means (session 25: on reacher one seed's ratio ran from 81%% to 118%% of "
-                        "DAgger's; each extra seed costs one student's training)")
+                        "compare the means (default: all of --seeds, 3 since session 41; one seed's ratio ran from "
+                        "81%% to 118%% of DAgger's on reacher, session 25, and from 90%% to 99%% on walker_stand, "
+                        "session 41; each extra seed costs one student's training)")
+    p.add_argument("--safe-lr-schedule", default="linear", choices=["constant", "linear", "cosine"],
+                   help="SafeDAgger's learning rate over its steps (session 41: linear decay lifted seeds 1 and 2 "
+                        "of walker_stand from 844 and 798 to 868 and 818 over 64 episodes; DAgger keeps "
+                        "--lr-schedule)")
     p.add_argument("--workers", type=int, default=None,
                    help="train and evaluate the students in this many processes at once (default: 2 on a CPU, where two walker "
                         "students at once gave 1.3x the throughput of one with Eigen's convolutions, session 26, and "
@@ -163,8 +177,14 @@ def main() -> None:
     args = p.parse_args()
     if args.expert_env_steps is None:
         args.expert_env_steps = 250_000 if args.expert == "sac" else 8_000_000
+    if args.safe_steps is None:
+        args.safe_steps = max(args.student_steps * 3 // 2, 1)
+    if args.safe_steps < 1:
+        p.error(f"--safe-steps {args.safe_steps} is not allowed: it must be >= 1")
     if args.workers is not None and args.workers < 1:
         p.error(f"--workers {args.workers} is not allowed: it must be >= 1")
+    if args.safe_seeds is None:
+        args.safe_seeds = args.seeds
     if not 1 <= args.safe_seeds <= args.seeds:
         p.error(f"--safe-seeds {args.safe_seeds} is not allowed: it must be between 1 and --seeds ({args.seeds})")
     revision = vasa_revision()  # of the code this run loads (later commits do not change it)
@@ -302,7 +322,8 @@ def _train(args, out: str) -> dict:
     run = dataclasses.replace(dagger.DEFAULT_RUN, eval_every=max(args.student_steps // 4, 1), **quiet)
     # SafeDAgger against DAgger (seeds 0..safe_seeds-1; DAgger is the secant run of the same seed)
     safe_config = dataclasses.replace(base, safe=True, safety_unsafe_fraction=args.safe_fraction,
-                                      safety_query_fraction=args.query_fraction or None)
+                                      safety_query_fraction=args.query_fraction or None, data=args.safe_data,
+                                      student_steps=args.safe_steps, lr_schedule=args.safe_lr_schedule)
     jobs = {}
     for name, config in (*variants.items(), ("safedagger", safe_config)):
         for seed in range(args.safe_seeds if name == "safedagger" else args.seeds):
