@@ -71,12 +71,12 @@ for stage in "$@"; do
       ;;
     secant)
       # reacher_easy from a state PPO expert (the benchmark's default task until session 40, now walker_stand)
-      run secant 580 python3 benchmarks/secant_zero_shot.py --env dmc/reacher_easy --expert ppo --query-fraction 0.3 --eval-episodes 32 --secant-ops cutout_color conv mixup crop --image-size 84 --num-envs 64 --student-steps 5000 --out "$OUT/secant"
+      run secant 580 python3 benchmarks/secant_zero_shot.py --env dmc/reacher_easy --expert ppo --query-fraction 0.3 --eval-episodes 32 --secant-ops cutout_color conv mixup crop --image-size 84 --num-envs 64 --student-steps 5000 --safe-seeds 1 --out "$OUT/secant"
       ;;
     secantwalk)
       # sessions 25-26: on walker_stand the 32x32 CPU student (RAD's conv) met six of seven targets; color_hard did not;
       # session 28: adding color_map at 48x48 kept 76% of train under color_hard on the CPU (three seeds, 64 episodes)
-      run secantwalk 580 python3 benchmarks/secant_zero_shot.py --env dmc/walker_stand --expert sac --expert-env-steps 400000 --image-size 84 --num-envs 64 --student-steps 5000 --secant-ops cutout_color rad_conv color_map mixup crop --workers 1 --out "$OUT/secantwalk"
+      run secantwalk 580 python3 benchmarks/secant_zero_shot.py --env dmc/walker_stand --expert sac --expert-env-steps 400000 --image-size 84 --num-envs 64 --student-steps 5000 --safe-seeds 1 --secant-ops cutout_color rad_conv color_map mixup crop --workers 1 --out "$OUT/secantwalk"
       ;;
     es)
       run es 480 python3 benchmarks/es_vs_peers.py --population 1024 --iterations 20 --scaling \

@@ -10,17 +10,20 @@ five appearance suites:
 * ``dr``: the weak augmentation under a randomised training appearance (``color_easy``), the
   domain-randomisation baseline.
 
-Then SafeDAgger against DAgger (seed 0, or ``--safe-seeds N`` seeds, Combo1; the head learns to flag the worst
-``--safe-fraction`` of held-out states, ``DAggerConfig.safety_unsafe_fraction``, and the switch
-queries states whose logit reaches the top ``--query-fraction`` of the held-out batch's,
-``DAggerConfig.safety_query_fraction``): the student's return against the expert queries it took
-(``safedagger.png``); the check compares both final students over ``--final-episodes`` fresh episodes.
+Then SafeDAgger against DAgger (the ``secant`` student of the same seed). SafeDAgger runs on every seed
+(``--safe-seeds``), with Combo1. The head learns to flag the worst ``--safe-fraction`` of held-out states
+(``DAggerConfig.safety_unsafe_fraction``). The switch queries states whose logit reaches the top
+``--query-fraction`` of the held-out batch's (``DAggerConfig.safety_query_fraction``). SafeDAgger's
+seeding rollout is the untrained student's (``--safe-data``), and it runs ``--safe-steps`` steps
+(1.5x DAgger's) with ``--safe-lr-schedule``. Output: seed 0's return against the expert queries it
+took (``safedagger.png``); the check compares the final students' means over ``--final-episodes``
+fresh episodes per seed.
 
-The default run (session 40) is walker_stand at 32x32: a SAC expert on the state for 250,000
+The default run (session 41) is walker_stand at 32x32: a SAC expert on the state for 250,000
 environment steps, students of 2,000 steps with 8 environments each, 24 episodes per seed and
-suite, SafeDAgger with ``--query-fraction 0.6``; it ran in 37.9 minutes on a 2-core CPU from an empty
-compilation cache and passes the five zero-shot targets; its SafeDAgger check fails (68% of DAgger's
-return with 33% of its queries; BENCHMARKS.md, session 40).
+suite, and SafeDAgger with 3,000 steps at ``--query-fraction 0.3``. It ran in 36.3 minutes on a
+2-core CPU from an empty compilation cache and passes all seven targets. SafeDAgger kept 96.3% of
+DAgger's return with 19.0% of its queries (BENCHMARKS.md, session 41).
 Expert: SAC (256x256, batch 256, 16 envs); ``--expert ppo`` is PPO with CAPS's smoothness terms
 (``--expert-smooth``, session 23), whose labels students can fit, for reacher_easy (state PPO's
 samples cost too much on a CPU for tasks with contacts, session 25).
@@ -37,7 +40,7 @@ in ``train``, >= 75% of its own ``train`` return under ``color_hard`` and ``vide
 beats the weak student by >= 25% (relative) under both; SafeDAgger reaches >= 95% of DAgger's
 final return with <= 40% of its queries. The script prints each check.
 
-    python benchmarks/secant_zero_shot.py                       # CPU: walker_stand, 32x32, ~38 min (see --help)
+    python benchmarks/secant_zero_shot.py                       # CPU: walker_stand, 32x32, ~36 min (see --help)
     python benchmarks/secant_zero_shot.py --image-size 84 --env dmc/walker_walk --student-steps 30000  # GPU-scale
     python benchmarks/secant_zero_shot.py --env dmc/reacher_easy --expert ppo --query-fraction 0.3 \
         --num-envs 16 --student-steps 3000 --eval-episodes 32 --secant-ops cutout_color conv mixup crop  # before s40

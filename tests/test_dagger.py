@@ -368,6 +368,14 @@ def test_data_modes_choose_who_rolls_out(toy):
         replay = step(replay, student_only.student.policy(params, replay.obs["pixels"]))
     np.testing.assert_allclose(seeded.env_state.obs["proprio"], replay.obs["proprio"], atol=1e-4)
 
+    # SafeDAgger seeded by the student (the benchmark's, session 41): the seeding ignores the head, the
+    # student acts and the expert labels every seeded observation, as above
+    safe_student = _programs(dataclasses.replace(TOY, data="student", safe=True), step=False)
+    safe_seeded, safe_metrics = safe_student.seed(safe_student.fresh())
+    assert int(safe_seeded.queries) == int(safe_metrics["dataset_size"]) == S * E
+    np.testing.assert_allclose(safe_seeded.data.label[:S * E], seeded.data.label[:S * E], atol=1e-6)
+    np.testing.assert_allclose(safe_seeded.env_state.obs["proprio"], seeded.env_state.obs["proprio"], atol=1e-6)
+
     # dagger's seeding (the expert's) ends elsewhere: it drives every env towards the origin
     dagger_seeded, _ = toy.seed(toy.fresh())
     assert np.abs(dagger_seeded.env_state.obs["proprio"]).max() < 0.05
