@@ -128,7 +128,7 @@ def main() -> None:
                    help="SafeDAgger: the switch flags states whose head logit reaches this top quantile of the held-out "
                         "batch's (DAggerConfig.safety_query_fraction; 0: the plain sigmoid >= 0.5). 0.3 from session 41 "
                         "(walker_stand, 5,000 steps seeded by the student: 100%% of DAgger's return with 23%% of its "
-                        "queries); on reacher_easy it took 24%% of DAgger's queries (session 25)")
+                        "queries); on reacher_easy it took 24%% of DAgger's queries (session 24)")
     p.add_argument("--safe-steps", type=int, default=None,
                    help="SafeDAgger's student steps (default: 1.5 x --student-steps). Its steps cost no queries where "
                         "the head says safe, and its student learns from fewer labels: at DAgger's 2,000 steps it kept "
