@@ -140,7 +140,7 @@ def main() -> None:
                         "of its students' test episodes fell (return < 500) against DAgger's 3%%")
     p.add_argument("--safe-seeds", type=int, default=None,
                    help="SafeDAgger runs (seeds 0..N-1), each against the secant student of its seed; the checks "
-                        "compare the means (default: all of --seeds, 3 since session 41; one seed's ratio ran from "
+                        "compare the means (default: all of --seeds, 3 since session 41; with --reevaluate, as many as the run has; one seed's ratio ran from "
                         "81%% to 118%% of DAgger's on reacher, session 25, and from 90%% to 99%% on walker_stand, "
                         "session 41; each extra seed costs one student's training)")
     p.add_argument("--safe-lr-schedule", default="linear", choices=["constant", "linear", "cosine"],
@@ -186,8 +186,8 @@ def main() -> None:
         p.error(f"--safe-steps {args.safe_steps} is not allowed: it must be >= 1")
     if args.workers is not None and args.workers < 1:
         p.error(f"--workers {args.workers} is not allowed: it must be >= 1")
-    if args.safe_seeds is None:
-        args.safe_seeds = args.seeds
+    if args.safe_seeds is None:  # --reevaluate: as many as the run has (runs before session 41 had one)
+        args.safe_seeds = _safe_runs(args.out, args.seeds) if args.reevaluate else args.seeds
     if not 1 <= args.safe_seeds <= args.seeds:
         p.error(f"--safe-seeds {args.safe_seeds} is not allowed: it must be between 1 and --seeds ({args.seeds})")
     revision = vasa_revision()  # of the code this run loads (later commits do not change it)
@@ -352,6 +352,14 @@ def _train(args, out: str) -> dict:
             (result["params"][key], result["curves"][key], result["timings"][key], result["evals"][key],
              result["finals"][key]) = done[key]
     return result
+
+
+def _safe_runs(out: str, seeds: int) -> int:
+    """SafeDAgger seeds ``0..N-1`` whose run directories exist in ``out`` (at least 1, at most ``seeds``)."""
+    n = 0
+    while n < seeds and os.path.isdir(f"{out}/safedagger-{n}"):
+        n += 1
+    return max(n, 1)
 
 
 def _finished_run(run_dir: str) -> bool:
