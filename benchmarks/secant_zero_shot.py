@@ -70,6 +70,10 @@ import numpy as np  # noqa: E402
 from benchmarks._common import vasa_revision  # noqa: E402
 
 
+# DAggerConfig.lr_schedule's choices (vasa is imported only after parsing: see main)
+LR_SCHEDULES = ("constant", "linear", "cosine")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--env", default="dmc/walker_stand",
@@ -104,7 +108,7 @@ def main() -> None:
                    help="every student's gradient steps (one environment step of --num-envs envs each; session 40: "
                         "2,000 with 8 envs ran the whole benchmark in 38 minutes; 3,000 with 16, ~54 estimated)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr-schedule", default="constant", choices=["constant", "linear", "cosine"],
+    p.add_argument("--lr-schedule", default="constant", choices=LR_SCHEDULES,
                    help="every student's learning rate over its steps (linear: decays to 0, a steadier final student)")
     p.add_argument("--encoder", default="drq", choices=["drq", "drq_small", "nature"],
                    help="every student's encoder; drq_small (DrQ's with the second layer strided and the fourth "
@@ -140,10 +144,10 @@ def main() -> None:
                         "of its students' test episodes fell (return < 500) against DAgger's 3%%")
     p.add_argument("--safe-seeds", type=int, default=None,
                    help="SafeDAgger runs (seeds 0..N-1), each against the secant student of its seed; the checks "
-                        "compare the means (default: all of --seeds, 3 since session 41; with --reevaluate, as many as the run has; one seed's ratio ran from "
-                        "81%% to 118%% of DAgger's on reacher, session 25, and from 90%% to 99%% on walker_stand, "
-                        "session 41; each extra seed costs one student's training)")
-    p.add_argument("--safe-lr-schedule", default="linear", choices=["constant", "linear", "cosine"],
+                        "compare the means (default: all of --seeds, 3 since session 41; with --reevaluate, as many as "
+                        "the run has; one seed's ratio ran from 81%% to 118%% of DAgger's on reacher, session 25, and "
+                        "from 90%% to 99%% on walker_stand, session 41; each extra seed costs one student's training)")
+    p.add_argument("--safe-lr-schedule", default="linear", choices=LR_SCHEDULES,
                    help="SafeDAgger's learning rate over its steps (session 41: linear decay lifted seeds 1 and 2 "
                         "of walker_stand from 844 and 798 to 868 and 818 over 64 episodes; DAgger keeps "
                         "--lr-schedule)")
